@@ -1,0 +1,175 @@
+"""The alkomd configuration: one TOML file, validated strictly into frozen dataclasses.
+
+Any problem raises `ConfigError` naming the key and the file; the CLIs print it as one line and
+exit 78 (EX_CONFIG), which the systemd unit treats as "do not restart".
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alkomd.daemon.schema import ConfigError, build, spec
+from alkomd.drivers import registry
+
+EX_CONFIG = 78
+DEFAULT_PATH = Path("/etc/alkomd/alkomd.toml")
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"  # safe as one MQTT topic level
+NODE_PATTERN = r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*"
+TIERS = ("polres", "polda", "mabes")
+UNIT_TYPES = ("car", "motorcycle", "foot", "boat")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    path: str = spec("", pattern=f"({NODE_PATTERN})?", doc="Node path under the root, e.g. gorontalo/bone-bolango; empty for Mabes.")
+    root: str = spec("polri110", pattern=ID_PATTERN, doc="First topic level of every topic.")
+    tier: str = spec("polres", choices=TIERS, doc="Which tier this node is.")
+    name: str = spec("", doc="Human name of the station, e.g. Polres Bone Bolango.")
+
+    @property
+    def topic(self) -> str:
+        """`<root>/<path>`: the prefix of every topic this node publishes."""
+        return f"{self.root}/{self.path}" if self.path else self.root
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: Path = spec(Path("/var/lib/alkomd/alkomd.db"), doc="SQLite database (WAL); relative paths are relative to the config file.")
+    synchronous: str = spec("full", choices=("full", "normal"), doc="full survives power loss; normal only process crashes.")
+    position_retention_days: int = spec(90, min=1, max=3650, doc="Position history older than this is deleted.")
+    sent_retention_hours: int = spec(24, min=0, max=720, doc="Outbox rows the broker acknowledged are kept this long.")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = spec("localhost", doc="Broker host name or address.")
+    port: int = spec(8883, min=1, max=65535, doc="Broker port (8883 for TLS, 1883 for plain).")
+    tls: bool = spec(True, doc="Use TLS. Turn off only on a trusted loopback or test broker.")
+    ca_file: Path | None = spec(None, must_exist=True, doc="CA certificate(s) to verify the broker; default: the system store.")
+    cert_file: Path | None = spec(None, must_exist=True, doc="Client certificate for mutual TLS.")
+    key_file: Path | None = spec(None, must_exist=True, doc="Client private key for mutual TLS (e.g. a systemd credential).")
+    username: str = spec("", doc="MQTT user name (often the station id).")
+    password_file: Path | None = spec(None, must_exist=True, doc="File holding the MQTT password (e.g. /run/credentials/alkomd.service/mqtt-password).")
+    client_id: str = spec("", pattern=f"({ID_PATTERN})?", doc="MQTT client id; default alkomd-<node path with - for />.")
+    keepalive_s: int = spec(30, min=5, max=3600, doc="MQTT keepalive; a dead link is noticed after about 1.5x this.")
+    reconnect_min_s: float = spec(1.0, min=0.1, max=60, doc="First reconnect delay.")
+    reconnect_max_s: float = spec(30.0, min=1, max=600, doc="Largest reconnect delay.")
+    session_expiry_s: int = spec(86400, min=0, max=2**32 - 1, doc="MQTT 5 session expiry: how long the broker keeps our subscriptions while we are away.")
+    health_interval_s: float = spec(60.0, min=1, max=3600, doc="How often <node>/health is published.")
+    inflight: int = spec(20, min=1, max=100, doc="QoS 1 messages in flight at once (paho is slower with a larger window).")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = spec("info", choices=("debug", "info", "warning", "error"), doc="Log level.")
+
+
+@dataclass(frozen=True)
+class UnitConfig:
+    id: str = spec(pattern=ID_PATTERN, doc="Unit id, used in topics, e.g. R2-12.")
+    callsign: str = spec("", doc="Radio callsign.")
+    type: str = spec("car", choices=UNIT_TYPES, doc="Kind of unit (sets its speed class).")
+    device: str = spec("", doc="Id of the [[device]] whose fixes are this unit's position.")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str
+    driver: str
+    enabled: bool
+    options: Any  # the driver's own frozen options dataclass
+
+
+@dataclass(frozen=True)
+class _DeviceCommon:
+    id: str = spec(pattern=ID_PATTERN, doc="Device id, used in topics and logs, e.g. car12-gps.")
+    driver: str = spec(doc="Which driver reads it (nmea, simulator, ...).")
+    enabled: bool = spec(True, doc="Set false to keep the entry but not open the device.")
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    node: NodeConfig
+    store: StoreConfig
+    mqtt: MqttConfig
+    log: LogConfig
+    devices: tuple[DeviceConfig, ...]
+    units: tuple[UnitConfig, ...]
+
+
+_SECTIONS = {"node": NodeConfig, "store": StoreConfig, "mqtt": MqttConfig, "log": LogConfig}
+_COMMON = ("id", "driver", "enabled")
+
+
+def load(path: Path | str) -> Config:
+    """Read and validate a config file; raises ConfigError."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(path, "", "file not found") from None
+    except PermissionError:
+        raise ConfigError(path, "", "permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    return parse(raw, path)
+
+
+def parse(raw: dict[str, Any], path: Path) -> Config:
+    """Validate an already-parsed TOML document (see `load`)."""
+    known = set(_SECTIONS) | {"device", "unit"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
+    sections = {name: build(cls, raw.get(name, {}), name, path) for name, cls in _SECTIONS.items()}
+    if "node" not in raw or "path" not in raw["node"]:
+        raise ConfigError(path, "node.path", "missing (required): the node path, e.g. gorontalo/bone-bolango")
+    devices = tuple(_device(t, i, path) for i, t in enumerate(_array(raw, "device", path)))
+    units = tuple(build(UnitConfig, t, f"unit[{i}]", path) for i, t in enumerate(_array(raw, "unit", path)))
+    _cross_check(devices, units, path)
+    return Config(source=path, devices=devices, units=units, **sections)
+
+
+def _array(raw: dict[str, Any], key: str, path: Path) -> list[Any]:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(path, key, f"must be an array of tables ([[{key}]]), not a single table")
+    return value
+
+
+def _device(table: Any, i: int, path: Path) -> DeviceConfig:
+    where = f"device[{i}]"
+    if not isinstance(table, dict):
+        raise ConfigError(path, where, "must be a table")
+    common = build(_DeviceCommon, {k: v for k, v in table.items() if k in _COMMON}, where, path)
+    driver = registry.get(common.driver)
+    if driver is None:
+        known = ", ".join(registry.names())
+        raise ConfigError(path, f"{where}.driver", f"unknown driver {common.driver!r} (known: {known})")
+    options = build(driver.options, {k: v for k, v in table.items() if k not in _COMMON}, where, path)
+    return DeviceConfig(common.id, common.driver, common.enabled, options)
+
+
+def _cross_check(devices: tuple[DeviceConfig, ...], units: tuple[UnitConfig, ...], path: Path) -> None:
+    seen: dict[str, int] = {}
+    for i, d in enumerate(devices):
+        if d.id in seen:
+            raise ConfigError(path, f"device[{i}].id", f"duplicate device id {d.id!r} (also device[{seen[d.id]}])")
+        seen[d.id] = i
+    unit_ids: dict[str, int] = {}
+    owner: dict[str, str] = {}
+    for i, u in enumerate(units):
+        if u.id in unit_ids:
+            raise ConfigError(path, f"unit[{i}].id", f"duplicate unit id {u.id!r} (also unit[{unit_ids[u.id]}])")
+        unit_ids[u.id] = i
+        if u.device:
+            if u.device not in seen:
+                raise ConfigError(path, f"unit[{i}].device", f"no [[device]] with id {u.device!r}")
+            if u.device in owner:
+                raise ConfigError(path, f"unit[{i}].device", f"device {u.device!r} already belongs to unit {owner[u.device]!r}")
+            owner[u.device] = u.id

@@ -1,0 +1,129 @@
+"""MQTT contract v1: every topic and payload alkomd publishes, built in one place.
+
+This module is the public API (docs/contract/ documents it): add fields, never rename or remove
+them. Topics never contain `+` or `#`; payloads are compact UTF-8 JSON with ISO 8601 UTC times.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from alkomd.daemon.records import Counters, DeviceStatus, UnitPosition, utc_iso
+from alkomd.daemon.store import Message
+
+CONTRACT_VERSION = 1
+
+
+def new_msg_id() -> str:
+    """A globally unique, stable message id (consumers deduplicate on it)."""
+    return uuid.uuid4().hex
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _level(name: str) -> str:
+    if not name or any(c in name for c in "+#/\0"):
+        raise ValueError(f"not a valid topic level: {name!r}")
+    return name
+
+
+def _r(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def state_topic(node: str) -> str:
+    return f"{node}/state"
+
+
+def health_topic(node: str) -> str:
+    return f"{node}/health"
+
+
+def device_status_topic(node: str, device: str) -> str:
+    return f"{node}/device/{_level(device)}/status"
+
+
+def position_topic(node: str, unit: str) -> str:
+    return f"{node}/unit/{_level(unit)}/position"
+
+
+def state_payload(state: str, version: str, since: datetime) -> str:
+    """`<node>/state` (retained; "offline" is also the MQTT will)."""
+    return _dumps({"state": state, "version": version, "since": utc_iso(since)})
+
+
+def position_message(node: str, up: UnitPosition) -> Message:
+    """`<node>/unit/<unit>/position` (retained): the unit's newest fix."""
+    f = up.fix
+    msg_id = new_msg_id()
+    payload = {
+        "unit": up.unit,
+        "lat": round(f.lat, 7),
+        "lon": round(f.lon, 7),
+        "time": utc_iso(f.time),
+        "received": utc_iso(f.received),
+        "speed_kmh": _r(f.speed_kmh, 1),
+        "course": _r(f.course, 1),
+        "hdop": _r(f.hdop, 2),
+        "sats": f.sats,
+        "fix": f"{f.mode}d",
+        "source": f.radio and f"{f.device}:{f.radio}" or f.device,
+        "msg_id": msg_id,
+        "alt": _r(f.alt, 1),
+    }
+    return Message(msg_id, "position", position_topic(node, up.unit), _dumps(payload), 1, True)
+
+
+def counters_dict(c: Counters) -> dict[str, int]:
+    return asdict(c)
+
+
+def device_status_message(node: str, s: DeviceStatus) -> Message:
+    """`<node>/device/<device>/status` (retained, on change)."""
+    msg_id = new_msg_id()
+    payload = {
+        "device": s.device,
+        "driver": s.driver,
+        "state": s.state.value,
+        "since": utc_iso(s.since),
+        "counters": counters_dict(s.counters),
+        "detail": s.detail,
+        "msg_id": msg_id,
+    }
+    return Message(msg_id, "device_status", device_status_topic(node, s.device), _dumps(payload), 1, True)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    device: str
+    driver: str
+    state: str
+    counters: Counters
+    last_data_age_s: float | None
+
+
+def health_payload(now: datetime, uptime_s: float, outbox_depth: int, devices: Sequence[DeviceHealth]) -> str:
+    """`<node>/health` (not retained): counters per device and the outbox depth."""
+    return _dumps(
+        {
+            "time": utc_iso(now),
+            "uptime_s": round(uptime_s, 1),
+            "outbox_depth": outbox_depth,
+            "devices": {
+                d.device: {
+                    "driver": d.driver,
+                    "state": d.state,
+                    **counters_dict(d.counters),
+                    "last_data_age_s": None if d.last_data_age_s is None else round(d.last_data_age_s, 1),
+                }
+                for d in devices
+            },
+            "msg_id": new_msg_id(),
+        }
+    )

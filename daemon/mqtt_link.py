@@ -1,0 +1,227 @@
+"""The broker link: paho-mqtt 2.x (MQTT 5, QoS 1) on its own thread, events handed to asyncio.
+
+Wraps paho's traps once:
+- paho keeps unacknowledged messages in RAM only, so nothing is given to it unless connected,
+  and never more than the in-flight window (the durable queue is the SQLite outbox);
+- `publish()` return codes are not delivery: only the PUBACK (`on_publish`) is, and its reason
+  code matters under MQTT 5 (>= 0x80 is a refusal such as 0x87 "not authorized");
+- subscriptions are made again on every connect; the retained `<node>/state` "online" is
+  published on every connect, and "offline" is the will (and is published on a clean stop).
+
+All callbacks reach the owner through `loop.call_soon_threadsafe`, never directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from alkomd.daemon import contract
+from alkomd.daemon.config import MqttConfig
+from alkomd.daemon.records import utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The broker's answer to one QoS 1 publish."""
+
+    mid: int
+    reason: int  # MQTT 5 reason code: < 0x80 accepted (0x10: accepted, no subscriber)
+    reason_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class LinkEvents:
+    """What the link reports to its owner (all called on the event loop thread)."""
+
+    def connected(self) -> None: ...
+
+    def disconnected(self, reason: str) -> None: ...
+
+    def acked(self, ack: Ack) -> None: ...
+
+    def message(self, msg: Incoming) -> None: ...
+
+
+def read_secret(path: str) -> str:
+    """A secret file's content without its trailing newline (systemd credentials, 0600 files)."""
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().rstrip("\r\n")
+
+
+class MqttLink:
+    """One MQTT 5 session to the broker, reconnecting with backoff for as long as it runs."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        node_topic: str,
+        version: str,
+        loop: asyncio.AbstractEventLoop,
+        events: LinkEvents,
+        subscriptions: tuple[str, ...] = (),
+    ) -> None:
+        self.cfg = cfg
+        self.node_topic = node_topic
+        self.version = version
+        self._loop = loop
+        self._events = events
+        self.subscriptions = subscriptions
+        self.connected = False
+        self.connected_since: datetime | None = None
+        self.last_error = ""
+        self.client_id = cfg.client_id or "alkomd-" + (node_topic.replace("/", "-"))
+        c = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        c.max_inflight_messages_set(cfg.inflight)
+        c.reconnect_delay_set(max(1, round(cfg.reconnect_min_s)), max(1, round(cfg.reconnect_max_s)))
+        if cfg.username:
+            password = read_secret(str(cfg.password_file)) if cfg.password_file else None
+            c.username_pw_set(cfg.username, password)
+        if cfg.tls:
+            c.tls_set(
+                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+                certfile=str(cfg.cert_file) if cfg.cert_file else None,
+                keyfile=str(cfg.key_file) if cfg.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        self._started = utc_now()
+        c.will_set(
+            contract.state_topic(node_topic),
+            contract.state_payload("offline", version, self._started),
+            qos=1,
+            retain=True,
+        )
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        c.on_connect_fail = self._on_connect_fail
+        self.client = c
+
+    # -- control (event loop thread) -----------------------------------------------------------
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.cfg.session_expiry_s
+        self.client.connect_async(
+            self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=False, properties=props
+        )
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: str, qos: int = 1, retain: bool = False) -> int:
+        """Hand one message to paho; returns its mid (its PUBACK arrives as `acked`)."""
+        info = self.client.publish(topic, payload.encode("utf-8"), qos=qos, retain=retain)
+        return info.mid
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Publish the retained "offline" state (if connected), disconnect, join the thread."""
+        if self.connected:
+            info = self.client.publish(
+                contract.state_topic(self.node_topic),
+                contract.state_payload("offline", self.version, utc_now()),
+                qos=1,
+                retain=True,
+            )
+            try:
+                info.wait_for_publish(timeout_s)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # -- paho thread ---------------------------------------------------------------------------
+
+    def _post(self, fn: Callable[..., None], *args: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: we are shutting down
+            pass
+
+    def _on_connect(
+        self, client: paho.Client, userdata: object, flags: paho.ConnectFlags, rc: ReasonCode, props: Properties | None
+    ) -> None:
+        if rc.is_failure:
+            text = f"broker refused the connection: {rc.getName()}"
+            if rc.value in (0x86, 0x87, 0x8C):
+                text += " (check mqtt.username and the password file, and the broker's ACL)"
+            self._post(self._set_error, text)
+            return
+        since = utc_now()
+        client.publish(
+            contract.state_topic(self.node_topic),
+            contract.state_payload("online", self.version, since),
+            qos=1,
+            retain=True,
+        )
+        for topic in self.subscriptions:
+            client.subscribe(topic, qos=1)
+        self._post(self._set_connected, since)
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        rc: ReasonCode,
+        props: Properties | None,
+    ) -> None:
+        self._post(self._set_disconnected, rc.getName() if rc is not None else "connection lost")
+
+    def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
+        self._post(self._set_error, "broker unreachable (connection refused, no route or DNS failure); retrying")
+
+    def _on_publish(
+        self, client: paho.Client, userdata: object, mid: int, rc: ReasonCode, props: Properties
+    ) -> None:
+        self._post(self._events.acked, Ack(mid, rc.value, rc.getName()))
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        self._post(self._events.message, Incoming(msg.topic, msg.payload, bool(msg.retain)))
+
+    # -- back on the event loop thread ---------------------------------------------------------
+
+    def _set_error(self, text: str) -> None:
+        if text != self.last_error:
+            log.error("mqtt %s:%d: %s", self.cfg.host, self.cfg.port, text)
+            self.last_error = text
+
+    def _set_connected(self, since: datetime) -> None:
+        self.connected = True
+        self.connected_since = since
+        self.last_error = ""
+        log.info("mqtt: connected to %s:%d as %s", self.cfg.host, self.cfg.port, self.client_id)
+        self._events.connected()
+
+    def _set_disconnected(self, reason: str) -> None:
+        was = self.connected
+        self.connected = False
+        self.connected_since = None
+        if was and reason in ("Success", "Normal disconnection"):
+            log.info("mqtt: disconnected from %s:%d", self.cfg.host, self.cfg.port)
+        elif was:
+            log.warning("mqtt: disconnected from %s:%d (%s); outbox keeps everything", self.cfg.host, self.cfg.port, reason)
+        elif reason != self.last_error and reason not in ("Success", "Normal disconnection"):
+            self._set_error(f"cannot connect ({reason})")
+        self._events.disconnected(reason)

@@ -1,0 +1,131 @@
+"""Drains the SQLite outbox to the broker; a row is marked sent only when its PUBACK accepts it.
+
+Rules (all on the event loop thread):
+- nothing is handed to paho while disconnected, and never more than `window` messages at once
+  (paho's own queue is RAM only); what paho holds in flight at a disconnect it resends itself;
+- on every connect the newest unsent position of each unit goes first, then the backlog in
+  order. A message superseded by a newer one on the same topic is published with retain=false,
+  so the retained position is always the newest fix;
+- a PUBACK with a reason code >= 0x80 (0x87 not authorized, 0x97 quota exceeded, ...) keeps the
+  row, logs once per (kind, reason), and retries that row after `REFUSED_RETRY_S`: no spinning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from alkomd.daemon.mqtt_link import Ack
+from alkomd.daemon.records import utc_now
+from alkomd.daemon.store import OutboxRow, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+REFUSED_RETRY_S = 60.0
+Send = Callable[[str, str, int, bool], int]  # (topic, payload, qos, retain) -> mid
+
+
+class Publisher:
+    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop, window: int = 20) -> None:
+        self.store = store
+        self._loop = loop
+        self.window = window
+        self.send: Send | None = None
+        self.connected = False
+        self.sent = 0
+        self.refused = 0
+        self._inflight: dict[int, int] = {}  # mid -> outbox row id
+        self._priority: deque[OutboxRow] = deque()
+        self._blocked: dict[int, float] = {}  # row id -> monotonic time of the next try
+        self._acked: list[int] = []
+        self._commit_scheduled = False
+        self._refusals_logged: set[tuple[str, int]] = set()
+
+    # -- link events ---------------------------------------------------------------------------
+
+    def on_connected(self) -> None:
+        self.connected = True
+        self._priority = deque(self.store.newest_unsent_positions())
+        self.pump()
+
+    def on_disconnected(self) -> None:
+        self.connected = False
+        self._priority.clear()
+
+    def on_ack(self, ack: Ack) -> None:
+        row_id = self._inflight.pop(ack.mid, None)
+        if row_id is None:
+            return  # a message not from the outbox (state, health)
+        if ack.reason < 0x80:
+            self._acked.append(row_id)
+            if not self._commit_scheduled:
+                self._commit_scheduled = True
+                self._loop.call_soon(self._commit_acks)
+        else:
+            self.refused += 1
+            self._blocked[row_id] = time.monotonic() + REFUSED_RETRY_S
+            self._loop.call_later(REFUSED_RETRY_S, self.pump)
+            kind = self._kind_of(row_id)
+            if (kind, ack.reason) not in self._refusals_logged:
+                self._refusals_logged.add((kind, ack.reason))
+                log.error(
+                    "broker refused a %s message (reason 0x%02X %s): kept in the outbox, retried every %.0f s; "
+                    "check the broker ACL for this station's topics",
+                    kind, ack.reason, ack.reason_text, REFUSED_RETRY_S,
+                )  # fmt: skip
+        self.pump()
+
+    def _kind_of(self, row_id: int) -> str:
+        r = self.store.conn.execute("SELECT kind FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        return str(r[0]) if r else "?"
+
+    def _commit_acks(self) -> None:
+        self._commit_scheduled = False
+        ids, self._acked = self._acked, []
+        if not ids:
+            return
+        try:
+            self.store.mark_sent(ids, utc_now())
+        except StoreError:
+            log.exception("cannot mark %d outbox rows sent; they will be sent again", len(ids))
+            return
+        self.sent += len(ids)
+        for i in ids:
+            self._blocked.pop(i, None)
+
+    # -- draining ------------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Fill the in-flight window from the outbox (cheap when there is nothing to do)."""
+        if not self.connected or self.send is None:
+            return
+        free = self.window - len(self._inflight)
+        if free <= 0:
+            return
+        now = time.monotonic()
+        skip = set(self._inflight.values())
+        skip.update(self._acked)
+        skip.update(i for i, at in self._blocked.items() if at > now)
+        while free > 0 and self._priority:
+            row = self._priority.popleft()
+            if row.id not in skip:
+                self._send(row)
+                skip.add(row.id)
+                free -= 1
+        if free > 0:
+            for row in self.store.unsent(free, frozenset(skip)):
+                self._send(row)
+
+    def _send(self, row: OutboxRow) -> None:
+        assert self.send is not None
+        m = row.message
+        retain = m.retain and not self.store.superseded(row)
+        mid = self.send(m.topic, m.payload, m.qos, retain)
+        self._inflight[mid] = row.id
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)

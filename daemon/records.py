@@ -1,0 +1,86 @@
+"""Records that cross module boundaries: what drivers emit and what the core stores and publishes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+
+def utc_iso(t: datetime) -> str:
+    """ISO 8601 UTC with a trailing Z and millisecond precision (the contract's time format)."""
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class DeviceState(str, enum.Enum):
+    """Health of one configured device, as published on <node>/device/<device>/status."""
+
+    CONNECTED = "connected"  # valid sentences and valid fixes
+    NO_FIX = "no_fix"  # valid sentences, but no valid fix for a while
+    SILENT = "silent"  # port open, but no valid sentence for a while (bytes may still flow)
+    DEGRADED = "degraded"  # data flows, but a high share of it is corrupt (baud rate, wiring)
+    DISCONNECTED = "disconnected"  # the port cannot be opened or vanished
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """One valid position fix of one epoch, after the validity gates.
+
+    `radio` is None for a device that carries one GPS (a unit's own receiver); drivers that
+    relay many units over one port (FleetSync base radios) set it to the radio's identity.
+    """
+
+    device: str
+    time: datetime  # UTC time of the fix (from the receiver)
+    lat: float
+    lon: float
+    mode: int  # 2 = 2D, 3 = 3D
+    received: datetime  # UTC wall-clock time the epoch's last sentence was read
+    received_mono: float  # time.monotonic() of the same moment (for ages and latency)
+    alt: float | None = None
+    speed_kmh: float | None = None
+    course: float | None = None
+    hdop: float | None = None
+    sats: int | None = None
+    radio: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """Per-device counters since the daemon started (monotonic, never reset on reconnect)."""
+
+    bytes: int = 0
+    sentences: int = 0
+    checksum_errors: int = 0
+    parse_errors: int = 0
+    garbage_bytes: int = 0
+    fixes: int = 0
+    rejected_fixes: int = 0
+    reconnects: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """A device's state changed (emitted on change only, never repeated)."""
+
+    device: str
+    driver: str
+    state: DeviceState
+    since: datetime
+    counters: Counters
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UnitPosition:
+    """A fix attributed to a configured unit: what is stored and published as a position."""
+
+    unit: str
+    fix: Fix
+
+
+Record = Fix | DeviceStatus

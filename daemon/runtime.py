@@ -1,0 +1,179 @@
+"""The daemon's runtime: builds the object graph from the config, runs it, stops it cleanly.
+
+One asyncio event loop owns all mutable state (station, store, publisher) and all timers. Each
+device driver runs in its own thread and hands records to the loop with `call_soon_threadsafe`;
+paho runs its network loop in its own thread the same way. SIGTERM and SIGINT stop everything
+within a few seconds: drivers are told to stop (reads time out every 0.25 s), pending records
+are committed, the link publishes "offline" and disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from alkomd.daemon import __version__, contract
+from alkomd.daemon.config import Config
+from alkomd.daemon.mqtt_link import Ack, Incoming, LinkEvents, MqttLink
+from alkomd.daemon.publisher import Publisher
+from alkomd.daemon.records import Record, utc_now
+from alkomd.daemon.station import Station
+from alkomd.daemon.store import Store
+from alkomd.drivers.base import Backoff, Driver
+from alkomd.drivers import registry
+
+log = logging.getLogger(__name__)
+
+PRUNE_INTERVAL_S = 3600.0
+DRIVER_JOIN_S = 2.0
+
+
+@dataclass(frozen=True)
+class RunningDriver:
+    device: str
+    driver_name: str
+    driver: Driver
+    thread: threading.Thread
+
+
+def _supervise(d: Driver, stop: threading.Event, emit: Callable[[Record], None]) -> None:
+    """A driver thread's top: restart a crashed driver (with its traceback logged) until stopped."""
+    backoff = Backoff(1.0, 60.0)
+    while not stop.is_set():
+        try:
+            d.run(stop, emit)
+        except Exception:
+            delay = backoff.next_delay()
+            log.exception("%s: driver crashed; restarting in %.1f s", d.device, delay)
+            stop.wait(delay)
+
+
+class Runtime(LinkEvents):
+    """The running daemon for one config."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.started_mono = time.monotonic()
+        self.stop_event = asyncio.Event()
+        self._driver_stop = threading.Event()
+        self.drivers: list[RunningDriver] = []
+        self.ready = False
+
+    # LinkEvents (called on the loop thread by MqttLink)
+    def connected(self) -> None:
+        self.publisher.on_connected()
+
+    def disconnected(self, reason: str) -> None:
+        self.publisher.on_disconnected()
+
+    def acked(self, ack: Ack) -> None:
+        self.publisher.on_ack(ack)
+
+    def message(self, msg: Incoming) -> None:
+        log.debug("mqtt: ignored message on %s", msg.topic)
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    async def run(self) -> int:
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        self.store = Store(cfg.store.path, cfg.store.synchronous)
+        self.publisher = Publisher(self.store, loop, cfg.mqtt.inflight)
+        self.station = Station(cfg, self.store, self.publisher, loop)
+        self.link = MqttLink(cfg.mqtt, cfg.node.topic, __version__, loop, self)
+        self.publisher.send = self.link.publish
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+        def emit(record: Record) -> None:
+            try:
+                loop.call_soon_threadsafe(self.station.submit, record)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+
+        for dev in cfg.devices:
+            if not dev.enabled:
+                log.info("%s: disabled in the config", dev.id)
+                continue
+            spec = registry.get(dev.driver)
+            assert spec is not None  # the config loader checked the name
+            drv = spec.create(dev.id, dev.options)
+            t = threading.Thread(target=_supervise, args=(drv, self._driver_stop, emit), name=f"driver-{dev.id}", daemon=True)
+            self.drivers.append(RunningDriver(dev.id, dev.driver, drv, t))
+            t.start()
+        self.link.start()
+        tasks = [
+            asyncio.create_task(self._every(cfg.mqtt.health_interval_s, self._publish_health), name="health"),
+            asyncio.create_task(self._every(PRUNE_INTERVAL_S, self._prune), name="prune"),
+        ]
+        self.ready = True
+        log.info(
+            "alkomd %s ready: node %s (%s), %d devices, %d units, database %s, broker %s:%d",
+            __version__, cfg.node.topic, cfg.node.tier, len(self.drivers), len(cfg.units), cfg.store.path,
+            cfg.mqtt.host, cfg.mqtt.port,
+        )  # fmt: skip
+        await self.stop_event.wait()
+        log.info("stopping")
+        for task in tasks:
+            task.cancel()
+        await self._shutdown()
+        return 0
+
+    async def _shutdown(self) -> None:
+        self._driver_stop.set()
+        deadline = time.monotonic() + DRIVER_JOIN_S
+        for rd in self.drivers:
+            rd.thread.join(max(0.0, deadline - time.monotonic()))
+            if rd.thread.is_alive():
+                log.warning("%s: driver did not stop in time", rd.device)
+        await asyncio.sleep(0)  # run records the drivers handed over while stopping
+        self.station.flush()
+        self.publisher.pump()
+        await asyncio.get_running_loop().run_in_executor(None, self.link.stop)
+        self.store.close()
+        log.info("stopped; outbox depth at exit: see the database (%s)", self.cfg.store.path)
+
+    async def _every(self, period_s: float, fn: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                fn()
+            except Exception:  # a periodic chore must not kill the daemon
+                log.exception("periodic task %s failed", getattr(fn, "__name__", fn))
+
+    def device_health(self) -> list[contract.DeviceHealth]:
+        now = time.monotonic()
+        out = []
+        for rd in self.drivers:
+            last = rd.driver.last_data()
+            status = self.station.device_status.get(rd.device)
+            out.append(
+                contract.DeviceHealth(
+                    rd.device, rd.driver_name, status.state.value if status else "starting",
+                    rd.driver.counters(), None if last is None else now - last,
+                )
+            )  # fmt: skip
+        return out
+
+    def _publish_health(self) -> None:
+        if not self.link.connected:
+            return
+        payload = contract.health_payload(
+            utc_now(), time.monotonic() - self.started_mono, self.store.outbox_depth(), self.device_health()
+        )
+        self.link.publish(contract.health_topic(self.cfg.node.topic), payload, 1, False)
+
+    def _prune(self) -> None:
+        s = self.cfg.store
+        out, pos = self.store.prune(
+            utc_now(), timedelta(hours=s.sent_retention_hours), timedelta(days=s.position_retention_days)
+        )
+        if out or pos:
+            log.info("pruned %d acknowledged outbox rows and %d old positions", out, pos)

@@ -1,0 +1,235 @@
+"""SQLite storage (via sqlite-utils): schema migrations, position history, units and the outbox.
+
+One connection, owned by the event-loop thread. WAL journal; `synchronous=FULL` by default so
+a commit survives power loss. A position row and its outbox row are committed together
+(`record`), so whatever the daemon acknowledged locally is published eventually, even after a
+kill: the publisher marks an outbox row sent only when the broker acknowledged it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlite_utils
+
+from alkomd.daemon.records import UnitPosition, utc_iso
+
+
+class StoreError(Exception):
+    """The database cannot be opened or written (disk full, corrupt, read-only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An outbound MQTT message, before it has an outbox row."""
+
+    msg_id: str
+    kind: str  # position | device_status | ... (used for ordering and thinning policies)
+    topic: str
+    payload: str
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    message: Message
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["units"].create(
+        {"id": str, "callsign": str, "type": str, "device": str, "last_fix_time": str}, pk="id"
+    )
+    db["positions"].create(
+        {
+            "id": int, "unit": str, "device": str, "time": str, "received": str, "lat": float,
+            "lon": float, "alt": float, "speed_kmh": float, "course": float, "hdop": float,
+            "sats": int, "mode": int, "msg_id": str,
+        },
+        pk="id",
+        not_null={"unit", "device", "time", "received", "lat", "lon", "msg_id"},
+    )  # fmt: skip
+    db["positions"].create_index(["unit", "time"], index_name="positions_unit_time")
+    db["positions"].create_index(["received"], index_name="positions_received")
+    db["outbox"].create(
+        {
+            "id": int, "msg_id": str, "kind": str, "topic": str, "payload": str, "qos": int,
+            "retain": int, "created": str, "sent": str,
+        },
+        pk="id",
+        not_null={"msg_id", "kind", "topic", "payload", "qos", "retain", "created"},
+    )  # fmt: skip
+    db["outbox"].create_index(["msg_id"], unique=True, index_name="outbox_msg_id")
+    db["outbox"].create_index(["topic", "id"], index_name="outbox_topic_id")
+    db.execute("CREATE INDEX outbox_unsent ON outbox(id) WHERE sent IS NULL")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1,)
+
+
+class Store:
+    """The daemon's database. Not thread-safe: use it from one thread (the event loop)."""
+
+    def __init__(self, path: Path, synchronous: str = "full") -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"database {self.path} has schema version {version}, newer than this alkomd "
+                f"knows ({len(MIGRATIONS)}): downgrade refused"
+            )
+        for i in range(version, len(MIGRATIONS)):
+            with self.db.atomic():
+                MIGRATIONS[i](self.db)
+                self.conn.execute(f"PRAGMA user_version={i + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- units -------------------------------------------------------------------------------
+
+    def sync_units(self, units: Iterable[tuple[str, str, str, str]]) -> None:
+        """Insert or update the configured units (id, callsign, type, device)."""
+        rows = [{"id": u, "callsign": c, "type": t, "device": d} for u, c, t, d in units]
+        with self.db.atomic():
+            self.db["units"].upsert_all(rows, pk="id")
+
+    def last_fix_times(self) -> dict[str, str]:
+        """Unit id -> ISO time of its newest stored fix (so a restart never moves a unit back)."""
+        rows = self.conn.execute("SELECT id, last_fix_time FROM units WHERE last_fix_time IS NOT NULL")
+        return {unit: t for unit, t in rows}
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def record(
+        self,
+        positions: Sequence[tuple[UnitPosition, Message | None]],
+        messages: Sequence[Message],
+        now: datetime,
+    ) -> None:
+        """One transaction: position history rows, their outbox rows, and other messages."""
+        created = utc_iso(now)
+        pos_rows = []
+        out_rows = []
+        latest: dict[str, str] = {}
+        for up, msg in positions:
+            f = up.fix
+            t = utc_iso(f.time)
+            pos_rows.append(
+                {
+                    "unit": up.unit, "device": f.device, "time": t, "received": utc_iso(f.received),
+                    "lat": f.lat, "lon": f.lon, "alt": f.alt, "speed_kmh": f.speed_kmh,
+                    "course": f.course, "hdop": f.hdop, "sats": f.sats, "mode": f.mode,
+                    "msg_id": msg.msg_id if msg else "",
+                }
+            )  # fmt: skip
+            if msg is not None:
+                out_rows.append(self._row(msg, created))
+                if t > latest.get(up.unit, ""):
+                    latest[up.unit] = t
+        for msg in messages:
+            out_rows.append(self._row(msg, created))
+        try:
+            with self.db.atomic():
+                if pos_rows:
+                    self.db["positions"].insert_all(pos_rows)
+                if out_rows:
+                    self.db["outbox"].insert_all(out_rows)
+                for unit, t in latest.items():
+                    self.conn.execute(
+                        "UPDATE units SET last_fix_time = ? WHERE id = ? AND (last_fix_time IS NULL OR last_fix_time < ?)",
+                        (t, unit, t),
+                    )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _row(msg: Message, created: str) -> dict[str, object]:
+        return {
+            "msg_id": msg.msg_id, "kind": msg.kind, "topic": msg.topic, "payload": msg.payload,
+            "qos": msg.qos, "retain": int(msg.retain), "created": created, "sent": None,
+        }  # fmt: skip
+
+    # -- outbox ------------------------------------------------------------------------------
+
+    def unsent(self, limit: int, skip: frozenset[int] = frozenset()) -> list[OutboxRow]:
+        """The oldest unsent rows, in order, leaving out `skip` (rows already in flight)."""
+        cur = self.conn.execute(
+            "SELECT id, msg_id, kind, topic, payload, qos, retain FROM outbox "
+            "WHERE sent IS NULL ORDER BY id LIMIT ?",
+            (limit + len(skip),),
+        )
+        rows = [_outbox_row(r) for r in cur if r[0] not in skip]
+        return rows[:limit]
+
+    def newest_unsent_positions(self) -> list[OutboxRow]:
+        """The newest unsent position message of each unit (sent first after an outage)."""
+        cur = self.conn.execute(
+            "SELECT id, msg_id, kind, topic, payload, qos, retain FROM outbox WHERE id IN "
+            "(SELECT max(id) FROM outbox WHERE sent IS NULL AND kind = 'position' GROUP BY topic) "
+            "ORDER BY id"
+        )
+        return [_outbox_row(r) for r in cur]
+
+    def superseded(self, row: OutboxRow) -> bool:
+        """True when a newer message for the same topic exists (then it must not be retained)."""
+        cur = self.conn.execute(
+            "SELECT 1 FROM outbox WHERE topic = ? AND id > ? LIMIT 1", (row.message.topic, row.id)
+        )
+        return cur.fetchone() is not None
+
+    def mark_sent(self, ids: Iterable[int], when: datetime) -> None:
+        stamp = utc_iso(when)
+        try:
+            with self.db.atomic():
+                self.conn.executemany(
+                    "UPDATE outbox SET sent = ? WHERE id = ?", [(stamp, i) for i in ids]
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to {self.path}: {exc}") from exc
+
+    def outbox_depth(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM outbox WHERE sent IS NULL").fetchone()[0])
+
+    def prune(self, now: datetime, sent_retention: timedelta, position_retention: timedelta) -> tuple[int, int]:
+        """Delete acknowledged outbox rows and old history; returns (outbox rows, positions).
+
+        Sent rows are kept while an older row is still unsent, so `superseded` stays correct.
+        """
+        sent_before = utc_iso(now - sent_retention)
+        pos_before = utc_iso(now - position_retention)
+        with self.db.atomic():
+            first_unsent = self.conn.execute("SELECT min(id) FROM outbox WHERE sent IS NULL").fetchone()[0]
+            out = self.conn.execute(
+                "DELETE FROM outbox WHERE sent IS NOT NULL AND sent < ? AND id < ?",
+                (sent_before, first_unsent if first_unsent is not None else 2**62),
+            ).rowcount
+            pos = self.conn.execute("DELETE FROM positions WHERE received < ?", (pos_before,)).rowcount
+        return out, pos
+
+
+def _outbox_row(r: tuple[int, str, str, str, str, int, int]) -> OutboxRow:
+    return OutboxRow(r[0], Message(r[1], r[2], r[3], r[4], r[5], bool(r[6])))

@@ -1,0 +1,1 @@
+"""alkomd.drivers: one module per kind of hardware; each turns bytes from a transport into records."""

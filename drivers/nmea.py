@@ -1,0 +1,470 @@
+"""NMEA 0183 decoding without I/O: bytes in, valid fixes out (framing, checksum, epochs, gates).
+
+Pipeline, one instance per device (not thread-safe; the driver's thread owns it):
+
+1. **Framing.** Bytes are split into lines on LF; within a line every `$` starts a sentence
+   (a `$` never occurs inside one), so `$$GPGGA`, an interrupted `$GPGGA,12$GPRMC,...` and two
+   sentences on one line all resync on the next `$`. Bytes outside sentences are counted as
+   garbage, except CR, STX, ETX and blanks (Kenwood radios frame sentences with STX/ETX). A line
+   with no LF is kept only up to `MAX_PENDING` bytes: memory does not grow on garbage.
+2. **Checksum.** Strict, as pynmea2's `check=True`: a missing `*hh` is an error. It is computed
+   here over the bytes once, because `pynmea2.parse` reruns a regex and a per-character checksum
+   that cost more than everything else in this module (see bench/bench_decode.py).
+3. **Parsing** with pynmea2's sentence classes (any talker: GP, GN, GL, GA, GB, BD, GQ, QZ, ...).
+   Fields are read by index from `.data` and converted here, strictly: pynmea2's typed accessors
+   swallow conversion errors and turn empty coordinates into 0.0 ("null island").
+4. **Epochs.** Sentences with the same UTC time of day form one epoch (GGA, RMC, GLL, ZDA carry
+   the time; GSA, GSV, VTG join the epoch they follow). Like gpsd, the decoder learns which
+   sentence ends a receiver's cycle and emits the fix the moment that sentence arrives, instead
+   of waiting for the next second; before it has learnt, and whenever the cycle changes, the
+   epoch is closed by the next epoch's first sentence or by `flush()`.
+5. **Validity gates.** RMC status `A`, GGA quality 1-5, GLL status `A`, GSA fix type >= 2,
+   mode indicator `A`/`D`/`F`/`R`/`P` (never `N`; `E` estimated, `M` manual and `S` simulated
+   are rejected too), coordinates present and in range, HDOP <= the configured bound, time
+   present and not in the future. An epoch that fails a gate is counted as a rejected fix.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from functools import reduce
+from operator import xor
+from typing import Any
+
+import pynmea2
+
+from alkomd.daemon.records import Fix
+
+MAX_PENDING = 512  # bytes kept of a line that has no LF yet (NMEA allows 82; Kenwood ~100)
+_FRAMING = b"\r\x02\x03 \t"  # stripped without counting as garbage
+_TIMED = frozenset(("GGA", "RMC", "GLL", "ZDA"))
+_GOOD_MODES = frozenset("ADFRP")
+_KNOTS_TO_KMH = 1.852
+_TALKER_TYPES: dict[str, type[pynmea2.TalkerSentence]] = pynmea2.TalkerSentence.sentence_types
+
+
+class Verdict(str, enum.Enum):
+    """What happened to one sentence candidate (for counters and `alkomctl sniff`)."""
+
+    OK = "ok"
+    BAD_CHECKSUM = "bad checksum"
+    NO_CHECKSUM = "no checksum"
+    UNPARSABLE = "unparsable"
+    UNKNOWN = "unknown"
+
+
+class Reject(str, enum.Enum):
+    """Why an epoch produced no fix."""
+
+    NO_POSITION = "no position"
+    NO_TIME = "no time"
+    RMC_VOID = "RMC status V"
+    GGA_NO_FIX = "GGA quality 0 or not a real fix"
+    GLL_VOID = "GLL status V"
+    GSA_NO_FIX = "GSA fix type 1"
+    BAD_MODE = "mode indicator N, E, M or S"
+    OUT_OF_RANGE = "coordinates out of range"
+    HDOP = "HDOP above the configured bound"
+    FUTURE = "fix time in the future"
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """One framed sentence candidate and its verdict; `msg` is set when the verdict is OK."""
+
+    raw: bytes
+    verdict: Verdict
+    msg: Any = None  # a pynmea2 sentence object
+
+
+def coord(value: str, hemi: str) -> float | None:
+    """`ddmm.mmmm` or `dddmm.mmmm` plus N/S/E/W to signed degrees; None when absent or invalid."""
+    if not value or not hemi:
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        return None
+    if v < 0 or v != v:
+        return None
+    d = int(v // 100)
+    m = v - d * 100
+    if m >= 60:
+        return None
+    deg = d + m / 60
+    if hemi in "SW":
+        return -deg
+    return deg if hemi in "NE" else None
+
+
+def _float(value: str) -> float | None:
+    if not value:
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        return None
+    return v if v == v and v not in (float("inf"), float("-inf")) else None
+
+
+def _int(value: str) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _tod(value: str) -> time | None:
+    """`hhmmss[.sss]` to a time of day, or None."""
+    if len(value) < 6 or not value[:6].isdigit():
+        return None
+    h, m, s = int(value[:2]), int(value[2:4]), int(value[4:6])
+    frac = value[6:]
+    us = 0
+    if frac:
+        if frac[0] != "." or (len(frac) > 1 and not frac[1:].isdigit()):
+            return None
+        us = int(round(float("0" + frac) * 1_000_000)) if len(frac) > 1 else 0
+    if h > 23 or m > 59 or s > 60 or us >= 1_000_000:
+        return None
+    return time(h, m, min(s, 59), us, tzinfo=timezone.utc)
+
+
+def _ddmmyy(value: str) -> date | None:
+    if len(value) != 6 or not value.isdigit():
+        return None
+    d, m, y = int(value[:2]), int(value[2:4]), int(value[4:6])
+    try:
+        return date(2000 + y if y < 80 else 1900 + y, m, d)
+    except ValueError:
+        return None
+
+
+def _at(data: list[str], i: int) -> str:
+    return data[i].strip() if i < len(data) else ""
+
+
+class Framer:
+    """Splits a byte stream into sentence candidates with bounded memory; counts garbage bytes."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self.garbage_bytes = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Return the complete sentence candidates in `data` (each starting after its `$`)."""
+        buf = self._pending + data if self._pending else data
+        lines = buf.split(b"\n")
+        tail = lines.pop()
+        if len(tail) > MAX_PENDING:
+            cut = tail.rfind(b"$")
+            keep = tail[cut:] if cut >= 0 and len(tail) - cut <= MAX_PENDING else b""
+            self.garbage_bytes += len(tail) - len(keep)
+            tail = keep
+        self._pending = tail
+        out: list[bytes] = []
+        for line in lines:
+            parts = line.split(b"$")
+            lead = parts[0].strip(_FRAMING)
+            if lead:
+                self.garbage_bytes += len(lead)
+            for part in parts[1:]:
+                part = part.rstrip(_FRAMING)
+                if part:
+                    out.append(part)
+        return out
+
+    def flush(self) -> list[bytes]:
+        """At end of input: the last line, even without its LF (it may be a whole sentence)."""
+        tail, self._pending = self._pending, b""
+        return self.feed(tail + b"\n") if tail else []
+
+
+def check(body: bytes) -> Sentence:
+    """Verify one candidate's checksum and parse it with pynmea2's sentence classes."""
+    star = body.rfind(b"*")
+    raw = b"$" + body
+    if star < 0:
+        return Sentence(raw, Verdict.NO_CHECKSUM)
+    payload = body[:star]
+    try:
+        expected = int(body[star + 1 : star + 3], 16)
+    except ValueError:
+        return Sentence(raw, Verdict.NO_CHECKSUM)
+    if len(body) != star + 3:
+        return Sentence(raw, Verdict.UNPARSABLE)  # bytes between the checksum and the line end
+    if reduce(xor, payload, 0) != expected:
+        return Sentence(raw, Verdict.BAD_CHECKSUM)
+    try:
+        text = payload.decode("ascii")
+    except UnicodeDecodeError:
+        return Sentence(raw, Verdict.UNPARSABLE)
+    head, _, rest = text.partition(",")
+    if head.startswith("P"):
+        try:  # proprietary sentences are rare: let pynmea2 resolve the manufacturer class
+            msg = pynmea2.parse("$" + body.decode("ascii"), check=True)
+        except pynmea2.ParseError:
+            return Sentence(raw, Verdict.UNKNOWN)
+        return Sentence(raw, Verdict.OK, msg)
+    if len(head) != 5 or not head.isalnum():
+        return Sentence(raw, Verdict.UNPARSABLE)
+    cls = _TALKER_TYPES.get(head[2:])
+    if cls is None:
+        return Sentence(raw, Verdict.UNKNOWN)
+    return Sentence(raw, Verdict.OK, cls(head[:2], head[2:], rest.split(",")))
+
+
+class _Epoch:
+    __slots__ = (
+        "key", "tod", "date", "last_type", "emitted", "lat", "lon", "pos_rank", "alt", "speed",
+        "course", "hdop", "sats", "fix_type", "rejects",
+    )  # fmt: skip
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.tod: time | None = _tod(key)
+        self.date: date | None = None
+        self.last_type = ""
+        self.emitted = False
+        self.lat: float | None = None
+        self.lon: float | None = None
+        self.pos_rank = 9  # GGA 0 beats RMC 1 beats GLL 2
+        self.alt: float | None = None
+        self.speed: float | None = None
+        self.course: float | None = None
+        self.hdop: float | None = None
+        self.sats: int | None = None
+        self.fix_type: int | None = None
+        self.rejects: list[Reject] = []
+
+
+class Decoder:
+    """Bytes -> `Fix` records for one device; counts what it sees (read the attributes)."""
+
+    def __init__(
+        self,
+        device: str,
+        max_hdop: float = 20.0,
+        on_sentence: Callable[[Sentence], None] | None = None,
+    ) -> None:
+        self.device = device
+        self.max_hdop = max_hdop
+        self.on_sentence = on_sentence
+        self.framer = Framer()
+        self.sentences = 0
+        self.checksum_errors = 0
+        self.parse_errors = 0
+        self.unknown = 0
+        self.fixes = 0
+        self.rejected: dict[Reject, int] = {}
+        self.last_reject: Reject | None = None
+        self._epoch: _Epoch | None = None
+        self._pending: list[Any] = []  # untimed sentences that arrived after their epoch closed
+        self._ender = ""  # learnt: the sentence type that ends this receiver's cycle
+        self._date: date | None = None
+        self._received = datetime.now(timezone.utc)
+        self._mono = 0.0
+
+    @property
+    def garbage_bytes(self) -> int:
+        return self.framer.garbage_bytes
+
+    @property
+    def rejected_fixes(self) -> int:
+        return sum(self.rejected.values())
+
+    def feed(self, data: bytes, received: datetime, mono: float) -> list[Fix]:
+        """Decode a chunk; `received`/`mono` stamp fixes completed by this chunk."""
+        self._received, self._mono = received, mono
+        out: list[Fix] = []
+        for body in self.framer.feed(data):
+            self._sentence(check(body), out)
+        return out
+
+    def close_epoch(self) -> list[Fix]:
+        """Close the open epoch now (the line went quiet: no more sentences of it will come)."""
+        out: list[Fix] = []
+        if self._epoch is not None and not self._epoch.emitted:
+            self._close(self._epoch, out)
+        return out
+
+    def flush(self) -> list[Fix]:
+        """End of input: decode a last line that has no LF, then close the open epoch."""
+        out: list[Fix] = []
+        for body in self.framer.flush():
+            self._sentence(check(body), out)
+        return out + self.close_epoch()
+
+    def _sentence(self, s: Sentence, out: list[Fix]) -> None:
+        v = s.verdict
+        if v is Verdict.OK:
+            self.sentences += 1
+            self._message(s.msg, out)
+        elif v is Verdict.BAD_CHECKSUM or v is Verdict.NO_CHECKSUM:
+            self.checksum_errors += 1
+        elif v is Verdict.UNKNOWN:
+            self.sentences += 1
+            self.unknown += 1
+        else:
+            self.parse_errors += 1
+        if self.on_sentence is not None:
+            self.on_sentence(s)
+
+    def _message(self, msg: Any, out: list[Fix]) -> None:
+        stype: str = getattr(msg, "sentence_type", "")
+        if stype in _TIMED:
+            key = _at(msg.data, 4 if stype == "GLL" else 0)
+            ep = self._epoch
+            if ep is None or key != ep.key:
+                if ep is not None:
+                    if not ep.emitted:
+                        self._close(ep, out)
+                    self._ender = ep.last_type
+                ep = self._epoch = _Epoch(key)
+                for m in self._pending:
+                    self._merge(ep, m)
+                self._pending.clear()
+            elif ep.emitted:
+                return  # a late sentence of an epoch already emitted
+            self._merge(ep, msg)
+        else:
+            ep = self._epoch
+            if ep is None or ep.emitted:
+                if stype in ("GSA", "VTG"):
+                    self._pending.append(msg)
+                return
+            self._merge(ep, msg)
+        if stype == self._ender and not ep.emitted:
+            if stype != "GSV" or _at(msg.data, 0) == _at(msg.data, 1):
+                self._close(ep, out)
+
+    def _merge(self, ep: _Epoch, msg: Any) -> None:
+        stype = msg.sentence_type
+        d: list[str] = msg.data
+        ep.last_type = stype
+        if stype == "GGA":
+            self._position(ep, 0, _at(d, 1), _at(d, 2), _at(d, 3), _at(d, 4))
+            q = _int(_at(d, 5))
+            if q is None or not 1 <= q <= 5:
+                ep.rejects.append(Reject.GGA_NO_FIX)
+            ep.sats = _int(_at(d, 6))
+            hdop = _float(_at(d, 7))
+            if hdop is not None:
+                ep.hdop = hdop
+            ep.alt = _float(_at(d, 8))
+        elif stype == "RMC":
+            self._position(ep, 1, _at(d, 2), _at(d, 3), _at(d, 4), _at(d, 5))
+            if _at(d, 1) != "A":
+                ep.rejects.append(Reject.RMC_VOID)
+            mode = _at(d, 11)
+            if mode and mode not in _GOOD_MODES:
+                ep.rejects.append(Reject.BAD_MODE)
+            knots = _float(_at(d, 6))
+            if knots is not None:
+                ep.speed = knots * _KNOTS_TO_KMH
+            ep.course = _float(_at(d, 7))
+            ep.date = _ddmmyy(_at(d, 8)) or ep.date
+        elif stype == "GLL":
+            self._position(ep, 2, _at(d, 0), _at(d, 1), _at(d, 2), _at(d, 3))
+            if _at(d, 5) != "A":
+                ep.rejects.append(Reject.GLL_VOID)
+            mode = _at(d, 6)
+            if mode and mode not in _GOOD_MODES:
+                ep.rejects.append(Reject.BAD_MODE)
+        elif stype == "GSA":
+            ep.fix_type = _int(_at(d, 1))
+            if ep.fix_type == 1:
+                ep.rejects.append(Reject.GSA_NO_FIX)
+            if ep.hdop is None:
+                ep.hdop = _float(_at(d, 15))
+        elif stype == "VTG":
+            if ep.speed is None:
+                ep.speed = _float(_at(d, 6))
+            if ep.course is None:
+                ep.course = _float(_at(d, 0))
+            mode = _at(d, 8)
+            if mode and mode not in _GOOD_MODES:
+                ep.rejects.append(Reject.BAD_MODE)
+        elif stype == "ZDA":
+            day, month, year = _int(_at(d, 1)), _int(_at(d, 2)), _int(_at(d, 3))
+            if day and month and year:
+                try:
+                    ep.date = date(year, month, day)
+                except ValueError:
+                    pass
+
+    @staticmethod
+    def _position(ep: _Epoch, rank: int, lat_s: str, ns: str, lon_s: str, ew: str) -> None:
+        if rank > ep.pos_rank:
+            return
+        lat, lon = coord(lat_s, ns), coord(lon_s, ew)
+        if lat is None or lon is None:
+            if lat_s or lon_s:
+                ep.rejects.append(Reject.OUT_OF_RANGE)
+            return
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            ep.rejects.append(Reject.OUT_OF_RANGE)
+            return
+        ep.lat, ep.lon, ep.pos_rank = lat, lon, rank
+
+    def _close(self, ep: _Epoch, out: list[Fix]) -> None:
+        ep.emitted = True
+        if ep.date is not None:
+            self._date = ep.date
+        reject = ep.rejects[0] if ep.rejects else None
+        if reject is None and (ep.lat is None or ep.lon is None):
+            reject = Reject.NO_POSITION
+        if reject is None and ep.tod is None:
+            reject = Reject.NO_TIME
+        if reject is None and ep.hdop is not None and ep.hdop > self.max_hdop:
+            reject = Reject.HDOP
+        when: datetime | None = None
+        if reject is None and ep.tod is not None:
+            when = self._when(ep.date, ep.tod)
+            if when - self._received > timedelta(days=1):
+                reject = Reject.FUTURE
+        if reject is not None or when is None or ep.lat is None or ep.lon is None:
+            r = reject or Reject.NO_POSITION
+            self.rejected[r] = self.rejected.get(r, 0) + 1
+            self.last_reject = r
+            return
+        if ep.fix_type in (2, 3):
+            mode = ep.fix_type
+        else:
+            mode = 3 if ep.alt is not None else 2
+        self.fixes += 1
+        out.append(
+            Fix(
+                device=self.device,
+                time=when,
+                lat=ep.lat,
+                lon=ep.lon,
+                mode=mode,
+                received=self._received,
+                received_mono=self._mono,
+                alt=ep.alt if mode == 3 else None,
+                speed_kmh=ep.speed,
+                course=ep.course,
+                hdop=ep.hdop,
+                sats=ep.sats,
+            )
+        )
+
+    def _when(self, day: date | None, tod: time) -> datetime:
+        """The fix's UTC datetime; without a date in this epoch, the last one seen, else today."""
+        if day is None:
+            day = self._date
+        if day is None:
+            ref = self._received.astimezone(timezone.utc)
+            guess = datetime.combine(ref.date(), tod)
+            if guess - ref > timedelta(hours=12):  # just before midnight, read just after it
+                guess -= timedelta(days=1)
+            elif ref - guess > timedelta(hours=12):
+                guess += timedelta(days=1)
+            return guess
+        return datetime.combine(day, tod)

@@ -1,0 +1,92 @@
+"""Builds NMEA 0183 sentences with correct checksums (for the simulator, tests and benchmarks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import reduce
+from operator import xor
+
+
+def sentence(body: str) -> bytes:
+    """`GPGGA,...` -> `$GPGGA,...*hh\\r\\n`."""
+    cs = reduce(xor, body.encode("ascii"), 0)
+    return f"${body}*{cs:02X}\r\n".encode("ascii")
+
+
+def _lat(lat: float) -> tuple[str, str]:
+    a = abs(lat)
+    d = int(a)
+    return f"{d:02d}{(a - d) * 60:07.4f}", "N" if lat >= 0 else "S"
+
+
+def _lon(lon: float) -> tuple[str, str]:
+    a = abs(lon)
+    d = int(a)
+    return f"{d:03d}{(a - d) * 60:07.4f}", "E" if lon >= 0 else "W"
+
+
+@dataclass(frozen=True)
+class EpochSpec:
+    """One receiver epoch to write. `valid=False` writes a receiver without a fix (empty fields)."""
+
+    time: datetime
+    lat: float
+    lon: float
+    alt: float = 25.0
+    speed_kmh: float = 0.0
+    course: float = 0.0
+    hdop: float = 0.9
+    sats: int = 9
+    valid: bool = True
+    talker: str = "GP"
+
+
+def epoch(e: EpochSpec, types: tuple[str, ...] = ("RMC", "VTG", "GGA", "GSA", "GSV", "GLL")) -> bytes:
+    """All sentences of one epoch, in the order a u-blox receiver sends them."""
+    t = e.time
+    tod = t.strftime("%H%M%S.") + f"{t.microsecond // 10000:02d}"
+    ddmmyy = t.strftime("%d%m%y")
+    la, ns = _lat(e.lat) if e.valid else ("", "")
+    lo, ew = _lon(e.lon) if e.valid else ("", "")
+    knots = e.speed_kmh / 1.852
+    tk = e.talker
+    out: list[bytes] = []
+    for ty in types:
+        if ty == "RMC":
+            st, mode = ("A", "A") if e.valid else ("V", "N")
+            spd = f"{knots:.3f}" if e.valid else ""
+            crs = f"{e.course:.2f}" if e.valid else ""
+            out.append(sentence(f"{tk}RMC,{tod},{st},{la},{ns},{lo},{ew},{spd},{crs},{ddmmyy},,,{mode}"))
+        elif ty == "VTG":
+            if e.valid:
+                out.append(sentence(f"{tk}VTG,{e.course:.2f},T,,M,{knots:.3f},N,{e.speed_kmh:.3f},K,A"))
+            else:
+                out.append(sentence(f"{tk}VTG,,T,,M,,N,,K,N"))
+        elif ty == "GGA":
+            q, sats = ("1", f"{e.sats:02d}") if e.valid else ("0", "00")
+            hdop = f"{e.hdop:.2f}" if e.valid else "99.99"
+            alt = f"{e.alt:.1f}" if e.valid else ""
+            out.append(sentence(f"{tk}GGA,{tod},{la},{ns},{lo},{ew},{q},{sats},{hdop},{alt},M,18.5,M,,"))
+        elif ty == "GSA":
+            prns = [f"{p:02d}" for p in range(1, min(e.sats, 12) + 1)] if e.valid else []
+            prns += [""] * (12 - len(prns))
+            fix = "3" if e.valid else "1"
+            hdop = f"{e.hdop:.2f}" if e.valid else "99.99"
+            out.append(sentence(f"{tk}GSA,A,{fix},{','.join(prns)},1.60,{hdop},1.20"))
+        elif ty == "GSV":
+            n = max(e.sats, 1)
+            parts = (n + 3) // 4
+            for i in range(parts):
+                sats = []
+                for k in range(i * 4, min(n, i * 4 + 4)):
+                    sats.append(f"{k + 1:02d},{(k * 17) % 90:02d},{(k * 43) % 360:03d},{30 + k % 15:02d}")
+                out.append(sentence(f"{tk}GSV,{parts},{i + 1},{n:02d},{','.join(sats)}"))
+        elif ty == "GLL":
+            st, mode = ("A", "A") if e.valid else ("V", "N")
+            out.append(sentence(f"{tk}GLL,{la},{ns},{lo},{ew},{tod},{st},{mode}"))
+        elif ty == "ZDA":
+            out.append(sentence(f"{tk}ZDA,{tod},{t:%d},{t:%m},{t:%Y},00,00"))
+        else:
+            raise ValueError(f"no writer for {ty}")
+    return b"".join(out)
