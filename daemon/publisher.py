@@ -7,7 +7,11 @@ Rules (all on the event loop thread):
   order. A message superseded by a newer one on the same topic is published with retain=false,
   so the retained position is always the newest fix;
 - a PUBACK with a reason code >= 0x80 (0x87 not authorized, 0x97 quota exceeded, ...) keeps the
-  row, logs once per (kind, reason), and retries that row after `REFUSED_RETRY_S`: no spinning.
+  row, logs once per (kind, reason), and retries that row after `REFUSED_RETRY_S`: no spinning;
+- 0x10 "no matching subscribers" within `NO_SUBSCRIBER_GRACE_S` of a connect is not delivery
+  either: a broker that just restarted has lost its subscribers' sessions, and what it accepts
+  before they subscribe again goes nowhere. Such rows are retried every `NO_SUBSCRIBER_RETRY_S`
+  until the grace window ends; after it, 0x10 counts as delivered (nobody is listening).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from alkomd.daemon.store import OutboxRow, Store, StoreError
 log = logging.getLogger(__name__)
 
 REFUSED_RETRY_S = 60.0
+NO_SUBSCRIBER = 0x10
+NO_SUBSCRIBER_GRACE_S = 60.0
+NO_SUBSCRIBER_RETRY_S = 2.0
 Send = Callable[[str, str, int, bool], int]  # (topic, payload, qos, retain) -> mid
 
 
@@ -37,6 +44,8 @@ class Publisher:
         self.connected = False
         self.sent = 0
         self.refused = 0
+        self.no_subscriber_retries = 0
+        self._connected_at = 0.0
         self._inflight: dict[int, int] = {}  # mid -> outbox row id
         self._priority: deque[OutboxRow] = deque()
         self._blocked: dict[int, float] = {}  # row id -> monotonic time of the next try
@@ -48,6 +57,7 @@ class Publisher:
 
     def on_connected(self) -> None:
         self.connected = True
+        self._connected_at = time.monotonic()
         self._priority = deque(self.store.newest_unsent_positions())
         self.pump()
 
@@ -59,14 +69,19 @@ class Publisher:
         row_id = self._inflight.pop(ack.mid, None)
         if row_id is None:
             return  # a message not from the outbox (state, health)
-        if ack.reason < 0x80:
+        now = time.monotonic()
+        if ack.reason == NO_SUBSCRIBER and now - self._connected_at < NO_SUBSCRIBER_GRACE_S:
+            self.no_subscriber_retries += 1
+            self._blocked[row_id] = now + NO_SUBSCRIBER_RETRY_S
+            self._loop.call_later(NO_SUBSCRIBER_RETRY_S, self.pump)
+        elif ack.reason < 0x80:
             self._acked.append(row_id)
             if not self._commit_scheduled:
                 self._commit_scheduled = True
                 self._loop.call_soon(self._commit_acks)
         else:
             self.refused += 1
-            self._blocked[row_id] = time.monotonic() + REFUSED_RETRY_S
+            self._blocked[row_id] = now + REFUSED_RETRY_S
             self._loop.call_later(REFUSED_RETRY_S, self.pump)
             kind = self._kind_of(row_id)
             if (kind, ack.reason) not in self._refusals_logged:

@@ -43,6 +43,7 @@ _FRAMING = b"\r\x02\x03 \t"  # stripped without counting as garbage
 _TIMED = frozenset(("GGA", "RMC", "GLL", "ZDA"))
 _GOOD_MODES = frozenset("ADFRP")
 _KNOTS_TO_KMH = 1.852
+_PAD = [""] * 17  # sentences shorter than the longest field index used are padded with this
 _TALKER_TYPES: dict[str, type[pynmea2.TalkerSentence]] = pynmea2.TalkerSentence.sentence_types
 
 
@@ -145,10 +146,6 @@ def _ddmmyy(value: str) -> date | None:
         return None
 
 
-def _at(data: list[str], i: int) -> str:
-    return data[i].strip() if i < len(data) else ""
-
-
 class Framer:
     """Splits a byte stream into sentence candidates with bounded memory; counts garbage bytes."""
 
@@ -185,38 +182,42 @@ class Framer:
         return self.feed(tail + b"\n") if tail else []
 
 
-def check(body: bytes) -> Sentence:
-    """Verify one candidate's checksum and parse it with pynmea2's sentence classes."""
+def parse(body: bytes) -> Any:
+    """Verify one candidate's checksum and parse it: a pynmea2 sentence object, or a Verdict."""
     star = body.rfind(b"*")
-    raw = b"$" + body
-    if star < 0:
-        return Sentence(raw, Verdict.NO_CHECKSUM)
-    payload = body[:star]
+    if star < 0 or len(body) != star + 3:
+        return Verdict.NO_CHECKSUM if star < 0 or len(body) < star + 3 else Verdict.UNPARSABLE
     try:
-        expected = int(body[star + 1 : star + 3], 16)
+        expected = int(body[star + 1 :], 16)
     except ValueError:
-        return Sentence(raw, Verdict.NO_CHECKSUM)
-    if len(body) != star + 3:
-        return Sentence(raw, Verdict.UNPARSABLE)  # bytes between the checksum and the line end
+        return Verdict.NO_CHECKSUM
+    payload = body[:star]
     if reduce(xor, payload, 0) != expected:
-        return Sentence(raw, Verdict.BAD_CHECKSUM)
+        return Verdict.BAD_CHECKSUM
     try:
         text = payload.decode("ascii")
     except UnicodeDecodeError:
-        return Sentence(raw, Verdict.UNPARSABLE)
+        return Verdict.UNPARSABLE
     head, _, rest = text.partition(",")
-    if head.startswith("P"):
-        try:  # proprietary sentences are rare: let pynmea2 resolve the manufacturer class
-            msg = pynmea2.parse("$" + body.decode("ascii"), check=True)
+    if head[:1] == "P":
+        try:  # proprietary sentences are rare: let pynmea2 resolve the manufacturer's class
+            return pynmea2.parse("$" + body.decode("ascii"), check=True)
         except pynmea2.ParseError:
-            return Sentence(raw, Verdict.UNKNOWN)
-        return Sentence(raw, Verdict.OK, msg)
+            return Verdict.UNKNOWN
     if len(head) != 5 or not head.isalnum():
-        return Sentence(raw, Verdict.UNPARSABLE)
+        return Verdict.UNPARSABLE
     cls = _TALKER_TYPES.get(head[2:])
     if cls is None:
-        return Sentence(raw, Verdict.UNKNOWN)
-    return Sentence(raw, Verdict.OK, cls(head[:2], head[2:], rest.split(",")))
+        return Verdict.UNKNOWN
+    return cls(head[:2], head[2:], rest.split(","))
+
+
+def check(body: bytes) -> Sentence:
+    """`parse` with the raw sentence kept, for technicians' views (`alkomctl sniff`)."""
+    result = parse(body)
+    if isinstance(result, Verdict):
+        return Sentence(b"$" + body, result)
+    return Sentence(b"$" + body, Verdict.OK, result)
 
 
 class _Epoch:
@@ -282,8 +283,14 @@ class Decoder:
         """Decode a chunk; `received`/`mono` stamp fixes completed by this chunk."""
         self._received, self._mono = received, mono
         out: list[Fix] = []
+        if self.on_sentence is not None:
+            for body in self.framer.feed(data):
+                s = check(body)
+                self._count(s.msg if s.verdict is Verdict.OK else s.verdict, out)
+                self.on_sentence(s)
+            return out
         for body in self.framer.feed(data):
-            self._sentence(check(body), out)
+            self._count(parse(body), out)
         return out
 
     def close_epoch(self) -> list[Fix]:
@@ -297,28 +304,31 @@ class Decoder:
         """End of input: decode a last line that has no LF, then close the open epoch."""
         out: list[Fix] = []
         for body in self.framer.flush():
-            self._sentence(check(body), out)
+            s = check(body)
+            self._count(s.msg if s.verdict is Verdict.OK else s.verdict, out)
+            if self.on_sentence is not None:
+                self.on_sentence(s)
         return out + self.close_epoch()
 
-    def _sentence(self, s: Sentence, out: list[Fix]) -> None:
-        v = s.verdict
-        if v is Verdict.OK:
+    def _count(self, result: Any, out: list[Fix]) -> None:
+        if not isinstance(result, Verdict):
             self.sentences += 1
-            self._message(s.msg, out)
-        elif v is Verdict.BAD_CHECKSUM or v is Verdict.NO_CHECKSUM:
+            self._message(result, out)
+        elif result is Verdict.BAD_CHECKSUM or result is Verdict.NO_CHECKSUM:
             self.checksum_errors += 1
-        elif v is Verdict.UNKNOWN:
+        elif result is Verdict.UNKNOWN:
             self.sentences += 1
             self.unknown += 1
         else:
             self.parse_errors += 1
-        if self.on_sentence is not None:
-            self.on_sentence(s)
 
     def _message(self, msg: Any, out: list[Fix]) -> None:
-        stype: str = getattr(msg, "sentence_type", "")
+        stype: str = msg.sentence_type
+        d: list[str] = msg.data
+        if len(d) < 17:
+            d = d + _PAD[len(d) :]
         if stype in _TIMED:
-            key = _at(msg.data, 4 if stype == "GLL" else 0)
+            key = d[4] if stype == "GLL" else d[0]
             ep = self._epoch
             if ep is None or key != ep.key:
                 if ep is not None:
@@ -327,71 +337,69 @@ class Decoder:
                     self._ender = ep.last_type
                 ep = self._epoch = _Epoch(key)
                 for m in self._pending:
-                    self._merge(ep, m)
+                    self._merge(ep, m.sentence_type, m.data + _PAD[len(m.data) :])
                 self._pending.clear()
             elif ep.emitted:
                 return  # a late sentence of an epoch already emitted
-            self._merge(ep, msg)
+            self._merge(ep, stype, d)
         else:
             ep = self._epoch
             if ep is None or ep.emitted:
-                if stype in ("GSA", "VTG"):
+                if stype == "GSA" or stype == "VTG":
                     self._pending.append(msg)
                 return
-            self._merge(ep, msg)
-        if stype == self._ender and not ep.emitted:
-            if stype != "GSV" or _at(msg.data, 0) == _at(msg.data, 1):
-                self._close(ep, out)
+            self._merge(ep, stype, d)
+        if stype == self._ender and not ep.emitted and (stype != "GSV" or d[0] == d[1]):
+            self._close(ep, out)
 
-    def _merge(self, ep: _Epoch, msg: Any) -> None:
-        stype = msg.sentence_type
-        d: list[str] = msg.data
+    def _merge(self, ep: _Epoch, stype: str, d: list[str]) -> None:
+        """Fold one sentence's fields (padded to at least 17) into its epoch."""
         ep.last_type = stype
         if stype == "GGA":
-            self._position(ep, 0, _at(d, 1), _at(d, 2), _at(d, 3), _at(d, 4))
-            q = _int(_at(d, 5))
+            self._position(ep, 0, d[1], d[2], d[3], d[4])
+            q = _int(d[5])
             if q is None or not 1 <= q <= 5:
                 ep.rejects.append(Reject.GGA_NO_FIX)
-            ep.sats = _int(_at(d, 6))
-            hdop = _float(_at(d, 7))
+            ep.sats = _int(d[6])
+            hdop = _float(d[7])
             if hdop is not None:
                 ep.hdop = hdop
-            ep.alt = _float(_at(d, 8))
+            ep.alt = _float(d[8])
         elif stype == "RMC":
-            self._position(ep, 1, _at(d, 2), _at(d, 3), _at(d, 4), _at(d, 5))
-            if _at(d, 1) != "A":
+            self._position(ep, 1, d[2], d[3], d[4], d[5])
+            if d[1] != "A":
                 ep.rejects.append(Reject.RMC_VOID)
-            mode = _at(d, 11)
+            mode = d[11]
             if mode and mode not in _GOOD_MODES:
                 ep.rejects.append(Reject.BAD_MODE)
-            knots = _float(_at(d, 6))
+            knots = _float(d[6])
             if knots is not None:
                 ep.speed = knots * _KNOTS_TO_KMH
-            ep.course = _float(_at(d, 7))
-            ep.date = _ddmmyy(_at(d, 8)) or ep.date
+            ep.course = _float(d[7])
+            ep.date = _ddmmyy(d[8]) or ep.date
         elif stype == "GLL":
-            self._position(ep, 2, _at(d, 0), _at(d, 1), _at(d, 2), _at(d, 3))
-            if _at(d, 5) != "A":
+            self._position(ep, 2, d[0], d[1], d[2], d[3])
+            if d[5] != "A":
                 ep.rejects.append(Reject.GLL_VOID)
-            mode = _at(d, 6)
+            mode = d[6]
             if mode and mode not in _GOOD_MODES:
                 ep.rejects.append(Reject.BAD_MODE)
         elif stype == "GSA":
-            ep.fix_type = _int(_at(d, 1))
+            ep.fix_type = _int(d[1])
             if ep.fix_type == 1:
                 ep.rejects.append(Reject.GSA_NO_FIX)
             if ep.hdop is None:
-                ep.hdop = _float(_at(d, 15))
+                ep.hdop = _float(d[15])
         elif stype == "VTG":
             if ep.speed is None:
-                ep.speed = _float(_at(d, 6))
+                ep.speed = _float(d[6])
             if ep.course is None:
-                ep.course = _float(_at(d, 0))
-            mode = _at(d, 8)
+                ep.course = _float(d[0])
+            mode = d[8]
             if mode and mode not in _GOOD_MODES:
                 ep.rejects.append(Reject.BAD_MODE)
         elif stype == "ZDA":
-            day, month, year = _int(_at(d, 1)), _int(_at(d, 2)), _int(_at(d, 3))
+            day, month, year = _int(d[1]), _int(d[2]), _int(d[3])
             if day and month and year:
                 try:
                     ep.date = date(year, month, day)

@@ -1,0 +1,95 @@
+"""`alkomctl decode`: decode an NMEA capture with the daemon's own decoder, one line per fix."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from typing import BinaryIO, TextIO
+
+from alkomd.daemon.records import Fix, utc_iso, utc_now
+from alkomd.drivers.nmea import Decoder
+
+CHUNK = 1 << 20
+
+
+def fix_dict(f: Fix) -> dict[str, object]:
+    """The `--json` object of one fix (also the format of tests/captures/*.expected.jsonl)."""
+    return {
+        "time": utc_iso(f.time),
+        "lat": round(f.lat, 7),
+        "lon": round(f.lon, 7),
+        "mode": f.mode,
+        "alt": None if f.alt is None else round(f.alt, 2),
+        "speed_kmh": None if f.speed_kmh is None else round(f.speed_kmh, 2),
+        "course": None if f.course is None else round(f.course, 2),
+        "hdop": None if f.hdop is None else round(f.hdop, 2),
+        "sats": f.sats,
+    }
+
+
+def fix_line(f: Fix) -> str:
+    def opt(v: float | int | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    return (
+        f"{utc_iso(f.time)}  {f.lat:11.7f} {f.lon:12.7f}  {f.mode}D"
+        f"  alt {opt(f.alt, '.1f')} m  {opt(f.speed_kmh, '.1f')} km/h  course {opt(f.course, '.1f')}"
+        f"  hdop {opt(f.hdop, '.2f')}  sats {opt(f.sats, 'd')}"
+    )
+
+
+def strip_comments(chunk: bytes) -> bytes:
+    """Drop lines that start with `#` (capture metadata headers and notes)."""
+    if b"#" not in chunk:
+        return chunk
+    return b"\n".join(line for line in chunk.split(b"\n") if not line.startswith(b"#"))
+
+
+def decode_stream(src: BinaryIO, decoder: Decoder) -> Iterator[Fix]:
+    """Fixes of a whole capture, read in bounded chunks split at line ends."""
+    now = utc_now()
+    rest = b""
+    while True:
+        chunk = src.read(CHUNK)
+        if not chunk:
+            break
+        data = rest + chunk
+        cut = data.rfind(b"\n") + 1
+        data, rest = data[:cut], data[cut:]
+        yield from decoder.feed(strip_comments(data), now, 0.0)
+    if rest and not rest.startswith(b"#"):
+        decoder.feed(rest, now, 0.0)
+    yield from decoder.flush()
+
+
+def summary(d: Decoder) -> str:
+    reasons = ", ".join(f"{r.value}: {n}" for r, n in sorted(d.rejected.items(), key=lambda kv: -kv[1]))
+    text = (
+        f"{d.sentences} sentences ({d.unknown} of unknown types), {d.checksum_errors} checksum errors, "
+        f"{d.parse_errors} parse errors, {d.garbage_bytes} garbage bytes, {d.fixes} fixes, "
+        f"{d.rejected_fixes} epochs without a valid fix"
+    )
+    return text + (f" ({reasons})" if reasons else "")
+
+
+def run(path: str, as_json: bool, max_hdop: float, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    decoder = Decoder("capture", max_hdop=max_hdop)
+    try:
+        src: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")
+    except OSError as exc:
+        print(f"alkomctl decode: cannot read {path}: {exc.strerror}", file=err)
+        return 66
+    with src:
+        write = out.write
+        if as_json:
+            dumps = json.JSONEncoder(separators=(",", ":")).encode
+            for f in decode_stream(src, decoder):
+                write(dumps(fix_dict(f)) + "\n")
+        else:
+            for f in decode_stream(src, decoder):
+                write(fix_line(f) + "\n")
+    print(summary(decoder), file=err)
+    if decoder.sentences == 0 and decoder.garbage_bytes + decoder.checksum_errors > 0:
+        print("hint: no valid sentence at all: wrong baud rate when capturing? try alkomctl baud", file=err)
+    return 0

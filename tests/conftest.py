@@ -1,0 +1,239 @@
+"""Shared fixtures: a private mosquitto, real ptys, the daemon as a real process, an MQTT subscriber."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from alkomd.daemon.broker import Broker, free_port
+from alkomd.drivers.nmea_writer import EpochSpec, epoch
+from alkomd.drivers.simulator import PtyGps
+
+NODE = "polri110/gorontalo/kota-gorontalo"
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll `pred` until true; fail the test after `timeout` seconds (a bound, not a timing claim)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(kind="mosquitto", workdir=tmp_path / "broker")
+    b.start()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: dict[str, Any]
+    retain: bool
+
+
+class Subscriber:
+    """A consumer with a persistent MQTT 5 session that re-subscribes on every connect."""
+
+    def __init__(self, port: int, topic: str = f"{NODE}/#", client_id: str = "test-consumer") -> None:
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        self.topic = topic
+        c = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
+        c.reconnect_delay_set(1, 2)
+        c.on_connect = lambda cl, ud, fl, rc, pr: cl.subscribe(self.topic, qos=1)
+        c.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        c.connect_async("127.0.0.1", port, keepalive=5, clean_start=False, properties=props)
+        c.loop_start()
+        self.client = c
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(Received(msg.topic, json.loads(msg.payload), bool(msg.retain)))
+
+    def on(self, suffix: str) -> list[Received]:
+        with self._lock:
+            return [m for m in self.messages if m.topic.endswith(suffix)]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscriber_factory() -> Iterator[Callable[..., Subscriber]]:
+    made: list[Subscriber] = []
+
+    def make(port: int, **kw: Any) -> Subscriber:
+        s = Subscriber(port, **kw)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@dataclass
+class Station:
+    """Files of one daemon under test."""
+
+    dir: Path
+    port: int
+    links: list[Path] = field(default_factory=list)
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "alkomd.toml"
+
+    @property
+    def db(self) -> Path:
+        return self.dir / "alkomd.db"
+
+    def write_config(self, devices: int = 1, extra_mqtt: str = "") -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.links = [self.dir / f"ttyGPS{i}" for i in range(devices)]
+        parts = [
+            f'[node]\npath = "gorontalo/kota-gorontalo"\nname = "Polres Gorontalo Kota (test)"\n',
+            f'[store]\npath = "{self.db}"\n',
+            f'[mqtt]\nhost = "127.0.0.1"\nport = {self.port}\ntls = false\nkeepalive_s = 5\n'
+            f"reconnect_min_s = 0.5\nreconnect_max_s = 2\nhealth_interval_s = 1\n{extra_mqtt}",
+        ]
+        for i, link in enumerate(self.links):
+            parts.append(f'[[device]]\nid = "gps{i}"\ndriver = "nmea"\nurl = "{link}"\nsilent_after_s = 2\nno_fix_after_s = 3\nreconnect_max_s = 1\n')
+            parts.append(f'[[unit]]\nid = "R2-{i:02d}"\ncallsign = "Macan {i:02d}"\ntype = "car"\ndevice = "gps{i}"\n')
+        self.config.write_text("\n".join(parts))
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+
+class Daemon:
+    """`alkomd --config FILE` as a real child process, with its log captured."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+
+    def start(self) -> Daemon:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "alkomd.daemon.cli", "--config", str(self.config), "--log-level", "debug"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        wait_until(lambda: any("ready:" in ln for ln in self.lines) or self.proc.poll() is not None, 20, "daemon ready")  # type: ignore[union-attr]
+        assert self.proc.poll() is None, "daemon exited at start:\n" + self.log
+        return self
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def station(tmp_path: Path, broker: Broker) -> Station:
+    return Station(tmp_path / "station", broker.port)
+
+
+@pytest.fixture
+def daemons() -> Iterator[Callable[[Path], Daemon]]:
+    made: list[Daemon] = []
+
+    def make(config: Path) -> Daemon:
+        d = Daemon(config).start()
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        if d.proc is not None and d.proc.poll() is None:
+            d.kill()
+
+
+@pytest.fixture
+def ptys() -> Iterator[Callable[[Path], PtyGps]]:
+    made: list[PtyGps] = []
+
+    def make(link: Path) -> PtyGps:
+        p = PtyGps(link)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.unplug()
+
+
+class Feeder:
+    """Writes epochs with strictly increasing times (one second apart) into a pty."""
+
+    def __init__(self, pty: PtyGps, lat: float = 0.5412, lon: float = 123.0595) -> None:
+        self.pty = pty
+        self.t = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)
+        self.lat, self.lon = lat, lon
+        self.times: list[datetime] = []
+
+    def write(self, n: int = 1, gap_s: float = 0.0, valid: bool = True) -> None:
+        for _ in range(n):
+            self.t += timedelta(seconds=1)
+            self.lat += 0.0001
+            written = self.pty.write(epoch(EpochSpec(self.t, self.lat, self.lon, speed_kmh=40, course=10, valid=valid)))
+            assert written > 0, "nobody has the pty open"
+            if valid:
+                self.times.append(self.t)
+            if gap_s:
+                time.sleep(gap_s)
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+__all__ = ["Broker", "Daemon", "Feeder", "NODE", "Station", "Subscriber", "free_port", "iso", "wait_until"]
