@@ -76,7 +76,7 @@ def summary(d: Decoder) -> str:
 def run(path: str, as_json: bool, max_hdop: float, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     decoder = Decoder("capture", max_hdop=max_hdop)
     try:
-        src: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")
+        src: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
     except OSError as exc:
         print(f"alkomctl decode: cannot read {path}: {exc.strerror}", file=err)
         return 66

@@ -52,12 +52,16 @@ class MqttConfig:
     cert_file: Path | None = spec(None, must_exist=True, doc="Client certificate for mutual TLS.")
     key_file: Path | None = spec(None, must_exist=True, doc="Client private key for mutual TLS (e.g. a systemd credential).")
     username: str = spec("", doc="MQTT user name (often the station id).")
-    password_file: Path | None = spec(None, must_exist=True, doc="File holding the MQTT password (e.g. /run/credentials/alkomd.service/mqtt-password).")
+    password_file: Path | None = spec(
+        None, must_exist=True, doc="File holding the MQTT password (e.g. /run/credentials/alkomd.service/mqtt-password)."
+    )
     client_id: str = spec("", pattern=f"({ID_PATTERN})?", doc="MQTT client id; default alkomd-<node path with - for />.")
     keepalive_s: int = spec(30, min=5, max=3600, doc="MQTT keepalive; a dead link is noticed after about 1.5x this.")
     reconnect_min_s: float = spec(1.0, min=0.1, max=60, doc="First reconnect delay.")
     reconnect_max_s: float = spec(30.0, min=1, max=600, doc="Largest reconnect delay.")
-    session_expiry_s: int = spec(86400, min=0, max=2**32 - 1, doc="MQTT 5 session expiry: how long the broker keeps our subscriptions while we are away.")
+    session_expiry_s: int = spec(
+        86400, min=0, max=2**32 - 1, doc="MQTT 5 session expiry: how long the broker keeps our subscriptions while we are away."
+    )
     health_interval_s: float = spec(60.0, min=1, max=3600, doc="How often <node>/health is published.")
     inflight: int = spec(20, min=1, max=100, doc="QoS 1 messages in flight at once (paho is slower with a larger window).")
 
@@ -126,7 +130,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
     for key in raw:
         if key not in known:
             raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
-    sections = {name: build(cls, raw.get(name, {}), name, path) for name, cls in _SECTIONS.items()}
+    sections: dict[str, Any] = {name: build(cls, raw.get(name, {}), name, path) for name, cls in _SECTIONS.items()}
     if "node" not in raw or "path" not in raw["node"]:
         raise ConfigError(path, "node.path", "missing (required): the node path, e.g. gorontalo/bone-bolango")
     devices = tuple(_device(t, i, path) for i, t in enumerate(_array(raw, "device", path)))

@@ -73,7 +73,7 @@ def position_message(node: str, up: UnitPosition) -> Message:
         "hdop": _r(f.hdop, 2),
         "sats": f.sats,
         "fix": f"{f.mode}d",
-        "source": f.radio and f"{f.device}:{f.radio}" or f.device,
+        "source": (f.radio and f"{f.device}:{f.radio}") or f.device,
         "msg_id": msg_id,
         "alt": _r(f.alt, 1),
     }

@@ -123,7 +123,7 @@ class MqttLink:
     # -- control (event loop thread) -----------------------------------------------------------
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.cfg.session_expiry_s
         self.client.connect_async(
             self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=False, properties=props
@@ -198,7 +198,7 @@ class MqttLink:
         self._post(self._events.acked, Ack(mid, rc.value, rc.getName()))
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        self._post(self._events.message, Incoming(msg.topic, msg.payload, bool(msg.retain)))
+        self._post(self._events.message, Incoming(msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     # -- back on the event loop thread ---------------------------------------------------------
 

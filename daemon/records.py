@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def utc_iso(t: datetime) -> str:
     """ISO 8601 UTC with a trailing Z and millisecond precision (the contract's time format)."""
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-class DeviceState(str, enum.Enum):
+class DeviceState(enum.StrEnum):
     """Health of one configured device, as published on <node>/device/<device>/status."""
 
     CONNECTED = "connected"  # valid sentences and valid fixes

@@ -23,10 +23,11 @@ from alkomd.daemon.config import Config
 from alkomd.daemon.mqtt_link import Ack, Incoming, LinkEvents, MqttLink
 from alkomd.daemon.publisher import Publisher
 from alkomd.daemon.records import Record, utc_now
+from alkomd.daemon.sdnotify import Notifier
 from alkomd.daemon.station import Station
 from alkomd.daemon.store import Store
-from alkomd.drivers.base import Backoff, Driver
 from alkomd.drivers import registry
+from alkomd.drivers.base import Backoff, Driver
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,23 @@ class Runtime(LinkEvents):
         self._driver_stop = threading.Event()
         self.drivers: list[RunningDriver] = []
         self.ready = False
+        self.notify = Notifier()
 
     # LinkEvents (called on the loop thread by MqttLink)
     def connected(self) -> None:
         self.publisher.on_connected()
+        self.notify.status(self.status_line())
 
     def disconnected(self, reason: str) -> None:
         self.publisher.on_disconnected()
+        self.notify.status(self.status_line())
+
+    def status_line(self) -> str:
+        """One line for `systemctl status`: broker link, outbox, devices."""
+        broker = "broker connected" if self.link.connected else "broker unreachable: recording locally"
+        states = [s.state.value for s in self.station.device_status.values()]
+        ok = sum(1 for s in states if s == "connected")
+        return f"{broker}; outbox {self.store.outbox_depth()}; devices {ok}/{len(self.drivers)} connected"
 
     def acked(self, ack: Ack) -> None:
         self.publisher.on_ack(ack)
@@ -91,6 +102,9 @@ class Runtime(LinkEvents):
         self.publisher.send = self.link.publish
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(
+            signal.SIGHUP, log.warning, "SIGHUP: configuration reload is not supported yet; use systemctl restart alkomd"
+        )
 
         def emit(record: Record) -> None:
             try:
@@ -113,7 +127,11 @@ class Runtime(LinkEvents):
             asyncio.create_task(self._every(cfg.mqtt.health_interval_s, self._publish_health), name="health"),
             asyncio.create_task(self._every(PRUNE_INTERVAL_S, self._prune), name="prune"),
         ]
+        if self.notify.watchdog_s:
+            # Pinged from the event loop itself: a loop that stops turning stops the pings.
+            tasks.append(asyncio.create_task(self._every(self.notify.watchdog_s / 2, self.notify.watchdog), name="watchdog"))
         self.ready = True
+        self.notify.ready(self.status_line())
         log.info(
             "alkomd %s ready: node %s (%s), %d devices, %d units, database %s, broker %s:%d",
             __version__, cfg.node.topic, cfg.node.tier, len(self.drivers), len(cfg.units), cfg.store.path,
@@ -121,6 +139,7 @@ class Runtime(LinkEvents):
         )  # fmt: skip
         await self.stop_event.wait()
         log.info("stopping")
+        self.notify.stopping("stopping: storing what the drivers still hold, then disconnecting")
         for task in tasks:
             task.cancel()
         await self._shutdown()
@@ -163,6 +182,7 @@ class Runtime(LinkEvents):
         return out
 
     def _publish_health(self) -> None:
+        self.notify.status(self.status_line())
         if not self.link.connected:
             return
         payload = contract.health_payload(

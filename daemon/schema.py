@@ -149,7 +149,10 @@ def describe(cls: type[Any]) -> list[tuple[str, str, str, str]]:
         meta: Spec = f.metadata.get("spec", Spec())
         tp = hints[f.name]
         tname = getattr(tp, "__name__", str(tp).replace("typing.", ""))
-        default = "required" if f.default is MISSING and f.default_factory is MISSING else repr(f.default) if f.default is not MISSING else "[]"
+        if f.default is not MISSING:
+            default = repr(f.default)
+        else:
+            default = "required" if f.default_factory is MISSING else "[]"
         doc = meta.doc
         if meta.choices:
             doc = f"{doc} One of: {', '.join(meta.choices)}.".strip()

@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import reduce
 from operator import xor
 from typing import Any
@@ -47,7 +47,7 @@ _PAD = [""] * 17  # sentences shorter than the longest field index used are padd
 _TALKER_TYPES: dict[str, type[pynmea2.TalkerSentence]] = pynmea2.TalkerSentence.sentence_types
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     """What happened to one sentence candidate (for counters and `alkomctl sniff`)."""
 
     OK = "ok"
@@ -57,7 +57,7 @@ class Verdict(str, enum.Enum):
     UNKNOWN = "unknown"
 
 
-class Reject(str, enum.Enum):
+class Reject(enum.StrEnum):
     """Why an epoch produced no fix."""
 
     NO_POSITION = "no position"
@@ -130,10 +130,10 @@ def _tod(value: str) -> time | None:
     if frac:
         if frac[0] != "." or (len(frac) > 1 and not frac[1:].isdigit()):
             return None
-        us = int(round(float("0" + frac) * 1_000_000)) if len(frac) > 1 else 0
+        us = round(float("0" + frac) * 1_000_000) if len(frac) > 1 else 0
     if h > 23 or m > 59 or s > 60 or us >= 1_000_000:
         return None
-    return time(h, m, min(s, 59), us, tzinfo=timezone.utc)
+    return time(h, m, min(s, 59), us, tzinfo=UTC)
 
 
 def _ddmmyy(value: str) -> date | None:
@@ -222,8 +222,21 @@ def check(body: bytes) -> Sentence:
 
 class _Epoch:
     __slots__ = (
-        "key", "tod", "date", "last_type", "emitted", "lat", "lon", "pos_rank", "alt", "speed",
-        "course", "hdop", "sats", "fix_type", "rejects",
+        "alt",
+        "course",
+        "date",
+        "emitted",
+        "fix_type",
+        "hdop",
+        "key",
+        "last_type",
+        "lat",
+        "lon",
+        "pos_rank",
+        "rejects",
+        "sats",
+        "speed",
+        "tod",
     )  # fmt: skip
 
     def __init__(self, key: str) -> None:
@@ -268,7 +281,7 @@ class Decoder:
         self._pending: list[Any] = []  # untimed sentences that arrived after their epoch closed
         self._ender = ""  # learnt: the sentence type that ends this receiver's cycle
         self._date: date | None = None
-        self._received = datetime.now(timezone.utc)
+        self._received = datetime.now(UTC)
         self._mono = 0.0
 
     @property
@@ -468,7 +481,7 @@ class Decoder:
         if day is None:
             day = self._date
         if day is None:
-            ref = self._received.astimezone(timezone.utc)
+            ref = self._received.astimezone(UTC)
             guess = datetime.combine(ref.date(), tod)
             if guess - ref > timedelta(hours=12):  # just before midnight, read just after it
                 guess -= timedelta(days=1)

@@ -78,10 +78,11 @@ def epoch(e: EpochSpec, types: tuple[str, ...] = ("RMC", "VTG", "GGA", "GSA", "G
             n = max(e.sats, 1)
             parts = (n + 3) // 4
             for i in range(parts):
-                sats = []
-                for k in range(i * 4, min(n, i * 4 + 4)):
-                    sats.append(f"{k + 1:02d},{(k * 17) % 90:02d},{(k * 43) % 360:03d},{30 + k % 15:02d}")
-                out.append(sentence(f"{tk}GSV,{parts},{i + 1},{n:02d},{','.join(sats)}"))
+                block = [
+                    f"{k + 1:02d},{(k * 17) % 90:02d},{(k * 43) % 360:03d},{30 + k % 15:02d}"
+                    for k in range(i * 4, min(n, i * 4 + 4))
+                ]
+                out.append(sentence(f"{tk}GSV,{parts},{i + 1},{n:02d},{','.join(block)}"))
         elif ty == "GLL":
             st, mode = ("A", "A") if e.valid else ("V", "N")
             out.append(sentence(f"{tk}GLL,{la},{ns},{lo},{ew},{tod},{st},{mode}"))

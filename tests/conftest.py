@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,13 +120,16 @@ class Station:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.links = [self.dir / f"ttyGPS{i}" for i in range(devices)]
         parts = [
-            f'[node]\npath = "gorontalo/kota-gorontalo"\nname = "Polres Gorontalo Kota (test)"\n',
+            '[node]\npath = "gorontalo/kota-gorontalo"\nname = "Polres Gorontalo Kota (test)"\n',
             f'[store]\npath = "{self.db}"\n',
             f'[mqtt]\nhost = "127.0.0.1"\nport = {self.port}\ntls = false\nkeepalive_s = 5\n'
             f"reconnect_min_s = 0.5\nreconnect_max_s = 2\nhealth_interval_s = 1\n{extra_mqtt}",
         ]
         for i, link in enumerate(self.links):
-            parts.append(f'[[device]]\nid = "gps{i}"\ndriver = "nmea"\nurl = "{link}"\nsilent_after_s = 2\nno_fix_after_s = 3\nreconnect_max_s = 1\n')
+            parts.append(
+                f'[[device]]\nid = "gps{i}"\ndriver = "nmea"\nurl = "{link}"\n'
+                "silent_after_s = 2\nno_fix_after_s = 3\nreconnect_max_s = 1\n"
+            )
             parts.append(f'[[unit]]\nid = "R2-{i:02d}"\ncallsign = "Macan {i:02d}"\ntype = "car"\ndevice = "gps{i}"\n')
         self.config.write_text("\n".join(parts))
 
@@ -216,7 +219,7 @@ class Feeder:
 
     def __init__(self, pty: PtyGps, lat: float = 0.5412, lon: float = 123.0595) -> None:
         self.pty = pty
-        self.t = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)
+        self.t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
         self.lat, self.lon = lat, lon
         self.times: list[datetime] = []
 
@@ -236,4 +239,4 @@ def iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
-__all__ = ["Broker", "Daemon", "Feeder", "NODE", "Station", "Subscriber", "free_port", "iso", "wait_until"]
+__all__ = ["NODE", "Broker", "Daemon", "Feeder", "Station", "Subscriber", "free_port", "iso", "wait_until"]
