@@ -69,18 +69,39 @@ class Station:
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Store everything pending in one transaction and wake the publisher."""
+        """Store everything pending in one transaction and wake the publisher.
+
+        The unit and device state advance only once the transaction committed: a batch the
+        database refused (disk full) is retried whole, later, with the same outcome.
+        """
         self._scheduled = False
         if not self._pending:
             return
         batch, self._pending = self._pending, []
         positions: list[tuple[UnitPosition, Message | None]] = []
         messages: list[Message] = []
+        last_time = dict(self._last_time)
+        latest: dict[str, UnitPosition] = {}
+        statuses: list[DeviceStatus] = []
+        stale = 0
         for r in batch:
             if isinstance(r, Fix):
-                self._fix(r, positions)
+                up = self._unit_position(r)
+                if up is None:
+                    continue
+                t = utc_iso(r.time)
+                last = last_time.get(up.unit)
+                if last is not None and t <= last:
+                    stale += 1
+                    if t < last:
+                        positions.append((up, None))  # history only: the current position never moves back
+                    continue
+                last_time[up.unit] = t
+                latest[up.unit] = up
+                positions.append((up, contract.position_message(self.node, up)))
             else:
-                self._status(r, messages)
+                statuses.append(r)
+                messages.append(contract.device_status_message(self.node, r))
         try:
             self.store.record(positions, messages, self._now())
         except StoreError as exc:
@@ -94,35 +115,30 @@ class Station:
         if self._store_failing:
             log.info("database writable again")
             self._store_failing = False
+        self._last_time = last_time
+        self.latest.update(latest)
+        self.stale_fixes += stale
+        for st in statuses:
+            self._log_status(st)
         self.publisher.pump()
 
-    def _fix(self, f: Fix, out: list[tuple[UnitPosition, Message | None]]) -> None:
+    def _unit_position(self, f: Fix) -> UnitPosition | None:
         unit = self.unit_of_device.get(f.device)
         if unit is None:
             self.unmapped_fixes += 1
             if f.device not in self._unmapped_logged:
                 self._unmapped_logged.add(f.device)
                 log.warning("%s: fixes from a device no [[unit]] maps to; not stored", f.device)
-            return
+            return None
         self.last_fix_mono[f.device] = f.received_mono
-        up = UnitPosition(unit, f)
-        t = utc_iso(f.time)
-        last = self._last_time.get(unit)
-        if last is not None and t <= last:
-            self.stale_fixes += 1
-            if t < last:
-                out.append((up, None))  # history only: the current position never moves back
-            return
-        self._last_time[unit] = t
-        self.latest[unit] = up
-        out.append((up, contract.position_message(self.node, up)))
+        return UnitPosition(unit, f)
 
-    def _status(self, s: DeviceStatus, out: list[Message]) -> None:
+    def _log_status(self, s: DeviceStatus) -> None:
         prev = self.device_status.get(s.device)
         self.device_status[s.device] = s
-        level = logging.WARNING if s.state in (DeviceState.DISCONNECTED, DeviceState.SILENT, DeviceState.DEGRADED) else logging.INFO
+        bad = (DeviceState.DISCONNECTED, DeviceState.SILENT, DeviceState.DEGRADED)
         log.log(
-            level, "%s: %s -> %s%s", s.device, prev.state.value if prev else "starting", s.state.value,
+            logging.WARNING if s.state in bad else logging.INFO,
+            "%s: %s -> %s%s", s.device, prev.state.value if prev else "starting", s.state.value,
             f" ({s.detail})" if s.detail else "",
         )  # fmt: skip
-        out.append(contract.device_status_message(self.node, s))

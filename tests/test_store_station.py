@@ -1,0 +1,172 @@
+"""Store and station rules on real SQLite files: migrations, transactions, never moving back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from alkomd.daemon import contract
+from alkomd.daemon.config import parse
+from alkomd.daemon.publisher import Publisher
+from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Fix, UnitPosition
+from alkomd.daemon.station import Station
+from alkomd.daemon.store import MIGRATIONS, Message, Store, StoreError
+
+T0 = datetime(2026, 11, 22, 7, 0, tzinfo=timezone.utc)
+NODE = "polri110/gorontalo/bone-bolango"
+
+
+def fix(device: str, seconds: int, lat: float = 0.55) -> Fix:
+    t = T0 + timedelta(seconds=seconds)
+    return Fix(device=device, time=t, lat=lat, lon=123.1, mode=3, received=t, received_mono=float(seconds))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "a.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+def make_station(tmp_path: Path, store: Store, loop: asyncio.AbstractEventLoop) -> Station:
+    cfg = parse(
+        {
+            "node": {"path": "gorontalo/bone-bolango"},
+            "device": [{"id": "gps1", "driver": "nmea", "url": "/dev/null"}],
+            "unit": [{"id": "R2-01", "device": "gps1"}, {"id": "SPKT-1", "type": "foot"}],
+        },
+        tmp_path / "alkomd.toml",
+    )
+    return Station(cfg, store, Publisher(store, loop), loop, now=lambda: T0)
+
+
+def test_schema_is_versioned_and_a_newer_database_is_refused(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    assert s.schema_version == len(MIGRATIONS)
+    assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    s.conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    s.close()
+    with pytest.raises(StoreError, match="newer than this alkomd"):
+        Store(tmp_path / "a.db")
+
+
+def test_reopening_keeps_data_and_runs_no_migration_twice(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    s.record([], [Message("m1", "device_status", "t/x", "{}", 1, True)], T0)
+    s.close()
+    s = Store(tmp_path / "a.db")
+    assert s.outbox_depth() == 1 and s.schema_version == len(MIGRATIONS)
+    s.close()
+
+
+def test_position_and_outbox_row_commit_together_or_not_at_all(store: Store) -> None:
+    up = UnitPosition("R2-01", fix("gps1", 1))
+    msg = contract.position_message(NODE, up)
+    store.record([(up, msg)], [], T0)
+    assert store.conn.execute("SELECT msg_id FROM positions").fetchall() == [(msg.msg_id,)]
+    # A duplicate msg_id violates the outbox's unique index: the position must not stay either.
+    with pytest.raises(StoreError):
+        store.record([(UnitPosition("R2-01", fix("gps1", 2)), msg)], [], T0)
+    assert store.conn.execute("SELECT count(*) FROM positions").fetchone()[0] == 1
+    assert store.outbox_depth() == 1
+
+
+def test_unit_never_moves_back_and_duplicates_are_dropped(tmp_path: Path, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+    st = make_station(tmp_path, store, loop)
+    for s in (10, 12, 11, 12):  # a late fix (11) and a repeat (12)
+        st.submit(fix("gps1", s))
+    st.flush()
+    topics = store.conn.execute("SELECT payload FROM outbox WHERE kind = 'position' ORDER BY id").fetchall()
+    times = [json.loads(p)["time"] for (p,) in topics]
+    assert times == ["2026-11-22T07:00:10.000Z", "2026-11-22T07:00:12.000Z"]
+    history = [t for (t,) in store.conn.execute("SELECT time FROM positions ORDER BY id")]
+    assert history == ["2026-11-22T07:00:10.000Z", "2026-11-22T07:00:12.000Z", "2026-11-22T07:00:11.000Z"]
+    assert st.latest["R2-01"].fix.time == T0 + timedelta(seconds=12)
+    assert st.stale_fixes == 2
+
+
+def test_never_moving_back_survives_a_restart(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> None:
+    s1 = Store(tmp_path / "a.db")
+    st = make_station(tmp_path, s1, loop)
+    st.submit(fix("gps1", 20))
+    st.flush()
+    s1.close()
+    s2 = Store(tmp_path / "a.db")
+    st2 = make_station(tmp_path, s2, loop)
+    st2.submit(fix("gps1", 19))
+    st2.flush()
+    assert s2.conn.execute("SELECT count(*) FROM outbox WHERE kind = 'position'").fetchone()[0] == 1
+    s2.close()
+
+
+def test_fixes_of_an_unmapped_device_are_counted_not_stored(tmp_path: Path, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+    st = make_station(tmp_path, store, loop)
+    st.submit(fix("stray", 1))
+    st.flush()
+    assert st.unmapped_fixes == 1
+    assert store.conn.execute("SELECT count(*) FROM positions").fetchone()[0] == 0
+
+
+def test_device_status_is_stored_for_publishing(tmp_path: Path, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+    st = make_station(tmp_path, store, loop)
+    st.submit(DeviceStatus("gps1", "nmea", DeviceState.NO_FIX, T0, Counters(sentences=5), "no valid fix for 30 s"))
+    st.flush()
+    (topic, payload, retain), = store.conn.execute("SELECT topic, payload, retain FROM outbox").fetchall()
+    assert topic == f"{NODE}/device/gps1/status" and retain == 1
+    body = json.loads(payload)
+    assert body["state"] == "no_fix" and body["counters"]["sentences"] == 5 and body["detail"]
+
+
+def test_a_full_disk_keeps_records_in_memory_and_retries(tmp_path: Path, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+    st = make_station(tmp_path, store, loop)
+    store.conn.execute(f"PRAGMA max_page_count={store.conn.execute('PRAGMA page_count').fetchone()[0]}")
+    for s in range(200):
+        st.submit(fix("gps1", s, lat=0.5 + s * 1e-5))
+    st.flush()  # SQLITE_FULL: nothing is lost, the batch waits
+    assert store.conn.execute("SELECT count(*) FROM positions").fetchone()[0] == 0
+    store.conn.execute("PRAGMA max_page_count=1073741823")
+    st.flush()
+    assert store.conn.execute("SELECT count(*) FROM positions").fetchone()[0] == 200
+    assert sqlite3.connect(store.path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_superseded_and_prune_keep_the_retained_position_correct(store: Store) -> None:
+    a = contract.position_message(NODE, UnitPosition("R2-01", fix("gps1", 1)))
+    b = contract.position_message(NODE, UnitPosition("R2-01", fix("gps1", 2)))
+    store.record([(UnitPosition("R2-01", fix("gps1", 1)), a), (UnitPosition("R2-01", fix("gps1", 2)), b)], [], T0)
+    rows = store.unsent(10)
+    assert [store.superseded(r) for r in rows] == [True, False]
+    assert [r.id for r in store.newest_unsent_positions()] == [rows[1].id]
+    # The newest is acknowledged long ago, the older one is still unsent: prune keeps the newest,
+    # so the older one is still known to be superseded (it must not become the retained one).
+    store.mark_sent([rows[1].id], T0 - timedelta(days=3))
+    store.prune(T0, timedelta(hours=1), timedelta(days=90))
+    assert store.superseded(rows[0])
+    store.mark_sent([rows[0].id], T0 - timedelta(days=3))
+    out, _ = store.prune(T0, timedelta(hours=1), timedelta(days=90))
+    assert out == 2 and store.outbox_depth() == 0
+
+
+def test_position_payload_matches_the_contract(store: Store) -> None:
+    f = Fix("gps1", T0, -0.123456789, 123.05, 3, T0 + timedelta(milliseconds=40), 0.0, alt=12.34, speed_kmh=50.04,
+            course=359.95, hdop=0.8, sats=11, radio=None)  # fmt: skip
+    m = contract.position_message(NODE, UnitPosition("R2-01", f))
+    p = json.loads(m.payload)
+    assert m.topic == f"{NODE}/unit/R2-01/position" and m.retain and m.qos == 1
+    assert set(p) >= {"unit", "lat", "lon", "time", "received", "speed_kmh", "course", "hdop", "sats", "fix", "source", "msg_id"}
+    assert p["lat"] == -0.1234568 and p["time"] == "2026-11-22T07:00:00.000Z" and p["received"] == "2026-11-22T07:00:00.040Z"
+    assert p["fix"] == "3d" and p["source"] == "gps1" and p["msg_id"] == m.msg_id
