@@ -222,6 +222,6 @@ class MqttLink:
             log.info("mqtt: disconnected from %s:%d", self.cfg.host, self.cfg.port)
         elif was:
             log.warning("mqtt: disconnected from %s:%d (%s); outbox keeps everything", self.cfg.host, self.cfg.port, reason)
-        elif reason != self.last_error and reason not in ("Success", "Normal disconnection"):
-            self._set_error(f"cannot connect ({reason})")
+        elif not self.last_error and reason not in ("Success", "Normal disconnection"):
+            self._set_error(f"cannot connect ({reason})")  # unless the refusal itself was logged
         self._events.disconnected(reason)
