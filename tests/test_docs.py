@@ -1,0 +1,40 @@
+"""The documentation where users look stays true: README keys, shipped config, --help texts."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alkomd.daemon import config as cfgmod
+from alkomd.drivers.nmea_serial import NmeaOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "section",
+    [cfgmod.NodeConfig, cfgmod.StoreConfig, cfgmod.MqttConfig, cfgmod.LogConfig, cfgmod.UnitConfig, NmeaOptions],
+)
+def test_every_config_key_is_in_the_readme_reference(section: type) -> None:
+    documented = set(re.findall(r"`([a-z_]+)`", README))
+    missing = [f.name for f in dataclasses.fields(section) if f.name not in documented]
+    assert not missing, f"README's configuration reference lacks {missing}"
+
+
+def test_every_shipped_config_is_valid() -> None:
+    files = sorted((ROOT / "config").glob("*.toml"))
+    assert files
+    for f in files:
+        cfgmod.load(f)
+
+
+@pytest.mark.parametrize("cmd", [["alkomd.daemon.cli"], ["alkomd.daemon.ctl"], ["alkomd.daemon.ctl", "decode"]])
+def test_help_explains(cmd: list[str]) -> None:
+    out = subprocess.run([sys.executable, "-m", *cmd, "--help"], capture_output=True, text=True, check=True).stdout
+    assert len(out.splitlines()) > 8 and "usage:" in out
