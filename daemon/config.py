@@ -48,6 +48,9 @@ class MqttConfig:
     host: str = spec("localhost", doc="Broker host name or address.")
     port: int = spec(8883, min=1, max=65535, doc="Broker port (8883 for TLS, 1883 for plain).")
     tls: bool = spec(True, doc="Use TLS. Turn off only on a trusted loopback or test broker.")
+    protocol: str = spec(
+        "5", choices=("5", "3.1.1"), doc="MQTT version. 3.1.1 only for a broker without MQTT 5: it hides ACL refusals."
+    )
     ca_file: Path | None = spec(None, must_exist=True, doc="CA certificate(s) to verify the broker; default: the system store.")
     cert_file: Path | None = spec(None, must_exist=True, doc="Client certificate for mutual TLS.")
     key_file: Path | None = spec(None, must_exist=True, doc="Client private key for mutual TLS (e.g. a systemd credential).")

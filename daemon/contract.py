@@ -55,7 +55,7 @@ def position_topic(node: str, unit: str) -> str:
 
 def state_payload(state: str, version: str, since: datetime) -> str:
     """`<node>/state` (retained; "offline" is also the MQTT will)."""
-    return _dumps({"state": state, "version": version, "since": utc_iso(since)})
+    return _dumps({"state": state, "version": version, "since": utc_iso(since), "msg_id": new_msg_id()})
 
 
 def position_message(node: str, up: UnitPosition) -> Message:

@@ -89,10 +89,12 @@ class MqttLink:
         self.connected_since: datetime | None = None
         self.last_error = ""
         self.client_id = cfg.client_id or "alkomd-" + (node_topic.replace("/", "-"))
+        self.v5 = cfg.protocol == "5"
         c = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if self.v5 else False,
         )
         c.max_inflight_messages_set(cfg.inflight)
         c.reconnect_delay_set(max(1, round(cfg.reconnect_min_s)), max(1, round(cfg.reconnect_max_s)))
@@ -123,11 +125,14 @@ class MqttLink:
     # -- control (event loop thread) -----------------------------------------------------------
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.cfg.session_expiry_s
-        self.client.connect_async(
-            self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=False, properties=props
-        )
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self.cfg.session_expiry_s
+            self.client.connect_async(
+                self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=False, properties=props
+            )
+        else:  # MQTT 3.1.1: a persistent session (clean_session=False), no reason codes in PUBACKs
+            self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
         self.client.loop_start()
 
     def publish(self, topic: str, payload: str, qos: int = 1, retain: bool = False) -> int:

@@ -124,20 +124,24 @@ def _convert(tp: Any, value: Any, key: str, meta: Spec, file: Path, base: Path) 
             raise ConfigError(file, key, f"must be a file path string, got {_describe(value)}")
         path = Path(value)
         if not path.is_absolute():
-            path = base / path
+            path = (base / path).absolute()
         if meta.must_exist and not path.is_file():
             raise ConfigError(file, key, f"file not found: {path}")
         return path
     raise TypeError(f"schema: unsupported field type {tp!r} at {key}")  # a programming error
 
 
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
 def _bounds(meta: Spec) -> str:
     if meta.min is not None and meta.max is not None:
-        return f" between {meta.min:g} and {meta.max:g}"
+        return f" between {_num(meta.min)} and {_num(meta.max)}"
     if meta.min is not None:
-        return f" >= {meta.min:g}"
+        return f" >= {_num(meta.min)}"
     if meta.max is not None:
-        return f" <= {meta.max:g}"
+        return f" <= {_num(meta.max)}"
     return ""
 
 

@@ -96,6 +96,7 @@ class StateTracker:
         self._clock = clock
         self.counters = counters
         self.state: DeviceState | None = None
+        self._detail = ""
         self.since: datetime = utc_now()
         self._open_at: float | None = None
         self.last_sentence: float | None = None
@@ -133,21 +134,17 @@ class StateTracker:
         if now - heard > self.silent_after_s:
             self._set(DeviceState.SILENT, f"no valid sentence for {self.silent_after_s:g} s")
         elif w_bad >= 5 and w_bad > w_good:
-            self._set(
-                DeviceState.DEGRADED,
-                f"{w_bad} corrupt vs {w_good} valid sentences recently: check baud rate and wiring",
-            )
+            self._set(DeviceState.DEGRADED, f"more corrupt than valid sentences in {ERROR_WINDOW_S:g} s: check baud rate and wiring")
         elif self.last_fix is not None and now - self.last_fix <= self.no_fix_after_s:
             self._set(DeviceState.CONNECTED, "")
         elif self.last_fix is None and now - self._open_at <= self.no_fix_after_s:
-            if self.state in (None, DeviceState.DISCONNECTED):
-                self._set(DeviceState.CONNECTED, "port open, waiting for the first fix")
+            self._set(DeviceState.CONNECTED, "port open, waiting for the first fix")
         else:
             self._set(DeviceState.NO_FIX, f"no valid fix for {self.no_fix_after_s:g} s")
 
     def _set(self, state: DeviceState, detail: str) -> None:
-        if state is self.state:
+        if state is self.state and detail == self._detail:
             return
-        self.state = state
+        self.state, self._detail = state, detail
         self.since = utc_now()
         self._emit(DeviceStatus(self.device, self.driver, state, self.since, self.counters(), detail))

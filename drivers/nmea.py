@@ -2,7 +2,7 @@
 
 Pipeline, one instance per device (not thread-safe; the driver's thread owns it):
 
-1. **Framing.** Bytes are split into lines on LF; within a line every `$` starts a sentence
+1. **Framing.** Bytes are split into lines on LF or CR; within a line every `$` starts a sentence
    (a `$` never occurs inside one), so `$$GPGGA`, an interrupted `$GPGGA,12$GPRMC,...` and two
    sentences on one line all resync on the next `$`. Bytes outside sentences are counted as
    garbage, except CR, STX, ETX and blanks (Kenwood radios frame sentences with STX/ETX). A line
@@ -27,6 +27,7 @@ Pipeline, one instance per device (not thread-safe; the driver's thread owns it)
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -89,7 +90,7 @@ def coord(value: str, hemi: str) -> float | None:
         v = float(value)
     except ValueError:
         return None
-    if v < 0 or v != v:
+    if v < 0 or not math.isfinite(v):
         return None
     d = int(v // 100)
     m = v - d * 100
@@ -109,6 +110,11 @@ def _float(value: str) -> float | None:
     except ValueError:
         return None
     return v if v == v and v not in (float("inf"), float("-inf")) else None
+
+
+def _in(v: float | None, lo: float, hi: float) -> float | None:
+    """`v` if lo <= v <= hi, else None (a checksum-valid field can still hold nonsense)."""
+    return v if v is not None and lo <= v <= hi else None
 
 
 def _int(value: str) -> int | None:
@@ -156,7 +162,7 @@ class Framer:
     def feed(self, data: bytes) -> list[bytes]:
         """Return the complete sentence candidates in `data` (each starting after its `$`)."""
         buf = self._pending + data if self._pending else data
-        lines = buf.split(b"\n")
+        lines = buf.replace(b"\r", b"\n").split(b"\n")  # CR LF, LF, or CR alone (some radios)
         tail = lines.pop()
         if len(tail) > MAX_PENDING:
             cut = tail.rfind(b"$")
@@ -202,7 +208,7 @@ def parse(body: bytes) -> Any:
     if head[:1] == "P":
         try:  # proprietary sentences are rare: let pynmea2 resolve the manufacturer's class
             return pynmea2.parse("$" + body.decode("ascii"), check=True)
-        except pynmea2.ParseError:
+        except (pynmea2.ParseError, IndexError):  # UBX/TNL/ASH/VTX index data[1] in __new__
             return Verdict.UNKNOWN
     if len(head) != 5 or not head.isalnum():
         return Verdict.UNPARSABLE
@@ -256,6 +262,10 @@ class _Epoch:
         self.fix_type: int | None = None
         self.rejects: list[Reject] = []
 
+    def reject(self, why: Reject) -> None:
+        if not self.rejects:  # the first reason is the one reported; keep memory bounded
+            self.rejects.append(why)
+
 
 class Decoder:
     """Bytes -> `Fix` records for one device; counts what it sees (read the attributes)."""
@@ -281,6 +291,7 @@ class Decoder:
         self._pending: list[Any] = []  # untimed sentences that arrived after their epoch closed
         self._ender = ""  # learnt: the sentence type that ends this receiver's cycle
         self._date: date | None = None
+        self._last_when: datetime | None = None
         self._received = datetime.now(UTC)
         self._mono = 0.0
 
@@ -336,7 +347,9 @@ class Decoder:
             self.parse_errors += 1
 
     def _message(self, msg: Any, out: list[Fix]) -> None:
-        stype: str = msg.sentence_type
+        stype: str = getattr(msg, "sentence_type", "")
+        if not stype:
+            return  # a proprietary sentence with no type (PMTK, PUBX, ...): nothing we use
         d: list[str] = msg.data
         if len(d) < 17:
             d = d + _PAD[len(d) :]
@@ -353,12 +366,13 @@ class Decoder:
                     self._merge(ep, m.sentence_type, m.data + _PAD[len(m.data) :])
                 self._pending.clear()
             elif ep.emitted:
+                ep.last_type = stype  # still this epoch: the next one learns the true cycle end
                 return  # a late sentence of an epoch already emitted
             self._merge(ep, stype, d)
         else:
             ep = self._epoch
             if ep is None or ep.emitted:
-                if stype == "GSA" or stype == "VTG":
+                if (stype == "GSA" or stype == "VTG") and len(self._pending) < 8:
                     self._pending.append(msg)
                 return
             self._merge(ep, stype, d)
@@ -372,45 +386,46 @@ class Decoder:
             self._position(ep, 0, d[1], d[2], d[3], d[4])
             q = _int(d[5])
             if q is None or not 1 <= q <= 5:
-                ep.rejects.append(Reject.GGA_NO_FIX)
-            ep.sats = _int(d[6])
-            hdop = _float(d[7])
+                ep.reject(Reject.GGA_NO_FIX)
+            sats = _int(d[6])
+            ep.sats = sats if sats is not None and 0 <= sats <= 99 else None
+            hdop = _in(_float(d[7]), 0.0, 99.99)
             if hdop is not None:
                 ep.hdop = hdop
-            ep.alt = _float(d[8])
+            ep.alt = _in(_float(d[8]), -1000.0, 20000.0)
         elif stype == "RMC":
             self._position(ep, 1, d[2], d[3], d[4], d[5])
             if d[1] != "A":
-                ep.rejects.append(Reject.RMC_VOID)
+                ep.reject(Reject.RMC_VOID)
             mode = d[11]
             if mode and mode not in _GOOD_MODES:
-                ep.rejects.append(Reject.BAD_MODE)
-            knots = _float(d[6])
+                ep.reject(Reject.BAD_MODE)
+            knots = _in(_float(d[6]), 0.0, 1000.0)
             if knots is not None:
                 ep.speed = knots * _KNOTS_TO_KMH
-            ep.course = _float(d[7])
+            ep.course = _in(_float(d[7]), 0.0, 360.0)
             ep.date = _ddmmyy(d[8]) or ep.date
         elif stype == "GLL":
             self._position(ep, 2, d[0], d[1], d[2], d[3])
             if d[5] != "A":
-                ep.rejects.append(Reject.GLL_VOID)
+                ep.reject(Reject.GLL_VOID)
             mode = d[6]
             if mode and mode not in _GOOD_MODES:
-                ep.rejects.append(Reject.BAD_MODE)
+                ep.reject(Reject.BAD_MODE)
         elif stype == "GSA":
             ep.fix_type = _int(d[1])
             if ep.fix_type == 1:
-                ep.rejects.append(Reject.GSA_NO_FIX)
+                ep.reject(Reject.GSA_NO_FIX)
             if ep.hdop is None:
-                ep.hdop = _float(d[15])
+                ep.hdop = _in(_float(d[15]), 0.0, 99.99)
         elif stype == "VTG":
             if ep.speed is None:
-                ep.speed = _float(d[6])
+                ep.speed = _in(_float(d[6]), 0.0, 1852.0)
             if ep.course is None:
-                ep.course = _float(d[0])
+                ep.course = _in(_float(d[0]), 0.0, 360.0)
             mode = d[8]
             if mode and mode not in _GOOD_MODES:
-                ep.rejects.append(Reject.BAD_MODE)
+                ep.reject(Reject.BAD_MODE)
         elif stype == "ZDA":
             day, month, year = _int(d[1]), _int(d[2]), _int(d[3])
             if day and month and year:
@@ -426,10 +441,10 @@ class Decoder:
         lat, lon = coord(lat_s, ns), coord(lon_s, ew)
         if lat is None or lon is None:
             if lat_s or lon_s:
-                ep.rejects.append(Reject.OUT_OF_RANGE)
+                ep.reject(Reject.OUT_OF_RANGE)
             return
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
-            ep.rejects.append(Reject.OUT_OF_RANGE)
+            ep.reject(Reject.OUT_OF_RANGE)
             return
         ep.lat, ep.lon, ep.pos_rank = lat, lon, rank
 
@@ -478,8 +493,10 @@ class Decoder:
 
     def _when(self, day: date | None, tod: time) -> datetime:
         """The fix's UTC datetime; without a date in this epoch, the last one seen, else today."""
-        if day is None:
+        if day is None and self._date is not None:
             day = self._date
+            if self._last_when is not None and self._last_when - datetime.combine(day, tod) > timedelta(hours=12):
+                day = self._date = day + timedelta(days=1)  # midnight passed since the date was seen
         if day is None:
             ref = self._received.astimezone(UTC)
             guess = datetime.combine(ref.date(), tod)
@@ -488,4 +505,5 @@ class Decoder:
             elif ref - guess > timedelta(hours=12):
                 guess += timedelta(days=1)
             return guess
-        return datetime.combine(day, tod)
+        self._last_when = datetime.combine(day, tod)
+        return self._last_when

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 from alkomd.daemon.records import Counters, utc_now
 from alkomd.daemon.schema import spec
@@ -94,7 +94,7 @@ class Route:
         if len(self.waypoints) < 2:
             raise ValueError(f"route {self.name!r}: needs at least two waypoints")
         cum = [0.0]
-        for a, b in zip(self.waypoints, self.waypoints[1:]):
+        for a, b in zip(self.waypoints, self.waypoints[1:], strict=False):
             cum.append(cum[-1] + haversine_m(a, b))
         object.__setattr__(self, "cumulative_m", tuple(cum))
 
@@ -151,8 +151,8 @@ ROUTES: dict[str, Route] = {
         _route(
             "tilamuta-town",
             "A loop through Tilamuta, the seat of Kab. Boalemo.",
-            (0.5050, 122.3380), (0.5090, 122.3470), (0.5040, 122.3560), (0.4980, 122.3500),
-            (0.4990, 122.3400), (0.5050, 122.3380),
+            (0.5150, 122.3360), (0.5190, 122.3450), (0.5160, 122.3550), (0.5115, 122.3500),
+            (0.5110, 122.3400), (0.5150, 122.3360),
         ),
     )
 }
@@ -222,7 +222,7 @@ def parse_fault(text: str) -> Fault:
 def parse_faults(faults: Iterable[str]) -> tuple[Fault, ...]:
     """Parse a fault script (see `parse_fault`)."""
     if isinstance(faults, str):
-        raise ValueError(f"faults must be a list of strings like '120+30:unplug', got the string {faults!r}")
+        raise TypeError(f"faults must be a list of strings like '120+30:unplug', got the string {faults!r}")
     return tuple(parse_fault(f) for f in faults)
 
 
@@ -356,7 +356,7 @@ class PtyGps:
             self.dropped_bytes += len(data) - done
             return done
 
-    def __enter__(self) -> PtyGps:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
@@ -536,6 +536,9 @@ class SimulatorDriver:
 
     def counters(self) -> Counters:
         return self._inner.counters() if self._inner is not None else Counters()
+
+    def last_data(self) -> float | None:
+        return self._inner.last_data() if self._inner is not None else None
 
     def _resolve_link(self) -> Path:
         if self.link is None:

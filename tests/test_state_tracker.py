@@ -1,0 +1,310 @@
+"""StateTracker (device state from a fake clock and counters) and Backoff (reopen delays)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import replace
+
+import pytest
+
+from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Record
+from alkomd.drivers.base import ERROR_WINDOW_S, Backoff, StateTracker
+
+SILENT_S = 10.0
+NO_FIX_S = 30.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Harness:
+    """A tracker with a fake clock and counters the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.counters = Counters()
+        self.emitted: list[Record] = []
+        self.tracker = StateTracker(
+            "car12-gps", "nmea", self.emitted.append, SILENT_S, NO_FIX_S, lambda: self.counters, clock=self.clock
+        )
+
+    def statuses(self) -> list[DeviceStatus]:
+        return [r for r in self.emitted if isinstance(r, DeviceStatus)]
+
+    def states(self) -> list[DeviceState]:
+        """The sequence of states reported (a detail-only update, e.g. "waiting for the first
+        fix" -> "", may repeat a state; it is folded here)."""
+        out: list[DeviceState] = []
+        for r in self.statuses():
+            if not out or out[-1] is not r.state:
+                out.append(r.state)
+        return out
+
+    def advance(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    def sentences(self, good: int = 1, bad: int = 0) -> None:
+        """The decoder saw `good` valid and `bad` corrupt sentences just now."""
+        c = self.counters
+        self.counters = replace(c, sentences=c.sentences + good, checksum_errors=c.checksum_errors + bad)
+        if good:
+            self.tracker.saw_sentence()
+
+    def fix(self) -> None:
+        self.sentences(2)
+        self.counters = replace(self.counters, fixes=self.counters.fixes + 1)
+        self.tracker.saw_fix()
+
+    def run(self, seconds: int, *, sentences: bool = True, fixes: bool = True) -> None:
+        """`seconds` of a 1 Hz receiver, evaluated twice a second like the serial driver does."""
+        for _ in range(seconds):
+            if fixes:
+                self.fix()
+            elif sentences:
+                self.sentences(2)
+            for _ in range(2):
+                self.advance(0.5)
+                self.tracker.evaluate()
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+def test_open_reports_connected_waiting_for_the_first_fix(h: Harness) -> None:
+    h.tracker.opened()
+    assert h.states() == [DeviceState.CONNECTED]
+    status = h.emitted[0]
+    assert isinstance(status, DeviceStatus)
+    assert (status.device, status.driver) == ("car12-gps", "nmea")
+    assert "waiting for the first fix" in status.detail
+    assert h.tracker.state is DeviceState.CONNECTED
+
+
+def test_connected_after_fixes(h: Harness) -> None:
+    h.tracker.opened()
+    h.run(60)
+    assert h.states() == [DeviceState.CONNECTED]
+    assert h.tracker.state is DeviceState.CONNECTED
+    assert all(r.state is DeviceState.CONNECTED for r in h.statuses())
+    assert len(h.statuses()) <= 2  # at most, the detail "waiting for the first fix" is cleared
+
+
+def test_no_fix_after_no_fix_after_s_while_sentences_flow(h: Harness) -> None:
+    h.tracker.opened()
+    h.run(int(NO_FIX_S) - 1, fixes=False)
+    assert h.states() == [DeviceState.CONNECTED]
+    h.run(2, fixes=False)
+    assert h.states() == [DeviceState.CONNECTED, DeviceState.NO_FIX]
+    last = h.emitted[-1]
+    assert isinstance(last, DeviceStatus) and "30 s" in last.detail
+
+
+def test_no_fix_after_fixes_stop(h: Harness) -> None:
+    h.tracker.opened()
+    h.run(5)
+    h.run(int(NO_FIX_S) + 1, fixes=False)
+    assert h.states() == [DeviceState.CONNECTED, DeviceState.NO_FIX]
+    h.run(1)
+    assert h.states() == [DeviceState.CONNECTED, DeviceState.NO_FIX, DeviceState.CONNECTED]
+
+
+def test_silent_after_silent_after_s_without_sentences(h: Harness) -> None:
+    h.tracker.opened()
+    h.run(5)
+    h.run(int(SILENT_S) - 1, sentences=False, fixes=False)
+    assert h.states() == [DeviceState.CONNECTED]
+    h.run(2, sentences=False, fixes=False)
+    assert h.states() == [DeviceState.CONNECTED, DeviceState.SILENT]
+    assert "10 s" in h.emitted[-1].detail  # type: ignore[union-attr]
+    h.run(1)
+    assert h.states()[-1] is DeviceState.CONNECTED
+
+
+def test_silent_when_nothing_is_ever_heard_after_open(h: Harness) -> None:
+    h.tracker.opened()
+    h.run(int(SILENT_S) + 1, sentences=False, fixes=False)
+    assert h.states() == [DeviceState.CONNECTED, DeviceState.SILENT]
+
+
+def test_garbage_bytes_do_not_keep_a_device_from_being_silent(h: Harness) -> None:
+    h.tracker.opened()
+    for _ in range(int(SILENT_S) + 2):
+        h.counters = replace(h.counters, garbage_bytes=h.counters.garbage_bytes + 500, bytes=h.counters.bytes + 500)
+        h.advance(1.0)
+        h.tracker.evaluate()
+    assert h.states() == [DeviceState.CONNECTED, DeviceState.SILENT]
+
+
+def test_degraded_when_corrupt_outnumbers_valid(h: Harness) -> None:
+    h.tracker.opened()
+    h.run(3)  # 6 valid sentences in the window
+    h.sentences(good=2, bad=9)  # 9 corrupt vs 8 valid
+    h.advance(0.5)
+    h.tracker.evaluate()
+    assert h.states() == [DeviceState.CONNECTED, DeviceState.DEGRADED]
+    assert "baud rate" in h.emitted[-1].detail  # type: ignore[union-attr]
+
+
+def test_not_degraded_below_five_corrupt_sentences(h: Harness) -> None:
+    h.tracker.opened()
+    h.sentences(good=0, bad=4)
+    h.advance(0.5)
+    h.tracker.evaluate()
+    assert h.states() == [DeviceState.CONNECTED]
+
+
+def test_not_degraded_when_valid_outnumber_corrupt(h: Harness) -> None:
+    h.tracker.opened()
+    h.run(3)
+    h.sentences(good=8, bad=7)
+    h.advance(0.5)
+    h.tracker.evaluate()
+    assert h.states() == [DeviceState.CONNECTED]
+
+
+def test_degraded_clears_once_the_corruption_leaves_the_window(h: Harness) -> None:
+    h.tracker.opened()
+    h.run(3)
+    h.sentences(good=0, bad=20)
+    h.tracker.evaluate()
+    assert h.states()[-1] is DeviceState.DEGRADED
+    h.run(int(ERROR_WINDOW_S) + 2)
+    assert h.states() == [DeviceState.CONNECTED, DeviceState.DEGRADED, DeviceState.CONNECTED]
+
+
+def test_silent_clears_when_sentences_resume_before_the_first_fix(h: Harness) -> None:
+    # BUG (base.py StateTracker.evaluate, the "waiting for the first fix" branch): it only sets
+    # CONNECTED from None/DISCONNECTED, so a device that was SILENT keeps reporting "silent"
+    # while valid sentences flow, until no_fix_after_s since open has passed.
+    h.tracker.opened()
+    h.run(int(SILENT_S) + 1, sentences=False, fixes=False)
+    assert h.states()[-1] is DeviceState.SILENT
+    h.run(3, fixes=False)  # 14 s after open: sentences again, still no fix, < no_fix_after_s
+    assert h.tracker.state is not DeviceState.SILENT
+
+
+def test_degraded_clears_before_the_first_fix(h: Harness) -> None:
+    # Same branch as above: a burst of garbage right after open (port opened mid-sentence,
+    # receiver booting) keeps the device "degraded" long after the line is clean.
+    h.tracker.opened()
+    h.sentences(good=0, bad=8)
+    h.advance(0.5)
+    h.tracker.evaluate()
+    assert h.states() == [DeviceState.CONNECTED, DeviceState.DEGRADED]
+    h.run(int(ERROR_WINDOW_S) + 2, fixes=False)  # clean sentences, receiver still acquiring
+    assert h.tracker.state is not DeviceState.DEGRADED
+
+
+def test_disconnected_on_closed_and_connected_again_on_reopen(h: Harness) -> None:
+    h.tracker.opened()
+    h.run(3)
+    h.tracker.closed("port not found: unplugged, or wrong path?")
+    assert h.states() == [DeviceState.CONNECTED, DeviceState.DISCONNECTED]
+    assert h.emitted[-1].detail.startswith("port not found")  # type: ignore[union-attr]
+    h.advance(100)
+    h.tracker.evaluate()  # a closed port is not evaluated: stays disconnected
+    assert h.states()[-1] is DeviceState.DISCONNECTED
+    h.tracker.opened()
+    assert h.states() == [DeviceState.CONNECTED, DeviceState.DISCONNECTED, DeviceState.CONNECTED]
+
+
+def test_repeated_failures_to_open_emit_disconnected_once(h: Harness) -> None:
+    for _ in range(5):
+        h.tracker.closed("permission denied")
+        h.advance(1.0)
+    assert h.states() == [DeviceState.DISCONNECTED]
+
+
+def test_status_is_emitted_only_on_change(h: Harness) -> None:
+    h.tracker.opened()
+    h.run(2)
+    n = len(h.emitted)
+    for _ in range(100):
+        h.tracker.evaluate()
+    assert len(h.emitted) == n
+    h.run(30)
+    assert len(h.emitted) == n  # a steady 1 Hz receiver: nothing to report
+    h.run(int(SILENT_S) + 1, sentences=False, fixes=False)
+    n = len(h.emitted)
+    for _ in range(100):
+        h.advance(0.5)
+        h.tracker.evaluate()
+    assert len(h.emitted) == n
+    assert h.states() == [DeviceState.CONNECTED, DeviceState.SILENT]
+    pairs = [(r.state, r.detail) for r in h.statuses()]
+    assert all(a != b for a, b in itertools.pairwise(pairs)), pairs
+
+
+def test_status_carries_the_counters_of_the_moment(h: Harness) -> None:
+    h.tracker.opened()
+    h.run(int(NO_FIX_S) - 1, fixes=False)
+    for _ in range(100):
+        h.sentences(1)
+        h.advance(0.25)
+        h.tracker.evaluate()
+        if h.tracker.state is DeviceState.NO_FIX:
+            break
+    last = h.emitted[-1]
+    assert isinstance(last, DeviceStatus) and last.state is DeviceState.NO_FIX
+    assert last.counters == h.counters
+    assert last.counters.sentences > 0 and last.counters.fixes == 0
+
+
+# --- Backoff ---------------------------------------------------------------------------------
+
+
+class Extreme(random.Random):
+    """uniform() returns the low or the high end, to see the bounds."""
+
+    def __init__(self, high: bool) -> None:
+        super().__init__(0)
+        self.high = high
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.high else a
+
+
+def test_backoff_upper_bound_doubles_up_to_the_cap() -> None:
+    b = Backoff(0.5, 30.0, rng=Extreme(high=True))
+    assert [b.next_delay() for _ in range(9)] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+
+
+def test_backoff_lower_bound_is_a_tenth_of_the_cap() -> None:
+    b = Backoff(0.5, 30.0, rng=Extreme(high=False))
+    assert [b.next_delay() for _ in range(8)] == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.0, 3.0])
+
+
+def test_backoff_delays_stay_between_a_tenth_of_the_cap_and_the_cap() -> None:
+    b = Backoff(0.5, 30.0, rng=random.Random(7))
+    delays = [b.next_delay() for _ in range(200)]
+    for n, d in enumerate(delays):
+        cap = min(30.0, 0.5 * 2**n)
+        assert cap / 10 <= d <= cap
+    assert max(delays) <= 30.0
+    assert min(delays[10:]) >= 3.0
+    assert sum(delays[-50:]) / 50 > sum(delays[:3]) / 3  # grows
+
+
+def test_backoff_reset_returns_to_small_delays() -> None:
+    b = Backoff(0.5, 30.0, rng=random.Random(3))
+    for _ in range(20):
+        b.next_delay()
+    assert b.next_delay() >= 3.0
+    b.reset()
+    assert b.next_delay() <= 0.5
+    assert b.next_delay() <= 1.0
+
+
+def test_backoff_many_attempts_do_not_overflow() -> None:
+    b = Backoff(0.5, 600.0, rng=Extreme(high=True))
+    for _ in range(10_000):
+        d = b.next_delay()
+    assert d == 600.0
