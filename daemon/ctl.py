@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
         "radios writing real NMEA into pseudo-terminals, and the daemon; show the positions arriving "
         "over MQTT. Ctrl-C stops all of it and leaves nothing running.",
     )
-    m.add_argument("--units", type=int, default=6, help="number of simulated units (default 6)")
+    m.add_argument("--units", type=int, default=6, choices=range(1, 100), metavar="N", help="simulated units, 1 to 99 (default 6)")
     m.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
     m.add_argument("--embedded-broker", action="store_true", help="use the embedded broker even if mosquitto exists")
     m.add_argument("--workdir", type=Path, default=None, help="keep the demo's config, database and logs here")

@@ -14,7 +14,6 @@ work directory is removed unless it was given.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -137,7 +136,7 @@ def demo_config(plans: Sequence[UnitPlan], broker_port: int, workdir: Path, prot
         f"port = {broker_port}",
         "tls = false",
         f"protocol = {_q(protocol)}",
-        "health_interval_s = 10",
+        "health_interval_s = 2",
         "",
         "[log]",
         'level = "info"',
@@ -577,20 +576,3 @@ def run_demo(
         else:
             shutil.rmtree(work, ignore_errors=True)
     return code
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m alkomd.daemon.demo` (the same as `alkomctl demo`)."""
-    p = argparse.ArgumentParser(prog="python -m alkomd.daemon.demo", description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--units", type=int, default=6, help="number of simulated units (default 6)")
-    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
-    p.add_argument("--embedded-broker", action="store_true", help="use the embedded broker even if mosquitto exists")
-    p.add_argument("--workdir", type=Path, default=None, help="keep the demo's config, database and logs here")
-    a = p.parse_args(argv)
-    if not 1 <= a.units <= MAX_UNITS:
-        p.error(f"--units must be between 1 and {MAX_UNITS}")
-    return run_demo(duration_s=a.duration, units=a.units, embedded_broker=a.embedded_broker, workdir=a.workdir)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

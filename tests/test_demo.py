@@ -1,0 +1,65 @@
+"""`alkomctl demo` end to end: a whole simulated station that stops cleanly and leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+
+
+def _running_under(path: Path) -> list[str]:
+    """Command lines of live processes that mention `path` (the demo's broker, daemon, ptys)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(path) in cmd:
+            found.append(cmd)
+    return found
+
+
+@pytest.mark.parametrize("embedded", [False, True], ids=["mosquitto", "embedded-broker"])
+def test_demo_runs_a_station_and_stops_on_ctrl_c(tmp_path: Path, embedded: bool) -> None:
+    work = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "alkomd.daemon.ctl", "demo", "--units", "3", "--workdir", str(work)]
+    if embedded:
+        cmd.append("--embedded-broker")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if sum(ln.startswith("position R2-03") for ln in lines) >= 2:
+                break
+        out = "".join(lines)
+        assert "position R2-01" in out and "position R2-02" in out and "position R2-03" in out, out
+        assert "node polri110/gorontalo/kota-gorontalo online" in out
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, rest
+    assert "offline" in rest
+    wait_until(lambda: not _running_under(work), 10, "no demo process left")
+    assert not list((work / "dev").glob("sim-*")) or all(not p.exists() for p in (work / "dev").glob("sim-*"))
+    db = sqlite3.connect(work / "alkomd.db")
+    units = {u for (u,) in db.execute("SELECT DISTINCT unit FROM positions")}
+    assert units == {"R2-01", "R2-02", "R2-03"}
+    assert db.execute("SELECT count(*) FROM outbox WHERE sent IS NULL AND kind = 'position'").fetchone()[0] == 0
