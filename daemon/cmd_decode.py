@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
+from datetime import date, datetime, time, timezone
 from typing import BinaryIO, TextIO
 
 from alkomd.daemon.records import Fix, utc_iso, utc_now
 from alkomd.drivers.nmea import Decoder
 
 CHUNK = 1 << 20
+DATE_HEADER = re.compile(rb"^# *Date: *(\d{4}-\d{2}-\d{2})", re.M)
 
 
 def fix_dict(f: Fix) -> dict[str, object]:
@@ -46,14 +49,35 @@ def strip_comments(chunk: bytes) -> bytes:
     return b"\n".join(line for line in chunk.split(b"\n") if not line.startswith(b"#"))
 
 
-def decode_stream(src: BinaryIO, decoder: Decoder) -> Iterator[Fix]:
-    """Fixes of a whole capture, read in bounded chunks split at line ends."""
-    now = utc_now()
+def capture_day(head: bytes) -> date | None:
+    """The `# Date: YYYY-MM-DD` of a capture's metadata header, if it has one."""
+    m = DATE_HEADER.search(head)
+    if m is None:
+        return None
+    try:
+        return date.fromisoformat(m.group(1).decode())
+    except ValueError:
+        return None
+
+
+def decode_stream(src: BinaryIO, decoder: Decoder, day: date | None = None) -> Iterator[Fix]:
+    """Fixes of a whole capture, read in bounded chunks split at line ends.
+
+    Sentences without a date (a GGA-only radio) are dated from `day`, else from the capture's
+    `# Date:` header, else today: the decoder takes the date closest to its reference clock.
+    """
     rest = b""
+    now = utc_now()
+    first = True
     while True:
         chunk = src.read(CHUNK)
         if not chunk:
             break
+        if first:
+            first = False
+            day = day or capture_day(chunk[:4096])
+            if day is not None:
+                now = datetime.combine(day, time(12), timezone.utc)
         data = rest + chunk
         cut = data.rfind(b"\n") + 1
         data, rest = data[:cut], data[cut:]
@@ -73,7 +97,9 @@ def summary(d: Decoder) -> str:
     return text + (f" ({reasons})" if reasons else "")
 
 
-def run(path: str, as_json: bool, max_hdop: float, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run(
+    path: str, as_json: bool, max_hdop: float, day: date | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+) -> int:
     decoder = Decoder("capture", max_hdop=max_hdop)
     try:
         src: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
@@ -84,12 +110,12 @@ def run(path: str, as_json: bool, max_hdop: float, out: TextIO = sys.stdout, err
         write = out.write
         if as_json:
             dumps = json.JSONEncoder(separators=(",", ":")).encode
-            for f in decode_stream(src, decoder):
+            for f in decode_stream(src, decoder, day):
                 write(dumps(fix_dict(f)) + "\n")
         else:
-            for f in decode_stream(src, decoder):
+            for f in decode_stream(src, decoder, day):
                 write(fix_line(f) + "\n")
     print(summary(decoder), file=err)
     if decoder.sentences == 0 and decoder.garbage_bytes + decoder.checksum_errors > 0:
-        print("hint: no valid sentence at all: wrong baud rate when capturing? try alkomctl baud", file=err)
+        print("hint: no valid sentence at all: was the capture made at the wrong baud rate?", file=err)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 from alkomd.daemon import __version__
@@ -42,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true",
                    help='one JSON object per fix: {"time","lat","lon","mode","alt","speed_kmh","course","hdop","sats"}')  # fmt: skip
     d.add_argument("--max-hdop", type=float, default=20.0, help="reject fixes with a larger HDOP (default 20)")
+    d.add_argument("--date", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+                   help="date for sentences without one (GGA-only radios); default: the capture's '# Date:' header, else today")  # fmt: skip
 
     c = sub.add_parser("check-config", help="validate a configuration file (exit 0 valid, 78 invalid)")
     c.add_argument("file", nargs="?", type=Path, default=DEFAULT_PATH, metavar="FILE")
@@ -73,7 +76,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "decode":
         from alkomd.daemon import cmd_decode
 
-        return cmd_decode.run(args.file, args.json, args.max_hdop)
+        return cmd_decode.run(args.file, args.json, args.max_hdop, args.date)
     if args.command == "check-config":
         from alkomd.daemon import cli
 

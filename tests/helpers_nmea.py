@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from alkomd.daemon import cmd_decode
 from alkomd.daemon.records import Fix, utc_iso
 from alkomd.drivers.nmea import Decoder
 from alkomd.drivers.nmea_writer import sentence
@@ -134,23 +135,8 @@ def decode(
     return dec, fixes
 
 
-def fix_dict(fix: Fix) -> dict[str, Any]:
-    """A fix as `alkomctl decode --json` prints it (one JSON object per line)."""
-
-    def r2(v: float | None) -> float | None:
-        return None if v is None else round(v, 2)
-
-    return {
-        "time": utc_iso(fix.time),
-        "lat": round(fix.lat, 7),
-        "lon": round(fix.lon, 7),
-        "mode": fix.mode,
-        "alt": r2(fix.alt),
-        "speed_kmh": r2(fix.speed_kmh),
-        "course": r2(fix.course),
-        "hdop": r2(fix.hdop),
-        "sats": fix.sats,
-    }
+# The one definition of the `alkomctl decode --json` format.
+fix_dict = cmd_decode.fix_dict
 
 
 def read_capture(path: Path) -> tuple[dict[str, str], bytes]:

@@ -1,0 +1,70 @@
+"""`alkomctl decode` as a technician runs it: every recorded capture gives its expected fixes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CAPTURES = sorted((Path(__file__).parent / "captures").glob("*.nmea"))
+
+
+def alkomctl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", *args], input=stdin, capture_output=True, timeout=60)
+
+
+def _same(got: dict[str, object], want: dict[str, object]) -> bool:
+    if got.keys() != want.keys():
+        return False
+    for k, v in want.items():
+        g = got[k]
+        if isinstance(v, float) and isinstance(g, float | int):
+            if abs(g - v) > 1e-6:
+                return False
+        elif g != v:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=[c.stem for c in CAPTURES])
+def test_decode_json_matches_the_expected_output(capture: Path) -> None:
+    r = alkomctl("decode", "--json", str(capture))
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(line) for line in r.stdout.splitlines()]
+    want = [json.loads(line) for line in capture.with_suffix(".expected.jsonl").read_text().splitlines()]
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert _same(g, w), (g, w)
+    assert b"sentences" in r.stderr and b"fixes" in r.stderr  # the summary goes to stderr
+
+
+def test_decode_reads_standard_input_and_prints_one_line_per_fix() -> None:
+    capture = next(c for c in CAPTURES if "ublox" in c.name)
+    r = alkomctl("decode", "-", stdin=capture.read_bytes())
+    want = capture.with_suffix(".expected.jsonl").read_text().splitlines()
+    lines = r.stdout.decode().splitlines()
+    assert r.returncode == 0 and len(lines) == len(want)
+    first = json.loads(want[0])
+    assert lines[0].startswith(first["time"]) and f"{first['lat']:.7f}" in lines[0] and "3D" in lines[0]
+
+
+def test_date_option_dates_a_capture_without_dates() -> None:
+    capture = next(c for c in CAPTURES if "gga-only" in c.name)
+    r = alkomctl("decode", "--json", "--date", "2030-01-02", str(capture))
+    times = [json.loads(line)["time"] for line in r.stdout.splitlines()]
+    assert times and all(t.startswith("2030-01-02") for t in times)
+
+
+def test_missing_file_is_one_line_and_exit_66(tmp_path: Path) -> None:
+    r = alkomctl("decode", str(tmp_path / "nope.nmea"))
+    assert r.returncode == 66
+    assert r.stderr.decode().count("\n") == 1 and "nope.nmea" in r.stderr.decode()
+
+
+def test_garbage_only_hints_at_the_baud_rate() -> None:
+    r = alkomctl("decode", "-", stdin=bytes(range(128, 256)) * 50 + b"\r\n")
+    assert r.returncode == 0 and r.stdout == b""
+    assert b"baud rate" in r.stderr
