@@ -44,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
                    help='one JSON object per fix: {"time","lat","lon","mode","alt","speed_kmh","course","hdop","sats"}')  # fmt: skip
     d.add_argument("--max-hdop", type=float, default=20.0, help="reject fixes with a larger HDOP (default 20)")
     d.add_argument("--date", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
-                   help="date for sentences without one (GGA-only radios); default: the capture's '# Date:' header, else today")  # fmt: skip
+                   help="date for sentences without one (GGA-only radios); default: the '# Date:' header, else today")  # fmt: skip
 
     c = sub.add_parser("check-config", help="validate a configuration file (exit 0 valid, 78 invalid)")
     c.add_argument("file", nargs="?", type=Path, default=DEFAULT_PATH, metavar="FILE")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from alkomd.daemon import cmd_decode
-from alkomd.daemon.records import Fix, utc_iso
+from alkomd.daemon.records import Fix
 from alkomd.drivers.nmea import Decoder
 from alkomd.drivers.nmea_writer import sentence
 
