@@ -8,11 +8,15 @@ Pipeline, one instance per device (not thread-safe; the driver's thread owns it)
    garbage, except CR, STX, ETX and blanks (Kenwood radios frame sentences with STX/ETX). A line
    with no LF is kept only up to `MAX_PENDING` bytes: memory does not grow on garbage.
 2. **Checksum.** Strict, as pynmea2's `check=True`: a missing `*hh` is an error. It is computed
-   here over the bytes once, because `pynmea2.parse` reruns a regex and a per-character checksum
-   that cost more than everything else in this module (see bench/bench_decode.py).
-3. **Parsing** with pynmea2's sentence classes (any talker: GP, GN, GL, GA, GB, BD, GQ, QZ, ...).
-   Fields are read by index from `.data` and converted here, strictly: pynmea2's typed accessors
-   swallow conversion errors and turn empty coordinates into 0.0 ("null island").
+   once over the bytes with an integer XOR fold (`checksum`), about twice as fast as pynmea2's
+   per-character loop.
+3. **Parsing** as pynmea2 defines it: the talker and type split, pynmea2's registry of sentence
+   types (any talker: GP, GN, GL, GA, GB, BD, GQ, QZ, ...), and its field split. The hot path
+   (`scan`) stops there and does not build a pynmea2 object per sentence (a quarter of the
+   decoder's time); `check`, which technicians' views use, returns the real pynmea2 object, and
+   tests/test_nmea_decoder.py proves both give the same fields. Proprietary sentences go
+   through `pynmea2.parse`. Fields are read by index and converted here, strictly: pynmea2's
+   typed accessors swallow conversion errors and turn empty coordinates into 0.0.
 4. **Epochs.** Sentences with the same UTC time of day form one epoch (GGA, RMC, GLL, ZDA carry
    the time; GSA, GSV, VTG join the epoch they follow). Like gpsd, the decoder learns which
    sentence ends a receiver's cycle and emits the fix the moment that sentence arrives, instead
@@ -188,8 +192,23 @@ class Framer:
         return self.feed(tail + b"\n") if tail else []
 
 
-def parse(body: bytes) -> Any:
-    """Verify one candidate's checksum and parse it: a pynmea2 sentence object, or a Verdict."""
+def checksum(payload: bytes) -> int:
+    """XOR of all bytes (the NMEA checksum), folded as one big integer: no Python loop per byte."""
+    if len(payload) > 128:
+        return reduce(xor, payload, 0)
+    x = int.from_bytes(payload, "little")
+    x ^= x >> 512
+    x ^= x >> 256
+    x ^= x >> 128
+    x ^= x >> 64
+    x ^= x >> 32
+    x ^= x >> 16
+    x ^= x >> 8
+    return x & 0xFF
+
+
+def _verify(body: bytes) -> bytes | Verdict:
+    """The payload between `$` and `*` of a candidate whose checksum is right, or why not."""
     star = body.rfind(b"*")
     if star < 0 or len(body) != star + 3:
         return Verdict.NO_CHECKSUM if star < 0 or len(body) < star + 3 else Verdict.UNPARSABLE
@@ -198,8 +217,36 @@ def parse(body: bytes) -> Any:
     except ValueError:
         return Verdict.NO_CHECKSUM
     payload = body[:star]
-    if reduce(xor, payload, 0) != expected:
+    if checksum(payload) != expected:
         return Verdict.BAD_CHECKSUM
+    return payload
+
+
+def scan(body: bytes) -> tuple[str, list[str]] | Verdict:
+    """The hot path: (sentence type, fields) of a verified talker sentence that pynmea2 knows.
+
+    A valid proprietary sentence gives ("", []): counted as valid, carrying nothing we use.
+    """
+    payload = _verify(body)
+    if isinstance(payload, Verdict):
+        return payload
+    try:
+        text = payload.decode("ascii")
+    except UnicodeDecodeError:
+        return Verdict.UNPARSABLE
+    head, _, rest = text.partition(",")
+    if len(head) == 5 and head[:1] != "P" and head.isalnum():
+        stype = head[2:]
+        return (stype, rest.split(",")) if stype in _TALKER_TYPES else Verdict.UNKNOWN
+    result = parse(body)
+    return ("", []) if not isinstance(result, Verdict) else result
+
+
+def parse(body: bytes) -> Any:
+    """Verify one candidate's checksum and parse it: a pynmea2 sentence object, or a Verdict."""
+    payload = _verify(body)
+    if isinstance(payload, Verdict):
+        return payload
     try:
         text = payload.decode("ascii")
     except UnicodeDecodeError:
@@ -288,7 +335,7 @@ class Decoder:
         self.rejected: dict[Reject, int] = {}
         self.last_reject: Reject | None = None
         self._epoch: _Epoch | None = None
-        self._pending: list[Any] = []  # untimed sentences that arrived after their epoch closed
+        self._pending: list[tuple[str, list[str]]] = []  # untimed sentences after their epoch closed
         self._ender = ""  # learnt: the sentence type that ends this receiver's cycle
         self._date: date | None = None
         self._last_when: datetime | None = None
@@ -309,12 +356,19 @@ class Decoder:
         out: list[Fix] = []
         if self.on_sentence is not None:
             for body in self.framer.feed(data):
-                s = check(body)
-                self._count(s.msg if s.verdict is Verdict.OK else s.verdict, out)
-                self.on_sentence(s)
+                self._checked(body, out)
             return out
+        message = self._message
+        valid = 0
         for body in self.framer.feed(data):
-            self._count(parse(body), out)
+            r = scan(body)
+            if r.__class__ is tuple:
+                valid += 1
+                if r[0]:
+                    message(r[0], r[1], out)
+            else:
+                self._count_error(r)  # type: ignore[arg-type]
+        self.sentences += valid
         return out
 
     def close_epoch(self) -> list[Fix]:
@@ -328,29 +382,32 @@ class Decoder:
         """End of input: decode a last line that has no LF, then close the open epoch."""
         out: list[Fix] = []
         for body in self.framer.flush():
-            s = check(body)
-            self._count(s.msg if s.verdict is Verdict.OK else s.verdict, out)
-            if self.on_sentence is not None:
-                self.on_sentence(s)
+            self._checked(body, out)
         return out + self.close_epoch()
 
-    def _count(self, result: Any, out: list[Fix]) -> None:
-        if not isinstance(result, Verdict):
+    def _checked(self, body: bytes, out: list[Fix]) -> None:
+        """The slow path, with the real pynmea2 object handed to `on_sentence`."""
+        s = check(body)
+        if s.verdict is Verdict.OK:
             self.sentences += 1
-            self._message(result, out)
-        elif result is Verdict.BAD_CHECKSUM or result is Verdict.NO_CHECKSUM:
+            stype = getattr(s.msg, "sentence_type", "")
+            if stype and stype in _TALKER_TYPES and isinstance(s.msg, pynmea2.TalkerSentence):
+                self._message(stype, list(s.msg.data), out)
+        else:
+            self._count_error(s.verdict)
+        if self.on_sentence is not None:
+            self.on_sentence(s)
+
+    def _count_error(self, v: Verdict) -> None:
+        if v is Verdict.BAD_CHECKSUM or v is Verdict.NO_CHECKSUM:
             self.checksum_errors += 1
-        elif result is Verdict.UNKNOWN:
+        elif v is Verdict.UNKNOWN:
             self.sentences += 1
             self.unknown += 1
         else:
             self.parse_errors += 1
 
-    def _message(self, msg: Any, out: list[Fix]) -> None:
-        stype: str = getattr(msg, "sentence_type", "")
-        if not stype:
-            return  # a proprietary sentence with no type (PMTK, PUBX, ...): nothing we use
-        d: list[str] = msg.data
+    def _message(self, stype: str, d: list[str], out: list[Fix]) -> None:
         if len(d) < 17:
             d = d + _PAD[len(d) :]
         if stype in _TIMED:
@@ -362,8 +419,8 @@ class Decoder:
                         self._close(ep, out)
                     self._ender = ep.last_type
                 ep = self._epoch = _Epoch(key)
-                for m in self._pending:
-                    self._merge(ep, m.sentence_type, m.data + _PAD[len(m.data) :])
+                for ptype, pfields in self._pending:
+                    self._merge(ep, ptype, pfields)
                 self._pending.clear()
             elif ep.emitted:
                 ep.last_type = stype  # still this epoch: the next one learns the true cycle end
@@ -373,7 +430,7 @@ class Decoder:
             ep = self._epoch
             if ep is None or ep.emitted:
                 if (stype == "GSA" or stype == "VTG") and len(self._pending) < 8:
-                    self._pending.append(msg)
+                    self._pending.append((stype, d))
                 return
             self._merge(ep, stype, d)
         if stype == self._ender and not ep.emitted and (stype != "GSV" or d[0] == d[1]):

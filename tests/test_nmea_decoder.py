@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import random
 from datetime import timedelta
 
+import pynmea2
 import pytest
 from helpers_nmea import (
     LAT,
@@ -802,3 +805,25 @@ def test_property_any_chunking_gives_the_same_fixes(sizes: list[int]) -> None:
     _, split = decode(chunks)
     assert [key(f) for f in split] == [key(f) for f in whole]
     assert len(whole) == 4
+
+
+# -- the hot path agrees with pynmea2 -----------------------------------------------------------
+
+
+@SETTINGS
+@given(st.binary(max_size=300))
+def test_checksum_fold_equals_the_per_byte_xor(payload: bytes) -> None:
+    assert nmea.checksum(payload) == functools.reduce(operator.xor, payload, 0)
+
+
+@SETTINGS
+@given(st.lists(epoch_spec, min_size=1, max_size=3), st.sampled_from(["GP", "GN", "GL", "GA", "GB", "BD", "GQ", "QZ"]))
+def test_scan_gives_the_fields_pynmea2_parse_gives(specs: list[tuple[float, ...]], talker: str) -> None:
+    """The decoder's hot path (`scan`) and pynmea2.parse(check=True) agree on every sentence."""
+    for k, (lat, lon, spd, crs, alt) in enumerate(specs):
+        e = EpochSpec(T0 + timedelta(seconds=k), lat, lon, alt=alt, speed_kmh=spd, course=crs, talker=talker)
+        for line in epoch(e, ("RMC", "VTG", "GGA", "GSA", "GSV", "GLL", "ZDA")).splitlines():
+            ref = pynmea2.parse(line.decode(), check=True)
+            got = nmea.scan(line[1:])
+            assert got == (ref.sentence_type, ref.data)
+            assert nmea.check(line[1:]).msg.data == ref.data
