@@ -9,7 +9,12 @@ from datetime import UTC, datetime
 
 def utc_iso(t: datetime) -> str:
     """ISO 8601 UTC with a trailing Z and millisecond precision (the contract's time format)."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    if t.tzinfo is not UTC:
+        t = t.astimezone(UTC)
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+        f".{t.microsecond // 1000:03d}Z"
+    )
 
 
 def utc_now() -> datetime:

@@ -176,6 +176,11 @@ class Framer:
         self._pending = tail
         out: list[bytes] = []
         for line in lines:
+            if line[:1] == b"$" and line.find(b"$", 1) < 0:  # the usual case: one whole sentence
+                part = line[1:].rstrip(_FRAMING)
+                if part:
+                    out.append(part)
+                continue
             parts = line.split(b"$")
             lead = parts[0].strip(_FRAMING)
             if lead:
@@ -226,10 +231,30 @@ def scan(body: bytes) -> tuple[str, list[str]] | Verdict:
     """The hot path: (sentence type, fields) of a verified talker sentence that pynmea2 knows.
 
     A valid proprietary sentence gives ("", []): counted as valid, carrying nothing we use.
+    The common case (`...*hh` at the end, payload up to 128 bytes) is checked inline; anything
+    else goes through `_verify` for the exact verdict.
     """
-    payload = _verify(body)
-    if isinstance(payload, Verdict):
-        return payload
+    star = len(body) - 3
+    if star < 0 or body[star] != 42 or star > 128:  # 42 is "*"
+        payload = _verify(body)
+        if isinstance(payload, Verdict):
+            return payload
+    else:
+        try:
+            expected = int(body[star + 1 :], 16)
+        except ValueError:
+            return Verdict.NO_CHECKSUM
+        payload = body[:star]
+        x = int.from_bytes(payload, "little")
+        x ^= x >> 512
+        x ^= x >> 256
+        x ^= x >> 128
+        x ^= x >> 64
+        x ^= x >> 32
+        x ^= x >> 16
+        x ^= x >> 8
+        if x & 0xFF != expected:
+            return Verdict.BAD_CHECKSUM
     try:
         text = payload.decode("ascii")
     except UnicodeDecodeError:
@@ -439,6 +464,8 @@ class Decoder:
     def _merge(self, ep: _Epoch, stype: str, d: list[str]) -> None:
         """Fold one sentence's fields (padded to at least 17) into its epoch."""
         ep.last_type = stype
+        if stype == "GSV":
+            return  # satellites in view: nothing a fix needs (its last part may end the cycle)
         if stype == "GGA":
             self._position(ep, 0, d[1], d[2], d[3], d[4])
             q = _int(d[5])

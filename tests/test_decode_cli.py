@@ -68,3 +68,27 @@ def test_garbage_only_hints_at_the_baud_rate() -> None:
     r = alkomctl("decode", "-", stdin=bytes(range(128, 256)) * 50 + b"\r\n")
     assert r.returncode == 0 and r.stdout == b""
     assert b"baud rate" in r.stderr
+
+
+def test_fix_json_is_exactly_json_dumps_of_fix_dict() -> None:
+    """The hand-written JSON line is byte for byte what json.dumps makes of fix_dict."""
+    from datetime import UTC, datetime, timedelta
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from alkomd.daemon.cmd_decode import fix_dict, fix_json
+    from alkomd.daemon.records import Fix
+
+    maybe = st.one_of(st.none(), st.floats(0, 1e4, allow_nan=False))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.floats(-90, 90), st.floats(-180, 180), st.sampled_from([2, 3]), maybe, maybe, maybe, maybe,
+           st.one_of(st.none(), st.integers(0, 99)), st.integers(0, 10**9))  # fmt: skip
+    def check(lat: float, lon: float, mode: int, alt: float | None, spd: float | None, crs: float | None,
+              hdop: float | None, sats: int | None, ms: int) -> None:  # fmt: skip
+        t = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+        f = Fix("d", t, lat, lon, mode, t, 0.0, alt=alt, speed_kmh=spd, course=crs, hdop=hdop, sats=sats)
+        assert fix_json(f) == json.dumps(fix_dict(f), separators=(",", ":"))
+
+    check()
