@@ -7,7 +7,7 @@ them. Topics never contain `+` or `#`; payloads are compact UTF-8 JSON with ISO 
 from __future__ import annotations
 
 import json
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -19,8 +19,8 @@ CONTRACT_VERSION = 1
 
 
 def new_msg_id() -> str:
-    """A globally unique, stable message id (consumers deduplicate on it)."""
-    return uuid.uuid4().hex
+    """A globally unique message id: 128 random bits as 32 hex digits (consumers deduplicate on it)."""
+    return os.urandom(16).hex()
 
 
 def _dumps(obj: object) -> str:
