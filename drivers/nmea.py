@@ -231,11 +231,11 @@ def scan(body: bytes) -> tuple[str, list[str]] | Verdict:
     """The hot path: (sentence type, fields) of a verified talker sentence that pynmea2 knows.
 
     A valid proprietary sentence gives ("", []): counted as valid, carrying nothing we use.
-    The common case (`...*hh` at the end, payload up to 128 bytes) is checked inline; anything
-    else goes through `_verify` for the exact verdict.
+    The common case (`...*hh` at the end) is checked here; anything else goes through `_verify`
+    for the exact verdict.
     """
     star = len(body) - 3
-    if star < 0 or body[star] != 42 or star > 128:  # 42 is "*"
+    if star < 0 or body[star] != 42:  # 42 is "*": anything unusual gets its exact verdict
         payload = _verify(body)
         if isinstance(payload, Verdict):
             return payload
@@ -245,15 +245,7 @@ def scan(body: bytes) -> tuple[str, list[str]] | Verdict:
         except ValueError:
             return Verdict.NO_CHECKSUM
         payload = body[:star]
-        x = int.from_bytes(payload, "little")
-        x ^= x >> 512
-        x ^= x >> 256
-        x ^= x >> 128
-        x ^= x >> 64
-        x ^= x >> 32
-        x ^= x >> 16
-        x ^= x >> 8
-        if x & 0xFF != expected:
+        if checksum(payload) != expected:
             return Verdict.BAD_CHECKSUM
     try:
         text = payload.decode("ascii")

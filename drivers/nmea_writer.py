@@ -14,16 +14,23 @@ def sentence(body: str) -> bytes:
     return f"${body}*{cs:02X}\r\n".encode("ascii")
 
 
-def _lat(lat: float) -> tuple[str, str]:
+def lat_field(lat: float) -> tuple[str, str]:
+    """Latitude as NMEA `ddmm.mmmm` and N/S."""
     a = abs(lat)
     d = int(a)
     return f"{d:02d}{(a - d) * 60:07.4f}", "N" if lat >= 0 else "S"
 
 
-def _lon(lon: float) -> tuple[str, str]:
+def lon_field(lon: float) -> tuple[str, str]:
+    """Longitude as NMEA `dddmm.mmmm` and E/W."""
     a = abs(lon)
     d = int(a)
     return f"{d:03d}{(a - d) * 60:07.4f}", "E" if lon >= 0 else "W"
+
+
+def tod(t: datetime) -> str:
+    """UTC time of day as receivers write it: `hhmmss.ss`."""
+    return t.strftime("%H%M%S.") + f"{t.microsecond // 10000:02d}"
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,10 @@ class EpochSpec:
 def epoch(e: EpochSpec, types: tuple[str, ...] = ("RMC", "VTG", "GGA", "GSA", "GSV", "GLL")) -> bytes:
     """All sentences of one epoch, in the order a u-blox receiver sends them."""
     t = e.time
-    tod = t.strftime("%H%M%S.") + f"{t.microsecond // 10000:02d}"
+    hms = tod(t)
     ddmmyy = t.strftime("%d%m%y")
-    la, ns = _lat(e.lat) if e.valid else ("", "")
-    lo, ew = _lon(e.lon) if e.valid else ("", "")
+    la, ns = lat_field(e.lat) if e.valid else ("", "")
+    lo, ew = lon_field(e.lon) if e.valid else ("", "")
     knots = e.speed_kmh / 1.852
     tk = e.talker
     out: list[bytes] = []
@@ -57,7 +64,7 @@ def epoch(e: EpochSpec, types: tuple[str, ...] = ("RMC", "VTG", "GGA", "GSA", "G
             st, mode = ("A", "A") if e.valid else ("V", "N")
             spd = f"{knots:.3f}" if e.valid else ""
             crs = f"{e.course:.2f}" if e.valid else ""
-            out.append(sentence(f"{tk}RMC,{tod},{st},{la},{ns},{lo},{ew},{spd},{crs},{ddmmyy},,,{mode}"))
+            out.append(sentence(f"{tk}RMC,{hms},{st},{la},{ns},{lo},{ew},{spd},{crs},{ddmmyy},,,{mode}"))
         elif ty == "VTG":
             if e.valid:
                 out.append(sentence(f"{tk}VTG,{e.course:.2f},T,,M,{knots:.3f},N,{e.speed_kmh:.3f},K,A"))
@@ -67,7 +74,7 @@ def epoch(e: EpochSpec, types: tuple[str, ...] = ("RMC", "VTG", "GGA", "GSA", "G
             q, sats = ("1", f"{e.sats:02d}") if e.valid else ("0", "00")
             hdop = f"{e.hdop:.2f}" if e.valid else "99.99"
             alt = f"{e.alt:.1f}" if e.valid else ""
-            out.append(sentence(f"{tk}GGA,{tod},{la},{ns},{lo},{ew},{q},{sats},{hdop},{alt},M,18.5,M,,"))
+            out.append(sentence(f"{tk}GGA,{hms},{la},{ns},{lo},{ew},{q},{sats},{hdop},{alt},M,18.5,M,,"))
         elif ty == "GSA":
             prns = [f"{p:02d}" for p in range(1, min(e.sats, 12) + 1)] if e.valid else []
             prns += [""] * (12 - len(prns))
@@ -85,9 +92,9 @@ def epoch(e: EpochSpec, types: tuple[str, ...] = ("RMC", "VTG", "GGA", "GSA", "G
                 out.append(sentence(f"{tk}GSV,{parts},{i + 1},{n:02d},{','.join(block)}"))
         elif ty == "GLL":
             st, mode = ("A", "A") if e.valid else ("V", "N")
-            out.append(sentence(f"{tk}GLL,{la},{ns},{lo},{ew},{tod},{st},{mode}"))
+            out.append(sentence(f"{tk}GLL,{la},{ns},{lo},{ew},{hms},{st},{mode}"))
         elif ty == "ZDA":
-            out.append(sentence(f"{tk}ZDA,{tod},{t:%d},{t:%m},{t:%Y},00,00"))
+            out.append(sentence(f"{tk}ZDA,{hms},{t:%d},{t:%m},{t:%Y},00,00"))
         else:
             raise ValueError(f"no writer for {ty}")
     return b"".join(out)

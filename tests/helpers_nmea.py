@@ -15,7 +15,9 @@ from typing import Any
 from alkomd.daemon import cmd_decode
 from alkomd.daemon.records import Fix
 from alkomd.drivers.nmea import Decoder
-from alkomd.drivers.nmea_writer import sentence
+from alkomd.drivers.nmea_writer import lat_field as ddmm
+from alkomd.drivers.nmea_writer import lon_field as dddmm
+from alkomd.drivers.nmea_writer import sentence, tod
 
 # 2024-05-14 03:15:00 UTC = 11:15 WITA; a patrol car near Jl. Nani Wartabone, Kota Gorontalo.
 T0 = datetime(2024, 5, 14, 3, 15, 0, tzinfo=UTC)
@@ -27,23 +29,6 @@ TALKERS = ("GP", "GN", "GL", "GA", "GB", "BD", "GQ", "QZ")
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
-
-
-def tod(t: datetime) -> str:
-    """`hhmmss.ss` as receivers write it."""
-    return t.strftime("%H%M%S.") + f"{t.microsecond // 10000:02d}"
-
-
-def ddmm(lat: float) -> tuple[str, str]:
-    a = abs(lat)
-    d = int(a)
-    return f"{d:02d}{(a - d) * 60:07.4f}", "N" if lat >= 0 else "S"
-
-
-def dddmm(lon: float) -> tuple[str, str]:
-    a = abs(lon)
-    d = int(a)
-    return f"{d:03d}{(a - d) * 60:07.4f}", "E" if lon >= 0 else "W"
 
 
 def gga(

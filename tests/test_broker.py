@@ -6,25 +6,15 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from conftest import wait_until
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alkomd.daemon.broker import RESERVED_PORTS, Broker, BrokerError, free_port, port_open
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll until `pred` holds; fail after `timeout` s (a bound, not a timing claim)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 @dataclass

@@ -11,12 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import serial
+from conftest import wait_until
 
 from alkomd.daemon.config import parse as parse_config
 from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, Record
@@ -45,16 +46,6 @@ from alkomd.drivers.simulator import (
 
 GORONTALO_BBOX = (0.2, 1.1, 121.1, 123.6)  # lat min, lat max, lon min, lon max
 GORONTALO_GEOJSON = Path(__file__).resolve().parents[1] / "config" / "jurisdictions" / "gorontalo-adm2.geojson"
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll until `pred` holds; fail after `timeout` s (a bound, not a timing claim)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def distance_to_route_m(route: Route, lat: float, lon: float) -> float:
