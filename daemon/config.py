@@ -75,11 +75,25 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class AvailabilityConfig:
+    missed_reports: int = spec(3, min=1, max=100, doc="A unit is offline after this many expected reports without a fix.")
+    interval_car_s: float = spec(10.0, min=0.5, max=86400, doc="Expected seconds between fixes of a car.")
+    interval_motorcycle_s: float = spec(10.0, min=0.5, max=86400, doc="... of a motorcycle.")
+    interval_foot_s: float = spec(60.0, min=0.5, max=86400, doc="... of an officer on foot (handheld radio).")
+    interval_boat_s: float = spec(30.0, min=0.5, max=86400, doc="... of a boat.")
+
+    def interval(self, unit_type: str) -> float:
+        value: float = getattr(self, f"interval_{unit_type}_s")
+        return value
+
+
+@dataclass(frozen=True)
 class UnitConfig:
     id: str = spec(pattern=ID_PATTERN, doc="Unit id, used in topics, e.g. R2-12.")
     callsign: str = spec("", doc="Radio callsign.")
     type: str = spec("car", choices=UNIT_TYPES, doc="Kind of unit (sets its speed class).")
     device: str = spec("", doc="Id of the [[device]] whose fixes are this unit's position.")
+    report_interval_s: float = spec(0.0, min=0, max=86400, doc="Expected seconds between fixes; 0: the type's [availability] value.")
 
 
 @dataclass(frozen=True)
@@ -104,11 +118,14 @@ class Config:
     store: StoreConfig
     mqtt: MqttConfig
     log: LogConfig
+    availability: AvailabilityConfig
     devices: tuple[DeviceConfig, ...]
     units: tuple[UnitConfig, ...]
 
 
-_SECTIONS = {"node": NodeConfig, "store": StoreConfig, "mqtt": MqttConfig, "log": LogConfig}
+_SECTIONS = {
+    "node": NodeConfig, "store": StoreConfig, "mqtt": MqttConfig, "log": LogConfig, "availability": AvailabilityConfig,
+}  # fmt: skip
 _COMMON = ("id", "driver", "enabled")
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from alkomd.daemon.availability import UnitState
 from alkomd.daemon.records import Counters, DeviceStatus, UnitPosition, utc_iso
 from alkomd.daemon.store import Message
 
@@ -51,6 +52,17 @@ def device_status_topic(node: str, device: str) -> str:
 
 def position_topic(node: str, unit: str) -> str:
     return f"{node}/unit/{_level(unit)}/position"
+
+
+def unit_status_topic(node: str, unit: str) -> str:
+    return f"{node}/unit/{_level(unit)}/status"
+
+
+def unit_status_message(node: str, s: UnitState) -> Message:
+    """`<node>/unit/<unit>/status` (retained, on change)."""
+    msg_id = new_msg_id()
+    payload = {"unit": s.unit, "status": s.status.value, "since": utc_iso(s.since), "call_id": s.call_id, "msg_id": msg_id}
+    return Message(msg_id, "unit_status", unit_status_topic(node, s.unit), _dumps(payload), 1, True)
 
 
 def state_payload(state: str, version: str, since: datetime) -> str:

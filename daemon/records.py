@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def utc_iso(t: datetime) -> str:
@@ -19,6 +20,21 @@ def utc_iso(t: datetime) -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class SteadyClock:
+    """UTC time that never jumps: the wall clock at start plus monotonic time since.
+
+    Timers and availability use it, so an NTP step or a wrong RTC corrected at run time does not
+    fire or stall them; records still carry UTC.
+    """
+
+    def __init__(self) -> None:
+        self._wall = utc_now()
+        self._mono = time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self._wall + timedelta(seconds=time.monotonic() - self._mono)
 
 
 class DeviceState(enum.StrEnum):

@@ -22,9 +22,9 @@ from alkomd.daemon import __version__, contract
 from alkomd.daemon.config import Config
 from alkomd.daemon.mqtt_link import Ack, Incoming, LinkEvents, MqttLink
 from alkomd.daemon.publisher import Publisher
-from alkomd.daemon.records import Record, utc_now
+from alkomd.daemon.records import Record, SteadyClock, utc_now
 from alkomd.daemon.sdnotify import Notifier
-from alkomd.daemon.station import Station
+from alkomd.daemon.station import Station, StatusRequest
 from alkomd.daemon.store import Store
 from alkomd.drivers import registry
 from alkomd.drivers.base import Backoff, Driver
@@ -32,6 +32,7 @@ from alkomd.drivers.base import Backoff, Driver
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_S = 3600.0
+AVAILABILITY_TICK_S = 1.0
 DRIVER_JOIN_S = 2.0
 
 
@@ -66,6 +67,7 @@ class Runtime(LinkEvents):
         self.drivers: list[RunningDriver] = []
         self.ready = False
         self.notify = Notifier()
+        self.clock = SteadyClock()
 
     # LinkEvents (called on the loop thread by MqttLink)
     def connected(self) -> None:
@@ -87,7 +89,12 @@ class Runtime(LinkEvents):
         self.publisher.on_ack(ack)
 
     def message(self, msg: Incoming) -> None:
-        log.debug("mqtt: ignored message on %s", msg.topic)
+        prefix = f"{self.cfg.node.topic}/unit/"
+        if msg.topic.startswith(prefix) and msg.topic.endswith("/status/set") and not msg.retain:
+            unit = msg.topic[len(prefix) : -len("/status/set")]
+            self.station.submit(StatusRequest(unit, msg.payload))
+        else:
+            log.debug("mqtt: ignored message on %s", msg.topic)
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -97,8 +104,9 @@ class Runtime(LinkEvents):
         loop = asyncio.get_running_loop()
         self.store = Store(cfg.store.path, cfg.store.synchronous)
         self.publisher = Publisher(self.store, loop, cfg.mqtt.inflight)
-        self.station = Station(cfg, self.store, self.publisher, loop)
-        self.link = MqttLink(cfg.mqtt, cfg.node.topic, __version__, loop, self)
+        self.station = Station(cfg, self.store, self.publisher, loop, now=self.clock)
+        subscriptions = (f"{cfg.node.topic}/unit/+/status/set",)
+        self.link = MqttLink(cfg.mqtt, cfg.node.topic, __version__, loop, self, subscriptions)
         self.publisher.send = self.link.publish
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
@@ -126,6 +134,7 @@ class Runtime(LinkEvents):
         tasks = [
             asyncio.create_task(self._every(cfg.mqtt.health_interval_s, self._publish_health), name="health"),
             asyncio.create_task(self._every(PRUNE_INTERVAL_S, self._prune), name="prune"),
+            asyncio.create_task(self._every(AVAILABILITY_TICK_S, self.station.tick), name="availability"),
         ]
         if self.notify.watchdog_s:
             # Pinged from the event loop itself: a loop that stops turning stops the pings.

@@ -1,19 +1,26 @@
-"""The station core: driver records in, stored positions and outbox messages out (event loop thread).
+"""The station core: driver records and unit status requests in, stored rows and outbox messages out.
 
-Batches whatever records arrived since the last loop iteration into one SQLite transaction, so
-a busy station commits once per burst rather than once per fix. A unit's current position never
-moves back: a fix older than the unit's newest goes to history only, an equal one is a duplicate.
+Runs on the event loop thread. Batches whatever arrived since the last loop iteration into one
+SQLite transaction, so a busy station commits once per burst rather than once per fix. A unit's
+current position never moves back: a fix older than the unit's newest goes to history only, an
+equal one is a duplicate. Unit statuses (availability) change with fixes, with the clock and
+with `status/set` requests; every change is published retained and appended to the audit record
+in the same transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from alkomd.daemon import contract
+from alkomd.daemon.audit import AuditEntry
+from alkomd.daemon.availability import SETTABLE, Availability, UnitState
+from alkomd.daemon.call_types import UnitStatus
 from alkomd.daemon.config import Config
 from alkomd.daemon.publisher import Publisher
 from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, Record, UnitPosition, utc_iso, utc_now
@@ -23,6 +30,22 @@ log = logging.getLogger(__name__)
 
 MAX_UNSTORED = 50_000  # records kept in RAM while the database refuses writes (disk full)
 RETRY_STORE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    """A `<node>/unit/<unit>/status/set` message, validated when it is processed."""
+
+    unit: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed: check which units stopped reporting."""
+
+
+Operation = Record | StatusRequest | Tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +79,16 @@ class Station:
         self.unmapped_fixes = 0
         store.sync_units((u.id, u.callsign, u.type, u.device) for u in cfg.units)
         self._last_time: dict[str, str] = store.last_fix_times()
-        self._pending: list[Record] = []
+        intervals = {u.id: u.report_interval_s or cfg.availability.interval(u.type) for u in cfg.units}
+        self.availability = Availability(intervals, cfg.availability.missed_reports, store.unit_states(), now())
+        self.refused_requests = 0
+        self._pending: list[Operation] = []
         self._scheduled = False
         self._store_failing = False
         self._unmapped_logged: set[str] = set()
 
-    def submit(self, record: Record) -> None:
-        """Take one record from a driver (called on the loop thread, via call_soon_threadsafe)."""
+    def submit(self, record: Operation) -> None:
+        """Take one record from a driver, a status request or a tick (on the loop thread)."""
         self._pending.append(record)
         if not self._scheduled:
             self._scheduled = True
@@ -78,11 +104,15 @@ class Station:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
+        now = self._now()
         positions: list[tuple[UnitPosition, Message | None]] = []
         messages: list[Message] = []
+        audits: list[AuditEntry] = []
+        changes: dict[str, UnitState] = {}
         last_time = dict(self._last_time)
         latest: dict[str, UnitPosition] = {}
         statuses: list[DeviceStatus] = []
+        saved = dict(self.availability.states)
         stale = 0
         for r in batch:
             if isinstance(r, Fix):
@@ -99,15 +129,25 @@ class Station:
                 last_time[up.unit] = t
                 latest[up.unit] = up
                 positions.append((up, contract.position_message(self.node, up)))
-            else:
+                self._changed(self.availability.fix(up.unit, now), changes)
+            elif isinstance(r, DeviceStatus):
                 statuses.append(r)
                 messages.append(contract.device_status_message(self.node, r))
+            elif isinstance(r, StatusRequest):
+                self._status_request(r, now, changes, audits)
+            else:
+                for st in self.availability.tick(now):
+                    self._changed(st, changes)
+        for st in changes.values():
+            messages.append(contract.unit_status_message(self.node, st))
+        audits.extend(self._audit_changes(changes, saved, now))
         try:
-            self.store.record(positions, messages, self._now())
+            self.store.record(positions, messages, now, audits, tuple(changes.values()))
         except StoreError as exc:
             if not self._store_failing:
                 log.error("%s; keeping up to %d records in memory and retrying", exc, MAX_UNSTORED)
                 self._store_failing = True
+            self.availability.states = saved
             self._pending = (batch + self._pending)[-MAX_UNSTORED:]
             self._scheduled = True
             self._loop.call_later(RETRY_STORE_S, self.flush)
@@ -118,9 +158,61 @@ class Station:
         self._last_time = last_time
         self.latest.update(latest)
         self.stale_fixes += stale
-        for st in statuses:
-            self._log_status(st)
+        for ds in statuses:
+            self._log_status(ds)
+        for st in changes.values():
+            log.info("unit %s: %s -> %s%s", st.unit, saved[st.unit].status.value, st.status.value,
+                     f" (call {st.call_id})" if st.call_id else "")  # fmt: skip
         self.publisher.pump()
+
+    def tick(self) -> None:
+        """Check for units that stopped reporting (called periodically)."""
+        self.submit(Tick())
+
+    @staticmethod
+    def _changed(st: UnitState | None, changes: dict[str, UnitState]) -> None:
+        if st is not None:
+            changes[st.unit] = st
+
+    def _audit_changes(self, changes: dict[str, UnitState], before: dict[str, UnitState], now: datetime) -> list[AuditEntry]:
+        out = []
+        for st in changes.values():
+            detail = {"status": st.status.value, "previous": before[st.unit].status.value, "call_id": st.call_id}
+            out.append(AuditEntry(now, "unit.status", st.call_id or "", st.unit, json.dumps(detail, separators=(",", ":"))))
+        return out
+
+    def _status_request(self, r: StatusRequest, now: datetime, changes: dict[str, UnitState], audits: list[AuditEntry]) -> None:
+        """Apply a `status/set` message, or record why it was refused (never silently dropped)."""
+        reason = ""
+        status: UnitStatus | None = None
+        by = ""
+        try:
+            body = json.loads(r.payload)
+        except (ValueError, RecursionError):
+            body = None
+        if not isinstance(body, dict):
+            reason = "not a JSON object"
+        else:
+            who = body.get("by")
+            by = who if isinstance(who, str) else ""
+            value = body.get("status")
+            if not isinstance(value, str) or value not in SETTABLE:
+                reason = f"status must be one of {', '.join(sorted(SETTABLE))}"
+            elif not by or len(by) > 64:
+                reason = '"by" (who sets it) must be a string of 1 to 64 characters'
+            else:
+                status = UnitStatus(value)
+        if status is not None:
+            try:
+                self._changed(self.availability.set(r.unit, status, now), changes)
+                return
+            except ValueError as exc:
+                reason = str(exc)
+        self.refused_requests += 1
+        excerpt = r.payload[:200].decode("utf-8", "replace")
+        detail = json.dumps({"reason": reason, "by": by, "payload": excerpt}, separators=(",", ":"))
+        audits.append(AuditEntry(now, "unit.status_set_refused", "", r.unit[:64], detail))
+        log.warning("unit %s: status/set refused: %s", r.unit, reason)
 
     def _unit_position(self, f: Fix) -> UnitPosition | None:
         unit = self.unit_of_device.get(f.device)

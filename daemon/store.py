@@ -16,6 +16,9 @@ from pathlib import Path
 
 import sqlite_utils
 
+from alkomd.daemon.audit import GENESIS, AuditEntry, entry_hash
+from alkomd.daemon.availability import UnitState
+from alkomd.daemon.call_types import UnitStatus
 from alkomd.daemon.records import UnitPosition, utc_iso
 
 
@@ -69,7 +72,23 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX outbox_unsent ON outbox(id) WHERE sent IS NULL")
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1,)
+def _v2(db: sqlite_utils.Database) -> None:
+    """Unit statuses, the hash-chained audit record, and calls."""
+    for col in ("status", "status_since", "call_id", "resume_status"):
+        db["units"].add_column(col, str)
+    db["audit"].create(
+        {"id": int, "time": str, "kind": str, "call_id": str, "unit": str, "detail": str, "prev_hash": str, "hash": str},
+        pk="id",
+        not_null={"time", "kind", "call_id", "unit", "detail", "prev_hash", "hash"},
+    )
+    db["audit"].create_index(["call_id", "id"], index_name="audit_call")
+    db.execute("CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END")
+    db.execute("CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END")
+    db["calls"].create({"call_id": str, "state": str, "open": int, "updated": str, "call": str}, pk="call_id")
+    db.execute("CREATE INDEX calls_open ON calls(call_id) WHERE open = 1")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1, _v2)
 
 # The hot path (a fix arrives) uses prepared statements: sqlite-utils' insert_all builds its SQL
 # and converts every value on each call, which was half of a fix's time in the store.
@@ -79,6 +98,8 @@ _INSERT_POSITION = (
 )
 _INSERT_OUTBOX = "INSERT INTO outbox (msg_id, kind, topic, payload, qos, retain, created, sent) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"
 _ADVANCE_UNIT = "UPDATE units SET last_fix_time = ? WHERE id = ? AND (last_fix_time IS NULL OR last_fix_time < ?)"
+_SET_UNIT_STATE = "UPDATE units SET status = ?, status_since = ?, call_id = ?, resume_status = ? WHERE id = ?"
+_INSERT_AUDIT = "INSERT INTO audit (time, kind, call_id, unit, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
 class Store:
@@ -98,6 +119,8 @@ class Store:
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self._migrate()
+        last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        self._audit_head = last[0] if last else GENESIS
 
     def _migrate(self) -> None:
         version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
@@ -138,8 +161,10 @@ class Store:
         positions: Sequence[tuple[UnitPosition, Message | None]],
         messages: Sequence[Message],
         now: datetime,
+        audits: Sequence[AuditEntry] = (),
+        unit_states: Sequence[UnitState] = (),
     ) -> None:
-        """One transaction: position history rows, their outbox rows, and other messages."""
+        """One transaction: positions, their outbox rows, other messages, audit entries, unit states."""
         created = utc_iso(now)
         pos_rows = []
         out_rows = []
@@ -157,6 +182,13 @@ class Store:
                     latest[up.unit] = t
         for msg in messages:
             out_rows.append((msg.msg_id, msg.kind, msg.topic, msg.payload, msg.qos, int(msg.retain), created))
+        head = self._audit_head
+        audit_rows = []
+        for a in audits:
+            t = utc_iso(a.time)
+            h = entry_hash(head, t, a.kind, a.call_id, a.unit, a.detail)
+            audit_rows.append((t, a.kind, a.call_id, a.unit, a.detail, head, h))
+            head = h
         conn = self.conn
         try:
             with self.db.atomic():
@@ -166,8 +198,31 @@ class Store:
                     conn.executemany(_INSERT_OUTBOX, out_rows)
                 for unit, t in latest.items():
                     conn.execute(_ADVANCE_UNIT, (t, unit, t))
+                for s in unit_states:
+                    conn.execute(
+                        _SET_UNIT_STATE,
+                        (s.status.value, utc_iso(s.since), s.call_id, s.resume.value if s.resume else None, s.unit),
+                    )
+                if audit_rows:
+                    conn.executemany(_INSERT_AUDIT, audit_rows)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to {self.path}: {exc}") from exc
+        self._audit_head = head
+
+    def unit_states(self) -> list[UnitState]:
+        """The stored status of every unit that has one (restored at start)."""
+        rows = self.conn.execute(
+            "SELECT id, status, status_since, call_id, resume_status FROM units WHERE status IS NOT NULL"
+        )
+        return [
+            UnitState(u, UnitStatus(st), datetime.fromisoformat(since.replace("Z", "+00:00")), cid,
+                      UnitStatus(res) if res else None)
+            for u, st, since, cid, res in rows
+        ]  # fmt: skip
+
+    def audit_rows(self) -> list[tuple[int, str, str, str, str, str, str, str]]:
+        """The whole audit record in order (for `verify`)."""
+        return list(self.conn.execute("SELECT id, time, kind, call_id, unit, detail, prev_hash, hash FROM audit ORDER BY id"))
 
     # -- outbox ------------------------------------------------------------------------------
 

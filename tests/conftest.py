@@ -74,8 +74,12 @@ class Subscriber:
         self.client = c
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        try:
+            payload = json.loads(msg.payload)
+        except ValueError:  # e.g. a deliberately broken status/set seen on the node's subtree
+            payload = {"_raw": msg.payload.decode("utf-8", "replace")}
         with self._lock:
-            self.messages.append(Received(msg.topic, json.loads(msg.payload), bool(msg.retain)))
+            self.messages.append(Received(msg.topic, payload, bool(msg.retain)))
 
     def on(self, suffix: str) -> list[Received]:
         with self._lock:

@@ -23,6 +23,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from alkomd.daemon import __version__, contract
+from alkomd.daemon.call_types import UnitStatus
 from alkomd.daemon.config import ID_PATTERN, NODE_PATTERN, NodeConfig
 from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Fix, UnitPosition
 
@@ -30,8 +31,8 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "contract"
 SCHEMAS = DOCS / "schemas"
 EXAMPLES = DOCS / "examples"
 
-IMPLEMENTED = ("state", "health", "device-status", "unit-position")
-PLANNED = ("unit-emergency", "unit-status", "unit-status-set", "unit-alert", "call-new", "call-state", "call-event")
+IMPLEMENTED = ("state", "health", "device-status", "unit-position", "unit-status", "unit-status-set")
+PLANNED = ("unit-emergency", "unit-alert", "call-new", "call-state", "call-event")
 NAMES = IMPLEMENTED + PLANNED
 PAGES = (*NAMES, "call-aml")  # call/aml carries text, not JSON: a page and an example, no schema
 
@@ -451,3 +452,14 @@ def test_built_topics_never_hold_wildcards(node: str, name: str) -> None:
         assert "+" not in topic and "#" not in topic and topic.count("/") == node.count("/") + 3
     for topic in (contract.state_topic(node), contract.health_topic(node)):
         assert "+" not in topic and "#" not in topic
+
+
+@pytest.mark.parametrize("status", list(UnitStatus))
+def test_unit_status_message_validates(status: UnitStatus) -> None:
+    from alkomd.daemon.availability import UnitState
+
+    m = contract.unit_status_message(NODE, UnitState("R2-12", status, T0, "c-1" if status is UnitStatus.ENROUTE else None))
+    assert (m.kind, m.topic, m.qos, m.retain) == ("unit_status", f"{NODE}/unit/R2-12/status", 1, True)
+    payload = json.loads(m.payload)
+    assert_valid("unit-status", payload)
+    assert payload["status"] == status.value and payload["msg_id"] == m.msg_id

@@ -19,7 +19,10 @@ README = (ROOT / "README.md").read_text()
 
 @pytest.mark.parametrize(
     "section",
-    [cfgmod.NodeConfig, cfgmod.StoreConfig, cfgmod.MqttConfig, cfgmod.LogConfig, cfgmod.UnitConfig, NmeaOptions],
+    [
+        cfgmod.NodeConfig, cfgmod.StoreConfig, cfgmod.MqttConfig, cfgmod.LogConfig, cfgmod.AvailabilityConfig,
+        cfgmod.UnitConfig, NmeaOptions,
+    ],
 )
 def test_every_config_key_is_in_the_readme_reference(section: type) -> None:
     documented = set(re.findall(r"`([a-z_]+)`", README))
