@@ -21,6 +21,8 @@ examples:
   alkomctl decode capture.nmea            one line per fix in a recorded capture
   alkomctl decode --json - < capture.nmea one JSON object per fix, for scripts
   alkomctl check-config /etc/alkomd/alkomd.toml
+  alkomctl audit verify                   is the station's audit record intact?
+  alkomctl call show C-0001               a call's timeline
   alkomctl demo                           a simulated station with a live view (Ctrl-C stops it)
 """
 
@@ -49,6 +51,23 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a configuration file (exit 0 valid, 78 invalid)")
     c.add_argument("file", nargs="?", type=Path, default=DEFAULT_PATH, metavar="FILE")
 
+    a = sub.add_parser("audit", help="check the tamper-evident audit record")
+    asub = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    av = asub.add_parser(
+        "verify",
+        help="verify the audit record's hash chain (exit 0 intact, 65 broken)",
+        description="Walk the audit record of a station's database and check that every entry holds the hash "
+        "of the previous one: an altered, removed or reordered entry is reported with its id. Safe while the "
+        "daemon runs (read-only).",
+    )
+    _db_args(av)
+
+    c2 = sub.add_parser("call", help="look at calls")
+    csub = c2.add_subparsers(dest="call_command", metavar="ACTION", required=True)
+    cs = csub.add_parser("show", help="a call's whole timeline from the audit record")
+    cs.add_argument("call_id", metavar="CALL_ID")
+    _db_args(cs)
+
     m = sub.add_parser(
         "demo",
         help="run a whole simulated station with a live view",
@@ -61,6 +80,20 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--embedded-broker", action="store_true", help="use the embedded broker even if mosquitto exists")
     m.add_argument("--workdir", type=Path, default=None, help="keep the demo's config, database and logs here")
     return p
+
+
+def _db_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", type=Path, default=None, help="the database (default: [store] path of --config)")
+    p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE", help=f"configuration (default {DEFAULT_PATH})")
+    p.add_argument("--json", action="store_true", help="JSON output")
+
+
+def _db_path(args: argparse.Namespace) -> Path:
+    if args.db is not None:
+        return Path(args.db)
+    from alkomd.daemon.config import load
+
+    return load(args.config).store.path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +110,18 @@ def dispatch(args: argparse.Namespace) -> int:
         from alkomd.daemon import cmd_decode
 
         return cmd_decode.run(args.file, args.json, args.max_hdop, args.date)
+    if args.command in ("audit", "call"):
+        from alkomd.daemon import cmd_audit
+        from alkomd.daemon.schema import ConfigError
+
+        try:
+            db = _db_path(args)
+        except ConfigError as exc:
+            print(f"alkomctl: config error: {exc}", file=sys.stderr)
+            return 78
+        if args.command == "audit":
+            return cmd_audit.verify_cmd(db, args.json)
+        return cmd_audit.call_show(db, args.call_id, args.json)
     if args.command == "check-config":
         from alkomd.daemon import cli
 

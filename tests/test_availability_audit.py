@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -150,3 +152,32 @@ def test_unit_status_over_mqtt_set_offline_and_back(
     assert verify(rows).ok
     assert [st.status for st in s.unit_states()] == [S.UNAVAILABLE]
     s.close()
+
+
+def _ctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_alkomctl_audit_verify_and_call_show(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    s = Store(db)
+    s.record([], [], at(0), [AuditEntry(at(0), "call.received", "C-1", "", '{"caller":"+62811"}'),
+                             AuditEntry(at(1), "call.transition", "C-1", "R2-01", '{"to":"assigned"}'),
+                             AuditEntry(at(2), "unit.status", "", "R2-01", "{}")])  # fmt: skip
+    s.close()
+    r = _ctl("audit", "verify", "--db", str(db))
+    assert r.returncode == 0 and "3 entries" in r.stdout
+    r = _ctl("call", "show", "C-1", "--db", str(db), "--json")
+    body = json.loads(r.stdout)
+    assert r.returncode == 0 and [e["kind"] for e in body["timeline"]] == ["call.received", "call.transition"]
+    assert body["timeline"][1]["unit"] == "R2-01" and body["timeline"][1]["detail"] == {"to": "assigned"}
+    assert _ctl("call", "show", "C-404", "--db", str(db)).returncode == 1
+    con = sqlite3.connect(db)
+    con.execute("DROP TRIGGER audit_no_update")
+    con.execute("UPDATE audit SET unit = 'R2-99' WHERE id = 2")
+    con.commit()
+    con.close()
+    r = _ctl("audit", "verify", "--db", str(db))
+    assert r.returncode == 65 and "BROKEN at entry 2" in r.stdout
+    r = _ctl("audit", "verify", "--db", str(tmp_path / "missing.db"))
+    assert r.returncode == 66 and "no database" in r.stderr
