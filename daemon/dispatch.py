@@ -1,0 +1,772 @@
+"""The call dispatch state machine, pure: step(call, event, now) -> (call, actions); the edge does MQTT, SQLite and timers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from alkomd.daemon.call_types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement, UnitStatus
+from alkomd.daemon.records import utc_iso
+from alkomd.daemon.schema import spec
+
+TIERS = ("polres", "polda", "mabes")  # as in config.TIERS (not imported: config may import this module)
+
+FLAG_REPEAT_CALLER = "repeat_caller"
+FLAG_NO_CANDIDATE = "no_candidate"  # nobody to send: a dispatcher must find a unit
+FLAG_INVALID_LOCATION = "invalid_location"  # a human must ask the caller where they are
+FLAG_REALERTED = "realerted"  # Mabes: the answer timer ran out at least once
+
+S = CallStateName
+FINAL = frozenset({S.CLOSED, S.ESCALATED})
+WORKING = frozenset({S.ASSIGNED, S.ENROUTE, S.ONSCENE})  # states in which assigned_unit is busy on the call
+
+
+# -- configuration and role ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DispatchOptions:
+    answer_timeout_polres_s: int = spec(60, min=5, max=3600, doc="Seconds a Polres has to answer a call before it escalates to the Polda.")
+    answer_timeout_polda_s: int = spec(90, min=5, max=3600, doc="Seconds a Polda has to answer a call before it escalates to Mabes.")
+    answer_timeout_mabes_s: int = spec(120, min=5, max=3600, doc="Seconds Mabes has to answer before the call is re-alerted.")
+    accept_timeout_s: int = spec(60, min=5, max=3600, doc="Seconds an alerted unit has to accept before the next candidate is alerted.")
+    realert_s: int = spec(60, min=5, max=3600, doc="Mabes: seconds between re-alerts of a call nobody answers.")
+
+    def answer_timeout(self, tier: str) -> timedelta:
+        if tier == "polres":
+            return timedelta(seconds=self.answer_timeout_polres_s)
+        if tier == "polda":
+            return timedelta(seconds=self.answer_timeout_polda_s)
+        return timedelta(seconds=self.answer_timeout_mabes_s)
+
+
+@dataclass(frozen=True)
+class NodeRole:
+    """This node's place in the hierarchy: its `<node>` topic, its tier, its parent's `<node>` (None at Mabes)."""
+
+    node: str
+    tier: str
+    parent: str | None
+
+    def __post_init__(self) -> None:
+        if self.tier not in TIERS:
+            raise ValueError(f"tier must be one of {', '.join(TIERS)}; got {self.tier!r}")
+        if (self.parent is None) != (self.tier == "mabes"):
+            raise ValueError(f"a {self.tier} node {'needs' if self.parent is None else 'has no'} parent node")
+
+    @classmethod
+    def of(cls, node: str, tier: str) -> NodeRole:
+        """From the node config (`cfg.node.topic`, `cfg.node.tier`): the parent is the topic one level up."""
+        if tier == "mabes":
+            return cls(node, tier, None)
+        if "/" not in node:
+            raise ValueError(f"a {tier} node needs a node path under the root; got {node!r}")
+        return cls(node, tier, node.rsplit("/", 1)[0])
+
+
+# -- the call record -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Everything known of one call at this node; stored whole, so a restart re-arms timers and re-sends nothing."""
+
+    call_id: str
+    request: CallRequest
+    placement: Placement
+    state: CallStateName
+    tier: str
+    node: str
+    candidates: tuple[Candidate, ...]  # best first, as last recommended
+    assigned_unit: str | None
+    declined: tuple[str, ...]  # units that declined or did not accept in time (never alerted again automatically)
+    answered_by: str | None
+    answer_deadline: datetime | None  # set while offered
+    accept_deadline: datetime | None  # set while assigned
+    escalated_to: str | None
+    flags: tuple[str, ...]
+    created: datetime
+    updated: datetime
+    alerts_sent: tuple[tuple[str, int], ...]  # (unit, attempt) of every alert emitted; attempt counts from 1
+    version: int  # 1 after Receive, +1 per accepted event
+    note: str = ""  # the dispatcher's latest note (answer/assign), sent to units with the caller's note
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL
+
+
+# -- events (in) ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Receive:
+    """A call arrived on `<node>/call/new` (or AML), already placed and with candidates ranked."""
+
+    request: CallRequest
+    placement: Placement
+    candidates: tuple[Candidate, ...] = ()
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The duty officer answers; with `unit` it is also an assignment, without it the top candidate is alerted."""
+
+    by: str
+    unit: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    by: str
+    unit: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    by: str
+    unit: str | None = None  # None: the unit is `by` (the event's "unit" is optional in the contract)
+
+
+@dataclass(frozen=True, slots=True)
+class Decline:
+    by: str
+    unit: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Arrive:
+    by: str
+    unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    by: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed: the edge sends it when `next_deadline(call)` is reached (early or extra ticks are harmless)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recandidate:
+    """A fresh recommendation (after a decline chain ran dry, or periodically while offered/answered)."""
+
+    candidates: tuple[Candidate, ...]
+
+
+Event = Receive | Answer | Assign | Accept | Decline | Arrive | Close | Tick | Recandidate
+
+
+# -- actions (out) -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PublishState:
+    """Publish `call_state_payload(call)` retained on `<node>/call/<call_id>`."""
+
+    call: Call
+
+
+@dataclass(frozen=True, slots=True)
+class AlertUnit:
+    """Publish `alert_payload(self)` on `<node>/unit/<unit>/alert`; `msg_id` is stable (call, unit, attempt)."""
+
+    call_id: str
+    unit: str
+    lat: float | None
+    lon: float | None
+    category: str
+    caller_note: str
+    distance_m: float | None  # None: the location is unknown, or the unit was no candidate (a dispatcher's choice)
+    attempt: int
+    msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetUnitStatus:
+    unit: str
+    status: UnitStatus
+    call_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Escalate:
+    """Publish `escalation_payload(self)` on `<parent>/call/new`."""
+
+    parent: str
+    request: CallRequest  # escalated_from is this node
+    msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    kind: str  # the state entered, or realert, declined, accept_timeout, recandidate, refused, duplicate
+    detail: str
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: str
+
+
+Action = PublishState | AlertUnit | SetUnitStatus | Escalate | Audit | Refused
+Result = tuple[Call | None, tuple[Action, ...]]
+
+
+# -- the state machine ---------------------------------------------------------------------------
+
+
+def step(call: Call | None, event: Event, now: datetime, role: NodeRole, opts: DispatchOptions) -> Result:
+    """Apply one event at `now` (aware UTC). Never raises on an event: one that does not fit is Refused and audited.
+
+    Returns the new call (None only when `call` was None and the event was no Receive) and the
+    actions for the edge, in order: audits, then PublishState (once per accepted event, with the new
+    call), then unit statuses, alerts and escalation. An event that changes nothing returns the call
+    unchanged (same version) and no PublishState.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware UTC datetime")  # a programming error at the edge, not an event
+    if isinstance(event, Receive):
+        return _receive(call, event, now, role, opts)
+    if call is None:
+        if isinstance(event, Tick | Recandidate):
+            return None, ()
+        return None, _refusal(event, "no such call")
+    if call.is_final:
+        if isinstance(event, Tick | Recandidate):
+            return call, ()
+        return call, _refusal(event, f"the call is {call.state.value} (final)")
+    tx = _Tx(call, now, role, opts)
+    if isinstance(event, Answer):
+        return tx.answer(event)
+    if isinstance(event, Assign):
+        return tx.assign(event)
+    if isinstance(event, Accept):
+        return tx.accept(event)
+    if isinstance(event, Decline):
+        return tx.decline(event)
+    if isinstance(event, Arrive):
+        return tx.arrive(event)
+    if isinstance(event, Close):
+        return tx.close(event)
+    if isinstance(event, Tick):
+        return tx.tick()
+    return tx.recandidate(event)
+
+
+def next_deadline(call: Call | None) -> datetime | None:
+    """When the edge must send the next Tick for this call (None: no timer runs)."""
+    if call is None:
+        return None
+    if call.state == S.OFFERED:
+        return call.answer_deadline
+    if call.state == S.ASSIGNED:
+        return call.accept_deadline
+    return None
+
+
+def _receive(call: Call | None, event: Receive, now: datetime, role: NodeRole, opts: DispatchOptions) -> Result:
+    req = event.request
+    if call is not None:
+        if call.call_id != req.call_id:
+            return call, _refusal(event, f"call id {req.call_id!r} delivered to call {call.call_id!r}")
+        return call, (Audit("duplicate", f"call {req.call_id} received again (source {req.source}); unchanged"),)
+    invalid = event.placement.status == LocationStatus.INVALID or req.location is None
+    candidates = () if invalid else tuple(event.candidates)
+    flags = _unique(event.flags)
+    if invalid:
+        flags = _with(flags, FLAG_INVALID_LOCATION)
+    if not candidates:
+        flags = _with(flags, FLAG_NO_CANDIDATE)
+    deadline = now + opts.answer_timeout(role.tier)
+    new = Call(
+        call_id=req.call_id, request=req, placement=event.placement, state=S.OFFERED, tier=role.tier, node=role.node,
+        candidates=candidates, assigned_unit=None, declined=(), answered_by=None, answer_deadline=deadline,
+        accept_deadline=None, escalated_to=None, flags=flags, created=now, updated=now, alerts_sent=(), version=1,
+    )  # fmt: skip
+    where = event.placement.jurisdiction or "no jurisdiction"
+    origin = f", escalated from {req.escalated_from}" if req.escalated_from else ""
+    audits = (
+        Audit("new", f"call {req.call_id} from {req.source}{origin}: {req.category}, {event.placement.status.value} in {where}"),
+        Audit("offered", f"to the {role.tier} duty officer until {utc_iso(deadline)}; candidates: {_units(candidates)}"),
+    )
+    return new, (*audits, PublishState(new))
+
+
+class _Tx:
+    """One accepted event being applied: the call as it changes, and the actions it causes."""
+
+    def __init__(self, call: Call, now: datetime, role: NodeRole, opts: DispatchOptions) -> None:
+        self.start = call
+        self.call = call
+        self.now = now
+        self.role = role
+        self.opts = opts
+        self.audits: list[Action] = []
+        self.effects: list[Action] = []
+
+    def done(self) -> Result:
+        call = replace(self.call, version=self.start.version + 1, updated=self.now)
+        return call, (*self.audits, PublishState(call), *self.effects)
+
+    def refuse(self, event: Event, reason: str) -> Result:
+        return self.start, _refusal(event, reason)
+
+    def enter(self, state: CallStateName, detail: str, by: str = "", **changes: Any) -> None:
+        self.call = replace(self.call, state=state, **changes)
+        self.audits.append(Audit(state.value, detail, by))
+
+    # -- events --
+
+    def answer(self, ev: Answer) -> Result:
+        if self.call.state != S.OFFERED:
+            return self.refuse(ev, f"answer: the call is {self.call.state.value}, not offered")
+        if ev.unit is not None and not _valid_unit(ev.unit):
+            return self.refuse(ev, f"answer: not a valid unit id {ev.unit!r}")
+        self._answered(ev.by, ev.note)
+        if ev.unit is not None:
+            self._assign(ev.unit, ev.by, "the dispatcher's choice")
+        else:
+            self._assign_next(ev.by, "top candidate")
+        return self.done()
+
+    def assign(self, ev: Assign) -> Result:
+        c = self.call
+        if c.state not in (S.OFFERED, S.ANSWERED, S.ASSIGNED, S.ENROUTE):
+            return self.refuse(ev, f"assign: the call is {c.state.value}")
+        if not _valid_unit(ev.unit):
+            return self.refuse(ev, f"assign: not a valid unit id {ev.unit!r}")
+        if ev.unit == c.assigned_unit:
+            return self.refuse(ev, f"assign: {ev.unit} is already assigned")
+        if c.state == S.OFFERED:
+            self._answered(ev.by, ev.note)
+        elif ev.note:
+            self.call = replace(self.call, note=ev.note)
+        reason = "the dispatcher's choice" if c.assigned_unit is None else f"reassigned from {c.assigned_unit}"
+        self._assign(ev.unit, ev.by, reason)
+        return self.done()
+
+    def accept(self, ev: Accept) -> Result:
+        unit = ev.unit or ev.by
+        if self.call.state != S.ASSIGNED:
+            return self.refuse(ev, f"accept: the call is {self.call.state.value}, not assigned")
+        if unit != self.call.assigned_unit:
+            return self.refuse(ev, f"accept: {unit} is not the assigned unit ({self.call.assigned_unit})")
+        self.enter(S.ENROUTE, f"{unit} accepted", ev.by, accept_deadline=None)
+        self.effects.append(SetUnitStatus(unit, UnitStatus.ENROUTE, self.call.call_id))
+        return self.done()
+
+    def decline(self, ev: Decline) -> Result:
+        unit = ev.unit or ev.by
+        if self.call.state != S.ASSIGNED:
+            return self.refuse(ev, f"decline: the call is {self.call.state.value}, not assigned")
+        if unit != self.call.assigned_unit:
+            return self.refuse(ev, f"decline: {unit} is not the assigned unit ({self.call.assigned_unit})")
+        note = f": {ev.note}" if ev.note else ""
+        self._replace_unit("declined", f"{unit} declined{note}", ev.by)
+        return self.done()
+
+    def arrive(self, ev: Arrive) -> Result:
+        unit = ev.unit or ev.by
+        if self.call.state != S.ENROUTE:
+            return self.refuse(ev, f"arrive: the call is {self.call.state.value}, not enroute")
+        if unit != self.call.assigned_unit:
+            return self.refuse(ev, f"arrive: {unit} is not the assigned unit ({self.call.assigned_unit})")
+        self.enter(S.ONSCENE, f"{unit} on scene", ev.by)
+        self.effects.append(SetUnitStatus(unit, UnitStatus.ONSCENE, self.call.call_id))
+        return self.done()
+
+    def close(self, ev: Close) -> Result:
+        c = self.call
+        detail = f"closed in state {c.state.value}" + (f": {ev.note}" if ev.note else "")
+        self.enter(S.CLOSED, detail, ev.by, answer_deadline=None, accept_deadline=None)
+        if c.assigned_unit is not None and c.state in WORKING:
+            self.effects.append(SetUnitStatus(c.assigned_unit, UnitStatus.AVAILABLE, None))
+        return self.done()
+
+    def tick(self) -> Result:
+        c = self.call
+        if c.state == S.OFFERED and c.answer_deadline is not None and self.now >= c.answer_deadline:
+            if self.role.parent is not None:
+                return self._escalate(self.role.parent)
+            return self._realert()
+        if c.state == S.ASSIGNED and c.accept_deadline is not None and self.now >= c.accept_deadline:
+            self._replace_unit("accept_timeout", f"{c.assigned_unit} did not accept within {self.opts.accept_timeout_s} s")
+            return self.done()
+        return c, ()
+
+    def recandidate(self, ev: Recandidate) -> Result:
+        c = self.call
+        if c.state not in (S.OFFERED, S.ANSWERED):
+            return c, ()  # a late recommendation: nothing to do, nothing to audit
+        candidates = tuple(ev.candidates)
+        if candidates == c.candidates:
+            return c, ()
+        self.call = replace(c, candidates=candidates)
+        self.audits.append(Audit("recandidate", f"candidates: {_units(candidates)}"))
+        if c.state == S.ANSWERED:
+            self._assign_next("", "top candidate of a fresh recommendation")  # answered without a unit: nobody was left
+        else:
+            has = _next_candidate(self.call) is not None
+            flags = _without(self.call.flags, FLAG_NO_CANDIDATE) if has else _with(self.call.flags, FLAG_NO_CANDIDATE)
+            self.call = replace(self.call, flags=flags)
+        return self.done()
+
+    # -- building blocks --
+
+    def _answered(self, by: str, note: str) -> None:
+        self.enter(S.ANSWERED, f"answered by {by}", by, answered_by=by, answer_deadline=None, note=note or self.call.note)
+
+    def _assign_next(self, by: str, reason: str) -> None:
+        nxt = _next_candidate(self.call)
+        if nxt is not None:
+            self._assign(nxt.unit, by, reason)
+        elif self.call.state != S.ANSWERED:
+            flags = _with(self.call.flags, FLAG_NO_CANDIDATE)
+            self.enter(S.ANSWERED, "no candidate left: a dispatcher must assign a unit", by, flags=flags)
+        else:
+            self.call = replace(self.call, flags=_with(self.call.flags, FLAG_NO_CANDIDATE))
+
+    def _assign(self, unit: str, by: str, reason: str) -> None:
+        c = self.call
+        if c.assigned_unit is not None and c.assigned_unit != unit:
+            self.effects.append(SetUnitStatus(c.assigned_unit, UnitStatus.AVAILABLE, None))
+        attempt = len(c.alerts_sent) + 1
+        cand = next((x for x in c.candidates if x.unit == unit), None)
+        self.enter(
+            S.ASSIGNED, f"{unit} alerted ({reason}), attempt {attempt}", by,
+            assigned_unit=unit, declined=tuple(u for u in c.declined if u != unit), answer_deadline=None,
+            accept_deadline=self.now + timedelta(seconds=self.opts.accept_timeout_s),
+            alerts_sent=(*c.alerts_sent, (unit, attempt)), flags=_without(c.flags, FLAG_NO_CANDIDATE),
+        )  # fmt: skip
+        loc = c.request.location
+        self.effects.append(SetUnitStatus(unit, UnitStatus.ASSIGNED, c.call_id))
+        self.effects.append(
+            AlertUnit(
+                call_id=c.call_id, unit=unit, lat=loc.lat if loc else None, lon=loc.lon if loc else None,
+                category=c.request.category, caller_note=" / ".join(n for n in (c.request.note, self.call.note) if n),
+                distance_m=cand.distance_m if cand is not None and loc is not None else None, attempt=attempt,
+                msg_id=_msg_id(c.node, c.call_id, "alert", unit, str(attempt)),
+            )
+        )  # fmt: skip
+
+    def _replace_unit(self, kind: str, detail: str, by: str = "") -> None:
+        c = self.call
+        gone = c.assigned_unit
+        assert gone is not None  # only called in state assigned
+        self.call = replace(c, assigned_unit=None, accept_deadline=None, declined=_with(c.declined, gone))
+        self.audits.append(Audit(kind, detail, by))
+        self.effects.append(SetUnitStatus(gone, UnitStatus.AVAILABLE, None))
+        self._assign_next(by, f"next candidate after {gone}")
+
+    def _escalate(self, parent: str) -> Result:
+        c = self.call
+        self.enter(S.ESCALATED, f"unanswered at {self.role.tier} by {utc_iso(self.now)}: escalated to {parent}",
+                   answer_deadline=None, escalated_to=parent)  # fmt: skip
+        request = replace(c.request, escalated_from=self.role.node)
+        self.effects.append(Escalate(parent, request, _msg_id(c.node, c.call_id, "escalate", parent)))
+        return self.done()
+
+    def _realert(self) -> Result:
+        c = self.call
+        deadline = self.now + timedelta(seconds=self.opts.realert_s)
+        self.call = replace(c, answer_deadline=deadline, flags=_with(c.flags, FLAG_REALERTED))
+        self.audits.append(Audit("realert", f"still unanswered since {utc_iso(c.created)}; offered again until {utc_iso(deadline)}"))
+        return self.done()
+
+
+def _next_candidate(call: Call) -> Candidate | None:
+    return next((c for c in call.candidates if c.unit not in call.declined and c.unit != call.assigned_unit), None)
+
+
+def _refusal(event: Event, reason: str) -> tuple[Action, ...]:
+    by = getattr(event, "by", "")
+    return Refused(reason), Audit("refused", f"{type(event).__name__.lower()} refused: {reason}", by if isinstance(by, str) else "")
+
+
+def _valid_unit(unit: str) -> bool:
+    """A unit id must be one MQTT topic level (its alert goes to <node>/unit/<unit>/alert)."""
+    return bool(unit) and len(unit) <= 128 and not any(ch in unit for ch in "+#/\0")
+
+
+def _unique(items: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i for i in items if i))
+
+
+def _with(items: tuple[str, ...], item: str) -> tuple[str, ...]:
+    return items if item in items else (*items, item)
+
+
+def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
+    return tuple(i for i in items if i != item)
+
+
+def _units(candidates: tuple[Candidate, ...]) -> str:
+    return ", ".join(c.unit for c in candidates) or "none"
+
+
+def _msg_id(*parts: str) -> str:
+    """A stable message id (32 hex digits, like contract.new_msg_id): the same message always gets the same id."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+# -- payloads (the JSON boundary) ----------------------------------------------------------------
+
+
+def state_msg_id(call: Call) -> str:
+    """The msg_id of the call state at this version: unique per transition, the same on every resend."""
+    return _msg_id(call.node, call.call_id, "state", str(call.version))
+
+
+def _r(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _t(value: datetime | None) -> str | None:
+    return None if value is None else utc_iso(value)
+
+
+def _candidate_payload(c: Candidate) -> dict[str, object]:
+    return {
+        "unit": c.unit,
+        "distance_m": round(c.distance_m, 1),
+        "eta_s": round(c.eta_s, 1),
+        "fix_age_s": round(c.fix_age_s, 1),
+        "in_jurisdiction": c.in_jurisdiction,
+    }
+
+
+def call_state_payload(call: Call) -> dict[str, object]:
+    """The JSON object of `<node>/call/<call_id>` (contract call-state), with a few added fields."""
+    loc = call.request.location
+    invalid = call.placement.status == LocationStatus.INVALID
+    return {
+        "call_id": call.call_id,
+        "state": call.state.value,
+        "tier": call.tier,
+        "node": call.node,
+        "jurisdiction": None if invalid else call.placement.jurisdiction,
+        "location_status": call.placement.status.value,
+        "candidates": [_candidate_payload(c) for c in call.candidates],
+        "assigned_unit": call.assigned_unit,
+        "answer_deadline": _t(call.answer_deadline),
+        "escalated_to": call.escalated_to,
+        "flags": list(_unique(call.flags)),
+        "msg_id": state_msg_id(call),
+        # added fields
+        "accept_deadline": _t(call.accept_deadline),
+        "declined": list(call.declined),
+        "answered_by": call.answered_by,
+        "escalated_from": call.request.escalated_from,
+        "category": call.request.category,
+        "lat": None if loc is None else round(loc.lat, 7),
+        "lon": None if loc is None else round(loc.lon, 7),
+        "accuracy_m": None if loc is None else _r(loc.accuracy_m, 1),
+        "others": list(call.placement.others),
+        "received_at": utc_iso(call.request.received_at),
+        "created": utc_iso(call.created),
+        "updated": utc_iso(call.updated),
+        "version": call.version,
+    }
+
+
+def alert_payload(alert: AlertUnit) -> dict[str, object]:
+    """The JSON object of `<node>/unit/<unit>/alert` (contract unit-alert)."""
+    return {
+        "call_id": alert.call_id,
+        "lat": _r(alert.lat, 7),
+        "lon": _r(alert.lon, 7),
+        "category": alert.category,
+        "caller_note": alert.caller_note,
+        "distance_m": _r(alert.distance_m, 1),
+        "msg_id": alert.msg_id,
+        "unit": alert.unit,
+        "attempt": alert.attempt,
+    }
+
+
+def escalation_payload(esc: Escalate) -> dict[str, object]:
+    """The JSON object published on `<parent>/call/new` (contract call-new, with escalated_from)."""
+    req = esc.request
+    loc = req.location
+    return {
+        "call_id": req.call_id,
+        "caller": req.caller,
+        "lat": None if loc is None else loc.lat,
+        "lon": None if loc is None else loc.lon,
+        "accuracy_m": None if loc is None else loc.accuracy_m,
+        "received_at": utc_iso(req.received_at),
+        "category": req.category,
+        "escalated_from": req.escalated_from,
+        "msg_id": esc.msg_id,
+        "note": req.note,
+    }
+
+
+# -- storage form (for the calls table) ----------------------------------------------------------
+
+STORE_FORMAT = 1
+
+
+def call_to_json(call: Call) -> str:
+    """The whole call as JSON for SQLite: exact (microsecond times), round-trips through `call_from_json`."""
+    req = call.request
+    loc = req.location
+    doc = {
+        "format": STORE_FORMAT,
+        "call_id": call.call_id,
+        "request": {
+            "call_id": req.call_id, "caller": req.caller,
+            "location": None if loc is None else {"lat": loc.lat, "lon": loc.lon, "accuracy_m": loc.accuracy_m},
+            "received_at": req.received_at.isoformat(), "category": req.category, "source": req.source,
+            "problems": list(req.problems), "escalated_from": req.escalated_from, "note": req.note, "raw_sha256": req.raw_sha256,
+        },
+        "placement": {
+            "status": call.placement.status.value, "jurisdiction": call.placement.jurisdiction,
+            "others": list(call.placement.others), "distance_m": call.placement.distance_m,
+        },
+        "state": call.state.value, "tier": call.tier, "node": call.node,
+        "candidates": [
+            {"unit": c.unit, "distance_m": c.distance_m, "eta_s": c.eta_s, "fix_age_s": c.fix_age_s, "in_jurisdiction": c.in_jurisdiction}
+            for c in call.candidates
+        ],
+        "assigned_unit": call.assigned_unit, "declined": list(call.declined), "answered_by": call.answered_by,
+        "answer_deadline": _iso(call.answer_deadline), "accept_deadline": _iso(call.accept_deadline),
+        "escalated_to": call.escalated_to, "flags": list(call.flags),
+        "created": call.created.isoformat(), "updated": call.updated.isoformat(),
+        "alerts_sent": [[u, n] for u, n in call.alerts_sent], "version": call.version, "note": call.note,
+    }  # fmt: skip
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def call_from_json(text: str) -> Call:
+    """Inverse of `call_to_json`; raises ValueError on anything that is not a stored call of this format."""
+    try:
+        doc = _Obj(json.loads(text), "call")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"stored call is not JSON: {exc}") from None
+    if doc.integer("format") != STORE_FORMAT:
+        raise ValueError(f"stored call format {doc.raw('format')!r}, expected {STORE_FORMAT}")
+    r = doc.obj("request")
+    loc_raw = r.raw("location")
+    loc = None
+    if loc_raw is not None:
+        lo = _Obj(loc_raw, "request.location")
+        loc = Location(lo.number("lat"), lo.number("lon"), lo.opt_number("accuracy_m"))
+    request = CallRequest(
+        call_id=r.text("call_id"), caller=r.text("caller"), location=loc, received_at=r.when("received_at"),
+        category=r.text("category"), source=r.text("source"), problems=r.texts("problems"),
+        escalated_from=r.opt_text("escalated_from"), note=r.text("note"), raw_sha256=r.text("raw_sha256"),
+    )  # fmt: skip
+    p = doc.obj("placement")
+    placement = Placement(LocationStatus(p.text("status")), p.opt_text("jurisdiction"), p.texts("others"), p.opt_number("distance_m"))
+    candidates = []
+    for i, item in enumerate(doc.array("candidates")):
+        c = _Obj(item, f"candidates[{i}]")
+        candidates.append(
+            Candidate(c.text("unit"), c.number("distance_m"), c.number("eta_s"), c.number("fix_age_s"), c.flag("in_jurisdiction"))
+        )
+    alerts = []
+    for i, item in enumerate(doc.array("alerts_sent")):
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and type(item[1]) is int):
+            raise ValueError(f"stored call: alerts_sent[{i}] must be [unit, attempt]")
+        alerts.append((item[0], item[1]))
+    return Call(
+        call_id=doc.text("call_id"), request=request, placement=placement, state=CallStateName(doc.text("state")),
+        tier=doc.text("tier"), node=doc.text("node"), candidates=tuple(candidates), assigned_unit=doc.opt_text("assigned_unit"),
+        declined=doc.texts("declined"), answered_by=doc.opt_text("answered_by"), answer_deadline=doc.opt_when("answer_deadline"),
+        accept_deadline=doc.opt_when("accept_deadline"), escalated_to=doc.opt_text("escalated_to"), flags=doc.texts("flags"),
+        created=doc.when("created"), updated=doc.when("updated"), alerts_sent=tuple(alerts), version=doc.integer("version"),
+        note=doc.text("note"),
+    )  # fmt: skip
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+class _Obj:
+    """Typed, strict reads from one decoded JSON object (ValueError naming the key on a mismatch)."""
+
+    def __init__(self, value: object, where: str) -> None:
+        if not isinstance(value, dict):
+            raise ValueError(f"stored call: {where} must be an object")
+        self.d: dict[str, object] = value
+        self.where = where
+
+    def raw(self, key: str) -> object:
+        if key not in self.d:
+            raise ValueError(f"stored call: {self.where}.{key} missing")
+        return self.d[key]
+
+    def _bad(self, key: str, what: str) -> ValueError:
+        return ValueError(f"stored call: {self.where}.{key} must be {what}")
+
+    def text(self, key: str) -> str:
+        v = self.raw(key)
+        if not isinstance(v, str):
+            raise self._bad(key, "a string")
+        return v
+
+    def opt_text(self, key: str) -> str | None:
+        return None if self.raw(key) is None else self.text(key)
+
+    def integer(self, key: str) -> int:
+        v = self.raw(key)
+        if type(v) is not int:
+            raise self._bad(key, "an integer")
+        return v
+
+    def flag(self, key: str) -> bool:
+        v = self.raw(key)
+        if not isinstance(v, bool):
+            raise self._bad(key, "true or false")
+        return v
+
+    def number(self, key: str) -> float:
+        v = self.raw(key)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self._bad(key, "a number")
+        return float(v)
+
+    def opt_number(self, key: str) -> float | None:
+        return None if self.raw(key) is None else self.number(key)
+
+    def when(self, key: str) -> datetime:
+        try:
+            t = datetime.fromisoformat(self.text(key))
+        except ValueError:
+            raise self._bad(key, "an ISO 8601 time") from None
+        if t.tzinfo is None:
+            raise self._bad(key, "an aware (UTC) time")
+        return t
+
+    def opt_when(self, key: str) -> datetime | None:
+        return None if self.raw(key) is None else self.when(key)
+
+    def array(self, key: str) -> list[object]:
+        v = self.raw(key)
+        if not isinstance(v, list):
+            raise self._bad(key, "an array")
+        return v
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        items = self.array(key)
+        if not all(isinstance(i, str) for i in items):
+            raise self._bad(key, "an array of strings")
+        return tuple(str(i) for i in items)
+
+    def obj(self, key: str) -> _Obj:
+        return _Obj(self.raw(key), f"{self.where}.{key}")
