@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from alkomd.daemon import __version__
-from alkomd.daemon.config import DEFAULT_PATH, EX_CONFIG, Config, load
+from alkomd.daemon.config import DEFAULT_PATH, EX_CONFIG, Config, load, load_jurisdictions
+from alkomd.daemon.jurisdictions import JurisdictionIndex
 from alkomd.daemon.schema import ConfigError
 from alkomd.daemon.store import StoreError
 
@@ -72,20 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     path = args.config if args.check_config in (None, True) else Path(args.check_config)
     try:
         cfg = load(path)
+        index = load_jurisdictions(cfg)
     except ConfigError as exc:
         return config_error(exc)
     if args.check_config is not None:
-        print(f"{path}: ok ({len(cfg.devices)} devices, {len(cfg.units)} units, node {cfg.node.topic})")
+        areas = f", {len(index.ids)} jurisdictions" if index else ""
+        print(f"{path}: ok ({len(cfg.devices)} devices, {len(cfg.units)} units{areas}, node {cfg.node.topic})")
         return 0
     setup_logging(args.log_level or cfg.log.level)
-    return run(cfg)
+    return run(cfg, index)
 
 
-def run(cfg: Config) -> int:
+def run(cfg: Config, index: JurisdictionIndex | None = None) -> int:
     from alkomd.daemon.runtime import Runtime  # imported late: --check-config stays fast
 
     try:
-        return asyncio.run(Runtime(cfg).run())
+        return asyncio.run(Runtime(cfg, index).run())
     except StoreError as exc:
         logging.getLogger("alkomd").error("%s", exc)
         return EX_IOERR

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alkomd.daemon import jurisdictions
+from alkomd.daemon.dispatch import DispatchOptions
+from alkomd.daemon.jurisdictions import JurisdictionError, JurisdictionIndex, JurisdictionOptions
+from alkomd.daemon.recommend import RecommendOptions
 from alkomd.daemon.schema import ConfigError, build, spec
 from alkomd.drivers import registry
 
@@ -88,6 +92,12 @@ class AvailabilityConfig:
 
 
 @dataclass(frozen=True)
+class CallsConfig:
+    repeat_caller_count: int = spec(3, min=1, max=1000, doc="More calls than this from one number in the window: flag repeat_caller.")
+    repeat_caller_window_s: float = spec(3600.0, min=60, max=7 * 86400, doc="The window for repeat_caller.")
+
+
+@dataclass(frozen=True)
 class UnitConfig:
     id: str = spec(pattern=ID_PATTERN, doc="Unit id, used in topics, e.g. R2-12.")
     callsign: str = spec("", doc="Radio callsign.")
@@ -119,12 +129,17 @@ class Config:
     mqtt: MqttConfig
     log: LogConfig
     availability: AvailabilityConfig
+    dispatch: DispatchOptions
+    recommend: RecommendOptions
+    calls: CallsConfig
+    jurisdictions: JurisdictionOptions | None
     devices: tuple[DeviceConfig, ...]
     units: tuple[UnitConfig, ...]
 
 
 _SECTIONS = {
     "node": NodeConfig, "store": StoreConfig, "mqtt": MqttConfig, "log": LogConfig, "availability": AvailabilityConfig,
+    "dispatch": DispatchOptions, "recommend": RecommendOptions, "calls": CallsConfig,
 }  # fmt: skip
 _COMMON = ("id", "driver", "enabled")
 
@@ -146,7 +161,7 @@ def load(path: Path | str) -> Config:
 
 def parse(raw: dict[str, Any], path: Path) -> Config:
     """Validate an already-parsed TOML document (see `load`)."""
-    known = set(_SECTIONS) | {"device", "unit"}
+    known = set(_SECTIONS) | {"device", "unit", "jurisdictions"}
     for key in raw:
         if key not in known:
             raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -156,7 +171,8 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
     devices = tuple(_device(t, i, path) for i, t in enumerate(_array(raw, "device", path)))
     units = tuple(build(UnitConfig, t, f"unit[{i}]", path) for i, t in enumerate(_array(raw, "unit", path)))
     _cross_check(devices, units, path)
-    return Config(source=path, devices=devices, units=units, **sections)
+    juris = build(JurisdictionOptions, raw["jurisdictions"], "jurisdictions", path) if "jurisdictions" in raw else None
+    return Config(source=path, devices=devices, units=units, jurisdictions=juris, **sections)
 
 
 def _array(raw: dict[str, Any], key: str, path: Path) -> list[Any]:
@@ -197,3 +213,13 @@ def _cross_check(devices: tuple[DeviceConfig, ...], units: tuple[UnitConfig, ...
             if u.device in owner:
                 raise ConfigError(path, f"unit[{i}].device", f"device {u.device!r} already belongs to unit {owner[u.device]!r}")
             owner[u.device] = u.id
+
+
+def load_jurisdictions(cfg: Config) -> JurisdictionIndex | None:
+    """The configured polygons, loaded and checked (a bad file is a config error naming it)."""
+    if cfg.jurisdictions is None:
+        return None
+    try:
+        return jurisdictions.load(cfg.jurisdictions)
+    except JurisdictionError as exc:
+        raise ConfigError(cfg.source, "jurisdictions.file", str(exc)) from None

@@ -458,7 +458,7 @@ class _Tx:
                 call_id=c.call_id, unit=unit, lat=loc.lat if loc else None, lon=loc.lon if loc else None,
                 category=c.request.category, caller_note=" / ".join(n for n in (c.request.note, self.call.note) if n),
                 distance_m=cand.distance_m if cand is not None and loc is not None else None, attempt=attempt,
-                msg_id=_msg_id(c.node, c.call_id, "alert", unit, str(attempt)),
+                msg_id=stable_msg_id(c.node, c.call_id, "alert", unit, str(attempt)),
             )
         )  # fmt: skip
 
@@ -476,7 +476,7 @@ class _Tx:
         self.enter(S.ESCALATED, f"unanswered at {self.role.tier} by {utc_iso(self.now)}: escalated to {parent}",
                    answer_deadline=None, escalated_to=parent)  # fmt: skip
         request = replace(c.request, escalated_from=self.role.node)
-        self.effects.append(Escalate(parent, request, _msg_id(c.node, c.call_id, "escalate", parent)))
+        self.effects.append(Escalate(parent, request, stable_msg_id(c.node, c.call_id, "escalate", parent)))
         return self.done()
 
     def _realert(self) -> Result:
@@ -517,7 +517,7 @@ def _units(candidates: tuple[Candidate, ...]) -> str:
     return ", ".join(c.unit for c in candidates) or "none"
 
 
-def _msg_id(*parts: str) -> str:
+def stable_msg_id(*parts: str) -> str:
     """A stable message id (32 hex digits, like contract.new_msg_id): the same message always gets the same id."""
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
@@ -527,7 +527,7 @@ def _msg_id(*parts: str) -> str:
 
 def state_msg_id(call: Call) -> str:
     """The msg_id of the call state at this version: unique per transition, the same on every resend."""
-    return _msg_id(call.node, call.call_id, "state", str(call.version))
+    return stable_msg_id(call.node, call.call_id, "state", str(call.version))
 
 
 def _r(value: float | None, digits: int) -> float | None:

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from alkomd.daemon import __version__, contract
+from alkomd.daemon.call_desk import CallDesk
 from alkomd.daemon.config import Config
+from alkomd.daemon.jurisdictions import JurisdictionIndex
 from alkomd.daemon.mqtt_link import Ack, Incoming, LinkEvents, MqttLink
 from alkomd.daemon.publisher import Publisher
 from alkomd.daemon.records import Record, SteadyClock, utc_now
@@ -59,8 +61,9 @@ def _supervise(d: Driver, stop: threading.Event, emit: Callable[[Record], None])
 class Runtime(LinkEvents):
     """The running daemon for one config."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, jurisdictions: JurisdictionIndex | None = None) -> None:
         self.cfg = cfg
+        self.jurisdictions = jurisdictions
         self.started_mono = time.monotonic()
         self.stop_event = asyncio.Event()
         self._driver_stop = threading.Event()
@@ -89,6 +92,8 @@ class Runtime(LinkEvents):
         self.publisher.on_ack(ack)
 
     def message(self, msg: Incoming) -> None:
+        if not msg.retain and self.desk.message(msg.topic, msg.payload):
+            return
         prefix = f"{self.cfg.node.topic}/unit/"
         if msg.topic.startswith(prefix) and msg.topic.endswith("/status/set") and not msg.retain:
             unit = msg.topic[len(prefix) : -len("/status/set")]
@@ -105,7 +110,9 @@ class Runtime(LinkEvents):
         self.store = Store(cfg.store.path, cfg.store.synchronous)
         self.publisher = Publisher(self.store, loop, cfg.mqtt.inflight)
         self.station = Station(cfg, self.store, self.publisher, loop, now=self.clock)
-        subscriptions = (f"{cfg.node.topic}/unit/+/status/set",)
+        self.desk = CallDesk(cfg, self.store, self.station, self.publisher, loop, self.clock, self.jurisdictions)
+        self.station.on_committed = self.desk.units_changed
+        subscriptions = (f"{cfg.node.topic}/unit/+/status/set", *self.desk.subscriptions)
         self.link = MqttLink(cfg.mqtt, cfg.node.topic, __version__, loop, self, subscriptions)
         self.publisher.send = self.link.publish
         for sig in (signal.SIGTERM, signal.SIGINT):

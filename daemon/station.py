@@ -82,6 +82,7 @@ class Station:
         intervals = {u.id: u.report_interval_s or cfg.availability.interval(u.type) for u in cfg.units}
         self.availability = Availability(intervals, cfg.availability.missed_reports, store.unit_states(), now())
         self.refused_requests = 0
+        self.on_committed: Callable[[list[UnitPosition], list[UnitState]], None] | None = None
         self._pending: list[Operation] = []
         self._scheduled = False
         self._store_failing = False
@@ -163,6 +164,8 @@ class Station:
         for st in changes.values():
             log.info("unit %s: %s -> %s%s", st.unit, saved[st.unit].status.value, st.status.value,
                      f" (call {st.call_id})" if st.call_id else "")  # fmt: skip
+        if self.on_committed is not None and (latest or changes):
+            self.on_committed(list(latest.values()), list(changes.values()))
         self.publisher.pump()
 
     def tick(self) -> None:

@@ -39,6 +39,16 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredCall:
+    """A call's row: its state name, whether it is still open, and the whole call as JSON."""
+
+    call_id: str
+    state: str
+    open: bool
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxRow:
     id: int
     message: Message
@@ -99,6 +109,10 @@ _INSERT_POSITION = (
 _INSERT_OUTBOX = "INSERT INTO outbox (msg_id, kind, topic, payload, qos, retain, created, sent) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"
 _ADVANCE_UNIT = "UPDATE units SET last_fix_time = ? WHERE id = ? AND (last_fix_time IS NULL OR last_fix_time < ?)"
 _SET_UNIT_STATE = "UPDATE units SET status = ?, status_since = ?, call_id = ?, resume_status = ? WHERE id = ?"
+_UPSERT_CALL = (
+    "INSERT INTO calls (call_id, state, open, updated, call) VALUES (?, ?, ?, ?, ?) ON CONFLICT(call_id) DO UPDATE SET "
+    "state = excluded.state, open = excluded.open, updated = excluded.updated, call = excluded.call"
+)
 _INSERT_AUDIT = "INSERT INTO audit (time, kind, call_id, unit, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
@@ -163,6 +177,7 @@ class Store:
         now: datetime,
         audits: Sequence[AuditEntry] = (),
         unit_states: Sequence[UnitState] = (),
+        calls: Sequence[StoredCall] = (),
     ) -> None:
         """One transaction: positions, their outbox rows, other messages, audit entries, unit states."""
         created = utc_iso(now)
@@ -205,6 +220,8 @@ class Store:
                     )
                 if audit_rows:
                     conn.executemany(_INSERT_AUDIT, audit_rows)
+                for c in calls:
+                    conn.execute(_UPSERT_CALL, (c.call_id, c.state, int(c.open), created, c.body))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to {self.path}: {exc}") from exc
         self._audit_head = head
@@ -219,6 +236,13 @@ class Store:
                       UnitStatus(res) if res else None)
             for u, st, since, cid, res in rows
         ]  # fmt: skip
+
+    def open_calls(self) -> list[str]:
+        """The stored JSON of every call still open (reloaded at start: timers are re-armed)."""
+        return [body for (body,) in self.conn.execute("SELECT call FROM calls WHERE open = 1 ORDER BY updated")]
+
+    def has_call(self, call_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM calls WHERE call_id = ?", (call_id,)).fetchone() is not None
 
     def audit_rows(self) -> list[tuple[int, str, str, str, str, str, str, str]]:
         """The whole audit record in order (for `verify`)."""

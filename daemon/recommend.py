@@ -1,0 +1,459 @@
+"""Nearest available units for a call: a maintained unit index and a WGS84 ranking into the top K candidates.
+
+Distance. Haversine on the mean Earth radius (6371008.8 m) is off by up to 0.56% of the WGS84
+geodesic over Indonesia (95-141 E, 11 S-6 N, lines up to 500 km; worst on north-south lines
+near the equator, where the meridional radius is 6335 km): more than the 0.5% allowed. So the
+ranking and `Candidate.distance_m` use Lambert's formula for the WGS84 ellipsoid
+(`geodesic_m`), within 1.5e-6 of geographiclib's geodesic there at any distance (both figures
+are checked in tests/test_recommend.py). A numpy great-circle pass on reduced latitudes shortlists, and the
+exact formula ranks the shortlist, so the index returns exactly what `brute_force` returns.
+
+Rules (decisions):
+- A candidate is AVAILABLE, has a position within WGS84 ranges, a fix time, a fix age no more
+  than `max_fix_age_s`, and is not in `exclude` (units that declined the call).
+- A fix time up to 5 s ahead of `now` (clock skew) counts as age 0; further ahead, the unit's
+  clock is wrong and the fix is not trusted: the unit is no candidate.
+- "In" the call's jurisdiction: the placement's `jurisdiction` plus its `others` (the
+  jurisdictions an APPROXIMATE caller's uncertainty circle reaches: the caller may be in any).
+  Those units rank first, at any distance. Then every other unit (another jurisdiction, or in
+  none, like a boat at sea) within `neighbour_max_m` of the caller, `in_jurisdiction` False.
+- Order: in-jurisdiction first, then distance, then fix age (fresher first), then unit id.
+- ETA = distance / the speed of the unit's type; an unknown type moves at car speed.
+- INVALID placements and calls without a location get no candidates; OUTSIDE uses its
+  (nearest) jurisdiction; OUTSIDE without one gets only units within `neighbour_max_m`.
+- Times are UTC; a naive datetime is read as UTC. Ages are exact integer microseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+from alkomd.daemon.call_types import Candidate, Location, LocationStatus, Placement, UnitSnapshot, UnitStatus
+from alkomd.daemon.schema import spec
+
+EARTH_MEAN_RADIUS_M = 6371008.8  # IUGG mean radius R1
+WGS84_A = 6378137.0
+WGS84_F = 1 / 298.257223563
+FUTURE_FIX_TOLERANCE_S = 5  # a fix this far ahead of `now` still counts (as age 0)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_FUTURE_US = FUTURE_FIX_TOLERANCE_S * 1_000_000
+# Lambert's distance L and the reduced-latitude central angle s satisfy 0.9928*A*s <= L <= A*s
+# for s <= 2 rad (its two correction terms are >= 0 and at most 4.3*s): a shortlist on s with
+# this slack never loses a unit the exact ranking would keep. Beyond 2 rad: no shortlist.
+_SLACK = 1.02
+_SHORTLIST_MAX_SIGMA = 2.0
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in metres on the mean-radius sphere (up to 0.56% off WGS84 in Indonesia)."""
+    p1 = math.radians(lat1)
+    p2 = math.radians(lat2)
+    s1 = math.sin((p2 - p1) * 0.5)
+    s2 = math.sin(math.radians(lon2 - lon1) * 0.5)
+    h = s1 * s1 + math.cos(p1) * math.cos(p2) * s2 * s2
+    return 2.0 * EARTH_MEAN_RADIUS_M * math.asin(math.sqrt(min(1.0, h)))
+
+
+def _reduced(lat: float) -> tuple[float, float]:
+    """(reduced latitude in radians, its cosine) of a geodetic latitude in degrees."""
+    beta = math.atan((1.0 - WGS84_F) * math.tan(math.radians(lat)))
+    return beta, math.cos(beta)
+
+
+def _lambert(b1: float, cb1: float, l1: float, b2: float, cb2: float, l2: float) -> float:
+    """Lambert's WGS84 distance in metres between two points given as reduced latitude, its cosine, longitude (rad)."""
+    s1 = math.sin((b2 - b1) * 0.5)
+    s2 = math.sin((l2 - l1) * 0.5)
+    h = s1 * s1 + cb1 * cb2 * s2 * s2
+    if h <= 0.0:
+        return 0.0
+    sigma = 2.0 * math.asin(math.sqrt(min(1.0, h)))
+    p = (b1 + b2) * 0.5
+    q = (b2 - b1) * 0.5
+    sin_s = math.sin(sigma)
+    half_cos = math.cos(sigma * 0.5)
+    half_sin = math.sin(sigma * 0.5)
+    sp, cp, sq, cq = math.sin(p), math.cos(p), math.sin(q), math.cos(q)
+    hc2 = half_cos * half_cos
+    hs2 = half_sin * half_sin  # underflows to 0 only when sigma does (then y -> 0 too)
+    x = (sigma - sin_s) * sp * sp * cq * cq / hc2 if hc2 > 0.0 else 0.0
+    y = (sigma + sin_s) * cp * cp * sq * sq / hs2 if hs2 > 0.0 else 0.0
+    return WGS84_A * (sigma - WGS84_F * 0.5 * (x + y))
+
+
+def geodesic_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """WGS84 distance in metres (Lambert's formula; within 1.5e-6 of the exact geodesic over Indonesia)."""
+    b1, cb1 = _reduced(lat1)
+    b2, cb2 = _reduced(lat2)
+    return _lambert(b1, cb1, math.radians(lon1), b2, cb2, math.radians(lon2))
+
+
+@dataclass(frozen=True)
+class RecommendOptions:
+    """The `[dispatch]` settings of the recommendation."""
+
+    max_fix_age_s: float = spec(300.0, min=1, max=86400, doc="A unit whose last fix is older than this is not recommended.")
+    candidates: int = spec(5, min=1, max=20, doc="How many ranked units go into the call state (K).")
+    neighbour_max_m: float = spec(
+        10000.0, min=0, max=100000, doc="Units of other jurisdictions within this distance of the caller rank after the jurisdiction's own."
+    )
+    speed_car_kmh: float = spec(40.0, min=1, max=200, doc="Speed for the ETA of a car (also of a unit of unknown type).")
+    speed_motorcycle_kmh: float = spec(35.0, min=1, max=200, doc="Speed for the ETA of a motorcycle.")
+    speed_foot_kmh: float = spec(5.0, min=1, max=200, doc="Speed for the ETA of a unit on foot.")
+    speed_boat_kmh: float = spec(20.0, min=1, max=200, doc="Speed for the ETA of a boat.")
+
+    def speed_mps(self, unit_type: str) -> float:
+        """Metres per second of a unit type's speed class (car speed for an unknown type)."""
+        kmh = {
+            "motorcycle": self.speed_motorcycle_kmh,
+            "foot": self.speed_foot_kmh,
+            "boat": self.speed_boat_kmh,
+        }.get(unit_type, self.speed_car_kmh)
+        return kmh / 3.6
+
+
+def _us(t: datetime) -> int:
+    """Exact integer microseconds since the Unix epoch (a naive datetime is UTC)."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return (t - _EPOCH) // _US
+
+
+def _has_fix(s: UnitSnapshot) -> bool:
+    """Available with a usable position and fix time: what the index holds."""
+    return (
+        s.status is UnitStatus.AVAILABLE
+        and s.lat is not None
+        and s.lon is not None
+        and s.fix_time is not None
+        and math.isfinite(s.lat)
+        and math.isfinite(s.lon)
+        and -90.0 <= s.lat <= 90.0
+        and -180.0 <= s.lon <= 180.0
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    """One call's prepared question."""
+
+    inside: frozenset[str]  # jurisdictions whose units count as "in"
+    lat_deg: float
+    lon_deg: float
+    beta: float
+    cos_beta: float
+    lon: float  # radians
+    lo_us: int  # oldest acceptable fix time
+    hi_us: int  # newest acceptable fix time
+    now_us: int
+    k: int
+
+
+def _prepare(location: Location | None, placement: Placement, now: datetime, opts: RecommendOptions) -> _Query | None:
+    if location is None or placement.status is LocationStatus.INVALID or opts.candidates < 1:
+        return None
+    lat, lon = location.lat, location.lon
+    if not (math.isfinite(lat) and math.isfinite(lon) and -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        return None
+    inside = {j for j in (placement.jurisdiction, *placement.others) if j is not None}
+    now_us = _us(now)
+    beta, cos_beta = _reduced(lat)
+    return _Query(
+        inside=frozenset(inside),
+        lat_deg=lat,
+        lon_deg=lon,
+        beta=beta,
+        cos_beta=cos_beta,
+        lon=math.radians(lon),
+        lo_us=now_us - round(opts.max_fix_age_s * 1_000_000),
+        hi_us=now_us + _FUTURE_US,
+        now_us=now_us,
+        k=opts.candidates,
+    )
+
+
+def _candidates(ranked: list[tuple[bool, float, int, str, str]], opts: RecommendOptions, k: int) -> tuple[Candidate, ...]:
+    """Top k of (not in, distance, age us, unit, type) keys, as Candidates."""
+    ranked.sort()
+    return tuple(
+        Candidate(unit=unit, distance_m=d, eta_s=d / opts.speed_mps(kind), fix_age_s=age / 1_000_000, in_jurisdiction=not out)
+        for out, d, age, unit, kind in ranked[:k]
+    )
+
+
+def brute_force(
+    snapshots: Iterable[UnitSnapshot],
+    location: Location | None,
+    placement: Placement,
+    now: datetime,
+    opts: RecommendOptions,
+    exclude: frozenset[str] = frozenset(),
+) -> tuple[Candidate, ...]:
+    """The reference: the same rules as `recommend`, over every unit, without an index."""
+    q = _prepare(location, placement, now, opts)
+    if q is None:
+        return ()
+    ranked: list[tuple[bool, float, int, str, str]] = []
+    for s in snapshots:
+        if not _has_fix(s) or s.unit in exclude:
+            continue
+        assert s.lat is not None and s.lon is not None and s.fix_time is not None
+        ft = _us(s.fix_time)
+        if not q.lo_us <= ft <= q.hi_us:
+            continue
+        beta, cos_beta = _reduced(s.lat)
+        d = _lambert(q.beta, q.cos_beta, q.lon, beta, cos_beta, math.radians(s.lon))
+        out = s.jurisdiction not in q.inside
+        if out and d > opts.neighbour_max_m:
+            continue
+        ranked.append((out, d, max(0, q.now_us - ft), s.unit, s.type))
+    return _candidates(ranked, opts, q.k)
+
+
+# -- the maintained index --------------------------------------------------------------------------
+
+_ROWS = 5  # reduced latitude, longitude (rad), cos(reduced latitude), fix time (us), jurisdiction code
+_NONE_CODE = -1.0
+
+
+class _Columns:
+    """Indexed units of one jurisdiction or grid cell: numpy columns, swap-remove, O(1) put and drop."""
+
+    __slots__ = ("data", "ids", "n", "pos")
+
+    def __init__(self) -> None:
+        self.data: npt.NDArray[np.float64] = np.empty((_ROWS, 8))
+        self.ids: list[str] = []
+        self.pos: dict[str, int] = {}
+        self.n = 0
+
+    def put(self, unit: str, row: tuple[float, float, float, float, float]) -> None:
+        i = self.pos.get(unit)
+        if i is None:
+            i = self.n
+            if i == self.data.shape[1]:
+                grown = np.empty((_ROWS, 2 * i))
+                grown[:, :i] = self.data
+                self.data = grown
+            self.ids.append(unit)
+            self.pos[unit] = i
+            self.n = i + 1
+        self.data[:, i] = row
+
+    def drop(self, unit: str) -> None:
+        i = self.pos.pop(unit)
+        last = self.n - 1
+        if i != last:
+            self.data[:, i] = self.data[:, last]
+            moved = self.ids[last]
+            self.ids[i] = moved
+            self.pos[moved] = i
+        self.ids.pop()
+        self.n = last
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    snap: UnitSnapshot
+    beta: float
+    cos_beta: float
+    lon: float  # radians
+    fix_us: int
+    jkey: str | None
+    cell: int
+
+
+class UnitIndex:
+    """Units by jurisdiction and by grid cell, kept current as positions and statuses change.
+
+    Every unit's latest snapshot is kept (`get`); available units with a usable fix also sit in
+    their jurisdiction's bucket (the call's own candidates) and in a grid cell of `cell_deg`
+    degrees (neighbours within reach). A query reads the caller's bucket(s) and, only when they
+    give fewer than K candidates, the cells around the caller. Fix age is checked at query time.
+    """
+
+    def __init__(self, cell_deg: float = 0.1) -> None:
+        if not 0.001 <= cell_deg <= 10.0:
+            raise ValueError(f"cell_deg must be between 0.001 and 10, got {cell_deg}")
+        self._cell = cell_deg
+        self._cols = math.ceil(360.0 / cell_deg)
+        self._rows = math.ceil(180.0 / cell_deg)
+        self._snaps: dict[str, UnitSnapshot] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._jur: dict[str, _Columns] = {}
+        self._grid: dict[int, _Columns] = {}
+        self._codes: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._snaps)
+
+    def get(self, unit: str) -> UnitSnapshot | None:
+        """The unit's latest snapshot, whatever its status."""
+        return self._snaps.get(unit)
+
+    def snapshots(self) -> Iterator[UnitSnapshot]:
+        return iter(self._snaps.values())
+
+    def _row(self, lat: float) -> int:
+        return min(self._rows - 1, max(0, math.floor((lat + 90.0) / self._cell)))
+
+    def _col(self, lon: float) -> int:
+        return math.floor((lon + 180.0) / self._cell) % self._cols
+
+    def _code(self, jur: str | None) -> float:
+        if jur is None:
+            return _NONE_CODE
+        code = self._codes.get(jur)
+        if code is None:
+            code = self._codes[jur] = float(len(self._codes))
+        return code
+
+    def update(self, s: UnitSnapshot) -> None:
+        """Record a unit's new snapshot (position, status, jurisdiction or type changed)."""
+        old = self._entries.get(s.unit)
+        self._snaps[s.unit] = s
+        new: _Entry | None = None
+        if _has_fix(s):
+            assert s.lat is not None and s.lon is not None and s.fix_time is not None
+            beta, cos_beta = _reduced(s.lat)
+            cell = self._row(s.lat) * self._cols + self._col(s.lon)
+            new = _Entry(s, beta, cos_beta, math.radians(s.lon), _us(s.fix_time), s.jurisdiction, cell)
+        if old is not None:
+            if old.jkey is not None and (new is None or new.jkey != old.jkey):
+                self._jur[old.jkey].drop(s.unit)
+            if new is None or new.cell != old.cell:
+                self._grid[old.cell].drop(s.unit)
+        if new is None:
+            self._entries.pop(s.unit, None)
+            return
+        self._entries[s.unit] = new
+        row = (new.beta, new.lon, new.cos_beta, float(new.fix_us), self._code(new.jkey))
+        if new.jkey is not None:
+            bucket = self._jur.get(new.jkey)
+            if bucket is None:
+                bucket = self._jur[new.jkey] = _Columns()
+            bucket.put(s.unit, row)
+        square = self._grid.get(new.cell)
+        if square is None:
+            square = self._grid[new.cell] = _Columns()
+        square.put(s.unit, row)
+
+    def remove(self, unit: str) -> None:
+        """Forget a unit entirely (no-op for an unknown one)."""
+        self._snaps.pop(unit, None)
+        old = self._entries.pop(unit, None)
+        if old is not None:
+            if old.jkey is not None:
+                self._jur[old.jkey].drop(unit)
+            self._grid[old.cell].drop(unit)
+
+    def _cells_near(self, q: _Query, sigma: float) -> list[_Columns]:
+        """Grid cells that can hold a point within central angle `sigma` (reduced sphere) of the caller."""
+        lat_deg, lon_deg = q.lat_deg, q.lon_deg
+        reach = math.degrees(sigma * 1.05)  # geodetic vs reduced latitude differ by < 0.34% in rate
+        r0, r1 = self._row(lat_deg - reach), self._row(lat_deg + reach)
+        ratio = math.sin(sigma * 1.05) / max(q.cos_beta, 1e-12)
+        if ratio >= 1.0 or r0 == 0 or r1 == self._rows - 1:
+            cols: Iterable[int] = range(self._cols)
+        else:
+            dlon = math.degrees(math.asin(ratio))
+            c0 = math.floor((lon_deg - dlon + 180.0) / self._cell)
+            c1 = math.floor((lon_deg + dlon + 180.0) / self._cell)
+            cols = range(self._cols) if c1 - c0 + 1 >= self._cols else [c % self._cols for c in range(c0, c1 + 1)]
+        found = []
+        for r in range(r0, r1 + 1):
+            base = r * self._cols
+            for c in cols:
+                cell = self._grid.get(base + c)
+                if cell is not None and cell.n:
+                    found.append(cell)
+        return found
+
+    def _shortlist(
+        self, buckets: list[_Columns], q: _Query, exclude: frozenset[str], k: int, outside: frozenset[str] | None, max_sigma: float
+    ) -> list[str]:
+        """Units of `buckets` that may make the top k: the exact ranking of these equals the exact ranking of all.
+
+        `outside`: neighbour pass, skip units of these jurisdictions and those beyond `max_sigma`.
+        """
+        if len(buckets) == 1:
+            data = buckets[0].data[:, : buckets[0].n]
+            ids = buckets[0].ids
+        else:
+            data = np.concatenate([b.data[:, : b.n] for b in buckets], axis=1)
+            ids = [u for b in buckets for u in b.ids]
+        ft = data[3]
+        ok = (ft >= q.lo_us) & (ft <= q.hi_us)
+        if outside:
+            codes = [self._codes[j] for j in outside if j in self._codes]
+            if len(codes) == 1:
+                ok &= data[4] != codes[0]
+            elif codes:
+                ok &= ~np.isin(data[4], codes)
+        if exclude:
+            offset = 0
+            for b in buckets:
+                for u in exclude:
+                    i = b.pos.get(u)
+                    if i is not None:
+                        ok[offset + i] = False
+                offset += b.n
+        s1 = np.sin((data[0] - q.beta) * 0.5)
+        s2 = np.sin((data[1] - q.lon) * 0.5)
+        h = s1 * s1 + (q.cos_beta * data[2]) * (s2 * s2)
+        if outside is not None:
+            ok &= h <= math.sin(min(max_sigma, math.pi) * 0.5) ** 2
+        idx = np.flatnonzero(ok)
+        if len(idx) > k:
+            hk = float(np.partition(h[idx], k - 1)[k - 1])
+            sigma = 2.0 * math.asin(math.sqrt(min(1.0, hk))) * _SLACK + 1e-15
+            if sigma < _SHORTLIST_MAX_SIGMA:
+                idx = idx[h[idx] <= math.sin(sigma * 0.5) ** 2]
+        return [ids[i] for i in idx.tolist()]
+
+    def _rank(self, units: list[str], q: _Query, out: bool, max_m: float) -> list[tuple[bool, float, int, str, str]]:
+        ranked = []
+        for u in units:
+            e = self._entries[u]
+            d = _lambert(q.beta, q.cos_beta, q.lon, e.beta, e.cos_beta, e.lon)
+            if out and d > max_m:
+                continue
+            ranked.append((out, d, max(0, q.now_us - e.fix_us), u, e.snap.type))
+        return ranked
+
+    def _query(self, q: _Query, opts: RecommendOptions, exclude: frozenset[str]) -> list[tuple[bool, float, int, str, str]]:
+        """Ranking keys of the units that may make the top K (see `recommend`)."""
+        own = [b for b in (self._jur.get(j) for j in q.inside) if b is not None and b.n]
+        ranked = self._rank(self._shortlist(own, q, exclude, q.k, None, 0.0), q, False, 0.0) if own else []
+        # The shortlist holds at least min(K, every eligible unit): with K of them, no neighbour can rank.
+        if len(ranked) >= q.k:
+            return ranked
+        sigma = opts.neighbour_max_m * _SLACK / WGS84_A + 1e-15
+        near = self._cells_near(q, sigma)
+        if near:
+            found = self._shortlist(near, q, exclude, q.k - len(ranked), q.inside, sigma)
+            ranked += self._rank(found, q, True, opts.neighbour_max_m)
+        return ranked
+
+
+def recommend(
+    index: UnitIndex,
+    location: Location | None,
+    placement: Placement,
+    now: datetime,
+    opts: RecommendOptions,
+    exclude: frozenset[str] = frozenset(),
+) -> tuple[Candidate, ...]:
+    """The top K candidates for a caller (rules in the module docstring); () when none or no location."""
+    q = _prepare(location, placement, now, opts)
+    if q is None:
+        return ()
+    return _candidates(index._query(q, opts, exclude), opts, q.k)
