@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from alkomd.daemon import config as cfgmod
+from alkomd.daemon.dispatch import DispatchOptions
+from alkomd.daemon.jurisdictions import JurisdictionOptions
+from alkomd.daemon.recommend import RecommendOptions
 from alkomd.drivers.nmea_serial import NmeaOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +24,7 @@ README = (ROOT / "README.md").read_text()
     "section",
     [
         cfgmod.NodeConfig, cfgmod.StoreConfig, cfgmod.MqttConfig, cfgmod.LogConfig, cfgmod.AvailabilityConfig,
-        cfgmod.UnitConfig, NmeaOptions,
+        cfgmod.UnitConfig, NmeaOptions, cfgmod.CallsConfig, DispatchOptions, RecommendOptions, JurisdictionOptions,
     ],
 )
 def test_every_config_key_is_in_the_readme_reference(section: type) -> None:
@@ -34,7 +37,9 @@ def test_every_shipped_config_is_valid() -> None:
     files = sorted((ROOT / "config").glob("*.toml"))
     assert files
     for f in files:
-        cfgmod.load(f)
+        cfg = cfgmod.load(f)
+        index = cfgmod.load_jurisdictions(cfg)
+        assert index is None or index.ids
 
 
 @pytest.mark.parametrize("cmd", [["alkomd.daemon.cli"], ["alkomd.daemon.ctl"], ["alkomd.daemon.ctl", "decode"]])
