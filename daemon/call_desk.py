@@ -9,6 +9,11 @@ start; alert ids are deterministic, so a restart never sends an alert twice.
 
 A node that receives a call for a place outside its own polygons hands it to the child node
 whose polygon holds the caller (Polda, Mabes), or up to its parent when no polygon is near.
+
+A Polda or Mabes node also follows the units below it (their retained positions and statuses)
+and recommends across its whole area; an alert or a status change for such a unit goes to the
+node that owns it (`<owner>/unit/<unit>/alert`, `<owner>/unit/<unit>/status/set`). Unit ids
+must therefore be unique within a Polda's area (Mabes: nationwide).
 """
 
 from __future__ import annotations
@@ -23,7 +28,15 @@ from datetime import datetime, timedelta
 from alkomd.daemon import call_intake, contract, dispatch
 from alkomd.daemon.audit import AuditEntry
 from alkomd.daemon.availability import UnitState
-from alkomd.daemon.call_types import CallRequest, CallStateName, Location, LocationStatus, Placement, UnitSnapshot
+from alkomd.daemon.call_types import (
+    CallRequest,
+    CallStateName,
+    Location,
+    LocationStatus,
+    Placement,
+    UnitSnapshot,
+    UnitStatus,
+)  # fmt: skip
 from alkomd.daemon.config import Config
 from alkomd.daemon.jurisdictions import JurisdictionIndex
 from alkomd.daemon.publisher import Publisher
@@ -71,6 +84,7 @@ class CallDesk:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._callers: dict[str, deque[datetime]] = {}
         self._seen_event_ids: deque[str] = deque(maxlen=10_000)
+        self.owner: dict[str, str] = {}  # unit of a node below -> that node's topic
         for body in store.open_calls():
             try:
                 call = dispatch.call_from_json(body)
@@ -88,13 +102,61 @@ class CallDesk:
 
     @property
     def subscriptions(self) -> tuple[str, ...]:
-        return (f"{self.node}/call/new", f"{self.node}/call/aml", f"{self.node}/call/+/event")
+        own = (f"{self.node}/call/new", f"{self.node}/call/aml", f"{self.node}/call/+/event")
+        below = {"polda": "/+", "mabes": "/+/+"}.get(self.role.tier)
+        if below is None:
+            return own
+        return (*own, f"{self.node}{below}/unit/+/position", f"{self.node}{below}/unit/+/status")
+
+    def _below(self, topic: str, payload: bytes) -> bool:
+        """A retained position or status of a unit of a node below (Polda, Mabes)."""
+        head, sep, tail = topic.rpartition("/unit/")
+        unit, _, kind = tail.partition("/")
+        if not sep or head == self.node or not head.startswith(self.node + "/") or kind not in ("position", "status"):
+            return False
+        try:
+            body = json.loads(payload)
+        except (ValueError, RecursionError):
+            return True
+        if not isinstance(body, dict) or not unit:
+            return True
+        self.owner[unit] = head
+        old = self.units.get(unit)
+        if kind == "position":
+            try:
+                lat, lon = float(body["lat"]), float(body["lon"])
+                t = datetime.fromisoformat(str(body["time"]).replace("Z", "+00:00"))
+            except (KeyError, TypeError, ValueError):
+                return True
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180) or t.tzinfo is None:
+                return True
+            jur = self.jurisdictions.jurisdiction_of(lat, lon) if self.jurisdictions else None
+            status = old.status if old else UnitStatus.OFFLINE
+            self.units.update(UnitSnapshot(unit, old.type if old else "car", status, lat, lon, t, jur))
+        else:
+            try:
+                status = UnitStatus(str(body.get("status")))
+            except ValueError:
+                return True
+            if old is None:
+                self.units.update(UnitSnapshot(unit, "car", status, None, None, None, None))
+            else:
+                self.units.update(UnitSnapshot(unit, old.type, status, old.lat, old.lon, old.fix_time, old.jurisdiction))
+        return True
 
     # -- in -------------------------------------------------------------------------------------
 
-    def message(self, topic: str, payload: bytes) -> bool:
-        """Handle a message on one of `subscriptions`; False if the topic is not ours."""
+    def message(self, topic: str, payload: bytes, retained: bool = False) -> bool:
+        """Handle a message on one of `subscriptions`; False if the topic is not ours.
+
+        Retained messages count for the units below (their last position and status); a retained
+        call or event is ignored (it would replay an old call at every reconnect).
+        """
         rest = topic[len(self.node) + 1 :] if topic.startswith(self.node + "/") else ""
+        if rest.endswith(("/position", "/status")) and self._below(topic, payload):
+            return True
+        if retained:
+            return rest.startswith("call/")
         now = self._clock()
         if rest == "call/new":
             self.receive(call_intake.parse_call(payload, now))
@@ -204,10 +266,15 @@ class CallDesk:
                 messages.append(Message(str(payload["msg_id"]), "call_state", topic, _dumps(payload), 1, True))
             elif isinstance(a, dispatch.AlertUnit):
                 payload = dispatch.alert_payload(a)
-                messages.append(Message(a.msg_id, "alert", f"{self.node}/unit/{a.unit}/alert", _dumps(payload), 1, False))
+                owner = self.owner.get(a.unit, self.node)
+                messages.append(Message(a.msg_id, "alert", f"{owner}/unit/{a.unit}/alert", _dumps(payload), 1, False))
             elif isinstance(a, dispatch.Escalate):
                 payload = dispatch.escalation_payload(a)
                 messages.append(Message(a.msg_id, "escalation", f"{a.parent}/call/new", _dumps(payload), 1, False))
+            elif isinstance(a, dispatch.SetUnitStatus) and a.unit in self.owner:
+                body = _dumps({"status": a.status.value, "by": self.node, "call_id": a.call_id})
+                topic = f"{self.owner[a.unit]}/unit/{a.unit}/status/set"
+                messages.append(Message(contract.new_msg_id(), "unit_status_set", topic, body, 1, False))
             elif isinstance(a, dispatch.SetUnitStatus):
                 try:
                     st = self.station.availability.set(a.unit, a.status, now, a.call_id)

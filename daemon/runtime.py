@@ -92,7 +92,7 @@ class Runtime(LinkEvents):
         self.publisher.on_ack(ack)
 
     def message(self, msg: Incoming) -> None:
-        if not msg.retain and self.desk.message(msg.topic, msg.payload):
+        if self.desk.message(msg.topic, msg.payload, msg.retain):
             return
         prefix = f"{self.cfg.node.topic}/unit/"
         if msg.topic.startswith(prefix) and msg.topic.endswith("/status/set") and not msg.retain:
