@@ -144,3 +144,26 @@ def test_a_call_with_an_unusable_location_is_still_a_call(
     wait_until(lambda: any(m.topic.startswith(f"{NODE}/call/x") for m in sub.on("")), what="the garbage payload as a call")
     garbage = next(m.payload for m in sub.on("") if m.topic.startswith(f"{NODE}/call/x"))
     assert garbage["state"] == "offered" and garbage["location_status"] == "invalid"
+
+
+def test_aml_sms_becomes_a_call_and_a_repeat_caller_is_flagged_but_served(
+    station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
+    subscriber_factory: Callable[..., Subscriber],
+) -> None:  # fmt: skip
+    _configure(station)
+    station.config.write_text(station.config.read_text() + "\n[calls]\nrepeat_caller_count = 2\n")
+    sub = subscriber_factory(broker.port)
+    ptys(station.links[0])
+    daemons(station.config)
+    _online(sub)
+    sms = 'A"ML=1;lt=+0.54500;lg=+123.06200;rd=35;top=20261122080000;lc=68;pm=G;si=510100000000000;ei=356938035643809;mcc=510;mnc=10;ml=124'
+    sub.client.publish(f"{NODE}/call/aml", sms.encode(), qos=1)
+    wait_until(lambda: any(m.topic.startswith(f"{NODE}/call/aml-") for m in sub.on("")), what="the AML call")
+    aml = next(m.payload for m in sub.on("") if m.topic.startswith(f"{NODE}/call/aml-"))
+    assert aml["location_status"] in ("ok", "approximate") and aml["accuracy_m"] == 35.0 and aml["jurisdiction"] == "75.71"
+    for i in range(3):
+        sub.client.publish(f"{NODE}/call/new", _call(f"R-{i}"), qos=1)
+    wait_until(lambda: bool(_states(sub, "R-2")), what="third call from the same number")
+    assert "repeat_caller" not in _states(sub, "R-1")[-1]["flags"]  # type: ignore[operator]
+    assert "repeat_caller" in _states(sub, "R-2")[-1]["flags"]  # type: ignore[operator]
+    assert _states(sub, "R-2")[-1]["state"] == "offered"  # a possible prank is still served
