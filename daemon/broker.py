@@ -199,6 +199,7 @@ class Broker:
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
             "persistence false\n"
+            "set_tcp_nodelay true\n"  # no Nagle delay on small messages (see README, broker settings)
             # stderr goes to our log file: mosquitto started as root drops privileges and could
             # no longer open a log file in our private directory itself.
             "log_dest stderr\n"

@@ -6,7 +6,10 @@ Wraps paho's traps once:
 - `publish()` return codes are not delivery: only the PUBACK (`on_publish`) is, and its reason
   code matters under MQTT 5 (>= 0x80 is a refusal such as 0x87 "not authorized");
 - subscriptions are made again on every connect; the retained `<node>/state` "online" is
-  published on every connect, and "offline" is the will (and is published on a clean stop).
+  published on every connect, and "offline" is the will (and is published on a clean stop);
+- paho leaves Nagle's algorithm on: a small packet sent right after another (the call state
+  right after the PUBACK of the call) then waits for the broker's delayed ACK, about 40 ms.
+  The socket gets TCP_NODELAY as soon as paho opens it.
 
 All callbacks reach the owner through `loop.call_soon_threadsafe`, never directly.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +63,16 @@ class LinkEvents:
     def acked(self, ack: Ack) -> None: ...
 
     def message(self, msg: Incoming) -> None: ...
+
+
+def _no_delay(client: paho.Client, userdata: object, sock: object) -> None:
+    """Disable Nagle's algorithm on paho's socket (plain or TLS)."""
+    setsockopt = getattr(sock, "setsockopt", None)
+    if setsockopt is not None:
+        try:
+            setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # not a TCP socket (a test double, a unix socket): nothing to tune
+            pass
 
 
 def read_secret(path: str) -> str:
@@ -120,6 +134,7 @@ class MqttLink:
         c.on_publish = self._on_publish
         c.on_message = self._on_message
         c.on_connect_fail = self._on_connect_fail
+        c.on_socket_open = _no_delay
         self.client = c
 
     # -- control (event loop thread) -----------------------------------------------------------

@@ -1,0 +1,217 @@
+"""Call latency: a 110 call published on <node>/call/new -> its call state received, at 50,000 units.
+
+Setup: 500 synthetic jurisdictions (Voronoi cells of clustered seeds over Indonesia's extent,
+95-141 E, 11 S-6 N) written as GeoJSON; 50,000 units around 150 "cities" (70% available), each
+belonging to one of 100 child nodes, published retained (position and status) to a private
+mosquitto; then a Polda-tier daemon follows them over MQTT (as a real Polda or Mabes does) and
+answers calls drawn from the same distribution. Measured: from the publish of the call to the
+arrival of its first call state at a subscriber (intake, jurisdiction, recommendation over the
+whole area, one SQLite transaction, MQTT out). Baseline in the same run: the broker round trip
+alone with a payload of the same size. Goal (issue 3): p99 <= 5 ms.
+
+    python bench/bench_calls.py [--units 50000] [--calls 300] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import shapely
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+sys.path.insert(0, str(Path(__file__).parent))
+from benchlib import Daemon, Mosquitto, dump_json, machine, median, pct, proc_status, table
+
+NODE = "polri110/bench"
+BBOX = (95.0, -11.0, 141.0, 6.0)
+
+
+def cities(rng: random.Random, n: int = 150) -> list[tuple[float, float, float]]:
+    """(lon, lat, weight) with Pareto weights, like population centres."""
+    return [(rng.uniform(BBOX[0] + 1, BBOX[2] - 1), rng.uniform(BBOX[1] + 1, BBOX[3] - 1), rng.paretovariate(1.2)) for _ in range(n)]
+
+
+def around(rng: random.Random, towns: list[tuple[float, float, float]]) -> tuple[float, float]:
+    lon, lat, _ = rng.choices(towns, weights=[w for *_, w in towns])[0]
+    return lon + rng.gauss(0, 0.08), lat + rng.gauss(0, 0.08)
+
+
+def jurisdictions(rng: random.Random, towns: list[tuple[float, float, float]], path: Path, n: int = 500) -> None:
+    seeds = shapely.multipoints([around(rng, towns) for _ in range(n)])
+    cells = shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=shapely.box(*BBOX)))
+    box = shapely.box(*BBOX)
+    features = []
+    for i, cell in enumerate(cells):
+        geom = shapely.intersection(cell, box)
+        if geom.is_empty:
+            continue
+        features.append({"type": "Feature", "properties": {"code": f"J{i:03d}", "name": f"Jurisdiction {i}"},
+                         "geometry": json.loads(shapely.to_geojson(geom))})  # fmt: skip
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+
+
+def client(port: int, cid: str) -> paho.Client:
+    c = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=cid, protocol=MQTTProtocolVersion.MQTTv5)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def publish_units(port: int, rng: random.Random, towns: list[tuple[float, float, float]], n: int) -> None:
+    c = client(port, "bench-units")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    last = None
+    for i in range(n):
+        lon, lat = around(rng, towns)
+        node = f"{NODE}/p{i % 100:03d}"
+        unit = f"U{i:05d}"
+        status = "available" if rng.random() < 0.7 else "unavailable"
+        pos = {"unit": unit, "lat": round(lat, 7), "lon": round(lon, 7), "time": now, "received": now, "speed_kmh": 0.0,
+               "course": 0.0, "hdop": 1.0, "sats": 9, "fix": "3d", "source": "bench", "msg_id": f"p{i}"}  # fmt: skip
+        c.publish(f"{node}/unit/{unit}/position", json.dumps(pos), qos=1, retain=True)
+        last = c.publish(f"{node}/unit/{unit}/status", json.dumps({"unit": unit, "status": status, "since": now,
+                                                                     "call_id": None, "msg_id": f"s{i}"}), qos=1, retain=True)  # fmt: skip
+        if i % 2000 == 1999:
+            last.wait_for_publish(30)
+    if last is not None:
+        last.wait_for_publish(60)
+    c.disconnect()
+    c.loop_stop()
+
+
+class StateWatch:
+    """Records the arrival time of each call's first state message."""
+
+    def __init__(self, port: int) -> None:
+        self.first: dict[str, int] = {}
+        self.candidates: dict[str, int] = {}
+        self.c = client(port, "bench-watch")
+        self.c.on_message = self._on
+        self.c.subscribe(f"{NODE}/call/+", qos=1)
+        time.sleep(0.3)
+
+    def _on(self, cl: paho.Client, ud: object, m: paho.MQTTMessage) -> None:
+        t = time.perf_counter_ns()
+        call_id = m.topic.rsplit("/", 1)[1]
+        if call_id not in self.first and call_id not in ("new", "aml"):
+            self.first[call_id] = t
+            self.candidates[call_id] = len(json.loads(m.payload).get("candidates", []))
+
+
+def broker_rtt(port: int, size: int, n: int = 300) -> list[float]:
+    got: dict[int, int] = {}
+    done = threading.Event()
+    rx = client(port, "bench-rtt-rx")
+
+    def on(cl: paho.Client, ud: object, m: paho.MQTTMessage) -> None:
+        got[int(m.payload[:8])] = time.perf_counter_ns()
+
+    rx.on_message = on
+    rx.subscribe("bench/rtt", qos=1)
+    tx = client(port, "bench-rtt-tx")
+    time.sleep(0.3)
+    sent: dict[int, int] = {}
+    for i in range(n):
+        sent[i] = time.perf_counter_ns()
+        tx.publish("bench/rtt", f"{i:08d}".encode() + b"x" * max(0, size - 8), qos=1)
+        time.sleep(0.01)
+    time.sleep(0.5)
+    done.set()
+    for c in (rx, tx):
+        c.disconnect()
+        c.loop_stop()
+    return [(got[i] - sent[i]) / 1e6 for i in sent if i in got]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--units", type=int, default=50_000)
+    ap.add_argument("--calls", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=110)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    rng = random.Random(a.seed)
+    towns = cities(rng)
+    with tempfile.TemporaryDirectory(prefix="alkomd-bench-calls-") as tmp:
+        work = Path(tmp)
+        geo = work / "jurisdictions.geojson"
+        jurisdictions(rng, towns, geo)
+        with Mosquitto(work) as broker:
+            t0 = time.monotonic()
+            publish_units(broker.port, rng, towns, a.units)
+            published_s = time.monotonic() - t0
+            cfg = work / "alkomd.toml"
+            cfg.write_text(
+                f'[node]\npath = "bench"\ntier = "polda"\n[store]\npath = "{work}/alkomd.db"\n'
+                f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ntls = false\n'
+                f'[jurisdictions]\nfile = "{geo}"\noutside_max_m = 200000\n'
+                "[dispatch]\nanswer_timeout_polda_s = 3600\n[recommend]\nmax_fix_age_s = 86400\n"
+            )
+            d = Daemon(cfg).start()
+            ready_s = d.wait_ready(60)
+            watch = StateWatch(broker.port)
+            caller = client(broker.port, "bench-caller")
+            # Wait until the daemon has taken in the retained units: a probe call gets 5 candidates.
+            probe = 0
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                lon, lat = towns[max(range(len(towns)), key=lambda k: towns[k][2])][:2]
+                pid = f"probe-{probe}"
+                caller.publish(f"{NODE}/call/new", json.dumps({"call_id": pid, "lat": lat, "lon": lon}), qos=1)
+                time.sleep(1.0)
+                probe += 1
+                if watch.candidates.get(pid, 0) >= 5:
+                    break
+            loaded_s = time.monotonic() - t0 - published_s
+            lat_ms: list[float] = []
+            sent: dict[str, int] = {}
+            size = 0
+            for i in range(a.calls):
+                lon, lat = around(rng, towns)
+                body = json.dumps({"call_id": f"B-{i}", "caller": f"+62812{i:07d}", "lat": round(lat, 6), "lon": round(lon, 6),
+                                   "accuracy_m": 20, "received_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                                   "category": "bench"})  # fmt: skip
+                size = len(body)
+                sent[f"B-{i}"] = time.perf_counter_ns()
+                caller.publish(f"{NODE}/call/new", body, qos=1)
+                time.sleep(0.02)
+            time.sleep(2.0)
+            lat_ms = [(watch.first[k] - t) / 1e6 for k, t in sent.items() if k in watch.first]
+            with_cands = sum(1 for k in sent if watch.candidates.get(k, 0) > 0)
+            rss = proc_status(d.proc.pid).get("VmRSS", 0) / 1024
+            rtt = broker_rtt(broker.port, size)
+            d.stop()
+    res = {
+        "machine": machine(), "units": a.units, "calls": a.calls, "answered": len(lat_ms), "with_candidates": with_cands,
+        "publish_units_s": round(published_s, 1), "ready_s": round(ready_s, 2), "units_loaded_s": round(loaded_s, 1),
+        "daemon_rss_mb": round(rss, 1),
+        "call_ms": {"median": median(lat_ms), "p90": pct(lat_ms, 90), "p99": pct(lat_ms, 99), "max": max(lat_ms)},
+        "broker_rtt_ms": {"median": median(rtt), "p90": pct(rtt, 90), "p99": pct(rtt, 99)},
+    }  # fmt: skip
+    if a.json:
+        print(dump_json(res))
+        return 0
+    print(f"\n110 call latency: {a.units:,} units over MQTT, 500 synthetic jurisdictions, {a.calls} calls 20 ms apart")
+    print(f"units published in {published_s:.1f} s; daemon ready in {ready_s:.2f} s; units taken in after {loaded_s:.1f} s; "
+          f"daemon RSS {rss:.1f} MB; {with_cands}/{len(sent)} calls with candidates\n")  # fmt: skip
+    rows = [["call/new -> first call state", len(lat_ms), *(f"{res['call_ms'][k]:.3f}" for k in ("median", "p90", "p99", "max"))],
+            ["baseline: broker round trip alone", len(rtt), *(f"{v:.3f}" for v in (median(rtt), pct(rtt, 90), pct(rtt, 99), max(rtt)))]]  # fmt: skip
+    print(table(["path", "n", "median ms", "p90 ms", "p99 ms", "max ms"], rows))
+    p99 = res["call_ms"]["p99"]  # type: ignore[index]
+    verdict = "MET" if p99 <= 5.0 else f"MISSED by {p99 - 5.0:.2f} ms"
+    print(f"\nGOAL call -> call state p99 <= 5 ms: {p99:.3f} ms -> {verdict} "
+          f"({p99 / max(pct(rtt, 99), 1e-9):.1f}x the broker's p99)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
