@@ -57,10 +57,10 @@ import numpy.typing as npt
 import shapely  # type: ignore[import-untyped,unused-ignore]
 
 from alkomd.daemon.call_types import Location, LocationStatus, Placement
+from alkomd.daemon.geodesy import EARTH_MEAN_RADIUS_M
 from alkomd.daemon.schema import spec
 
-EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG), the same as the simulator's
-M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0  # metres per degree of latitude (and of longitude at the equator)
+M_PER_DEG = EARTH_MEAN_RADIUS_M * math.pi / 180.0  # metres per degree of latitude (and of longitude at the equator)
 NODE_PATTERN = r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*"  # = config.NODE_PATTERN (config will import this module)
 CHILD_PATTERN = rf"[^=\s]([^=]*[^=\s])?=({NODE_PATTERN})"  # ID=node/path
 GEOMETRY_TYPES = ("Polygon", "MultiPolygon")
@@ -135,18 +135,11 @@ class Jurisdiction:
     child: str | None = None
 
 
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres between two points given in degrees."""
-    la1, lo1, la2, lo2 = map(math.radians, (lat1, lon1, lat2, lon2))
-    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
-
-
 def _haversine_np(lat: float, lon: float, lats: npt.NDArray[np.float64], lons: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     la1, lo1 = math.radians(lat), math.radians(lon)
     la2, lo2 = np.radians(lats), np.radians(lons)
     h = np.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * np.cos(la2) * np.sin((lo2 - lo1) / 2) ** 2
-    out: npt.NDArray[np.float64] = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+    out: npt.NDArray[np.float64] = 2 * EARTH_MEAN_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(h)))
     return out
 
 

@@ -41,7 +41,6 @@ import numpy.typing as npt
 from alkomd.daemon.call_types import Candidate, Location, LocationStatus, Placement, UnitSnapshot, UnitStatus
 from alkomd.daemon.schema import spec
 
-EARTH_MEAN_RADIUS_M = 6371008.8  # IUGG mean radius R1
 WGS84_A = 6378137.0
 WGS84_F = 1 / 298.257223563
 FUTURE_FIX_TOLERANCE_S = 5  # a fix this far ahead of `now` still counts (as age 0)
@@ -54,16 +53,6 @@ _FUTURE_US = FUTURE_FIX_TOLERANCE_S * 1_000_000
 # this slack never loses a unit the exact ranking would keep. Beyond 2 rad: no shortlist.
 _SLACK = 1.02
 _SHORTLIST_MAX_SIGMA = 2.0
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres on the mean-radius sphere (up to 0.56% off WGS84 in Indonesia)."""
-    p1 = math.radians(lat1)
-    p2 = math.radians(lat2)
-    s1 = math.sin((p2 - p1) * 0.5)
-    s2 = math.sin(math.radians(lon2 - lon1) * 0.5)
-    h = s1 * s1 + math.cos(p1) * math.cos(p2) * s2 * s2
-    return 2.0 * EARTH_MEAN_RADIUS_M * math.asin(math.sqrt(min(1.0, h)))
 
 
 def _reduced(lat: float) -> tuple[float, float]:
@@ -305,6 +294,7 @@ class UnitIndex:
         return self._snaps.get(unit)
 
     def snapshots(self) -> Iterator[UnitSnapshot]:
+        """Every unit's latest snapshot (for `brute_force` and a status dump)."""
         return iter(self._snaps.values())
 
     def _row(self, lat: float) -> int:

@@ -39,6 +39,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, NamedTuple, Self
 
+from alkomd.daemon.geodesy import haversine_m
 from alkomd.daemon.records import Counters, utc_now
 from alkomd.daemon.schema import spec
 from alkomd.drivers.base import DriverSpec, Emit, StateTracker
@@ -47,7 +48,6 @@ from alkomd.drivers.nmea_writer import EpochSpec, epoch
 
 log = logging.getLogger(__name__)
 
-EARTH_RADIUS_M = 6_371_008.8
 TALKERS = ("GP", "GN", "GL", "GA", "GB", "BD")
 FAULT_KINDS = ("unplug", "noise", "bad_checksum", "no_fix")
 FAULT_FORMAT = "START+DURATION:KIND in seconds, e.g. '120+30:unplug'"
@@ -64,13 +64,6 @@ class Position(NamedTuple):
     lat: float
     lon: float
     course: float
-
-
-def haversine_m(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Great-circle distance in metres between two (lat, lon) points."""
-    la1, lo1, la2, lo2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
 def bearing_deg(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -95,7 +88,7 @@ class Route:
             raise ValueError(f"route {self.name!r}: needs at least two waypoints")
         cum = [0.0]
         for a, b in zip(self.waypoints, self.waypoints[1:], strict=False):
-            cum.append(cum[-1] + haversine_m(a, b))
+            cum.append(cum[-1] + haversine_m(*a, *b))
         object.__setattr__(self, "cumulative_m", tuple(cum))
 
     @property

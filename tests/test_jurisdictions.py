@@ -12,13 +12,13 @@ import pytest
 import shapely
 
 from alkomd.daemon.call_types import Location, LocationStatus, Placement
+from alkomd.daemon.geodesy import haversine_m
 from alkomd.daemon.jurisdictions import (
     M_PER_DEG,
     Jurisdiction,
     JurisdictionError,
     JurisdictionIndex,
     JurisdictionOptions,
-    haversine_m,
     load,
 )
 from alkomd.daemon.schema import ConfigError, build

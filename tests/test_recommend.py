@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alkomd.daemon.call_types import Candidate, Location, LocationStatus, Placement, UnitSnapshot, UnitStatus
+from alkomd.daemon.geodesy import haversine_m
 from alkomd.daemon.recommend import (
     FUTURE_FIX_TOLERANCE_S,
     RecommendOptions,
     UnitIndex,
     brute_force,
     geodesic_m,
-    haversine_m,
     recommend,
 )
 from alkomd.daemon.schema import ConfigError, build

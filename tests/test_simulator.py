@@ -20,6 +20,7 @@ import serial
 from conftest import wait_until
 
 from alkomd.daemon.config import parse as parse_config
+from alkomd.daemon.geodesy import haversine_m
 from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, Record
 from alkomd.daemon.schema import ConfigError
 from alkomd.drivers import registry
@@ -38,7 +39,6 @@ from alkomd.drivers.simulator import (
     add_noise,
     bearing_deg,
     corrupt_checksums,
-    haversine_m,
     parse_fault,
     position_at,
     validate_faults,
@@ -105,7 +105,7 @@ def test_position_stays_on_the_route_and_course_follows_the_motion(name: str) ->
         assert distance_to_route_m(route, p.lat, p.lon) < 1.0
         assert 0.0 <= p.course < 360.0
         q = position_at(route, speed, t + 1.0)
-        step_m = haversine_m((p.lat, p.lon), (q.lat, q.lon))
+        step_m = haversine_m(p.lat, p.lon, q.lat, q.lon)
         assert step_m <= speed / 3.6 + 0.5  # never faster than the speed
         if abs(step_m - speed / 3.6) < 0.05 and angle_diff(p.course, q.course) < 0.01:
             # A straight second (no waypoint, no turn-around): the course is the direction of motion.
@@ -119,18 +119,18 @@ def test_loops_come_back_and_open_routes_turn_around() -> None:
     assert loop.loop
     lap_s = loop.length_m / (36 / 3.6)
     start, again = position_at(loop, 36, 0), position_at(loop, 36, lap_s)
-    assert haversine_m(start[:2], again[:2]) < 1.0
+    assert haversine_m(*start[:2], *again[:2]) < 1.0
 
     line = ROUTES["limboto-gorontalo"]
     assert not line.loop
     one_way_s = line.length_m / (36 / 3.6)
     out, back = position_at(line, 36, one_way_s * 0.5), position_at(line, 36, one_way_s * 1.5)
-    assert haversine_m(out[:2], back[:2]) < 1.0  # same place, driven the other way
+    assert haversine_m(*out[:2], *back[:2]) < 1.0  # same place, driven the other way
     assert angle_diff(out.course, back.course) > 170
     end = position_at(line, 36, one_way_s)
-    assert haversine_m(end[:2], line.waypoints[-1]) < 1.0
+    assert haversine_m(*end[:2], *line.waypoints[-1]) < 1.0
     home = position_at(line, 36, 2 * one_way_s)
-    assert haversine_m(home[:2], line.waypoints[0]) < 1.0
+    assert haversine_m(*home[:2], *line.waypoints[0]) < 1.0
 
 
 def test_parked_unit_stays_at_the_start() -> None:
