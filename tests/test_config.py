@@ -91,7 +91,7 @@ url = "socket://10.0.0.5:4001"
 
 [mqtt]
 host = "broker.polda-gorontalo.example"
-port = 1883
+port = 18830
 tls = false
 password_file = "mqtt-password"
 
@@ -157,7 +157,7 @@ def test_boolean_given_for_an_integer(tmp_path: Path) -> None:
 
 
 def test_float_given_for_an_integer(tmp_path: Path) -> None:
-    assert_error(tmp_path, MINIMAL + "\n[mqtt]\nport = 1883.0\n", "mqtt.port")
+    assert_error(tmp_path, MINIMAL + "\n[mqtt]\nport = 18830.0\n", "mqtt.port")
 
 
 def test_out_of_range_baud(tmp_path: Path) -> None:
