@@ -75,11 +75,16 @@ class Runtime(LinkEvents):
     # LinkEvents (called on the loop thread by MqttLink)
     def connected(self) -> None:
         self.publisher.on_connected()
-        self.notify.status(self.status_line())
+        self._status()
 
     def disconnected(self, reason: str) -> None:
         self.publisher.on_disconnected()
-        self.notify.status(self.status_line())
+        self._status()
+
+    def _status(self) -> None:
+        """Tell systemd what a person should see; nothing more once STOPPING=1 was sent."""
+        if not self.stop_event.is_set():
+            self.notify.status(self.status_line())
 
     def status_line(self) -> str:
         """One line for `systemctl status`: broker link, outbox, devices."""
@@ -198,7 +203,7 @@ class Runtime(LinkEvents):
         return out
 
     def _publish_health(self) -> None:
-        self.notify.status(self.status_line())
+        self._status()
         if not self.link.connected:
             return
         payload = contract.health_payload(
