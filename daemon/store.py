@@ -8,10 +8,11 @@ kill: the publisher marks an outbox row sent only when the broker acknowledged i
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -20,6 +21,8 @@ from alkomd.daemon.audit import GENESIS, AuditEntry, entry_hash
 from alkomd.daemon.availability import UnitState
 from alkomd.daemon.call_types import UnitStatus
 from alkomd.daemon.records import UnitPosition, utc_iso
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -116,6 +119,38 @@ _UPSERT_CALL = (
 _INSERT_AUDIT = "INSERT INTO audit (time, kind, call_id, unit, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
+def quarantine_if_corrupt(path: Path, now: datetime) -> Path | None:
+    """Move a database that fails `PRAGMA quick_check` aside (never delete a 110 record).
+
+    The file and its -wal/-shm companions are renamed `<name>.corrupt-<UTC time>` next to it,
+    so the daemon starts on a fresh database and a human can still recover the old one.
+    Returns the quarantined path, or None when the database is sound or absent.
+    """
+    if not path.exists():
+        return None
+    problem = ""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+            if rows != [("ok",)]:
+                problem = "; ".join(str(r[0]) for r in rows[:3])
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        problem = str(exc)
+    if not problem:
+        return None
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(str(path) + suffix)
+        if src.exists():
+            src.rename(Path(str(target) + suffix))
+    log.error("database %s is corrupt (%s): moved to %s; starting on a fresh database", path, problem, target)
+    return target
+
+
 class Store:
     """The daemon's database. Not thread-safe: use it from one thread (the event loop)."""
 
@@ -123,6 +158,7 @@ class Store:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            self.quarantined = quarantine_if_corrupt(path, datetime.now(UTC))
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")

@@ -154,3 +154,17 @@ def test_daemon_sigkill_with_undelivered_outbox_delivers_after_restart(
         wait_until(lambda: bool(late.on("/unit/R2-00/position")), what="retained position")
         assert late.on("/unit/R2-00/position")[-1].payload["time"] == iso(feed.times[-1])
     assert NODE in got[0].topic
+
+
+def test_daemon_starts_on_a_fresh_database_when_its_file_is_corrupt(
+    station: Station, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps]
+) -> None:
+    """D4: the corrupt file is kept aside for a human, the station keeps working."""
+    station.write_config()
+    ptys(station.links[0])
+    station.db.write_bytes(b"SQLite format 3\x00" + b"\x13\x37" * 8192)
+    d = daemons(station.config)
+    assert "is corrupt" in d.log and "moved to" in d.log
+    kept = list(station.dir.glob("alkomd.db.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes().startswith(b"SQLite format 3")
+    wait_until(lambda: station.query("SELECT count(*) FROM outbox")[0][0] >= 1, what="the fresh database in use")

@@ -170,3 +170,25 @@ def test_position_payload_matches_the_contract(store: Store) -> None:
     assert set(p) >= {"unit", "lat", "lon", "time", "received", "speed_kmh", "course", "hdop", "sats", "fix", "source", "msg_id"}
     assert p["lat"] == -0.1234568 and p["time"] == "2026-11-22T07:00:00.000Z" and p["received"] == "2026-11-22T07:00:00.040Z"
     assert p["fix"] == "3d" and p["source"] == "gps1" and p["msg_id"] == m.msg_id
+
+
+def test_a_corrupt_database_is_quarantined_not_deleted(tmp_path: Path) -> None:
+    """D4: bytes overwritten in the page area while the daemon was stopped."""
+    path = tmp_path / "alkomd.db"
+    s = Store(path)
+    s.record([], [Message(f"m{i}", "device_status", "t/x", "{}" * 200, 1, True) for i in range(200)], T0)
+    s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    s.close()
+    size = path.stat().st_size
+    with path.open("r+b") as fh:  # leave the header (page 1) intact, smash pages further in
+        fh.seek(4096 * 2)
+        fh.write(b"\xde\xad\xbe\xef" * 2048)
+    corrupt_bytes = path.read_bytes()
+    s2 = Store(path)
+    assert s2.quarantined is not None and s2.quarantined.read_bytes() == corrupt_bytes
+    assert s2.quarantined.name.startswith("alkomd.db.corrupt-") and size > 0
+    assert s2.schema_version == len(MIGRATIONS) and s2.outbox_depth() == 0  # a fresh database that works
+    s2.record([], [Message("after", "device_status", "t/x", "{}", 1, True)], T0)
+    assert s2.outbox_depth() == 1
+    s2.close()
+    assert Store(path).quarantined is None  # a sound database stays where it is
