@@ -140,17 +140,6 @@ class Naive:
         return [None if i < 0 else self.ids[i] for i in out.tolist()]
 
 
-def time_each(fn: Callable[[int], object], n: int) -> list[float]:
-    """Microseconds per call of fn(i) for i in range(n)."""
-    out = []
-    clock = time.perf_counter_ns
-    for i in range(n):
-        t0 = clock()
-        fn(i)
-        out.append((clock() - t0) / 1000.0)
-    return out
-
-
 def summarise(per_repeat: list[list[float]]) -> dict[str, float]:
     return {
         "median_us": bl.median([bl.median(r) for r in per_repeat]),
@@ -172,11 +161,11 @@ def run_set(name: str, index: JurisdictionIndex, q: tuple[np.ndarray, np.ndarray
     blat, blon = bulk
 
     single: dict[str, Callable[[], list[float]]] = {
-        "a": lambda: time_each(lambda i: index.jurisdiction_of(qlat[i], qlon[i]), len(qlat)),
-        "b": lambda: time_each(lambda i: index.locate(plain[land[i]]), len(land)),
-        "b-sea": lambda: time_each(lambda i: index.locate(plain[sea[i]]), len(sea)),
-        "c": lambda: time_each(lambda i: index.locate(with_acc[i]), len(with_acc)),
-        "n": lambda: time_each(lambda i: naive.one(qlat[i], qlon[i]), len(qlat)),
+        "a": lambda: bl.time_each(lambda i: index.jurisdiction_of(qlat[i], qlon[i]), len(qlat)),
+        "b": lambda: bl.time_each(lambda i: index.locate(plain[land[i]]), len(land)),
+        "b-sea": lambda: bl.time_each(lambda i: index.locate(plain[sea[i]]), len(sea)),
+        "c": lambda: bl.time_each(lambda i: index.locate(with_acc[i]), len(with_acc)),
+        "n": lambda: bl.time_each(lambda i: naive.one(qlat[i], qlon[i]), len(qlat)),
     }
     if not sea:
         del single["b-sea"]

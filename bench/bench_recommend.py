@@ -148,17 +148,6 @@ def stats(us: list[float]) -> dict[str, float]:
     return {"median": bl.median(us), "p90": bl.pct(us, 90), "p99": bl.pct(us, 99), "max": max(us), "mean": statistics.fmean(us)}
 
 
-def timed_calls(fn: Callable[[int], object], n: int) -> list[float]:
-    """Per-call microseconds of fn(0..n-1)."""
-    out = []
-    clock = time.perf_counter_ns
-    for i in range(n):
-        t0 = clock()
-        fn(i)
-        out.append((clock() - t0) / 1000.0)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5)
@@ -249,12 +238,12 @@ def main(argv: list[str] | None = None) -> int:
             return None
 
         contenders: list[tuple[str, Callable[[], list[float]]]] = [
-            ("a", lambda: timed_calls(run_a(ok_callers), a.queries)),
-            ("a2", lambda: timed_calls(run_a(approx_callers), a.queries)),
-            ("b", lambda: timed_calls(run_b, a.brute)),
-            ("b3", lambda: timed_calls(run_b3, a.brute)),
-            ("c", lambda: timed_calls(run_c, a.updates)),
-            ("c2", lambda: timed_calls(run_c2, 2 * len(flippers))),
+            ("a", lambda: bl.time_each(run_a(ok_callers), a.queries)),
+            ("a2", lambda: bl.time_each(run_a(approx_callers), a.queries)),
+            ("b", lambda: bl.time_each(run_b, a.brute)),
+            ("b3", lambda: bl.time_each(run_b3, a.brute)),
+            ("c", lambda: bl.time_each(run_c, a.updates)),
+            ("c2", lambda: bl.time_each(run_c2, 2 * len(flippers))),
         ]
         order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
         # answers first, on the state the repeat starts from (the update contenders change it)

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import tty
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,17 @@ def pct(xs: Sequence[float], p: float) -> float:
     lo = int(k)
     hi = min(lo + 1, len(s) - 1)
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def time_each(fn: Callable[[int], object], n: int) -> list[float]:
+    """Microseconds per call of fn(i), for i in range(n)."""
+    out = []
+    clock = time.perf_counter_ns
+    for i in range(n):
+        t0 = clock()
+        fn(i)
+        out.append((clock() - t0) / 1000.0)
+    return out
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> str:

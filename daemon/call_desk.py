@@ -42,7 +42,7 @@ from alkomd.daemon.jurisdictions import JurisdictionIndex
 from alkomd.daemon.publisher import Publisher
 from alkomd.daemon.recommend import UnitIndex, recommend
 from alkomd.daemon.records import UnitPosition
-from alkomd.daemon.station import Station
+from alkomd.daemon.station import Station, status_audit
 from alkomd.daemon.store import Message, Store, StoredCall, StoreError
 
 log = logging.getLogger(__name__)
@@ -284,8 +284,7 @@ class CallDesk:
                 if st is not None:
                     states.append(st)
                     messages.append(contract.unit_status_message(self.node, st))
-                    detail = _dumps({"status": st.status.value, "previous": saved[st.unit].status.value, "call_id": st.call_id})
-                    audits.append(AuditEntry(now, "unit.status", call.call_id, st.unit, detail))
+                    audits.append(status_audit(st, saved[st.unit], now, call.call_id))
             elif isinstance(a, dispatch.Refused):
                 log.warning("call %s: %s", call.call_id, a.reason)
         open_ = call.state not in FINAL

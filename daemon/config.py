@@ -15,13 +15,13 @@ from alkomd.daemon import jurisdictions
 from alkomd.daemon.dispatch import DispatchOptions
 from alkomd.daemon.jurisdictions import JurisdictionError, JurisdictionIndex, JurisdictionOptions
 from alkomd.daemon.recommend import RecommendOptions
+from alkomd.daemon.schema import ID_PATTERN as ID_PATTERN
+from alkomd.daemon.schema import NODE_PATTERN as NODE_PATTERN
 from alkomd.daemon.schema import ConfigError, build, spec
 from alkomd.drivers import registry
 
 EX_CONFIG = 78
 DEFAULT_PATH = Path("/etc/alkomd/alkomd.toml")
-ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"  # safe as one MQTT topic level
-NODE_PATTERN = r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*"
 TIERS = ("polres", "polda", "mabes")
 UNIT_TYPES = ("car", "motorcycle", "foot", "boat")
 

@@ -34,7 +34,7 @@ def _level(name: str) -> str:
     return name
 
 
-def _r(value: float | None, digits: int) -> float | None:
+def rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
@@ -80,14 +80,14 @@ def position_message(node: str, up: UnitPosition) -> Message:
         "lon": round(f.lon, 7),
         "time": utc_iso(f.time),
         "received": utc_iso(f.received),
-        "speed_kmh": _r(f.speed_kmh, 1),
-        "course": _r(f.course, 1),
-        "hdop": _r(f.hdop, 2),
+        "speed_kmh": rounded(f.speed_kmh, 1),
+        "course": rounded(f.course, 1),
+        "hdop": rounded(f.hdop, 2),
         "sats": f.sats,
         "fix": f"{f.mode}d",
         "source": (f.radio and f"{f.device}:{f.radio}") or f.device,
         "msg_id": msg_id,
-        "alt": _r(f.alt, 1),
+        "alt": rounded(f.alt, 1),
     }
     return Message(msg_id, "position", position_topic(node, up.unit), _dumps(payload), 1, True)
 

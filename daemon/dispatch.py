@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alkomd.daemon.call_types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement, UnitStatus
+from alkomd.daemon.contract import rounded
 from alkomd.daemon.records import utc_iso
 from alkomd.daemon.schema import spec
 
@@ -530,10 +531,6 @@ def state_msg_id(call: Call) -> str:
     return stable_msg_id(call.node, call.call_id, "state", str(call.version))
 
 
-def _r(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 def _t(value: datetime | None) -> str | None:
     return None if value is None else utc_iso(value)
 
@@ -573,7 +570,7 @@ def call_state_payload(call: Call) -> dict[str, object]:
         "category": call.request.category,
         "lat": None if loc is None else round(loc.lat, 7),
         "lon": None if loc is None else round(loc.lon, 7),
-        "accuracy_m": None if loc is None else _r(loc.accuracy_m, 1),
+        "accuracy_m": None if loc is None else rounded(loc.accuracy_m, 1),
         "others": list(call.placement.others),
         "received_at": utc_iso(call.request.received_at),
         "created": utc_iso(call.created),
@@ -586,11 +583,11 @@ def alert_payload(alert: AlertUnit) -> dict[str, object]:
     """The JSON object of `<node>/unit/<unit>/alert` (contract unit-alert)."""
     return {
         "call_id": alert.call_id,
-        "lat": _r(alert.lat, 7),
-        "lon": _r(alert.lon, 7),
+        "lat": rounded(alert.lat, 7),
+        "lon": rounded(alert.lon, 7),
         "category": alert.category,
         "caller_note": alert.caller_note,
-        "distance_m": _r(alert.distance_m, 1),
+        "distance_m": rounded(alert.distance_m, 1),
         "msg_id": alert.msg_id,
         "unit": alert.unit,
         "attempt": alert.attempt,

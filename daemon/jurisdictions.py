@@ -58,10 +58,9 @@ import shapely  # type: ignore[import-untyped,unused-ignore]
 
 from alkomd.daemon.call_types import Location, LocationStatus, Placement
 from alkomd.daemon.geodesy import EARTH_MEAN_RADIUS_M
-from alkomd.daemon.schema import spec
+from alkomd.daemon.schema import NODE_PATTERN, spec
 
 M_PER_DEG = EARTH_MEAN_RADIUS_M * math.pi / 180.0  # metres per degree of latitude (and of longitude at the equator)
-NODE_PATTERN = r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*"  # = config.NODE_PATTERN (config will import this module)
 CHILD_PATTERN = rf"[^=\s]([^=]*[^=\s])?=({NODE_PATTERN})"  # ID=node/path
 GEOMETRY_TYPES = ("Polygon", "MultiPolygon")
 CIRCLE_SEGMENTS = 64

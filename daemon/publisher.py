@@ -140,7 +140,3 @@ class Publisher:
         retain = m.retain and not self.store.superseded(row)
         mid = self.send(m.topic, m.payload, m.qos, retain)
         self._inflight[mid] = row.id
-
-    @property
-    def inflight(self) -> int:
-        return len(self._inflight)

@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"  # safe as one MQTT topic level
+NODE_PATTERN = r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*"  # a node path under the root
+
 
 class ConfigError(Exception):
     """A configuration problem; str() is the one line a technician needs."""

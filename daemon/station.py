@@ -48,6 +48,12 @@ class Tick:
 Operation = Record | StatusRequest | Tick
 
 
+def status_audit(st: UnitState, previous: UnitState, now: datetime, call_id: str) -> AuditEntry:
+    """The audit entry of one unit status change (`call_id`: the call it belongs to on record)."""
+    detail = {"status": st.status.value, "previous": previous.status.value, "call_id": st.call_id}
+    return AuditEntry(now, "unit.status", call_id, st.unit, json.dumps(detail, separators=(",", ":")))
+
+
 @dataclass(frozen=True, slots=True)
 class UnitInfo:
     id: str
@@ -74,7 +80,6 @@ class Station:
         self.unit_of_device = {u.device: u.id for u in cfg.units if u.device}
         self.latest: dict[str, UnitPosition] = {}
         self.device_status: dict[str, DeviceStatus] = {}
-        self.last_fix_mono: dict[str, float] = {}
         self.stale_fixes = 0
         self.unmapped_fixes = 0
         store.sync_units((u.id, u.callsign, u.type, u.device) for u in cfg.units)
@@ -178,11 +183,7 @@ class Station:
             changes[st.unit] = st
 
     def _audit_changes(self, changes: dict[str, UnitState], before: dict[str, UnitState], now: datetime) -> list[AuditEntry]:
-        out = []
-        for st in changes.values():
-            detail = {"status": st.status.value, "previous": before[st.unit].status.value, "call_id": st.call_id}
-            out.append(AuditEntry(now, "unit.status", st.call_id or "", st.unit, json.dumps(detail, separators=(",", ":"))))
-        return out
+        return [status_audit(st, before[st.unit], now, st.call_id or "") for st in changes.values()]
 
     def _status_request(self, r: StatusRequest, now: datetime, changes: dict[str, UnitState], audits: list[AuditEntry]) -> None:
         """Apply a `status/set` message, or record why it was refused (never silently dropped)."""
@@ -225,7 +226,6 @@ class Station:
                 self._unmapped_logged.add(f.device)
                 log.warning("%s: fixes from a device no [[unit]] maps to; not stored", f.device)
             return None
-        self.last_fix_mono[f.device] = f.received_mono
         return UnitPosition(unit, f)
 
     def _log_status(self, s: DeviceStatus) -> None:
