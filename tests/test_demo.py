@@ -35,7 +35,8 @@ def test_demo_runs_a_station_and_stops_on_ctrl_c(tmp_path: Path, embedded: bool)
     cmd = [sys.executable, "-m", "alkomd.daemon.ctl", "demo", "--units", "3", "--workdir", str(work)]
     if embedded:
         cmd.append("--embedded-broker")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Its own process group, so a failing test can stop the demo's broker and daemon too.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     try:
         assert proc.stdout is not None
@@ -54,7 +55,8 @@ def test_demo_runs_a_station_and_stops_on_ctrl_c(tmp_path: Path, embedded: bool)
         rest, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
     assert proc.returncode == 0, rest
     assert "offline" in rest
     wait_until(lambda: not _running_under(work), 10, "no demo process left")
