@@ -103,6 +103,11 @@ class UnitConfig:
     callsign: str = spec("", doc="Radio callsign.")
     type: str = spec("car", choices=UNIT_TYPES, doc="Kind of unit (sets its speed class).")
     device: str = spec("", doc="Id of the [[device]] whose fixes are this unit's position.")
+    radio: str = spec(
+        "", pattern=r"([0-9]{3}-[0-9]{4}|U[0-9]{5}|U[0-9]{8}|[A-Za-z0-9_.:-]{1,64})?",
+        doc="The unit's radio on a device that relays many (a FleetSync base radio: fleet-id, e.g. 100-1001; NXDN/DMR: "
+        "U-id, e.g. U00002; a UDP NMEA source: its id or address). With `device`, only that device; without, any.",
+    )  # fmt: skip
     report_interval_s: float = spec(0.0, min=0, max=86400, doc="Expected seconds between fixes; 0: the type's [availability] value.")
 
 
@@ -202,17 +207,19 @@ def _cross_check(devices: tuple[DeviceConfig, ...], units: tuple[UnitConfig, ...
             raise ConfigError(path, f"device[{i}].id", f"duplicate device id {d.id!r} (also device[{seen[d.id]}])")
         seen[d.id] = i
     unit_ids: dict[str, int] = {}
-    owner: dict[str, str] = {}
+    owner: dict[tuple[str, str], str] = {}  # (device, radio) -> unit
     for i, u in enumerate(units):
         if u.id in unit_ids:
             raise ConfigError(path, f"unit[{i}].id", f"duplicate unit id {u.id!r} (also unit[{unit_ids[u.id]}])")
         unit_ids[u.id] = i
-        if u.device:
-            if u.device not in seen:
-                raise ConfigError(path, f"unit[{i}].device", f"no [[device]] with id {u.device!r}")
-            if u.device in owner:
-                raise ConfigError(path, f"unit[{i}].device", f"device {u.device!r} already belongs to unit {owner[u.device]!r}")
-            owner[u.device] = u.id
+        if u.device and u.device not in seen:
+            raise ConfigError(path, f"unit[{i}].device", f"no [[device]] with id {u.device!r}")
+        if u.device or u.radio:
+            key = (u.device, u.radio)
+            if key in owner:
+                what = f"radio {u.radio!r}" + (f" on device {u.device!r}" if u.device else "") if u.radio else f"device {u.device!r}"
+                raise ConfigError(path, f"unit[{i}].{'radio' if u.radio else 'device'}", f"{what} already belongs to unit {owner[key]!r}")
+            owner[key] = u.id
 
 
 def load_jurisdictions(cfg: Config) -> JurisdictionIndex | None:

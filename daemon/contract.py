@@ -108,6 +108,8 @@ def device_status_message(node: str, s: DeviceStatus) -> Message:
         "detail": s.detail,
         "msg_id": msg_id,
     }
+    if s.modem is not None:
+        payload["modem"] = asdict(s.modem)
     return Message(msg_id, "device_status", device_status_topic(node, s.device), _dumps(payload), 1, True)
 
 

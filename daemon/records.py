@@ -85,8 +85,24 @@ class Counters:
 
 
 @dataclass(frozen=True, slots=True)
+class ModemHealth:
+    """What a cellular modem reports about itself (Modbus drivers); None where it does not say."""
+
+    uptime_s: int | None = None
+    signal_dbm: int | None = None
+    temperature_c: float | None = None
+    network: str | None = None  # e.g. LTE, 3G
+    operator: str | None = None
+    sim: str | None = None  # active SIM, e.g. sim1
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceStatus:
-    """A device's state changed (emitted on change only, never repeated)."""
+    """A device's state changed (emitted on change only, never repeated).
+
+    `modem` is set by drivers that read a modem's own health; they also emit a DeviceStatus when
+    that health changes notably (network type, SIM, signal band), not on every poll.
+    """
 
     device: str
     driver: str
@@ -94,6 +110,22 @@ class DeviceStatus:
     since: datetime
     counters: Counters
     detail: str = ""
+    modem: ModemHealth | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RadioStatus:
+    """A relayed radio sent a status code (FleetSync/NXDN), with or without a position.
+
+    `radio` is the radio's identity as the [[unit]] `radio` key spells it: `<fleet>-<id>` for
+    FleetSync (e.g. 100-1001), `U<digits>` for NXDN/DMR (e.g. U00002).
+    """
+
+    device: str
+    radio: str
+    code: int
+    received: datetime
+    received_mono: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,4 +136,4 @@ class UnitPosition:
     fix: Fix
 
 
-Record = Fix | DeviceStatus
+Record = Fix | DeviceStatus | RadioStatus

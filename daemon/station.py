@@ -77,7 +77,9 @@ class Station:
         self._loop = loop
         self._now = now
         self.units = {u.id: UnitInfo(u.id, u.callsign, u.type, u.device) for u in cfg.units}
-        self.unit_of_device = {u.device: u.id for u in cfg.units if u.device}
+        # (device, radio) -> unit; radio "" for a device that is one unit's own GPS, device "" for
+        # a radio heard through any relaying device.
+        self.unit_of = {(u.device, u.radio): u.id for u in cfg.units if u.device or u.radio}
         self.latest: dict[str, UnitPosition] = {}
         self.device_status: dict[str, DeviceStatus] = {}
         self.stale_fixes = 0
@@ -219,14 +221,22 @@ class Station:
         log.warning("unit %s: status/set refused: %s", r.unit, reason)
 
     def _unit_position(self, f: Fix) -> UnitPosition | None:
-        unit = self.unit_of_device.get(f.device)
+        unit = self.unit_of_radio(f.device, f.radio)
         if unit is None:
             self.unmapped_fixes += 1
-            if f.device not in self._unmapped_logged:
-                self._unmapped_logged.add(f.device)
-                log.warning("%s: fixes from a device no [[unit]] maps to; not stored", f.device)
+            source = f"{f.device}:{f.radio}" if f.radio else f.device
+            if source not in self._unmapped_logged:
+                self._unmapped_logged.add(source)
+                what = f"radio {f.radio} on {f.device}" if f.radio else f.device
+                log.warning("%s: fixes from %s, which no [[unit]] maps to; not stored", f.device, what)
             return None
         return UnitPosition(unit, f)
+
+    def unit_of_radio(self, device: str, radio: str | None) -> str | None:
+        """The unit a fix or status from `device` (relaying `radio`, if any) belongs to."""
+        if radio is None:
+            return self.unit_of.get((device, ""))
+        return self.unit_of.get((device, radio)) or self.unit_of.get(("", radio))
 
     def _log_status(self, s: DeviceStatus) -> None:
         prev = self.device_status.get(s.device)

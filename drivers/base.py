@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Record, utc_now
+from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, ModemHealth, Record, utc_now
 
 Emit = Callable[[Record], None]
 ERROR_WINDOW_S = 10.0  # corrupt vs valid sentences are compared over this window (degraded)
@@ -102,6 +102,7 @@ class StateTracker:
         self.last_sentence: float | None = None
         self.last_fix: float | None = None
         self._window: deque[tuple[float, int, int]] = deque()  # (time, good, bad) cumulative
+        self._modem: ModemHealth | None = None
 
     def opened(self) -> None:
         self._open_at = self._clock()
@@ -117,6 +118,12 @@ class StateTracker:
 
     def saw_fix(self) -> None:
         self.last_fix = self._clock()
+
+    def modem(self, health: ModemHealth) -> None:
+        """A modem's own health was read: re-publish the status only if it changed notably."""
+        before, self._modem = self._modem, health
+        if self.state is not None and (before is None or _notable(before, health)):
+            self._emit(DeviceStatus(self.device, self.driver, self.state, self.since, self.counters(), self._detail, health))
 
     def evaluate(self) -> None:
         """Recompute the state from the clock and counters; emit a DeviceStatus if it changed."""
@@ -147,4 +154,24 @@ class StateTracker:
             return
         self.state, self._detail = state, detail
         self.since = utc_now()
-        self._emit(DeviceStatus(self.device, self.driver, state, self.since, self.counters(), detail))
+        self._emit(DeviceStatus(self.device, self.driver, state, self.since, self.counters(), detail, self._modem))
+
+
+SIGNAL_BAND_DB = 10  # a modem's signal is re-published when it moves to another 10 dB band
+TEMPERATURE_STEP_C = 5.0
+
+
+def _notable(a: ModemHealth, b: ModemHealth) -> bool:
+    """Whether a modem's health changed enough to publish (not every poll's uptime tick)."""
+    if (a.network, a.operator, a.sim) != (b.network, b.operator, b.sim):
+        return True
+    if (a.signal_dbm is None) != (b.signal_dbm is None) or (
+        a.signal_dbm is not None and b.signal_dbm is not None and a.signal_dbm // SIGNAL_BAND_DB != b.signal_dbm // SIGNAL_BAND_DB
+    ):
+        return True
+    if (a.temperature_c is None) != (b.temperature_c is None) or (
+        a.temperature_c is not None and b.temperature_c is not None and abs(a.temperature_c - b.temperature_c) >= TEMPERATURE_STEP_C
+    ):
+        return True
+    # A reboot shows as uptime going backwards.
+    return a.uptime_s is not None and b.uptime_s is not None and b.uptime_s < a.uptime_s

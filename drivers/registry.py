@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "alkomd.drivers"
 BUILTIN = {
     "nmea": "alkomd.drivers.nmea_serial",
+    "fleetsync": "alkomd.drivers.fleetsync",
+    "modbus": "alkomd.drivers.modbus",
+    "gpsd": "alkomd.drivers.gpsd",
+    "nmea_udp": "alkomd.drivers.nmea_udp",
     "simulator": "alkomd.drivers.simulator",
 }
 
