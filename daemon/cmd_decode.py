@@ -1,4 +1,7 @@
-"""`alkomctl decode`: decode an NMEA capture with the daemon's own decoder, one line per fix."""
+"""`alkomctl decode`: decode an NMEA capture with the daemon's own decoder, one line per fix.
+
+A base radio's capture also gives relayed radios' fixes (with their `radio`) and status codes.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from collections.abc import Iterator
 from datetime import date, datetime, time, timezone
 from typing import BinaryIO, TextIO
 
-from alkomd.daemon.records import Fix, utc_iso, utc_now
-from alkomd.drivers.nmea import Decoder
+from alkomd.daemon.records import Fix, RadioStatus, utc_iso, utc_now
+from alkomd.drivers.nmea import Decoded, Decoder
 
 CHUNK = 1 << 20
 DATE_HEADER = re.compile(rb"^# *Date: *(\d{4}-\d{2}-\d{2})", re.M)
@@ -27,6 +30,7 @@ def fix_dict(f: Fix) -> dict[str, object]:
         "course": None if f.course is None else round(f.course, 2),
         "hdop": None if f.hdop is None else round(f.hdop, 2),
         "sats": f.sats,
+        **({"radio": f.radio} if f.radio else {}),
     }
 
 
@@ -41,8 +45,14 @@ def fix_json(f: Fix) -> str:
         f'"alt":{_num(None if f.alt is None else round(f.alt, 2))},'
         f'"speed_kmh":{_num(None if f.speed_kmh is None else round(f.speed_kmh, 2))},'
         f'"course":{_num(None if f.course is None else round(f.course, 2))},'
-        f'"hdop":{_num(None if f.hdop is None else round(f.hdop, 2))},"sats":{_num(f.sats)}}}'
+        f'"hdop":{_num(None if f.hdop is None else round(f.hdop, 2))},"sats":{_num(f.sats)}'
+        + (f',"radio":"{f.radio}"}}' if f.radio else "}")
     )
+
+
+def status_json(s: RadioStatus) -> str:
+    """A relayed radio's status code as `--json` (no time: a capture only has the reading time)."""
+    return f'{{"radio":"{s.radio}","status":{s.code}}}'
 
 
 def fix_line(f: Fix) -> str:
@@ -53,7 +63,12 @@ def fix_line(f: Fix) -> str:
         f"{utc_iso(f.time)}  {f.lat:11.7f} {f.lon:12.7f}  {f.mode}D"
         f"  alt {opt(f.alt, '.1f')} m  {opt(f.speed_kmh, '.1f')} km/h  course {opt(f.course, '.1f')}"
         f"  hdop {opt(f.hdop, '.2f')}  sats {opt(f.sats, 'd')}"
+        + (f"  radio {f.radio}" if f.radio else "")
     )
+
+
+def status_line(s: RadioStatus) -> str:
+    return f"radio {s.radio} status {s.code}"
 
 
 def strip_comments(chunk: bytes) -> bytes:
@@ -74,7 +89,7 @@ def capture_day(head: bytes) -> date | None:
         return None
 
 
-def decode_stream(src: BinaryIO, decoder: Decoder, day: date | None = None) -> Iterator[Fix]:
+def decode_stream(src: BinaryIO, decoder: Decoder, day: date | None = None) -> Iterator[Decoded]:
     """Fixes of a whole capture, read in bounded chunks split at line ends.
 
     Sentences without a date (a GGA-only radio) are dated from `day`, else from the capture's
@@ -123,11 +138,11 @@ def run(
     with src:
         write = out.write
         if as_json:
-            for f in decode_stream(src, decoder, day):
-                write(fix_json(f) + "\n")
+            for r in decode_stream(src, decoder, day):
+                write((fix_json(r) if r.__class__ is Fix else status_json(r)) + "\n")  # type: ignore[arg-type]
         else:
-            for f in decode_stream(src, decoder, day):
-                write(fix_line(f) + "\n")
+            for r in decode_stream(src, decoder, day):
+                write((fix_line(r) if isinstance(r, Fix) else status_line(r)) + "\n")
     print(summary(decoder), file=err)
     if decoder.sentences == 0 and decoder.garbage_bytes + decoder.checksum_errors > 0:
         print("hint: no valid sentence at all: was the capture made at the wrong baud rate?", file=err)

@@ -31,7 +31,6 @@ Pipeline, one instance per device (not thread-safe; the driver's thread owns it)
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -41,7 +40,15 @@ from typing import Any
 
 import pynmea2
 
-from alkomd.daemon.records import Fix
+from alkomd.daemon.records import Fix, RadioStatus
+from alkomd.drivers.kenwood import KenwoodSentence
+from alkomd.drivers.nmea_fields import coord as coord
+from alkomd.drivers.nmea_fields import date_of as _ddmmyy
+from alkomd.drivers.nmea_fields import day_for
+from alkomd.drivers.nmea_fields import to_float as _float
+from alkomd.drivers.nmea_fields import to_int as _int
+from alkomd.drivers.nmea_fields import tod_of as _tod
+from alkomd.drivers.nmea_fields import within as _in
 
 MAX_PENDING = 512  # bytes kept of a line that has no LF yet (NMEA allows 82; Kenwood ~100)
 _FRAMING = b"\r\x02\x03 \t"  # stripped without counting as garbage
@@ -75,6 +82,10 @@ class Reject(enum.StrEnum):
     OUT_OF_RANGE = "coordinates out of range"
     HDOP = "HDOP above the configured bound"
     FUTURE = "fix time in the future"
+    RELAY_VOID = "relayed report status V"
+
+
+Decoded = Fix | RadioStatus  # what a decoder emits: fixes, and relayed radios' status codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,76 +95,6 @@ class Sentence:
     raw: bytes
     verdict: Verdict
     msg: Any = None  # a pynmea2 sentence object
-
-
-def coord(value: str, hemi: str) -> float | None:
-    """`ddmm.mmmm` or `dddmm.mmmm` plus N/S/E/W to signed degrees; None when absent or invalid."""
-    if not value or not hemi:
-        return None
-    try:
-        v = float(value)
-    except ValueError:
-        return None
-    if v < 0 or not math.isfinite(v):
-        return None
-    d = int(v // 100)
-    m = v - d * 100
-    if m >= 60:
-        return None
-    deg = d + m / 60
-    if hemi in "SW":
-        return -deg
-    return deg if hemi in "NE" else None
-
-
-def _float(value: str) -> float | None:
-    if not value:
-        return None
-    try:
-        v = float(value)
-    except ValueError:
-        return None
-    return v if v == v and v not in (float("inf"), float("-inf")) else None
-
-
-def _in(v: float | None, lo: float, hi: float) -> float | None:
-    """`v` if lo <= v <= hi, else None (a checksum-valid field can still hold nonsense)."""
-    return v if v is not None and lo <= v <= hi else None
-
-
-def _int(value: str) -> int | None:
-    if not value:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
-def _tod(value: str) -> time | None:
-    """`hhmmss[.sss]` to a time of day, or None."""
-    if len(value) < 6 or not value[:6].isdigit():
-        return None
-    h, m, s = int(value[:2]), int(value[2:4]), int(value[4:6])
-    frac = value[6:]
-    us = 0
-    if frac:
-        if frac[0] != "." or (len(frac) > 1 and not frac[1:].isdigit()):
-            return None
-        us = round(float("0" + frac) * 1_000_000) if len(frac) > 1 else 0
-    if h > 23 or m > 59 or s > 60 or us >= 1_000_000:
-        return None
-    return time(h, m, min(s, 59), us, tzinfo=UTC)
-
-
-def _ddmmyy(value: str) -> date | None:
-    if len(value) != 6 or not value.isdigit():
-        return None
-    d, m, y = int(value[:2]), int(value[2:4]), int(value[4:6])
-    try:
-        return date(2000 + y if y < 80 else 1900 + y, m, d)
-    except ValueError:
-        return None
 
 
 class Framer:
@@ -227,10 +168,12 @@ def _verify(body: bytes) -> bytes | Verdict:
     return payload
 
 
-def scan(body: bytes) -> tuple[str, list[str]] | Verdict:
+def scan(body: bytes) -> tuple[str, list[str]] | Verdict | KenwoodSentence:
     """The hot path: (sentence type, fields) of a verified talker sentence that pynmea2 knows.
 
-    A valid proprietary sentence gives ("", []): counted as valid, carrying nothing we use.
+    A Kenwood FleetSync/NXDN sentence gives its pynmea2 object (they are rare: a few a second on
+    a busy base radio); any other valid proprietary sentence gives ("", []): counted as valid,
+    carrying nothing we use.
     The common case (`...*hh` at the end) is checked here; anything else goes through `_verify`
     for the exact verdict.
     """
@@ -256,7 +199,9 @@ def scan(body: bytes) -> tuple[str, list[str]] | Verdict:
         stype = head[2:]
         return (stype, rest.split(",")) if stype in _TALKER_TYPES else Verdict.UNKNOWN
     result = parse(body)
-    return ("", []) if not isinstance(result, Verdict) else result
+    if isinstance(result, Verdict | KenwoodSentence):
+        return result
+    return ("", [])
 
 
 def parse(body: bytes) -> Any:
@@ -367,10 +312,10 @@ class Decoder:
     def rejected_fixes(self) -> int:
         return sum(self.rejected.values())
 
-    def feed(self, data: bytes, received: datetime, mono: float) -> list[Fix]:
+    def feed(self, data: bytes, received: datetime, mono: float) -> list[Decoded]:
         """Decode a chunk; `received`/`mono` stamp fixes completed by this chunk."""
         self._received, self._mono = received, mono
-        out: list[Fix] = []
+        out: list[Decoded] = []
         if self.on_sentence is not None:
             for body in self.framer.feed(data):
                 self._checked(body, out)
@@ -383,29 +328,34 @@ class Decoder:
                 valid += 1
                 if r[0]:
                     message(r[0], r[1], out)
+            elif isinstance(r, KenwoodSentence):
+                self._relayed(r, out)
             else:
                 self._count_error(r)  # type: ignore[arg-type]
         self.sentences += valid
         return out
 
-    def close_epoch(self) -> list[Fix]:
+    def close_epoch(self) -> list[Decoded]:
         """Close the open epoch now (the line went quiet: no more sentences of it will come)."""
-        out: list[Fix] = []
+        out: list[Decoded] = []
         if self._epoch is not None and not self._epoch.emitted:
             self._close(self._epoch, out)
         return out
 
-    def flush(self) -> list[Fix]:
+    def flush(self) -> list[Decoded]:
         """End of input: decode a last line that has no LF, then close the open epoch."""
-        out: list[Fix] = []
+        out: list[Decoded] = []
         for body in self.framer.flush():
             self._checked(body, out)
         return out + self.close_epoch()
 
-    def _checked(self, body: bytes, out: list[Fix]) -> None:
+    def _checked(self, body: bytes, out: list[Decoded]) -> None:
         """The slow path, with the real pynmea2 object handed to `on_sentence`."""
         s = check(body)
-        if s.verdict is Verdict.OK:
+        if s.verdict is Verdict.OK and isinstance(s.msg, KenwoodSentence):
+            if not self._relayed(s.msg, out):
+                s = Sentence(s.raw, Verdict.UNPARSABLE)
+        elif s.verdict is Verdict.OK:
             self.sentences += 1
             stype = getattr(s.msg, "sentence_type", "")
             if stype and stype in _TALKER_TYPES and isinstance(s.msg, pynmea2.TalkerSentence):
@@ -414,6 +364,43 @@ class Decoder:
             self._count_error(s.verdict)
         if self.on_sentence is not None:
             self.on_sentence(s)
+
+    def _relayed(self, msg: KenwoodSentence, out: list[Decoded]) -> bool:
+        """A base radio relayed another radio's report: its fix (gated) and its status code.
+
+        False (counted as a parse error) when the radio's identity is unreadable.
+        """
+        rel = msg.relayed()
+        if rel is None:
+            self.parse_errors += 1
+            return False
+        self.sentences += 1
+        if rel.has_position:
+            reject: Reject | None = None
+            when: datetime | None = None
+            if not rel.valid:
+                reject = Reject.RELAY_VOID
+            elif rel.lat is None or rel.lon is None or (rel.lat == 0.0 and rel.lon == 0.0):
+                reject = Reject.NO_POSITION  # radios without a fix often send zeros with status A
+            elif not (-90.0 <= rel.lat <= 90.0 and -180.0 <= rel.lon <= 180.0):
+                reject = Reject.OUT_OF_RANGE
+            elif rel.tod is None:
+                reject = Reject.NO_TIME
+            else:
+                when = datetime.combine(rel.day, rel.tod) if rel.day is not None else day_for(rel.tod, self._received)
+                if when - self._received > timedelta(days=1):
+                    reject = Reject.FUTURE
+            if reject is not None or when is None or rel.lat is None or rel.lon is None:
+                r = reject or Reject.NO_POSITION
+                self.rejected[r] = self.rejected.get(r, 0) + 1
+                self.last_reject = r
+            else:
+                self.fixes += 1
+                out.append(Fix(self.device, when, rel.lat, rel.lon, 2, self._received, self._mono,
+                               speed_kmh=rel.speed_kmh, course=rel.course, radio=rel.radio))  # fmt: skip
+        if rel.status is not None:
+            out.append(RadioStatus(self.device, rel.radio, rel.status, self._received, self._mono))
+        return True
 
     def _count_error(self, v: Verdict) -> None:
         if v is Verdict.BAD_CHECKSUM or v is Verdict.NO_CHECKSUM:
@@ -424,7 +411,7 @@ class Decoder:
         else:
             self.parse_errors += 1
 
-    def _message(self, stype: str, d: list[str], out: list[Fix]) -> None:
+    def _message(self, stype: str, d: list[str], out: list[Decoded]) -> None:
         if len(d) < 17:
             d = d + _PAD[len(d) :]
         if stype in _TIMED:
@@ -524,7 +511,7 @@ class Decoder:
             return
         ep.lat, ep.lon, ep.pos_rank = lat, lon, rank
 
-    def _close(self, ep: _Epoch, out: list[Fix]) -> None:
+    def _close(self, ep: _Epoch, out: list[Decoded]) -> None:
         ep.emitted = True
         if ep.date is not None:
             self._date = ep.date
@@ -574,12 +561,6 @@ class Decoder:
             if self._last_when is not None and self._last_when - datetime.combine(day, tod) > timedelta(hours=12):
                 day = self._date = day + timedelta(days=1)  # midnight passed since the date was seen
         if day is None:
-            ref = self._received.astimezone(UTC)
-            guess = datetime.combine(ref.date(), tod)
-            if guess - ref > timedelta(hours=12):  # just before midnight, read just after it
-                guess -= timedelta(days=1)
-            elif ref - guess > timedelta(hours=12):
-                guess += timedelta(days=1)
-            return guess
+            return day_for(tod, self._received)
         self._last_when = datetime.combine(day, tod)
         return self._last_when

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import serial
 
-from alkomd.daemon.records import Counters, utc_now
+from alkomd.daemon.records import Counters, Fix, utc_now
 from alkomd.daemon.schema import spec
 from alkomd.drivers.base import Backoff, DriverSpec, Emit, StateTracker
 from alkomd.drivers.nmea import Decoder
@@ -150,9 +150,10 @@ class NmeaSerial:
                 fixes = dec.close_epoch()
             else:
                 fixes = []
-            for fix in fixes:
-                tracker.saw_fix()
-                emit(fix)
+            for record in fixes:
+                if isinstance(record, Fix):
+                    tracker.saw_fix()
+                emit(record)
             if fixes or now - last_eval >= 0.5:
                 tracker.evaluate()
                 last_eval = now

@@ -98,3 +98,34 @@ def epoch(e: EpochSpec, types: tuple[str, ...] = ("RMC", "VTG", "GGA", "GSA", "G
         else:
             raise ValueError(f"no writer for {ty}")
     return b"".join(out)
+
+
+def kenwood_ds(t: datetime, lat: float, lon: float, radio: str, status: int, *, kmh: float = 0.0, course: float = 0.0,
+               valid: bool = True) -> bytes:  # fmt: skip
+    """A relayed position with status: `$PKLDS` for a FleetSync radio (`100-1001`), `$PKNDS` for a U-id."""
+    la, ns = lat_field(lat)
+    lo, ew = lon_field(lon)
+    head = f"{t:%H%M%S},{'A' if valid else 'V'},{la},{ns},{lo},{ew},{kmh / 1.852:05.1f},{course:05.1f},{t:%d%m%y},00.00,E00"
+    if radio.startswith("U"):
+        return sentence(f"PKNDS,{head},{radio},{status:03d},00,")
+    fleet, ident = radio.split("-")
+    return sentence(f"PKLDS,{head},{fleet},{ident},{status:02d},00,")
+
+
+def kenwood_sh(t: datetime, lat: float, lon: float, radio: str, *, valid: bool = True) -> bytes:
+    """A relayed short position: `$PKLSH` (FleetSync) or `$PKNSH` (U-id)."""
+    la, ns = lat_field(lat)
+    lo, ew = lon_field(lon)
+    head = f"{la},{ns},{lo},{ew},{t:%H%M%S},{'A' if valid else 'V'}"
+    if radio.startswith("U"):
+        return sentence(f"PKNSH,{head},{radio},")
+    fleet, ident = radio.split("-")
+    return sentence(f"PKLSH,{head},{fleet},{ident},")
+
+
+def kenwood_id(radio: str, status: int) -> bytes:
+    """A relayed status without a position: `$PKLID` (FleetSync) or `$PKNID` (U-id)."""
+    if radio.startswith("U"):
+        return sentence(f"PKNID,00,{radio},{status:03d},00,")
+    fleet, ident = radio.split("-")
+    return sentence(f"PKLID,00,{fleet},{ident},{status:02d},00,")

@@ -147,9 +147,10 @@ def capture_received(meta: dict[str, str]) -> datetime:
 
 
 def decode_capture(path: Path) -> list[dict[str, Any]]:
+    """What `alkomctl decode --json` prints for a capture: fixes, and relayed radios' status codes."""
     meta, data = read_capture(path)
-    _, fixes = decode(data, capture_received(meta))
-    return [fix_dict(f) for f in fixes]
+    _, records = decode(data, capture_received(meta))
+    return [fix_dict(r) if isinstance(r, Fix) else {"radio": r.radio, "status": r.code} for r in records]
 
 
 def read_expected(path: Path) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import json
 import math
 import sys
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from helpers_nmea import decode_capture  # noqa: E402
 
-from alkomd.drivers.nmea_writer import EpochSpec, epoch, sentence  # noqa: E402
+from alkomd.drivers.nmea_writer import EpochSpec, epoch, kenwood_ds, kenwood_id, kenwood_sh, sentence  # noqa: E402
 
 M_PER_DEG = 111_320.0
 
@@ -272,12 +273,133 @@ def quectel_beidou() -> tuple[bytes, list[Intended]]:
     return b"".join(out), intended
 
 
-CAPTURES: dict[str, Callable[[], tuple[bytes, list[Intended]]]] = {
+# --- 6. Kenwood FleetSync/NXDN base radio relaying a fleet ------------------------------------
+
+
+@dataclass
+class Heard:
+    """What one relayed sentence should decode to: a radio's fix (lat set) and/or its status code."""
+
+    radio: str
+    time: datetime | None = None
+    lat: float | None = None
+    lon: float | None = None
+    speed_kmh: float | None = None
+    course: float | None = None
+    status: int | None = None
+
+
+def fleetsync_base() -> tuple[bytes, list[Intended | Heard]]:
+    t0 = datetime(2024, 10, 15, 1, 0, 0, tzinfo=UTC)
+    out = [
+        header(
+            "Kenwood base radio relaying FleetSync and NXDN GPS reports of a Polres fleet",
+            "Kenwood NX-5000-series base radio, COM port Data + GPS Data Output, MAP HEADER KW1, 9600 8N1; "
+            "FleetSync $PKLDS/$PKLSH/$PKLID and NXDN $PKNDS/$PKNSH/$PKNID, each framed STX ... ETX, "
+            "plus the base radio's own $GPRMC every 30 s",
+            "Polres Bone Bolango radio room, Suwawa, Bone Bolango, Gorontalo, Indonesia (lat 0.546, lon 123.163)",
+            "2024-10-15",
+            "Handhelds 100-1001 (status 10), 100-1002 (presses emergency: 99 twice, then back to 10), 100-1003 "
+            "(short $PKLSH reports), car U00017 (NXDN, status 207), an unknown radio 100-1099, a void report, a "
+            "zeroed position, a report with a bad checksum, and two status-only reports.",
+        ),
+    ]
+    want: list[Intended | Heard] = []
+
+    def framed(s: bytes) -> bytes:
+        return b"\x02" + s.rstrip(b"\r\n") + b"\x03\r\n"
+
+    base_lat, base_lon = 0.54612, 123.16307
+    walk = {
+        "100-1001": drive(0.55010, 123.15020, [(4.5, 40.0, 600)]),
+        "100-1002": drive(0.52230, 123.17480, [(0.0, 0.0, 600)]),
+        "100-1003": drive(0.56450, 123.18010, [(5.0, 300.0, 600)]),
+        "U00017": drive(0.53120, 123.12050, [(38.0, 75.0, 600)]),
+        "100-1099": drive(0.57700, 123.20500, [(0.0, 0.0, 600)]),
+    }
+    status = {"100-1001": 10, "100-1002": 10, "100-1003": 10, "U00017": 207, "100-1099": 10}
+    for k in range(0, 300, 15):  # a report every 15 s, radios take turns (FleetSync "time mark")
+        t = t0 + timedelta(seconds=k)
+        if k % 30 == 0:  # the base radio's own GPS, fixed at the station
+            e = EpochSpec(t, base_lat, base_lon, alt=62.0, speed_kmh=0.0, course=0.0, hdop=0.9, sats=10)
+            out.append(epoch(e, ("RMC",)))
+            # The first epoch is closed by the second (the decoder has not yet learnt that RMC
+            # alone ends this receiver's cycle); from then on each is emitted as it arrives.
+            if k == 0:
+                first = Intended(t, base_lat, base_lon, 2, None, 0.0, 0.0, None, None)
+            else:
+                want.extend([first] if k == 30 else [])
+                want.append(Intended(t, base_lat, base_lon, 2, None, 0.0, 0.0, None, None))
+        for j, radio in enumerate(walk):
+            ts = t + timedelta(seconds=2 * j + 1)
+            lat, lon, speed, course = walk[radio][k]
+            code = status[radio]
+            if radio == "100-1002" and k in (90, 105):
+                code = 99  # the emergency button: the radio repeats it until cleared
+            if radio == "100-1003":
+                out.append(framed(kenwood_sh(ts, lat, lon, radio)))
+                want.append(Heard(radio, ts, lat, lon))
+                continue
+            if radio == "100-1001" and k == 60:
+                out.append(framed(kenwood_ds(ts, lat, lon, radio, code, kmh=speed, course=course, valid=False)))
+                want.append(Heard(radio, status=code))  # void: no fix, the status still counts
+                continue
+            if radio == "U00017" and k == 120:
+                out.append(framed(kenwood_ds(ts, 0.0, 0.0, radio, code)))
+                want.append(Heard(radio, status=code))  # zeroed position: not a fix
+                continue
+            if radio == "100-1001" and k == 150:
+                bad = bytearray(kenwood_ds(ts, lat, lon, radio, code, kmh=speed, course=course))
+                bad[20] ^= 0x02  # a flipped bit in the latitude: checksum error, nothing decoded
+                out.append(framed(bytes(bad)))
+                continue
+            out.append(framed(kenwood_ds(ts, lat, lon, radio, code, kmh=speed, course=course)))
+            kn = round(speed / 1.852, 1)
+            want.append(Heard(radio, ts, lat, lon, kn * 1.852, round(course, 1), code))
+        if k == 45:
+            out.append(framed(kenwood_id("100-1003", 15)))
+            want.append(Heard("100-1003", status=15))
+        if k == 195:
+            out.append(framed(kenwood_id("U00017", 210)))
+            want.append(Heard("U00017", status=210))
+    return b"".join(out), want
+
+
+def verify_heard(name: str, got: list[dict[str, object]], want: list[Intended | Heard]) -> None:
+    expanded: list[tuple[str, Intended | Heard]] = []
+    for w in want:
+        if isinstance(w, Intended):
+            expanded.append(("fix", w))
+            continue
+        if w.lat is not None:
+            expanded.append(("fix", w))
+        if w.status is not None:
+            expanded.append(("status", w))
+    assert len(got) == len(expanded), f"{name}: {len(got)} records, intended {len(expanded)}"
+    for g, (kind, w) in zip(got, expanded, strict=True):
+        if kind == "status":
+            assert isinstance(w, Heard) and g == {"radio": w.radio, "status": w.status}, (name, g, w)
+            continue
+        if isinstance(w, Intended):
+            verify(name, [g], [w])
+            assert "radio" not in g, (name, g)
+            continue
+        assert w.time is not None and w.lat is not None and w.lon is not None
+        assert g["radio"] == w.radio and g["time"] == w.time.strftime("%Y-%m-%dT%H:%M:%S.000Z"), (name, g, w)
+        assert abs(g["lat"] - w.lat) < 2e-6 and abs(g["lon"] - w.lon) < 2e-6, (name, g, w)  # type: ignore[operator]
+        assert g["mode"] == 2 and g["alt"] is None and g["hdop"] is None and g["sats"] is None, (name, g, w)
+        for f in ("speed_kmh", "course"):
+            want_v, have = getattr(w, f), g[f]
+            assert (want_v is None) == (have is None) and (want_v is None or abs(have - want_v) < 0.01), (name, f, g, w)  # type: ignore[operator]
+
+
+CAPTURES: dict[str, Callable[[], tuple[bytes, list[Any]]]] = {
     "ublox-m8-gn-gorontalo-drive": ublox_gn_drive,
     "mtk-cold-start-no-fix-2d-3d": mtk_cold_start,
     "radio-noisy-stx-etx": noisy_radio,
     "kenwood-gga-only": kenwood_gga_only,
     "quectel-beidou-midnight": quectel_beidou,
+    "kenwood-fleetsync-base": fleetsync_base,
 }
 
 
@@ -300,7 +422,10 @@ def main() -> None:
         path = HERE / f"{name}.nmea"
         path.write_bytes(data)
         got = decode_capture(path)
-        verify(name, got, intended)
+        if name == "kenwood-fleetsync-base":
+            verify_heard(name, got, intended)
+        else:
+            verify(name, got, intended)
         lines = [json.dumps(d, separators=(", ", ": ")) for d in got]
         (HERE / f"{name}.expected.jsonl").write_text("\n".join(lines) + "\n")
         print(f"{path.name}: {len(data)} bytes, {len(got)} fixes")
