@@ -97,6 +97,26 @@ class CallsConfig:
     repeat_caller_window_s: float = spec(3600.0, min=60, max=7 * 86400, doc="The window for repeat_caller.")
 
 
+_CODE = dict(min=0, max=999)
+
+
+@dataclass(frozen=True)
+class RadioStatusConfig:
+    emergency: tuple[int, ...] = spec(
+        (99,), **_CODE, doc="Radio status codes that mean emergency: published at once on <node>/unit/<unit>/emergency "
+        "and recorded in the audit record. Set to what your radios are programmed to send.",
+    )  # fmt: skip
+    available: tuple[int, ...] = spec((), **_CODE, doc="Status codes that set the unit available.")
+    assigned: tuple[int, ...] = spec((), **_CODE, doc="... assigned (to its current call).")
+    enroute: tuple[int, ...] = spec((), **_CODE, doc="... en route.")
+    onscene: tuple[int, ...] = spec((), **_CODE, doc="... on scene.")
+    unavailable: tuple[int, ...] = spec((), **_CODE, doc="... unavailable (off duty, refuelling).")
+
+    def statuses(self) -> dict[int, str]:
+        """Code -> unit status name, for the codes that set one."""
+        return {code: name for name in ("available", "assigned", "enroute", "onscene", "unavailable") for code in getattr(self, name)}
+
+
 @dataclass(frozen=True)
 class UnitConfig:
     id: str = spec(pattern=ID_PATTERN, doc="Unit id, used in topics, e.g. R2-12.")
@@ -137,6 +157,7 @@ class Config:
     dispatch: DispatchOptions
     recommend: RecommendOptions
     calls: CallsConfig
+    radio_status: RadioStatusConfig
     jurisdictions: JurisdictionOptions | None
     devices: tuple[DeviceConfig, ...]
     units: tuple[UnitConfig, ...]
@@ -144,7 +165,7 @@ class Config:
 
 _SECTIONS = {
     "node": NodeConfig, "store": StoreConfig, "mqtt": MqttConfig, "log": LogConfig, "availability": AvailabilityConfig,
-    "dispatch": DispatchOptions, "recommend": RecommendOptions, "calls": CallsConfig,
+    "dispatch": DispatchOptions, "recommend": RecommendOptions, "calls": CallsConfig, "radio_status": RadioStatusConfig,
 }  # fmt: skip
 _COMMON = ("id", "driver", "enabled")
 
@@ -176,6 +197,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
     devices = tuple(_device(t, i, path) for i, t in enumerate(_array(raw, "device", path)))
     units = tuple(build(UnitConfig, t, f"unit[{i}]", path) for i, t in enumerate(_array(raw, "unit", path)))
     _cross_check(devices, units, path)
+    _check_codes(sections["radio_status"], path)
     juris = build(JurisdictionOptions, raw["jurisdictions"], "jurisdictions", path) if "jurisdictions" in raw else None
     return Config(source=path, devices=devices, units=units, jurisdictions=juris, **sections)
 
@@ -220,6 +242,15 @@ def _cross_check(devices: tuple[DeviceConfig, ...], units: tuple[UnitConfig, ...
                 what = f"radio {u.radio!r}" + (f" on device {u.device!r}" if u.device else "") if u.radio else f"device {u.device!r}"
                 raise ConfigError(path, f"unit[{i}].{'radio' if u.radio else 'device'}", f"{what} already belongs to unit {owner[key]!r}")
             owner[key] = u.id
+
+
+def _check_codes(rs: RadioStatusConfig, path: Path) -> None:
+    seen: dict[int, str] = {}
+    for name in ("emergency", "available", "assigned", "enroute", "onscene", "unavailable"):
+        for code in getattr(rs, name):
+            if code in seen:
+                raise ConfigError(path, f"radio_status.{name}", f"code {code} is also in radio_status.{seen[code]}")
+            seen[code] = name
 
 
 def load_jurisdictions(cfg: Config) -> JurisdictionIndex | None:

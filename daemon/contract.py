@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from alkomd.daemon.availability import UnitState
-from alkomd.daemon.records import Counters, DeviceStatus, UnitPosition, utc_iso
+from alkomd.daemon.records import Counters, DeviceStatus, Fix, RadioStatus, UnitPosition, utc_iso
 from alkomd.daemon.store import Message
 
 CONTRACT_VERSION = 1
@@ -58,6 +58,50 @@ def unit_status_topic(node: str, unit: str) -> str:
     return f"{node}/unit/{_level(unit)}/status"
 
 
+def emergency_topic(node: str, unit: str) -> str:
+    return f"{node}/unit/{_level(unit)}/emergency"
+
+
+def radio_topic(node: str, device: str, radio: str) -> str:
+    return f"{node}/device/{_level(device)}/radio/{_level(radio)}"
+
+
+def _source(device: str, radio: str | None) -> str:
+    return f"{device}:{radio}" if radio else device
+
+
+def emergency_message(node: str, unit: str, rs: RadioStatus, last: Fix | None) -> Message:
+    """`<node>/unit/<unit>/emergency` (not retained): once per emergency signal of a unit's radio."""
+    msg_id = new_msg_id()
+    payload = {
+        "unit": unit,
+        "lat": None if last is None else round(last.lat, 7),
+        "lon": None if last is None else round(last.lon, 7),
+        "time": utc_iso(rs.received),
+        "source": _source(rs.device, rs.radio),
+        "msg_id": msg_id,
+        "code": rs.code,
+        "fix_time": None if last is None else utc_iso(last.time),
+    }
+    return Message(msg_id, "emergency", emergency_topic(node, unit), _dumps(payload), 1, False)
+
+
+def radio_message(node: str, device: str, radio: str, fix: Fix | None, code: int | None, now: datetime) -> Message:
+    """`<node>/device/<device>/radio/<radio>` (retained): a radio no [[unit]] maps to was heard."""
+    msg_id = new_msg_id()
+    payload = {
+        "device": device,
+        "radio": radio,
+        "heard": utc_iso(now),
+        "lat": None if fix is None else round(fix.lat, 7),
+        "lon": None if fix is None else round(fix.lon, 7),
+        "time": None if fix is None else utc_iso(fix.time),
+        "status": code,
+        "msg_id": msg_id,
+    }
+    return Message(msg_id, "radio", radio_topic(node, device, radio), _dumps(payload), 1, True)
+
+
 def unit_status_message(node: str, s: UnitState) -> Message:
     """`<node>/unit/<unit>/status` (retained, on change)."""
     msg_id = new_msg_id()
@@ -85,7 +129,7 @@ def position_message(node: str, up: UnitPosition) -> Message:
         "hdop": rounded(f.hdop, 2),
         "sats": f.sats,
         "fix": f"{f.mode}d",
-        "source": (f.radio and f"{f.device}:{f.radio}") or f.device,
+        "source": _source(f.device, f.radio),
         "msg_id": msg_id,
         "alt": rounded(f.alt, 1),
     }
@@ -122,13 +166,18 @@ class DeviceHealth:
     last_data_age_s: float | None
 
 
-def health_payload(now: datetime, uptime_s: float, outbox_depth: int, devices: Sequence[DeviceHealth]) -> str:
-    """`<node>/health` (not retained): counters per device and the outbox depth."""
+def health_payload(
+    now: datetime, uptime_s: float, outbox_depth: int, devices: Sequence[DeviceHealth], outbox_bytes: int = 0,
+    outbox_thinned: int = 0,
+) -> str:  # fmt: skip
+    """`<node>/health` (not retained): counters per device, the outbox depth, its bytes and what the budget thinned."""
     return _dumps(
         {
             "time": utc_iso(now),
             "uptime_s": round(uptime_s, 1),
             "outbox_depth": outbox_depth,
+            "outbox_bytes": outbox_bytes,
+            "outbox_thinned": outbox_thinned,
             "devices": {
                 d.device: {
                     "driver": d.driver,

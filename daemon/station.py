@@ -4,8 +4,12 @@ Runs on the event loop thread. Batches whatever arrived since the last loop iter
 SQLite transaction, so a busy station commits once per burst rather than once per fix. A unit's
 current position never moves back: a fix older than the unit's newest goes to history only, an
 equal one is a duplicate. Unit statuses (availability) change with fixes, with the clock and
-with `status/set` requests; every change is published retained and appended to the audit record
-in the same transaction.
+with `status/set` requests and with relayed radios' status codes (`[radio_status]`); every
+change is published retained and appended to the audit record in the same transaction. A radio
+status code in `[radio_status] emergency` publishes `<node>/unit/<unit>/emergency` once per
+signal (when the radio's code turns to it) and records `unit.emergency` in the audit record.
+A radio no `[[unit]]` maps to is not dropped: its fixes go to the position history with unit
+"" and its reports to `<node>/device/<device>/radio/<radio>` (retained), so someone can map it.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from alkomd.daemon.availability import SETTABLE, Availability, UnitState
 from alkomd.daemon.call_types import UnitStatus
 from alkomd.daemon.config import Config
 from alkomd.daemon.publisher import Publisher
-from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, Record, UnitPosition, utc_iso, utc_now
+from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, RadioStatus, Record, UnitPosition, utc_iso, utc_now
 from alkomd.daemon.store import Message, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 MAX_UNSTORED = 50_000  # records kept in RAM while the database refuses writes (disk full)
 RETRY_STORE_S = 1.0
+UNKNOWN_RADIO_REPUBLISH_S = 60.0  # an unknown radio's report is published at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,27 @@ class Station:
         self._scheduled = False
         self._store_failing = False
         self._unmapped_logged: set[str] = set()
+        rs = cfg.radio_status
+        self.emergency_codes = frozenset(rs.emergency)
+        self.code_status = {code: UnitStatus(name) for code, name in rs.statuses().items()}
+        self.radio_codes: dict[tuple[str, str], int] = {}  # (device, radio) -> last status code
+        self.emergencies = 0
+        self._radio_published: dict[tuple[str, str], float] = {}  # unknown radio -> received_mono
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Apply a reloaded configuration's units: maps, stored rows, availability intervals (loop thread).
+
+        A removed unit is forgotten here (its history stays in the database); raises StoreError
+        when the units table cannot be written (the maps are applied all the same).
+        """
+        self.units = {u.id: UnitInfo(u.id, u.callsign, u.type, u.device) for u in cfg.units}
+        self.unit_of = {(u.device, u.radio): u.id for u in cfg.units if u.device or u.radio}
+        for gone in set(self.latest) - set(self.units):
+            del self.latest[gone]
+        self._unmapped_logged.clear()
+        intervals = {u.id: u.report_interval_s or cfg.availability.interval(u.type) for u in cfg.units}
+        self.availability.reconfigure(intervals, cfg.availability.missed_reports, self._now())
+        self.store.sync_units((u.id, u.callsign, u.type, u.device) for u in cfg.units)
 
     def submit(self, record: Operation) -> None:
         """Take one record from a driver, a status request or a tick (on the loop thread)."""
@@ -121,11 +147,18 @@ class Station:
         latest: dict[str, UnitPosition] = {}
         statuses: list[DeviceStatus] = []
         saved = dict(self.availability.states)
-        stale = 0
+        codes = dict(self.radio_codes)
+        heard = dict(self._radio_published)
+        unknown: dict[tuple[str, str], tuple[Fix | None, int | None, float]] = {}  # fix, code, received_mono
+        stale = emergencies = 0
         for r in batch:
             if isinstance(r, Fix):
                 up = self._unit_position(r)
                 if up is None:
+                    if r.radio is not None:  # an unknown radio: history, and reported
+                        positions.append((UnitPosition("", r), None))
+                        key = (r.device, r.radio)
+                        unknown[key] = (r, unknown[key][1] if key in unknown else codes.get(key), r.received_mono)
                     continue
                 t = utc_iso(r.time)
                 last = last_time.get(up.unit)
@@ -141,6 +174,14 @@ class Station:
             elif isinstance(r, DeviceStatus):
                 statuses.append(r)
                 messages.append(contract.device_status_message(self.node, r))
+            elif isinstance(r, RadioStatus):
+                unit = self.unit_of_radio(r.device, r.radio)
+                if unit is None:
+                    key = (r.device, r.radio)
+                    unknown[key] = (unknown[key][0] if key in unknown else None, r.code, r.received_mono)
+                    codes[key] = r.code
+                else:
+                    emergencies += self._radio_status(r, unit, now, codes, latest, changes, audits, messages)
             elif isinstance(r, StatusRequest):
                 self._status_request(r, now, changes, audits)
             else:
@@ -148,6 +189,8 @@ class Station:
                     self._changed(st, changes)
         for st in changes.values():
             messages.append(contract.unit_status_message(self.node, st))
+        if unknown:
+            self._report_unknown(unknown, heard, messages, now)
         audits.extend(self._audit_changes(changes, saved, now))
         try:
             self.store.record(positions, messages, now, audits, tuple(changes.values()))
@@ -165,6 +208,9 @@ class Station:
             self._store_failing = False
         self._last_time = last_time
         self.latest.update(latest)
+        self.radio_codes = codes
+        self._radio_published = heard
+        self.emergencies += emergencies
         self.stale_fixes += stale
         for ds in statuses:
             self._log_status(ds)
@@ -224,13 +270,63 @@ class Station:
         unit = self.unit_of_radio(f.device, f.radio)
         if unit is None:
             self.unmapped_fixes += 1
-            source = f"{f.device}:{f.radio}" if f.radio else f.device
-            if source not in self._unmapped_logged:
-                self._unmapped_logged.add(source)
-                what = f"radio {f.radio} on {f.device}" if f.radio else f.device
-                log.warning("%s: fixes from %s, which no [[unit]] maps to; not stored", f.device, what)
+            if f.radio is None and f.device not in self._unmapped_logged:
+                self._unmapped_logged.add(f.device)
+                log.warning("%s: fixes from a device no [[unit]] maps to; not stored", f.device)
             return None
         return UnitPosition(unit, f)
+
+    def _radio_status(
+        self,
+        r: RadioStatus,
+        unit: str,
+        now: datetime,
+        codes: dict[tuple[str, str], int],
+        latest: dict[str, UnitPosition],
+        changes: dict[str, UnitState],
+        audits: list[AuditEntry],
+        messages: list[Message],
+    ) -> int:
+        """A mapped radio's status code: an emergency, a unit status, or nothing new. Returns emergencies raised."""
+        key = (r.device, r.radio)
+        previous = codes.get(key)
+        codes[key] = r.code
+        if r.code in self.emergency_codes:
+            if previous in self.emergency_codes:
+                return 0  # the same emergency, repeated by the radio: one signal, one alarm
+            up = latest.get(unit) or self.latest.get(unit)
+            msg = contract.emergency_message(self.node, unit, r, up.fix if up else None)
+            messages.append(msg)
+            detail = {"radio": r.radio, "device": r.device, "code": r.code, "msg_id": msg.msg_id}
+            audits.append(AuditEntry(now, "unit.emergency", "", unit, json.dumps(detail, separators=(",", ":"))))
+            log.warning("unit %s: EMERGENCY from radio %s on %s (status code %d)", unit, r.radio, r.device, r.code)
+            return 1
+        status = self.code_status.get(r.code)
+        if status is not None and r.code != previous:
+            try:
+                self._changed(self.availability.set(unit, status, now), changes)
+            except ValueError as exc:
+                log.warning("unit %s: radio status code %d not applied: %s", unit, r.code, exc)
+        return 0
+
+    def _report_unknown(
+        self,
+        unknown: dict[tuple[str, str], tuple[Fix | None, int | None, float]],
+        heard: dict[tuple[str, str], float],
+        messages: list[Message],
+        now: datetime,
+    ) -> None:
+        """Report radios no [[unit]] maps to: at most once a minute each, or when their code changes."""
+        for (device, radio), (fix, code, mono) in unknown.items():
+            last = heard.get((device, radio))
+            if last is not None and mono - last < UNKNOWN_RADIO_REPUBLISH_S and code == self.radio_codes.get((device, radio)):
+                continue
+            heard[(device, radio)] = mono
+            messages.append(contract.radio_message(self.node, device, radio, fix, code, now))
+            if f"{device}:{radio}" not in self._unmapped_logged:
+                self._unmapped_logged.add(f"{device}:{radio}")
+                log.warning("%s: radio %s is not in any [[unit]] (add radio = %r to one); reported on device/%s/radio/%s",
+                            device, radio, radio, device, radio)  # fmt: skip
 
     def unit_of_radio(self, device: str, radio: str | None) -> str | None:
         """The unit a fix or status from `device` (relaying `radio`, if any) belongs to."""

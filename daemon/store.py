@@ -101,13 +101,18 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX calls_open ON calls(call_id) WHERE open = 1")
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1, _v2)
+def _v3(db: sqlite_utils.Database) -> None:
+    """The relayed radio of a position (FleetSync/NXDN, UDP senders); unit "" for an unknown radio."""
+    db["positions"].add_column("radio", str)
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1, _v2, _v3)
 
 # The hot path (a fix arrives) uses prepared statements: sqlite-utils' insert_all builds its SQL
 # and converts every value on each call, which was half of a fix's time in the store.
 _INSERT_POSITION = (
-    "INSERT INTO positions (unit, device, time, received, lat, lon, alt, speed_kmh, course, hdop, sats, mode, msg_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO positions (unit, device, time, received, lat, lon, alt, speed_kmh, course, hdop, sats, mode, msg_id, radio) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_OUTBOX = "INSERT INTO outbox (msg_id, kind, topic, payload, qos, retain, created, sent) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"
 _ADVANCE_UNIT = "UPDATE units SET last_fix_time = ? WHERE id = ? AND (last_fix_time IS NULL OR last_fix_time < ?)"
@@ -225,7 +230,7 @@ class Store:
             t = utc_iso(f.time)
             pos_rows.append(
                 (up.unit, f.device, t, utc_iso(f.received), f.lat, f.lon, f.alt, f.speed_kmh, f.course, f.hdop, f.sats,
-                 f.mode, msg.msg_id if msg else "")
+                 f.mode, msg.msg_id if msg else "", f.radio)
             )  # fmt: skip
             if msg is not None:
                 out_rows.append((msg.msg_id, msg.kind, msg.topic, msg.payload, msg.qos, int(msg.retain), created))
