@@ -2,7 +2,8 @@
 
 Pipeline, one instance per device (not thread-safe; the driver's thread owns it):
 
-1. **Framing.** Bytes are split into lines on LF or CR; within a line every `$` starts a sentence
+1. **Framing.** Bytes are split into lines on LF, CR or ETX (a Kenwood radio may frame each
+   sentence STX ... ETX with no line end); within a line every `$` starts a sentence
    (a `$` never occurs inside one), so `$$GPGGA`, an interrupted `$GPGGA,12$GPRMC,...` and two
    sentences on one line all resync on the next `$`. Bytes outside sentences are counted as
    garbage, except CR, STX, ETX and blanks (Kenwood radios frame sentences with STX/ETX). A line
@@ -107,7 +108,8 @@ class Framer:
     def feed(self, data: bytes) -> list[bytes]:
         """Return the complete sentence candidates in `data` (each starting after its `$`)."""
         buf = self._pending + data if self._pending else data
-        lines = buf.replace(b"\r", b"\n").split(b"\n")  # CR LF, LF, or CR alone (some radios)
+        # CR LF, LF, CR alone (some radios), or ETX (Kenwood STX ... ETX framing without a line end)
+        lines = buf.replace(b"\r", b"\n").replace(b"\x03", b"\n").split(b"\n")
         tail = lines.pop()
         if len(tail) > MAX_PENDING:
             cut = tail.rfind(b"$")
