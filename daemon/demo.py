@@ -4,7 +4,9 @@ What runs: a private broker (`alkomd.daemon.broker`: mosquitto if installed, els
 real daemon (`python -m alkomd.daemon.cli`) as a child process with a generated config whose
 `[[device]]` tables use the `simulator` driver (real NMEA through real pseudo-terminals), and an
 MQTT subscriber here that shows what the daemon publishes. One simulated radio has scripted
-faults (unplugged, line noise, no fix) so the device states visibly change.
+faults (unplugged, line noise, no fix) so the device states visibly change. A simulated Kenwood
+base radio relays three officers' handheld radios (FleetSync `$PKLDS`) on one port, and one
+officer presses the emergency button after 40 s.
 
 On a terminal the view is a live table; otherwise (a pipe, a log, a test) one plain line is
 printed per new position, device state and node state. Ctrl-C, SIGTERM or the end of
@@ -45,6 +47,9 @@ ROOT = "polri110"
 NODE_PATH = "gorontalo/kota-gorontalo"
 NODE_NAME = "Polres Gorontalo Kota (demo)"
 FAULTY_DEVICE_FAULTS = ("20+10:unplug", "45+10:noise", "70+15:no_fix")
+BASE_RADIO = "base-radio"
+BASE_RADIO_FAULTS = ("40+10:emergency",)
+HANDHELDS = (("HT-01", "Rajawali 01", "100-1001"), ("HT-02", "Rajawali 02", "100-1002"), ("HT-03", "Rajawali 03", "100-1003"))
 DAEMON_STOP_S = 10.0
 MAX_UNITS = 99
 REFRESH_PER_S = 4
@@ -73,6 +78,7 @@ class UnitPlan:
     talker: str
     start_offset_s: float
     faults: tuple[str, ...] = ()
+    radio: str = ""  # set for a handheld heard through the base radio `device`
 
 
 # (route, unit type, speed km/h, talker): cycled through for --units.
@@ -109,6 +115,8 @@ def plan_units(n: int) -> tuple[UnitPlan, ...]:
                 faults=FAULTY_DEVICE_FAULTS if i == faulty else (),
             )
         )
+    for unit, callsign, radio in HANDHELDS:  # officers on foot, heard through one base radio
+        plans.append(UnitPlan(unit, callsign, "foot", BASE_RADIO, "kota-gorontalo-loop", 5.0, "GP", 300.0, BASE_RADIO_FAULTS, radio))
     return tuple(plans)
 
 
@@ -141,21 +149,26 @@ def demo_config(plans: Sequence[UnitPlan], broker_port: int, workdir: Path, prot
         "[log]",
         'level = "info"',
     ]
+    devices: dict[str, list[UnitPlan]] = {}
     for p in plans:
+        devices.setdefault(p.device, []).append(p)
+    for device, group in devices.items():
+        p = group[0]
         faults = ", ".join(_q(f) for f in p.faults)
+        radios = ", ".join(_q(g.radio) for g in group if g.radio)
         out += [
             "",
             "[[device]]",
-            f"id = {_q(p.device)}",
+            f"id = {_q(device)}",
             'driver = "simulator"',
             f"route = {_q(p.route)}",
             f"speed_kmh = {p.speed_kmh}",
-            "interval_s = 1.0",
+            f"interval_s = {5.0 if radios else 1.0}",
             f"talker = {_q(p.talker)}",
             f"start_offset_s = {p.start_offset_s}",
-            f"link = {_q(workdir / 'dev' / p.device)}",
+            f"link = {_q(workdir / 'dev' / device)}",
             f"faults = [{faults}]",
-        ]
+        ] + ([f"radios = [{radios}]", "silent_after_s = 30", "no_fix_after_s = 60"] if radios else [])
     for p in plans:
         out += [
             "",
@@ -164,7 +177,7 @@ def demo_config(plans: Sequence[UnitPlan], broker_port: int, workdir: Path, prot
             f"callsign = {_q(p.callsign)}",
             f"type = {_q(p.type)}",
             f"device = {_q(p.device)}",
-        ]
+        ] + ([f"radio = {_q(p.radio)}", "report_interval_s = 5"] if p.radio else [])
     return "\n".join(out) + "\n"
 
 
@@ -241,6 +254,7 @@ class LiveState:
         self.status_messages = 0
         self.health_messages = 0
         self.bad_messages = 0
+        self.emergencies: list[str] = []
         self.connected = False
         self._events: list[str] = []
 
@@ -267,6 +281,10 @@ class LiveState:
                 return
             if len(parts) == 3 and parts[0] == "unit" and parts[2] == "position":
                 self._position(parts[1], data)
+            elif len(parts) == 3 and parts[0] == "unit" and parts[2] == "emergency":
+                line = f"EMERGENCY {parts[1]} from {data.get('source', '?')} at {_clock(_time(data.get('time')))}"
+                self.emergencies.append(line)
+                self._events.append(line)
             elif len(parts) == 3 and parts[0] == "device" and parts[2] == "status":
                 self._device(parts[1], data)
             elif parts == ["state"]:
@@ -365,6 +383,8 @@ def render(state: LiveState, plans: Sequence[UnitPlan], broker: Broker, workdir:
     header.append(f"\nmessages {total}: positions {npos}, device status {nstat}, health {nhealth}")
     if nbad:
         header.append(f", unreadable {nbad}", style="red")
+    for line in state.emergencies[-3:]:
+        header.append(f"\n{line}", style="bold white on red")
     header.append(f"   running {elapsed_s:.0f} s   Ctrl-C stops")
 
     callsigns = {p.unit: p.callsign for p in plans}

@@ -6,6 +6,10 @@ through a stable symlink, like `socat pty,link=/tmp/ttyGPS0`. Scripted faults ma
 the way field hardware does: `unplug` (the USB cable pulled and plugged back: the port vanishes
 and comes back as a new tty), `noise` (garbage between sentences), `bad_checksum` and `no_fix`.
 
+With `radios`, the simulated device is a Kenwood base radio instead: every interval it relays one
+`$PKLDS` (FleetSync `fleet-id`) or `$PKNDS` (NXDN `U`-id) report per radio, framed STX/ETX, the
+radios spread along the route; the `emergency` fault makes the first radio send status 99.
+
 The `simulator` driver runs a receiver *and* the real `nmea` driver on its symlink, so the whole
 serial path (pyserial open and flock, chunked reads, decoder, reconnect with backoff) is
 exercised. Standalone, for technicians and tests::
@@ -44,12 +48,15 @@ from alkomd.daemon.records import Counters, utc_now
 from alkomd.daemon.schema import spec
 from alkomd.drivers.base import DriverSpec, Emit, StateTracker
 from alkomd.drivers.nmea_serial import NmeaOptions, NmeaSerial
-from alkomd.drivers.nmea_writer import EpochSpec, epoch
+from alkomd.drivers.nmea_writer import EpochSpec, epoch, kenwood_ds
 
 log = logging.getLogger(__name__)
 
 TALKERS = ("GP", "GN", "GL", "GA", "GB", "BD")
-FAULT_KINDS = ("unplug", "noise", "bad_checksum", "no_fix")
+FAULT_KINDS = ("unplug", "noise", "bad_checksum", "no_fix", "emergency")
+RADIO_PATTERN = r"[0-9]{3}-[0-9]{4}|U[0-9]{5}|U[0-9]{8}"
+RADIO_SPACING_S = 97.0  # seconds of travel between consecutive relayed radios on the route
+RADIO_AVAILABLE, RADIO_EMERGENCY = 10, 99
 FAULT_FORMAT = "START+DURATION:KIND in seconds, e.g. '120+30:unplug'"
 _FAULT_RE = re.compile(r"(\d+(?:\.\d+)?)\+(\d+(?:\.\d+)?):([a-z_]+)")
 INNER_RECONNECT_MAX_S = 2.0  # a replugged simulated port is found again within about this long
@@ -377,6 +384,7 @@ class SimulatedReceiver:
         name: str = "sim",
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        radios: Sequence[str] = (),
     ) -> None:
         if talker not in TALKERS:
             raise ValueError(f"talker must be one of {', '.join(TALKERS)}, got {talker!r}")
@@ -390,6 +398,7 @@ class SimulatedReceiver:
         self.faults = tuple(faults)
         self.start_offset_s = start_offset_s
         self.name = name
+        self.radios = tuple(radios)
         self.epochs = 0
         self._rng = rng or random.Random(name)
         self._clock = clock
@@ -405,6 +414,8 @@ class SimulatedReceiver:
 
     def epoch_bytes(self, t_s: float, now: datetime, kinds: frozenset[str] = frozenset()) -> bytes:
         """The bytes of the epoch at `t_s` seconds after start, UTC time `now`, with faults `kinds`."""
+        if self.radios:
+            return self._relayed_bytes(t_s, now, kinds)
         pos = position_at(self.route, self.speed_kmh, t_s + self.start_offset_s)
         rng = self._rng
         if rng.random() < 0.1:  # satellites come and go slowly
@@ -427,6 +438,21 @@ class SimulatedReceiver:
             data = corrupt_checksums(data, rng)
         if "noise" in kinds:
             data = add_noise(data, rng)
+        return data
+
+    def _relayed_bytes(self, t_s: float, now: datetime, kinds: frozenset[str]) -> bytes:
+        """A base radio's output: one report per relayed radio, framed STX ... ETX."""
+        out = []
+        for i, radio in enumerate(self.radios):
+            pos = position_at(self.route, self.speed_kmh, t_s + self.start_offset_s + i * RADIO_SPACING_S)
+            code = RADIO_EMERGENCY if i == 0 and "emergency" in kinds else RADIO_AVAILABLE
+            s = kenwood_ds(now, pos.lat, pos.lon, radio, code, kmh=self.speed_kmh, course=pos.course, valid="no_fix" not in kinds)
+            out.append(b"\x02" + s.rstrip(b"\r\n") + b"\x03\r\n")
+        data = b"".join(out)
+        if "bad_checksum" in kinds:
+            data = corrupt_checksums(data, self._rng)
+        if "noise" in kinds:
+            data = add_noise(data, self._rng)
         return data
 
     def start(self) -> None:
@@ -496,6 +522,9 @@ class SimulatorOptions:
     )
     link: str = spec("", doc="Path of the simulated port's symlink; default: a private temporary directory.")
     start_offset_s: float = spec(0.0, min=0, max=86400, doc="Seconds of driving already done at start (so units do not overlap).")
+    radios: tuple[str, ...] = spec(
+        (), pattern=RADIO_PATTERN, doc="Simulate a Kenwood base radio relaying these radios (100-1001, U00017) instead of one receiver."
+    )
     max_hdop: float = _like_nmea("max_hdop")
     silent_after_s: float = _like_nmea("silent_after_s")
     no_fix_after_s: float = _like_nmea("no_fix_after_s")
@@ -577,8 +606,10 @@ class SimulatorDriver:
             faults=parse_faults(o.faults),
             start_offset_s=o.start_offset_s,
             name=self.device,
+            radios=o.radios,
         )
-        log.info("%s: simulated %s receiver on route %s at %s", self.device, o.talker, o.route, link)
+        what = f"base radio relaying {', '.join(o.radios)}" if o.radios else f"{o.talker} receiver"
+        log.info("%s: simulated %s on route %s at %s", self.device, what, o.route, link)
         self.receiver.start()
         try:
             inner.run(stop, emit)

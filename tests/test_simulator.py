@@ -21,7 +21,7 @@ from conftest import wait_until
 
 from alkomd.daemon.config import parse as parse_config
 from alkomd.daemon.geodesy import haversine_m
-from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, Record
+from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, RadioStatus, Record
 from alkomd.daemon.schema import ConfigError
 from alkomd.drivers import registry
 from alkomd.drivers.nmea import Decoder
@@ -238,7 +238,24 @@ def test_corrupt_checksums_and_noise_helpers() -> None:
     bad = corrupt_checksums(data, rng)
     assert bad.count(b"\r\n") == 2 and b"*00" not in bad and b"*11" not in bad
     assert add_noise(data, rng).count(b"$GPGGA,1*00\r\n") == 1
-    assert set(FAULT_KINDS) == {"unplug", "noise", "bad_checksum", "no_fix"}
+    assert set(FAULT_KINDS) == {"unplug", "noise", "bad_checksum", "no_fix", "emergency"}
+
+
+def test_a_simulated_base_radio_relays_each_radio_and_the_emergency(tmp_path: Path) -> None:
+    """A base radio (`radios`): per interval one STX/ETX-framed report per radio, apart on the route."""
+    with PtyGps(tmp_path / "tty") as pty:
+        rx = SimulatedReceiver(pty, ROUTES["kota-gorontalo-loop"], 5.0, 5.0, radios=("100-1001", "U00017"))
+    data = _epochs(3, rx, frozenset())
+    assert data.count(b"\x02$PKLDS,") == 3 and data.count(b"\x02$PKNDS,") == 3 and data.count(b"\x03\r\n") == 6
+    records, dec = _decode(data)
+    fixes = [r for r in records if isinstance(r, Fix)]
+    codes = [(r.radio, r.code) for r in records if isinstance(r, RadioStatus)]
+    assert dec.checksum_errors == 0 and dec.garbage_bytes == 0
+    assert [f.radio for f in fixes] == ["100-1001", "U00017"] * 3
+    assert haversine_m(fixes[0].lat, fixes[0].lon, fixes[1].lat, fixes[1].lon) > 50  # not on top of each other
+    assert codes == [("100-1001", 10), ("U00017", 10)] * 3
+    records, _ = _decode(_epochs(1, rx, frozenset({"emergency"})))
+    assert [(r.radio, r.code) for r in records if isinstance(r, RadioStatus)] == [("100-1001", 99), ("U00017", 10)]
 
 
 # --- the pty ----------------------------------------------------------------------------------
