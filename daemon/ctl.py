@@ -24,6 +24,7 @@ examples:
   alkomctl audit verify                   is the station's audit record intact?
   alkomctl call show C-0001               a call's timeline
   alkomctl demo                           a simulated station with a live view (Ctrl-C stops it)
+  alkomctl modbus probe tcp://192.168.1.1 which modem is this, and does its GPS work?
 """
 
 
@@ -79,6 +80,9 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
     m.add_argument("--embedded-broker", action="store_true", help="use the embedded broker even if mosquitto exists")
     m.add_argument("--workdir", type=Path, default=None, help="keep the demo's config, database and logs here")
+    from alkomd.daemon import cmd_modbus
+
+    cmd_modbus.add_parser(sub)
     return p
 
 
@@ -126,6 +130,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from alkomd.daemon import cli
 
         return cli.main(["--check-config", str(args.file)])
+    if args.command == "modbus":
+        from alkomd.daemon import cmd_modbus
+
+        return cmd_modbus.run(args)
     if args.command == "demo":
         from alkomd.daemon import demo
 
