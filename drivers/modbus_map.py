@@ -18,10 +18,9 @@ import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Literal
-
-from pymodbus.client.mixin import ModbusClientMixin
+from typing import Any, Literal
 
 from alkomd.daemon.records import ModemHealth
 from alkomd.daemon.schema import ConfigError, build, spec
@@ -44,8 +43,16 @@ INDONESIA_LON = (94.5, 141.5)
 TINY = 1e-6  # |coordinate| below this (and not 0) is float garbage from a wrong word order, never a place
 
 Value = int | float | str
-_DT = ModbusClientMixin.DATATYPE
-_DATATYPES = {"float32": _DT.FLOAT32, "int32": _DT.INT32, "uint32": _DT.UINT32, "uint16": _DT.UINT16, "int16": _DT.INT16}
+
+
+@cache
+def _pymodbus() -> tuple[Any, dict[str, Any]]:
+    """pymodbus's register conversion, imported on first use (alkomctl's parser needs only the names here)."""
+    from pymodbus.client.mixin import ModbusClientMixin
+
+    dt = ModbusClientMixin.DATATYPE
+    types = {"float32": dt.FLOAT32, "int32": dt.INT32, "uint32": dt.UINT32, "uint16": dt.UINT16, "int16": dt.INT16}
+    return ModbusClientMixin, types
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,11 @@ class RegisterMap:
     fields: tuple[Field, ...]
     registers: str = "holding"  # holding (FC 3) or input (FC 4)
     max_gap: int = 0  # unused registers a single read may span between two fields
+    title: str = ""  # what the probe calls a device that fits: "Teltonika RUT"
+
+    @property
+    def label(self) -> str:
+        return self.title or self.name
 
     def by_meaning(self, meaning: str) -> Field | None:
         for f in self.fields:
@@ -129,6 +141,7 @@ TELTONIKA_RUT = RegisterMap(
         Field("satellites", 181, 2, "uint32", meaning=SATS, word_order="big", description="satellites in use"),
         Field("accuracy", 183, 2, "float32", meaning=HDOP, description="GPS accuracy (HDOP)"),
     ),
+    title="Teltonika RUT",
 )
 BUILTIN_MAPS: dict[str, RegisterMap] = {TELTONIKA_RUT.name: TELTONIKA_RUT}
 
@@ -140,6 +153,7 @@ BUILTIN_MAPS: dict[str, RegisterMap] = {TELTONIKA_RUT.name: TELTONIKA_RUT}
 @dataclass(frozen=True)
 class _MapTable:
     name: str = spec(pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", doc="Name of the map, shown by the probe and in logs.")
+    title: str = spec("", doc="What the probe calls a device that fits, e.g. Teltonika RUT; default: the name.")
     description: str = spec("", doc="Which modems it fits.")
     registers: str = spec("holding", choices=("holding", "input"), doc="Register table: holding (FC 3) or input (FC 4).")
     max_gap: int = spec(0, min=0, max=MAX_READ - 2, doc="Unused registers one read may span between two fields (0: only adjacent).")
@@ -192,7 +206,7 @@ def load_map_file(path: Path) -> RegisterMap:
     if not isinstance(tables, list) or not tables:
         raise ConfigError(path, "field", "must be one or more [[field]] tables")
     fields = tuple(_field(build(_FieldTable, t, f"field[{i}]", path), f"field[{i}]", path) for i, t in enumerate(tables))
-    reg_map = RegisterMap(head.name, head.description, fields, head.registers, head.max_gap)
+    reg_map = RegisterMap(head.name, head.description, fields, head.registers, head.max_gap, head.title)
     _check_map(reg_map, path)
     return reg_map
 
@@ -286,7 +300,8 @@ def decode_registers(regs: Sequence[int], type_: str, order: str = "big", scale:
         words = [_swap_bytes(r) for r in words]
     word_order: Literal["big", "little"] = "little" if order.startswith("little") else "big"
     # One value per call: pymodbus#2675 reverses the whole list for word_order="little".
-    value = ModbusClientMixin.convert_from_registers(words, data_type=_DATATYPES[type_], word_order=word_order)
+    mixin, datatypes = _pymodbus()
+    value = mixin.convert_from_registers(words, data_type=datatypes[type_], word_order=word_order)
     assert isinstance(value, int | float)
     if scale == 1.0:
         return value
