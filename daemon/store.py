@@ -4,6 +4,10 @@ One connection, owned by the event-loop thread. WAL journal; `synchronous=FULL` 
 a commit survives power loss. A position row and its outbox row are committed together
 (`record`), so whatever the daemon acknowledged locally is published eventually, even after a
 kill: the publisher marks an outbox row sent only when the broker acknowledged it.
+
+`unsent_bytes` is a running figure of the UTF-8 payload bytes of the unsent outbox (counted once
+at open, then kept up to date by every write), so the disk budget (`outbox_budget`) is checked
+without touching the database.
 """
 
 from __future__ import annotations
@@ -55,6 +59,21 @@ class StoredCall:
 class OutboxRow:
     id: int
     message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class UnsentPosition:
+    """What the disk budget needs to know about one unsent position message."""
+
+    id: int
+    topic: str
+    time: str  # the fix time in the payload (ISO 8601 UTC)
+    size: int  # payload bytes (UTF-8)
+
+
+def payload_size(payload: str) -> int:
+    """UTF-8 length of a payload (the length itself for the usual all-ASCII JSON)."""
+    return len(payload) if payload.isascii() else len(payload.encode("utf-8"))
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -121,6 +140,7 @@ _UPSERT_CALL = (
     "INSERT INTO calls (call_id, state, open, updated, call) VALUES (?, ?, ?, ?, ?) ON CONFLICT(call_id) DO UPDATE SET "
     "state = excluded.state, open = excluded.open, updated = excluded.updated, call = excluded.call"
 )
+_ID_CHUNK = 500  # ids per `IN (...)` list (SQLite allows 32766 parameters; small lists plan well)
 _INSERT_AUDIT = "INSERT INTO audit (time, kind, call_id, unit, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
@@ -174,6 +194,9 @@ class Store:
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self._migrate()
+        self.unsent_bytes = int(
+            conn.execute("SELECT coalesce(sum(length(CAST(payload AS BLOB))), 0) FROM outbox WHERE sent IS NULL").fetchone()[0]
+        )
         last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
         self._audit_head = last[0] if last else GENESIS
 
@@ -188,6 +211,8 @@ class Store:
             with self.db.atomic():
                 MIGRATIONS[i](self.db)
                 self.conn.execute(f"PRAGMA user_version={i + 1}")
+        if 0 < version < len(MIGRATIONS):  # an upgrade: older versions of alkomd now refuse this file
+            log.warning("database %s upgraded from schema version %d to %d", self.path, version, len(MIGRATIONS))
 
     @property
     def schema_version(self) -> int:
@@ -238,6 +263,7 @@ class Store:
                     latest[up.unit] = t
         for msg in messages:
             out_rows.append((msg.msg_id, msg.kind, msg.topic, msg.payload, msg.qos, int(msg.retain), created))
+        added = sum(payload_size(r[3]) for r in out_rows)
         head = self._audit_head
         audit_rows = []
         for a in audits:
@@ -266,6 +292,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to {self.path}: {exc}") from exc
         self._audit_head = head
+        self.unsent_bytes += added
 
     def unit_states(self) -> list[UnitState]:
         """The stored status of every unit that has one (restored at start)."""
@@ -319,13 +346,66 @@ class Store:
 
     def mark_sent(self, ids: Iterable[int], when: datetime) -> None:
         stamp = utc_iso(when)
+        ids = list(ids)
+        freed = 0
         try:
             with self.db.atomic():
-                self.conn.executemany(
-                    "UPDATE outbox SET sent = ? WHERE id = ?", [(stamp, i) for i in ids]
-                )
+                for i in range(0, len(ids), _ID_CHUNK):
+                    part = ids[i : i + _ID_CHUNK]
+                    freed += self._unsent_size(part)
+                    self.conn.executemany("UPDATE outbox SET sent = ? WHERE id = ?", [(stamp, row_id) for row_id in part])
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to {self.path}: {exc}") from exc
+        self.unsent_bytes -= freed
+
+    def _unsent_size(self, ids: Sequence[int]) -> int:
+        marks = ",".join("?" * len(ids))
+        cur = self.conn.execute(
+            f"SELECT coalesce(sum(length(CAST(payload AS BLOB))), 0) FROM outbox WHERE sent IS NULL AND id IN ({marks})", ids
+        )
+        return int(cur.fetchone()[0])
+
+    # -- disk budget (see outbox_budget.py) ----------------------------------------------------
+
+    def last_outbox_id(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
+
+    def newest_unsent_position_ids(self) -> set[int]:
+        """Ids of the newest unsent position message of each unit (never thinned)."""
+        cur = self.conn.execute("SELECT max(id) FROM outbox WHERE sent IS NULL AND kind = 'position' GROUP BY topic")
+        return {int(i) for (i,) in cur}
+
+    def unsent_positions(self, after_id: int, upto_id: int, limit: int) -> list[UnsentPosition]:
+        """Unsent position messages with after_id < id <= upto_id, oldest first, at most `limit`."""
+        cur = self.conn.execute(
+            "SELECT id, topic, json_extract(payload, '$.time'), length(CAST(payload AS BLOB)) FROM outbox "
+            "WHERE sent IS NULL AND id > ? AND id <= ? AND kind = 'position' ORDER BY id LIMIT ?",
+            (after_id, upto_id, limit),
+        )
+        return [UnsentPosition(int(i), str(topic), str(t or ""), int(size)) for i, topic, t, size in cur]
+
+    def thin(self, ids: Sequence[int]) -> tuple[int, int]:
+        """Delete these unsent *position* messages in one transaction; returns (rows, payload bytes).
+
+        Anything else (calls, alerts, statuses, sent rows) is never deleted here, whatever the ids.
+        """
+        rows = freed = 0
+        try:
+            with self.db.atomic():
+                for i in range(0, len(ids), _ID_CHUNK):
+                    part = ids[i : i + _ID_CHUNK]
+                    marks = ",".join("?" * len(part))
+                    where = f"sent IS NULL AND kind = 'position' AND id IN ({marks})"
+                    size = self.conn.execute(
+                        f"SELECT count(*), coalesce(sum(length(CAST(payload AS BLOB))), 0) FROM outbox WHERE {where}", part
+                    ).fetchone()
+                    self.conn.execute(f"DELETE FROM outbox WHERE {where}", part)
+                    rows += int(size[0])
+                    freed += int(size[1])
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to {self.path}: {exc}") from exc
+        self.unsent_bytes -= freed
+        return rows, freed
 
     def outbox_depth(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM outbox WHERE sent IS NULL").fetchone()[0])
