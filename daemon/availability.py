@@ -49,6 +49,13 @@ class Availability:
         for unit in self._timeout:
             self.states.setdefault(unit, UnitState(unit, UnitStatus.OFFLINE, now, None, UnitStatus.AVAILABLE))
 
+    def reconfigure(self, intervals_s: Mapping[str, float], missed_reports: int, now: datetime) -> None:
+        """Take a reloaded set of units and intervals; a new unit is offline until its first fix."""
+        self._timeout = {u: timedelta(seconds=s * missed_reports) for u, s in intervals_s.items()}
+        self._last_fix = {u: self._last_fix.get(u, now) for u in self._timeout}
+        for unit in self._timeout:
+            self.states.setdefault(unit, UnitState(unit, UnitStatus.OFFLINE, now, None, UnitStatus.AVAILABLE))
+
     def fix(self, unit: str, now: datetime) -> UnitState | None:
         """A fix arrived for `unit` at `now`; the new state if that changed it."""
         if unit not in self._timeout:

@@ -25,6 +25,11 @@ to the broker, delivering everything it stored once the broker is reachable.
 """
 
 EPILOG = """\
+signals:
+  SIGTERM, SIGINT  stop cleanly
+  SIGHUP           reload the configuration file (systemctl reload alkomd); an invalid file is
+                   logged and the running configuration kept
+
 exit codes:
   0   stopped cleanly (SIGTERM or SIGINT)
   70  internal error (a bug: the log has the traceback)
@@ -81,14 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: ok ({len(cfg.devices)} devices, {len(cfg.units)} units{areas}, node {cfg.node.topic})")
         return 0
     setup_logging(args.log_level or cfg.log.level)
-    return run(cfg, index)
+    return run(cfg, index, args.log_level)
 
 
-def run(cfg: Config, index: JurisdictionIndex | None = None) -> int:
+def run(cfg: Config, index: JurisdictionIndex | None = None, log_level_override: str | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the configuration (`--log-level` stays in force)."""
     from alkomd.daemon.runtime import Runtime  # imported late: --check-config stays fast
 
     try:
-        return asyncio.run(Runtime(cfg, index).run())
+        return asyncio.run(Runtime(cfg, index, log_level_override).run())
     except StoreError as exc:
         logging.getLogger("alkomd").error("%s", exc)
         return EX_IOERR

@@ -21,10 +21,10 @@ examples:
   alkomctl decode capture.nmea            one line per fix in a recorded capture
   alkomctl decode --json - < capture.nmea one JSON object per fix, for scripts
   alkomctl check-config /etc/alkomd/alkomd.toml
+  alkomctl status                         the running daemon: broker link, outbox, devices, units
   alkomctl audit verify                   is the station's audit record intact?
   alkomctl call show C-0001               a call's timeline
   alkomctl demo                           a simulated station with a live view (Ctrl-C stops it)
-  alkomctl modbus probe tcp://192.168.1.1 which modem is this, and does its GPS work?
 """
 
 
@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check-config", help="validate a configuration file (exit 0 valid, 78 invalid)")
     c.add_argument("file", nargs="?", type=Path, default=DEFAULT_PATH, metavar="FILE")
+    _daemon_queries(sub)
 
     a = sub.add_parser("audit", help="check the tamper-evident audit record")
     asub = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -80,10 +81,30 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
     m.add_argument("--embedded-broker", action="store_true", help="use the embedded broker even if mosquitto exists")
     m.add_argument("--workdir", type=Path, default=None, help="keep the demo's config, database and logs here")
-    from alkomd.daemon import cmd_modbus
-
-    cmd_modbus.add_parser(sub)
     return p
+
+
+def _daemon_queries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """status, units, devices: ask the running daemon over its control socket (daemon/cmd_status.py)."""
+    where = (
+        "The daemon answers on its control socket: /run/alkomd/control.sock under systemd, else control.sock next "
+        "to the database. Works while the broker is down. Exit codes: 0 ok, 69 no daemon answers (is alkomd "
+        "running?), 76 the reply is not understood, 77 permission denied (join the alkomd group), 78 --config "
+        "cannot be read."
+    )
+    for name, what in (
+        ("status", "the daemon at a glance: broker link, outbox, database, devices and units by state, last reload"),
+        ("units", "every unit: status, last fix, its age and place, where it came from"),
+        ("devices", "every device: state and since when, counters, age of the last data, modem health"),
+    ):
+        q = sub.add_parser(name, help=what, description=f"{what[0].upper()}{what[1:]}. {where}",
+                           epilog=f"examples:\n  alkomctl {name}\n  alkomctl {name} --json | jq .\n"
+                           f"  alkomctl {name} --socket /run/alkomd/control.sock",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        q.add_argument("--socket", type=Path, default=None, metavar="PATH", help="the daemon's control socket")
+        q.add_argument("--config", type=Path, default=None, metavar="FILE",
+                       help=f"find the socket from this configuration's [store] path (default {DEFAULT_PATH})")  # fmt: skip
+        q.add_argument("--json", action="store_true", help="the daemon's reply as JSON, for scripts")
 
 
 def _db_args(p: argparse.ArgumentParser) -> None:
@@ -126,14 +147,14 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.command == "audit":
             return cmd_audit.verify_cmd(db, args.json)
         return cmd_audit.call_show(db, args.call_id, args.json)
+    if args.command in ("status", "units", "devices"):
+        from alkomd.daemon import cmd_status
+
+        return cmd_status.run(args.command, args.socket, args.config, args.json)
     if args.command == "check-config":
         from alkomd.daemon import cli
 
         return cli.main(["--check-config", str(args.file)])
-    if args.command == "modbus":
-        from alkomd.daemon import cmd_modbus
-
-        return cmd_modbus.run(args)
     if args.command == "demo":
         from alkomd.daemon import demo
 

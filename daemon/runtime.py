@@ -4,7 +4,9 @@ One asyncio event loop owns all mutable state (station, store, publisher) and al
 device driver runs in its own thread and hands records to the loop with `call_soon_threadsafe`;
 paho runs its network loop in its own thread the same way. SIGTERM and SIGINT stop everything
 within a few seconds: drivers are told to stop (reads time out every 0.25 s), pending records
-are committed, the link publishes "offline" and disconnects.
+are committed, the link publishes "offline" and disconnects. SIGHUP reloads the configuration
+file (`daemon/reload.py` says what changes live); the control socket (`daemon/control.py`)
+answers `alkomctl status|units|devices`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from alkomd.daemon import __version__, contract
+from alkomd.daemon import __version__, contract, reload
 from alkomd.daemon.call_desk import CallDesk
-from alkomd.daemon.config import Config
+from alkomd.daemon.config import Config, DeviceConfig
+from alkomd.daemon.control import ControlServer, Queries, ReloadInfo, socket_path
 from alkomd.daemon.jurisdictions import JurisdictionIndex
 from alkomd.daemon.mqtt_link import Ack, Incoming, LinkEvents, MqttLink
 from alkomd.daemon.publisher import Publisher
-from alkomd.daemon.records import Record, SteadyClock, utc_now
+from alkomd.daemon.records import Record, SteadyClock, utc_iso, utc_now
+from alkomd.daemon.schema import ConfigError
 from alkomd.daemon.sdnotify import Notifier
 from alkomd.daemon.station import Station, StatusRequest
 from alkomd.daemon.store import Store
@@ -44,6 +48,7 @@ class RunningDriver:
     driver_name: str
     driver: Driver
     thread: threading.Thread
+    stop: threading.Event
 
 
 def _supervise(d: Driver, stop: threading.Event, emit: Callable[[Record], None]) -> None:
@@ -61,25 +66,38 @@ def _supervise(d: Driver, stop: threading.Event, emit: Callable[[Record], None])
 class Runtime(LinkEvents):
     """The running daemon for one config."""
 
-    def __init__(self, cfg: Config, jurisdictions: JurisdictionIndex | None = None) -> None:
+    def __init__(self, cfg: Config, jurisdictions: JurisdictionIndex | None = None, log_level_override: str | None = None) -> None:
         self.cfg = cfg
         self.jurisdictions = jurisdictions
+        self.log_level_override = log_level_override  # --log-level wins over [log] level, also on reload
         self.started_mono = time.monotonic()
+        self.started_at = self.link_since = utc_now()
+        self.last_reload: ReloadInfo | None = None
         self.stop_event = asyncio.Event()
-        self._driver_stop = threading.Event()
         self.drivers: list[RunningDriver] = []
+        self._link_up = False
+        self.jurisdictions_fp = reload.fingerprint(cfg)
+        self._reload_task: asyncio.Task[None] | None = None
+        self._reload_again = False
         self.ready = False
         self.notify = Notifier()
         self.clock = SteadyClock()
 
     # LinkEvents (called on the loop thread by MqttLink)
     def connected(self) -> None:
+        self._link_changed(True)
         self.publisher.on_connected()
         self._status()
 
     def disconnected(self, reason: str) -> None:
+        self._link_changed(False)
         self.publisher.on_disconnected()
         self._status()
+
+    def _link_changed(self, up: bool) -> None:
+        if up != self._link_up:
+            self._link_up = up
+            self.link_since = utc_now()
 
     def _status(self) -> None:
         """Tell systemd what a person should see; nothing more once STOPPING=1 was sent."""
@@ -109,9 +127,52 @@ class Runtime(LinkEvents):
     def request_stop(self) -> None:
         self.stop_event.set()
 
+    def request_reload(self) -> None:
+        """SIGHUP: reload the configuration file; a SIGHUP during a reload runs one more after it."""
+        if self.stop_event.is_set():
+            return
+        if self._reload_task is not None and not self._reload_task.done():
+            self._reload_again = True
+            return
+        self._reload_task = asyncio.create_task(self._reload(), name="reload")
+
+    async def _reload(self) -> None:
+        again = True
+        while again and not self.stop_event.is_set():
+            self._reload_again = False
+            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000  # systemd >= 253 wants it with RELOADING=1
+            self.notify.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading the configuration")
+            try:
+                self.last_reload = await self._reload_once()
+            except Exception:  # supervision boundary: a reload that fails half way must not stop the daemon
+                log.exception("reload: failed while applying; the daemon runs on (restart it to be sure of its configuration)")
+                self.last_reload = ReloadInfo(utc_iso(utc_now()), False, "failed while applying: see the log")
+            finally:
+                if not self.stop_event.is_set():
+                    self.notify.send("READY=1", f"STATUS={self.status_line()}")
+            again = self._reload_again
+
+    async def _reload_once(self) -> ReloadInfo:
+        path = self.cfg.source
+        log.info("reload: reading %s", path)
+        try:
+            loaded = await asyncio.get_running_loop().run_in_executor(None, reload.load, path)
+        except ConfigError as exc:
+            log.error("reload: config error: %s; keeping the running configuration", exc)
+            return ReloadInfo(utc_iso(utc_now()), False, str(exc))
+        plan = reload.plan(self.cfg, loaded.config, self.jurisdictions_fp, loaded.fingerprint)
+        summary = plan.summary()
+        if plan.needs_restart:
+            restart = ", ".join(plan.needs_restart)
+            log.warning("reload: needs a restart: %s (not applied; systemctl restart alkomd)", restart)
+            summary += f"; needs a restart: {restart}"
+        await reload.apply(self, plan, loaded)
+        log.info("reload: %s", plan.summary())
+        return ReloadInfo(utc_iso(utc_now()), True, summary)
+
     async def run(self) -> int:
         cfg = self.cfg
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.store = Store(cfg.store.path, cfg.store.synchronous)
         self.publisher = Publisher(self.store, loop, cfg.mqtt.inflight)
         self.station = Station(cfg, self.store, self.publisher, loop, now=self.clock)
@@ -122,26 +183,14 @@ class Runtime(LinkEvents):
         self.publisher.send = self.link.publish
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(
-            signal.SIGHUP, log.warning, "SIGHUP: configuration reload is not supported yet; use systemctl restart alkomd"
-        )
-
-        def emit(record: Record) -> None:
-            try:
-                loop.call_soon_threadsafe(self.station.submit, record)
-            except RuntimeError:  # loop closed during shutdown
-                pass
-
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         for dev in cfg.devices:
             if not dev.enabled:
                 log.info("%s: disabled in the config", dev.id)
                 continue
-            spec = registry.get(dev.driver)
-            assert spec is not None  # the config loader checked the name
-            drv = spec.create(dev.id, dev.options)
-            t = threading.Thread(target=_supervise, args=(drv, self._driver_stop, emit), name=f"driver-{dev.id}", daemon=True)
-            self.drivers.append(RunningDriver(dev.id, dev.driver, drv, t))
-            t.start()
+            self.start_driver(dev)
+        self.control = ControlServer(socket_path(cfg.store.path), Queries(self).handlers())
+        await self.control.start()
         self.link.start()
         tasks = [
             asyncio.create_task(self._every(cfg.mqtt.health_interval_s, self._publish_health), name="health"),
@@ -163,11 +212,40 @@ class Runtime(LinkEvents):
         self.notify.stopping("stopping: storing what the drivers still hold, then disconnecting")
         for task in tasks:
             task.cancel()
+        if self._reload_task is not None:
+            self._reload_task.cancel()
+        await self.control.close()
         await self._shutdown()
         return 0
 
+    def _emit(self, record: Record) -> None:
+        """Hand a driver's record to the loop (called on driver threads)."""
+        try:
+            self._loop.call_soon_threadsafe(self.station.submit, record)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    def start_driver(self, dev: DeviceConfig) -> None:
+        spec = registry.get(dev.driver)
+        assert spec is not None  # the config loader checked the name
+        drv = spec.create(dev.id, dev.options)
+        stop = threading.Event()
+        t = threading.Thread(target=_supervise, args=(drv, stop, self._emit), name=f"driver-{dev.id}", daemon=True)
+        self.drivers.append(RunningDriver(dev.id, dev.driver, drv, t, stop))
+        t.start()
+
+    async def stop_driver(self, rd: RunningDriver) -> None:
+        """Stop one driver and wait (off the loop) for its thread, so its port is free again."""
+        rd.stop.set()
+        await asyncio.get_running_loop().run_in_executor(None, rd.thread.join, DRIVER_JOIN_S)
+        if rd.thread.is_alive():
+            log.warning("%s: driver did not stop in time", rd.device)
+        self.drivers.remove(rd)
+        self.station.flush()  # what it handed over before it stopped
+
     async def _shutdown(self) -> None:
-        self._driver_stop.set()
+        for rd in self.drivers:
+            rd.stop.set()
         deadline = time.monotonic() + DRIVER_JOIN_S
         for rd in self.drivers:
             rd.thread.join(max(0.0, deadline - time.monotonic()))

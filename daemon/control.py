@@ -1,0 +1,493 @@
+"""The daemon's control socket: read-only JSON queries (status, units, devices) on a local Unix socket.
+
+Where: `$RUNTIME_DIRECTORY/control.sock` when systemd runs the daemon (`RuntimeDirectory=alkomd`:
+`/run/alkomd/control.sock`), else `control.sock` next to the database. Mode 0660: the daemon's
+user and group (`alkomd`) may ask; the folder's own mode (0750) keeps others out as well.
+
+Protocol: one request line, `{"cmd": "status"}` (or `units`, `devices`), then one reply line,
+`{"ok": true, "cmd": ..., "data": ...}` or `{"ok": false, "error": ...}`, then the daemon closes
+the connection. Served by the event loop, which owns the state it reports: a request is at most
+`MAX_REQUEST_BYTES`, a client gets `REQUEST_TIMEOUT_S` to send it and `REPLY_TIMEOUT_S` to read
+the reply, and at most `MAX_CLIENTS` are served at once, so a slow or broken client costs the
+loop nothing but a socket. The replies are the frozen dataclasses below, turned into JSON here
+(`encode`) and back into the same dataclasses by the client (`decode`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import json
+import logging
+import os
+import socket
+import stat
+import time
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from alkomd.daemon import __version__
+from alkomd.daemon.records import Counters, ModemHealth, utc_iso, utc_now
+
+if TYPE_CHECKING:
+    from alkomd.daemon.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "control.sock"
+SYSTEMD_SOCKET = Path("/run/alkomd") / SOCKET_NAME  # RuntimeDirectory=alkomd in systemd/alkomd.service
+SOCKET_MODE = 0o660
+MAX_REQUEST_BYTES = 4096
+REQUEST_TIMEOUT_S = 5.0
+REPLY_TIMEOUT_S = 10.0
+MAX_CLIENTS = 16
+COMMANDS = ("status", "units", "devices")
+
+
+def socket_path(store_path: Path, env: Mapping[str, str] | None = None) -> Path:
+    """The control socket of a daemon whose database is `store_path` (see the module docstring)."""
+    env = os.environ if env is None else env
+    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return Path(runtime) / SOCKET_NAME if runtime else store_path.parent / SOCKET_NAME
+
+
+# -- the replies ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BrokerLink:
+    host: str
+    port: int
+    connected: bool
+    since: str  # UTC time of the last change (or of the start)
+    last_error: str
+
+
+@dataclass(frozen=True)
+class OutboxInfo:
+    depth: int  # messages not yet acknowledged by the broker
+    oldest_unsent_age_s: float | None
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    path: str
+    size_bytes: int
+    wal_bytes: int
+    schema_version: int
+
+
+@dataclass(frozen=True)
+class ReloadInfo:
+    """The outcome of the last configuration reload (SIGHUP)."""
+
+    time: str
+    ok: bool
+    summary: str
+
+
+@dataclass(frozen=True)
+class Status:
+    version: str
+    node: str
+    name: str
+    tier: str
+    pid: int
+    config: str
+    started: str
+    uptime_s: float
+    ready: bool
+    broker: BrokerLink
+    outbox: OutboxInfo
+    database: DatabaseInfo
+    devices: dict[str, int]  # state -> number of configured devices
+    units: dict[str, int]  # status -> number of configured units
+    last_reload: ReloadInfo | None
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    id: str
+    callsign: str
+    type: str
+    device: str
+    radio: str
+    status: str
+    status_since: str | None
+    call_id: str | None
+    last_fix: str | None  # UTC time of the newest fix
+    age_s: float | None  # seconds since that fix's time
+    lat: float | None
+    lon: float | None
+    source: str | None  # the device (and radio) it came from
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    id: str
+    driver: str
+    enabled: bool
+    state: str  # a DeviceState, or starting / disabled
+    since: str | None
+    detail: str
+    counters: Counters | None
+    last_data_age_s: float | None
+    modem: ModemHealth | None
+
+
+Reply = Status | list[UnitRow] | list[DeviceRow]
+
+
+# -- building the replies (event loop thread) -----------------------------------------------------
+
+
+def _age_s(iso: str | None, now: datetime) -> float | None:
+    if not iso:
+        return None
+    try:
+        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return round((now - t).total_seconds(), 3)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+class Queries:
+    """Answers from the running daemon's own objects (called on the event loop thread)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def handlers(self) -> dict[str, Callable[[], Reply]]:
+        return {"status": self.status, "units": self.units, "devices": self.devices}
+
+    def status(self) -> Status:
+        rt = self.rt
+        cfg = rt.cfg
+        store = rt.store
+        now = utc_now()
+        row = store.conn.execute("SELECT created FROM outbox WHERE sent IS NULL ORDER BY id LIMIT 1").fetchone()
+        db = Path(store.path)
+        devices: dict[str, int] = {}
+        for d in self.devices():
+            devices[d.state] = devices.get(d.state, 0) + 1
+        units: dict[str, int] = {}
+        for u in cfg.units:
+            st = rt.station.availability.states.get(u.id)
+            key = st.status.value if st else "unknown"
+            units[key] = units.get(key, 0) + 1
+        return Status(
+            version=__version__,
+            node=cfg.node.topic,
+            name=cfg.node.name,
+            tier=cfg.node.tier,
+            pid=os.getpid(),
+            config=str(cfg.source),
+            started=utc_iso(rt.started_at),
+            uptime_s=round(time.monotonic() - rt.started_mono, 3),
+            ready=rt.ready,
+            broker=BrokerLink(cfg.mqtt.host, cfg.mqtt.port, rt.link.connected, utc_iso(rt.link_since), rt.link.last_error),
+            outbox=OutboxInfo(store.outbox_depth(), _age_s(row[0], now) if row else None),
+            database=DatabaseInfo(str(db), _file_size(db), _file_size(Path(f"{db}-wal")), store.schema_version),
+            devices=devices,
+            units=units,
+            last_reload=rt.last_reload,
+        )
+
+    def units(self) -> list[UnitRow]:
+        rt = self.rt
+        station = rt.station
+        now = utc_now()
+        stored: dict[str, tuple[str, float, float, str]] = {}
+        if any(u.id not in station.latest for u in rt.cfg.units):  # newest fix from before a restart
+            rows = rt.store.conn.execute(
+                "SELECT p.unit, p.time, p.lat, p.lon, p.device FROM units u JOIN positions p ON p.unit = u.id AND p.time = u.last_fix_time"
+            )
+            stored = {unit: (t, lat, lon, dev) for unit, t, lat, lon, dev in rows}
+        out = []
+        for u in rt.cfg.units:
+            st = station.availability.states.get(u.id)
+            up = station.latest.get(u.id)
+            t: str | None = None
+            lat = lon = None
+            source = None
+            if up is not None:
+                f = up.fix
+                t, lat, lon = utc_iso(f.time), f.lat, f.lon
+                source = f"{f.device}:{f.radio}" if f.radio else f.device
+            elif u.id in stored:
+                t, lat, lon, source = stored[u.id]
+            out.append(
+                UnitRow(
+                    u.id, u.callsign, u.type, u.device, u.radio,
+                    st.status.value if st else "unknown", utc_iso(st.since) if st else None, st.call_id if st else None,
+                    t, _age_s(t, now), lat, lon, source,
+                )
+            )  # fmt: skip
+        return out
+
+    def devices(self) -> list[DeviceRow]:
+        rt = self.rt
+        running = {rd.device: rd for rd in rt.drivers}
+        mono = time.monotonic()
+        out = []
+        for dev in rt.cfg.devices:
+            rd = running.get(dev.id)
+            if rd is None:
+                out.append(DeviceRow(dev.id, dev.driver, dev.enabled, "disabled" if not dev.enabled else "stopped",
+                                     None, "", None, None, None))  # fmt: skip
+                continue
+            s = rt.station.device_status.get(dev.id)
+            last = rd.driver.last_data()
+            out.append(
+                DeviceRow(
+                    dev.id, rd.driver_name, dev.enabled, s.state.value if s else "starting",
+                    utc_iso(s.since) if s else None, s.detail if s else "", rd.driver.counters(),
+                    None if last is None else round(mono - last, 3), s.modem if s else None,
+                )
+            )  # fmt: skip
+        return out
+
+
+# -- serialising ----------------------------------------------------------------------------------
+
+
+def encode(data: object) -> Any:
+    """A reply as JSON-ready values (dataclasses become objects)."""
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        return {f.name: encode(getattr(data, f.name)) for f in dataclasses.fields(data)}
+    if isinstance(data, list | tuple):
+        return [encode(x) for x in data]
+    if isinstance(data, dict):
+        return {str(k): encode(v) for k, v in data.items()}
+    return data
+
+
+class ReplyError(Exception):
+    """The daemon's reply is not what this alkomctl understands (or the daemon reported an error)."""
+
+
+def decode(tp: Any, value: Any, where: str = "reply") -> Any:
+    """Rebuild a reply type from JSON values; unknown fields are ignored (a newer daemon may add some)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is not type(None):
+                return decode(arg, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ReplyError(f"{where}: expected a list")
+        (item,) = typing.get_args(tp)
+        return [decode(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ReplyError(f"{where}: expected an object")
+        _, vt = typing.get_args(tp)
+        return {str(k): decode(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ReplyError(f"{where}: expected an object")
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                kwargs[f.name] = decode(hints[f.name], value[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING:
+                raise ReplyError(f"{where}: missing {f.name!r}")
+        return tp(**kwargs)
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(tp, type) and isinstance(value, tp) and not (isinstance(value, bool) and tp is not bool):
+        return value
+    raise ReplyError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {type(value).__name__}")
+
+
+# -- the server -----------------------------------------------------------------------------------
+
+
+class ControlServer:
+    """Serves the queries on a Unix socket, from the event loop."""
+
+    def __init__(self, path: Path, handlers: Mapping[str, Callable[[], Reply]]) -> None:
+        self.path = path
+        self.handlers = dict(handlers)
+        self.clients = 0
+        self.requests = 0
+        self.refused = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._inode: int | None = None
+
+    async def start(self) -> bool:
+        """Listen (True), or log why not and return False: the daemon runs on without it."""
+        path = self.path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not _claim(path):
+                return False
+            self._server = await asyncio.start_unix_server(self._serve, path=str(path), limit=MAX_REQUEST_BYTES)
+            os.chmod(path, SOCKET_MODE)
+            self._inode = path.stat().st_ino
+        except OSError as exc:
+            log.error("control socket %s: cannot listen: %s; alkomctl status will not reach this daemon", path, exc)
+            return False
+        log.info("control socket: listening on %s", path)
+        return True
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        self._server = None
+        with contextlib.suppress(OSError):
+            if self._inode is not None and self.path.stat().st_ino == self._inode:
+                self.path.unlink()  # ours still: a newer daemon may have taken the name
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if self.clients >= MAX_CLIENTS:
+                self.refused += 1
+                reply: dict[str, Any] = {"ok": False, "error": f"busy: {MAX_CLIENTS} clients already; try again"}
+            else:
+                self.clients += 1
+                try:
+                    reply = await self._answer(reader)
+                finally:
+                    self.clients -= 1
+            writer.write(json.dumps(reply, separators=(",", ":"), allow_nan=False).encode() + b"\n")
+            await asyncio.wait_for(writer.drain(), REPLY_TIMEOUT_S)
+            writer.close()
+        except (TimeoutError, OSError) as exc:  # a client that does not read, or went away
+            log.debug("control socket: client dropped: %s", exc or type(exc).__name__)
+            writer.transport.abort()
+        except Exception:  # supervision boundary: one bad request must not take the socket down
+            log.exception("control socket: request failed")
+            writer.transport.abort()
+
+    async def _answer(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+        try:
+            line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT_S)
+        except TimeoutError:
+            return {"ok": False, "error": f"no request line within {REQUEST_TIMEOUT_S:g} s"}
+        except ValueError:  # longer than the stream limit
+            return {"ok": False, "error": f"request longer than {MAX_REQUEST_BYTES} bytes"}
+        try:
+            req = json.loads(line)
+        except (ValueError, RecursionError):
+            req = None
+        if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+            return {"ok": False, "error": 'not a request: send one JSON line such as {"cmd": "status"}'}
+        cmd = req["cmd"]
+        handler = self.handlers.get(cmd)
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {cmd[:40]!r} (known: {', '.join(self.handlers)})"}
+        self.requests += 1
+        try:
+            data = handler()
+        except Exception:  # supervision boundary: report, keep serving
+            log.exception("control socket: %s failed", cmd)
+            return {"ok": False, "error": f"{cmd} failed inside the daemon (its log has the traceback)"}
+        return {"ok": True, "cmd": cmd, "data": encode(data)}
+
+
+def _claim(path: Path) -> bool:
+    """Remove a stale socket left by a killed daemon; never a live one, never another kind of file."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return True
+    if not stat.S_ISSOCK(st.st_mode):
+        log.error("control socket %s: a file that is not a socket is in the way; not serving the control socket", path)
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(0.5)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()
+        return True
+    finally:
+        probe.close()
+    log.error("control socket %s: another daemon answers on it; not serving the control socket", path)
+    return False
+
+
+# -- the client -----------------------------------------------------------------------------------
+
+
+class ControlError(Exception):
+    """The daemon could not be asked (see the subclasses)."""
+
+
+class Unavailable(ControlError):
+    """No daemon listens at the socket (absent, refused, or not answering)."""
+
+
+class Refused(ControlError):
+    """The socket exists but this user may not use it (not in the daemon's group)."""
+
+
+def request(path: Path, cmd: str, timeout_s: float = REPLY_TIMEOUT_S) -> Any:
+    """Send one command, return the reply's `data` (JSON values). Raises ControlError, ReplyError."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout_s)
+    try:
+        try:
+            s.connect(str(path))
+        except PermissionError as exc:
+            raise Refused(f"{path}: {exc.strerror}") from None
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise Refused(f"{path}: {exc.strerror}") from None
+            raise Unavailable(f"{path}: {exc.strerror or exc}") from None
+        try:
+            s.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
+            chunks = []
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except TimeoutError:
+            raise Unavailable(f"{path}: the daemon did not answer within {timeout_s:g} s") from None
+        except OSError as exc:
+            raise Unavailable(f"{path}: {exc.strerror or exc}") from None
+    finally:
+        s.close()
+    try:
+        reply = json.loads(b"".join(chunks))
+    except ValueError:
+        raise ReplyError(f"{path}: the reply is not JSON") from None
+    if not isinstance(reply, dict):
+        raise ReplyError(f"{path}: the reply is not a JSON object")
+    if not reply.get("ok"):
+        raise ReplyError(f"the daemon refused {cmd!r}: {reply.get('error', 'no reason given')}")
+    return reply.get("data")
+
+
+REPLY_TYPES: dict[str, Any] = {"status": Status, "units": list[UnitRow], "devices": list[DeviceRow]}
+
+
+def query(path: Path, cmd: str, timeout_s: float = REPLY_TIMEOUT_S) -> Any:
+    """`request`, with the reply rebuilt into its dataclasses (Status, list[UnitRow], list[DeviceRow])."""
+    return decode(REPLY_TYPES[cmd], request(path, cmd, timeout_s), cmd)
+
+
+def query_status(path: Path, timeout_s: float = REPLY_TIMEOUT_S) -> Status:
+    status: Status = query(path, "status", timeout_s)
+    return status
