@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from datetime import date
 from pathlib import Path
 
@@ -25,6 +26,7 @@ examples:
   alkomctl audit verify                   is the station's audit record intact?
   alkomctl call show C-0001               a call's timeline
   alkomctl demo                           a simulated station with a live view (Ctrl-C stops it)
+  alkomctl ports                          serial ports, who holds them, what may steal them
 """
 
 
@@ -107,6 +109,59 @@ def _daemon_queries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         q.add_argument("--json", action="store_true", help="the daemon's reply as JSON, for scripts")
 
 
+def _serial_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The serial-port tools: ports, sniff, baud, capture, replay, support-bundle (daemon/cmd_*.py)."""
+    raw = argparse.RawDescriptionHelpFormatter
+
+    def wrap(text: str) -> str:
+        return textwrap.fill(text, 100)
+
+    po = sub.add_parser(
+        "ports",
+        help="list serial ports, who holds them, and what may steal them",
+        formatter_class=raw,
+        description=wrap("Every serial port (or the ports named): its stable /dev/serial/by-id name, USB VID:PID, serial "
+        "number, kernel driver, the processes holding it open (other users' processes need root), whether the "
+        "alkomd daemon holds it and as which [[device]], and warnings with the fix for the usual thieves of "
+        "USB-serial adapters: ModemManager, brltty, gpsd's hotplug, and permissions (dialout)."),
+        epilog="exit codes: 0 no problem, 1 problems found, 66 a named port does not exist, 78 bad config\n\n"
+        "examples:\n  alkomctl ports\n  sudo alkomctl ports /dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A10K4Z9B-if00-port0\n"
+        "  alkomctl ports --config /etc/alkomd/alkomd.toml --json",
+    )
+    po.add_argument("ports", nargs="*", metavar="PORT", help="only these ports (default: every port, and the config's)")
+    po.add_argument("--config", type=Path, default=None, metavar="FILE",
+                    help=f"label ports with the [[device]] that uses them (default {DEFAULT_PATH} if it exists)")  # fmt: skip
+    po.add_argument("--user", action="append", default=[], metavar="NAME",
+                    help="also check that this user may open the ports (repeatable; alkomd is always checked)")  # fmt: skip
+    po.add_argument("--json", action="store_true", help="JSON output")
+
+    sn = sub.add_parser(
+        "sniff",
+        help="watch what a serial port says, live, sentence by sentence",
+        formatter_class=raw,
+        description=wrap("A live view of a port (like gpsmon): recent lines with the decoder's verdict for each sentence "
+        "(ok, bad checksum, unknown, garbage), sentences per second, the checksum error rate, fix status, "
+        "satellites, HDOP and the last fix; for a base radio, the units heard with their last fix. The port is "
+        "opened exclusively, as the daemon does: a port the daemon holds is refused, not shared."),
+        epilog="exit codes: 0 valid sentences seen, 1 none, 66 no such port, 69 port failed, 75 port busy, "
+        "77 permission denied\n\nexamples:\n  alkomctl sniff /dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A10K4Z9B-if00-port0\n"
+        "  alkomctl sniff /dev/ttyUSB0 --baud 4800 --raw          bytes in hex\n"
+        "  alkomctl sniff /dev/ttyUSB0 --seconds 30 --json > sniff.jsonl",
+    )
+    sn.add_argument("port", metavar="PORT", help="a device path or pyserial URL (socket://host:port)")
+    _line_args(sn)
+    sn.add_argument("--raw", action="store_true", help="show the bytes of each line in hex")
+    sn.add_argument("--seconds", type=float, default=None, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+    sn.add_argument("--json", action="store_true", help="one JSON object per sentence, garbage line, fix and status code")
+
+
+def _line_args(p: argparse.ArgumentParser) -> None:
+    from alkomd.drivers.nmea_serial import FRAMINGS
+
+    p.add_argument("--baud", type=int, default=9600, metavar="N", help="baud rate (default 9600)")
+    p.add_argument("--framing", default="8N1", choices=FRAMINGS, help="data bits, parity, stop bits (default 8N1)")
+
+
 def _db_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", type=Path, default=None, help="the database (default: [store] path of --config)")
     p.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE", help=f"configuration (default {DEFAULT_PATH})")
@@ -155,6 +210,14 @@ def dispatch(args: argparse.Namespace) -> int:
         from alkomd.daemon import cli
 
         return cli.main(["--check-config", str(args.file)])
+    if args.command == "ports":
+        from alkomd.daemon import cmd_ports
+
+        return cmd_ports.run(args.ports, args.config, args.json, args.user)
+    if args.command == "sniff":
+        from alkomd.daemon import cmd_sniff
+
+        return cmd_sniff.run(args.port, args.baud, args.framing, args.raw, args.seconds, args.json)
     if args.command == "demo":
         from alkomd.daemon import demo
 
