@@ -25,15 +25,15 @@ from jsonschema.exceptions import ValidationError
 from alkomd.daemon import __version__, contract
 from alkomd.daemon.call_types import UnitStatus
 from alkomd.daemon.config import ID_PATTERN, NODE_PATTERN, NodeConfig
-from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Fix, UnitPosition
+from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Fix, RadioStatus, UnitPosition
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "contract"
 SCHEMAS = DOCS / "schemas"
 EXAMPLES = DOCS / "examples"
 
-IMPLEMENTED = ("state", "health", "device-status", "unit-position", "unit-status", "unit-status-set", "unit-alert",
-               "call-new", "call-state", "call-event")  # fmt: skip
-PLANNED = ("unit-emergency",)
+IMPLEMENTED = ("state", "health", "device-status", "device-radio", "unit-position", "unit-status", "unit-status-set",
+               "unit-alert", "unit-emergency", "call-new", "call-state", "call-event")  # fmt: skip
+PLANNED: tuple[str, ...] = ()
 NAMES = IMPLEMENTED + PLANNED
 PAGES = (*NAMES, "call-aml")  # call/aml carries text, not JSON: a page and an example, no schema
 
@@ -181,7 +181,8 @@ def test_page_field_table_lists_every_schema_property(name: str) -> None:
 def test_readme_lists_every_v1_topic() -> None:
     text = (DOCS / "README.md").read_text(encoding="utf-8")
     for topic in (
-        "<node>/state", "<node>/health", "<node>/device/<device>/status", "<node>/unit/<unit>/emergency",
+        "<node>/state", "<node>/health", "<node>/device/<device>/status", "<node>/device/<device>/radio/<radio>",
+        "<node>/unit/<unit>/emergency",
         "<node>/unit/<unit>/position", "<node>/unit/<unit>/status", "<node>/unit/<unit>/status/set",
         "<node>/unit/<unit>/alert", "<node>/call/new", "<node>/call/aml", "<node>/call/<call_id>",
         "<node>/call/<call_id>/event",
@@ -464,3 +465,102 @@ def test_unit_status_message_validates(status: UnitStatus) -> None:
     payload = json.loads(m.payload)
     assert_valid("unit-status", payload)
     assert payload["status"] == status.value and payload["msg_id"] == m.msg_id
+
+
+# -- relayed radios (FleetSync/NXDN): emergencies and radios no unit is mapped to ----------------
+
+
+def _emergency() -> dict[str, Any]:
+    rs = RadioStatus("base-radio", "100-0417", 99, T0 + timedelta(seconds=2), 1.0)
+    data: dict[str, Any] = json.loads(contract.emergency_message(NODE, "HT-0417", rs, fix(radio="100-0417")).payload)
+    return data
+
+
+def _radio_report() -> dict[str, Any]:
+    f = fix(device="base-radio", radio="100-1099", mode=2)
+    data: dict[str, Any] = json.loads(contract.radio_message(NODE, "base-radio", "100-1099", f, 10, T0).payload)
+    return data
+
+
+def test_emergency_message_validates() -> None:
+    rs = RadioStatus("base-radio", "100-0417", 99, T0 + timedelta(seconds=2), 1.0)
+    m = contract.emergency_message(NODE, "HT-0417", rs, fix(device="base-radio", radio="100-0417", mode=2))
+    assert (m.kind, m.topic, m.qos, m.retain) == ("emergency", f"{NODE}/unit/HT-0417/emergency", 1, False)
+    p = json.loads(m.payload)
+    assert_valid("unit-emergency", p)
+    assert p == {
+        "unit": "HT-0417", "lat": 0.5435121, "lon": 123.0595387, "time": "2025-03-14T02:15:09.250Z",
+        "source": "base-radio:100-0417", "msg_id": m.msg_id, "code": 99, "fix_time": "2025-03-14T02:15:07.250Z",
+    }  # fmt: skip
+
+
+def test_emergency_of_a_unit_without_a_fix_validates() -> None:
+    m = contract.emergency_message(NODE, "CAR-17", RadioStatus("base-radio", "U00017", 99, T0, 1.0), None)
+    p = json.loads(m.payload)
+    assert_valid("unit-emergency", p)
+    assert (p["lat"], p["lon"], p["fix_time"], p["source"]) == (None, None, None, "base-radio:U00017")
+
+
+def test_radio_message_validates() -> None:
+    f = fix(device="base-radio", radio="100-1099", mode=2)
+    m = contract.radio_message(NODE, "base-radio", "100-1099", f, 10, T0 + timedelta(seconds=1))
+    assert (m.kind, m.topic, m.qos, m.retain) == ("radio", f"{NODE}/device/base-radio/radio/100-1099", 1, True)
+    p = json.loads(m.payload)
+    assert_valid("device-radio", p)
+    assert p == {
+        "device": "base-radio", "radio": "100-1099", "heard": "2025-03-14T02:15:08.250Z", "lat": 0.5435121,
+        "lon": 123.0595387, "time": "2025-03-14T02:15:07.250Z", "status": 10, "msg_id": m.msg_id,
+    }  # fmt: skip
+    for last, code in ((None, 207), (f, None), (None, None)):  # a status without a position, and the reverse
+        p = json.loads(contract.radio_message(NODE, "base-radio", "U00000042", last, code, T0).payload)
+        assert_valid("device-radio", p)
+        assert (p["lat"] is None) == (last is None) and p["status"] == code
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"code": None}, {"code": "99"}, {"code": 1000}, {"code": 9.5}, {"fix_time": "2025-03-14T02:15:07Z"},
+        {"time": None}, {"lat": 90.5}, {"lon": "123.06"}, {"source": ""}, {"unit": "HT/0417"}, {"msg_id": ""},
+    ],
+    ids=repr,
+)  # fmt: skip
+def test_broken_emergency_is_rejected(change: dict[str, Any]) -> None:
+    assert_invalid("unit-emergency", _emergency() | change)
+
+
+@pytest.mark.parametrize("field", ["unit", "lat", "lon", "time", "source", "msg_id", "code", "fix_time"])
+def test_emergency_without_a_required_field_is_rejected(field: str) -> None:
+    p = _emergency()
+    del p[field]
+    assert_invalid("unit-emergency", p)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"status": -1}, {"status": 1000}, {"status": 10.5}, {"status": "10"}, {"radio": "100/1099"}, {"radio": ""},
+        {"device": "base+radio"}, {"heard": None}, {"time": "2025-03-14 02:15:07.250"}, {"lat": -90.5}, {"lon": 181},
+    ],
+    ids=repr,
+)  # fmt: skip
+def test_broken_radio_report_is_rejected(change: dict[str, Any]) -> None:
+    assert_invalid("device-radio", _radio_report() | change)
+
+
+@pytest.mark.parametrize("field", ["device", "radio", "heard", "lat", "lon", "time", "status", "msg_id"])
+def test_radio_report_without_a_required_field_is_rejected(field: str) -> None:
+    p = _radio_report()
+    del p[field]
+    assert_invalid("device-radio", p)
+
+
+@pytest.mark.parametrize("bad", BAD_LEVELS, ids=repr)
+def test_radio_topic_builders_reject_bad_levels(bad: str) -> None:
+    with pytest.raises(ValueError):
+        contract.emergency_topic(NODE, bad)
+    with pytest.raises(ValueError):
+        contract.radio_topic(NODE, "base-radio", bad)
+    with pytest.raises(ValueError):
+        contract.radio_topic(NODE, bad, "100-1099")
+    assert contract.radio_topic(NODE, "base-radio", "U00017") == f"{NODE}/device/base-radio/radio/U00017"
