@@ -23,6 +23,7 @@ examples:
   alkomctl decode --json - < capture.nmea one JSON object per fix, for scripts
   alkomctl check-config /etc/alkomd/alkomd.toml
   alkomctl status                         the running daemon: broker link, outbox, devices, units
+  alkomctl backup /root/alkomd-backup.db  online copy of the database, verified
   alkomctl audit verify                   is the station's audit record intact?
   alkomctl call show C-0001               a call's timeline
   alkomctl demo                           a simulated station with a live view (Ctrl-C stops it)
@@ -87,7 +88,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _daemon_queries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """status, units, devices: ask the running daemon over its control socket (daemon/cmd_status.py)."""
+    """status, units, devices, backup: the running station (daemon/cmd_status.py, daemon/cmd_backup.py)."""
+    from textwrap import fill
+
     where = (
         "The daemon answers on its control socket: /run/alkomd/control.sock under systemd, else control.sock next "
         "to the database. Works while the broker is down. Exit codes: 0 ok, 69 no daemon answers (is alkomd "
@@ -99,7 +102,7 @@ def _daemon_queries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ("units", "every unit: status, last fix, its age and place, where it came from"),
         ("devices", "every device: state and since when, counters, age of the last data, modem health"),
     ):
-        q = sub.add_parser(name, help=what, description=f"{what[0].upper()}{what[1:]}. {where}",
+        q = sub.add_parser(name, help=what, description=fill(f"{what[0].upper()}{what[1:]}. {where}", 100),
                            epilog=f"examples:\n  alkomctl {name}\n  alkomctl {name} --json | jq .\n"
                            f"  alkomctl {name} --socket /run/alkomd/control.sock",
                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -107,6 +110,24 @@ def _daemon_queries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         q.add_argument("--config", type=Path, default=None, metavar="FILE",
                        help=f"find the socket from this configuration's [store] path (default {DEFAULT_PATH})")  # fmt: skip
         q.add_argument("--json", action="store_true", help="the daemon's reply as JSON, for scripts")
+    b = sub.add_parser(
+        "backup",
+        help="online backup of the station's database, verified",
+        description=fill("Copy the station's database while the daemon runs (SQLite's backup API, one consistent "
+        "snapshot: everything committed before the backup started), then check the copy (integrity_check, schema "
+        "version, the audit record's hash chain) and only then rename it to FILE (mode 0600: it holds callers' "
+        "data). Run it as root or as the alkomd user. Exit codes: 0 written and sound, 65 the copy fails a check "
+        "(a broken audit chain is still written: the copy is faithful), 66 no database, 73 FILE exists (--force) "
+        "or cannot be created, 77 permission denied.", 100),
+        epilog="examples:\n  sudo alkomctl backup /root/alkomd-$(date +%F).db\n"
+        "  alkomctl backup --db /var/lib/alkomd/alkomd.db --json /srv/backup/alkomd.db",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    b.add_argument("file", type=Path, metavar="FILE", help="where the copy goes")
+    b.add_argument("--db", type=Path, default=None, help="the database (default: [store] path of --config)")
+    b.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE", help=f"configuration (default {DEFAULT_PATH})")
+    b.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    b.add_argument("--json", action="store_true", help="what was copied, as JSON")
 
 
 def _serial_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -206,6 +227,15 @@ def dispatch(args: argparse.Namespace) -> int:
         from alkomd.daemon import cmd_status
 
         return cmd_status.run(args.command, args.socket, args.config, args.json)
+    if args.command == "backup":
+        from alkomd.daemon import cmd_backup, cmd_status
+
+        try:
+            db = args.db or cmd_status.store_path(args.config)
+        except (OSError, ValueError) as exc:
+            print(f"alkomctl: cannot read {args.config}: {exc} (or name the database with --db)", file=sys.stderr)
+            return 78
+        return cmd_backup.run(db, args.file, args.force, args.json)
     if args.command == "check-config":
         from alkomd.daemon import cli
 

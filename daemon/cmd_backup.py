@@ -1,0 +1,192 @@
+"""`alkomctl backup FILE`: an online copy of the station's database (SQLite backup API), verified before it is kept.
+
+The copy is taken inside one read transaction on the source, so it is one consistent snapshot:
+every transaction the daemon committed before the backup started, nothing half-written. The
+database is in WAL mode, where a reader never blocks the writer: the daemon goes on storing
+fixes while the pages are copied, `STEP_PAGES` at a time (a stepped backup without the held
+snapshot would restart from the first page whenever the daemon commits, and might never end on a
+busy station). The pages go to a temporary file next to FILE, which is switched to a plain
+rollback journal, checked (`PRAGMA integrity_check`, schema version, the audit record's hash
+chain), synced, and only then renamed to FILE. The file is 0600: it holds callers' data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TextIO
+
+from alkomd.daemon.audit import verify
+
+STEP_PAGES = 256  # pages copied per step (1 MiB with SQLite's default 4 KiB pages)
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_CANTCREAT = 73
+EX_NOPERM = 77
+
+
+class BackupError(Exception):
+    """The backup could not be made; `code` is the exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    source: str
+    target: str
+    bytes: int
+    pages: int
+    steps: int
+    seconds: float
+    integrity: str  # "ok", or the first problems integrity_check found
+    schema_version: int
+    positions: int
+    newest_position: str | None
+    units: int
+    calls: int
+    open_calls: int
+    outbox_unsent: int
+    audit_entries: int
+    audit_ok: bool
+    audit_first_bad_id: int | None
+    audit_reason: str
+
+
+def backup(source: Path, target: Path, force: bool = False, step_pages: int = STEP_PAGES) -> BackupReport:
+    """Copy `source` to `target` and verify the copy. Raises BackupError."""
+    if not source.is_file():
+        raise BackupError(EX_NOINPUT, f"no database at {source} (see [store] path in the configuration, or --db)")
+    if target.exists() and target.resolve() == source.resolve():
+        raise BackupError(EX_CANTCREAT, f"{target} is the database itself")
+    if target.exists() and not force:
+        raise BackupError(EX_CANTCREAT, f"{target} exists (--force replaces it)")
+    if not target.parent.is_dir():
+        raise BackupError(EX_CANTCREAT, f"no folder {target.parent}")
+    if not os.access(source, os.R_OK):
+        raise BackupError(EX_NOPERM, f"cannot read {source}: permission denied (run as root or as the alkomd user)")
+    try:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    except OSError as exc:
+        raise BackupError(EX_CANTCREAT, f"cannot create a file in {target.parent}: {exc.strerror}") from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        started = time.monotonic()
+        pages, steps = _copy(source, tmp, step_pages)
+        seconds = time.monotonic() - started
+        report = _verify(source, target, tmp, pages, steps, seconds)
+        if report.integrity != "ok":
+            raise BackupError(EX_DATAERR, f"the copy fails integrity_check ({report.integrity}); nothing written to {target}")
+        _sync(tmp)
+        os.replace(tmp, target)
+        _sync(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return report
+
+
+def _copy(source: Path, tmp: Path, step_pages: int) -> tuple[int, int]:
+    """Copy every page of one snapshot of `source`; returns (pages, steps)."""
+    progress: list[int] = []
+    try:
+        src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True, timeout=10, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise BackupError(EX_NOINPUT, f"cannot open {source}: {exc}") from None
+    try:
+        dst = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            src.execute("BEGIN")
+            src.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the read snapshot starts here
+            src.backup(dst, pages=step_pages, progress=lambda status, remaining, total: progress.append(total))
+            src.execute("COMMIT")
+            dst.execute("PRAGMA journal_mode=DELETE")  # a backup is one self-contained file, not a WAL database
+        finally:
+            dst.close()
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(EX_DATAERR, f"cannot copy {source}: {exc}") from None
+    finally:
+        src.close()
+    return (progress[-1] if progress else 0), len(progress)
+
+
+def _verify(source: Path, target: Path, tmp: Path, pages: int, steps: int, seconds: float) -> BackupReport:
+    con = sqlite3.connect(tmp.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        problems = [str(r[0]) for r in con.execute("PRAGMA integrity_check")]
+        integrity = "ok" if problems == ["ok"] else "; ".join(problems[:3])
+        version = int(con.execute("PRAGMA user_version").fetchone()[0])
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if integrity == "ok" and not {"positions", "units", "outbox"} <= tables:
+            integrity = f"not an alkomd database (tables: {', '.join(sorted(tables)) or 'none'})"
+
+        def one(sql: str) -> int:
+            return int(con.execute(sql).fetchone()[0] or 0) if integrity == "ok" else 0
+
+        newest = con.execute("SELECT max(time) FROM positions").fetchone()[0] if integrity == "ok" else None
+        has_calls = "calls" in tables and integrity == "ok"
+        if "audit" in tables and integrity == "ok":
+            rows = con.execute("SELECT id, time, kind, call_id, unit, detail, prev_hash, hash FROM audit ORDER BY id")
+            v = verify(rows)
+            audit = (v.checked, v.ok, v.first_bad_id, v.reason)
+        else:
+            audit = (0, True, None, "")
+        return BackupReport(
+            source=str(source), target=str(target), bytes=tmp.stat().st_size, pages=pages, steps=steps,
+            seconds=round(seconds, 3), integrity=integrity, schema_version=version,
+            positions=one("SELECT count(*) FROM positions"), newest_position=newest,
+            units=one("SELECT count(*) FROM units"),
+            calls=one("SELECT count(*) FROM calls") if has_calls else 0,
+            open_calls=one("SELECT count(*) FROM calls WHERE open = 1") if has_calls else 0,
+            outbox_unsent=one("SELECT count(*) FROM outbox WHERE sent IS NULL"),
+            audit_entries=audit[0], audit_ok=audit[1], audit_first_bad_id=audit[2], audit_reason=audit[3],
+        )  # fmt: skip
+    finally:
+        con.close()
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
+def run(source: Path, target: Path, force: bool, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Exit 0 when the copy is written and sound; 65 when it is not (or its audit chain is broken); 66, 73, 77."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        r = backup(source, target, force)
+    except BackupError as exc:
+        print(f"alkomctl: backup: {exc}", file=err)
+        return exc.code
+    code = 0 if r.audit_ok else EX_DATAERR
+    if as_json:
+        print(json.dumps(asdict(r)), file=out)
+        return code
+    steps = f"{r.steps} step{'s' if r.steps != 1 else ''}"
+    print(f"backup of {r.source} written to {r.target}: {_mb(r.bytes)}, {r.pages} pages in {steps}, {r.seconds:g} s", file=out)
+    print(f"  integrity_check ok; schema version {r.schema_version}", file=out)
+    newest = f" (newest {r.newest_position})" if r.newest_position else ""
+    print(f"  {r.positions} positions{newest}; {r.units} units; {r.calls} calls ({r.open_calls} open); "
+          f"{r.outbox_unsent} outbox messages not yet sent", file=out)  # fmt: skip
+    if r.audit_ok:
+        print(f"  audit record: {r.audit_entries} entries, hash chain verified", file=out)
+    else:
+        print(f"  AUDIT RECORD BROKEN at entry {r.audit_first_bad_id}: {r.audit_reason} (the copy is faithful: "
+              f"check the station with alkomctl audit verify)", file=out)  # fmt: skip
+    return code
