@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +275,56 @@ def test_the_shipped_unit_reloads_with_sighup() -> None:
     """`systemctl reload alkomd` sends SIGHUP to the main process (systemd-analyze verify: tests/test_systemd.py)."""
     text = (ROOT / "systemd" / "alkomd.service").read_text()
     assert "\nExecReload=/bin/kill -HUP $MAINPID\n" in text and "\nType=notify\n" in text
+
+
+def _square(code: str) -> str:
+    ring = [[123.0, 0.5], [123.1, 0.5], [123.1, 0.6], [123.0, 0.6], [123.0, 0.5]]
+    feature = {
+        "type": "Feature",
+        "properties": {"code": code, "name": f"Wilayah {code}"},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
+    return json.dumps({"type": "FeatureCollection", "features": [feature]})
+
+
+def test_reloaded_jurisdictions_take_the_next_call_and_a_broken_file_is_refused(
+    station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
+    subscriber_factory: Callable[..., Subscriber], notify: Notify,
+) -> None:  # fmt: skip
+    """Pass: the call after the reload lies in the new polygon id with the unit as its candidate; a file that is not
+    GeoJSON is refused with one line naming jurisdictions.file, and the next call still uses the reloaded polygons."""
+    areas = station.dir / "areas.geojson"
+    station.write_config()
+    areas.write_text(_square("A"))
+    station.config.write_text(station.config.read_text() + f'[jurisdictions]\nfile = "{areas}"\n[recommend]\nmax_fix_age_s = 3600\n')
+    sub = subscriber_factory(station.port)
+    pty = ptys(station.links[0])
+    d = daemons(station.config)
+    wait_until(lambda: any(m.payload.get("state") == "online" for m in sub.on("/state")), what="node online")
+    Feeder(pty).write(3, gap_s=0.1)
+    wait_until(lambda: any(m.payload.get("status") == "available" for m in sub.on("/unit/R2-00/status")), what="unit available")
+
+    def call(call_id: str) -> dict[str, Any]:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        body = {"call_id": call_id, "caller": "+6281234567890", "lat": 0.545, "lon": 123.062, "accuracy_m": 15,
+                "received_at": now, "category": "pencurian"}  # fmt: skip
+        sub.client.publish(f"{sub.topic[:-2]}/call/new", json.dumps(body), qos=1)
+        wait_until(lambda: bool(sub.on(f"/call/{call_id}")), what=f"call {call_id} state")
+        state: dict[str, Any] = sub.on(f"/call/{call_id}")[-1].payload
+        return state
+
+    first = call("C-1")
+    assert first["jurisdiction"] == "A" and first["candidates"][0]["unit"] == "R2-00"
+    areas.write_text(_square("B") + "\n")
+    hup(d, notify)
+    assert lines(d, "reload: jurisdictions reloaded"), d.log
+    second = call("C-2")
+    assert second["jurisdiction"] == "B" and second["candidates"][0]["unit"] == "R2-00"
+    assert second["candidates"][0]["in_jurisdiction"] is True  # the unit was put into the new polygon too
+
+    areas.write_text("{not geojson")
+    hup(d, notify)
+    (refused,) = lines(d, "keeping the running configuration")
+    assert "jurisdictions.file" in refused and str(station.config) in refused
+    assert call("C-3")["jurisdiction"] == "B"
+    assert "Traceback" not in d.log
