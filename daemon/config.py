@@ -85,9 +85,19 @@ class AvailabilityConfig:
     interval_motorcycle_s: float = spec(10.0, min=0.5, max=86400, doc="... of a motorcycle.")
     interval_foot_s: float = spec(60.0, min=0.5, max=86400, doc="... of an officer on foot (handheld radio).")
     interval_boat_s: float = spec(30.0, min=0.5, max=86400, doc="... of a boat.")
+    max_speed_car_kmh: float = spec(
+        300.0, min=10, max=2000, doc="A fix implying a faster move from the unit's last fix is rejected (daemon/plausibility.py)."
+    )
+    max_speed_motorcycle_kmh: float = spec(300.0, min=10, max=2000, doc="... for a motorcycle.")
+    max_speed_foot_kmh: float = spec(300.0, min=10, max=2000, doc="... for a handheld radio (it rides in cars too).")
+    max_speed_boat_kmh: float = spec(150.0, min=10, max=2000, doc="... for a boat.")
 
     def interval(self, unit_type: str) -> float:
         value: float = getattr(self, f"interval_{unit_type}_s")
+        return value
+
+    def max_speed(self, unit_type: str) -> float:
+        value: float = getattr(self, f"max_speed_{unit_type}_kmh")
         return value
 
 

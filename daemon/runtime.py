@@ -105,11 +105,13 @@ class Runtime(LinkEvents):
             self.notify.status(self.status_line())
 
     def status_line(self) -> str:
-        """One line for `systemctl status`: broker link, outbox, devices."""
+        """One line for `systemctl status`: broker link, outbox, devices (naming those not connected)."""
         broker = "broker connected" if self.link.connected else "broker unreachable: recording locally"
         states = [s.state.value for s in self.station.device_status.values()]
         ok = sum(1 for s in states if s == "connected")
-        return f"{broker}; outbox {self.store.outbox_depth()}; devices {ok}/{len(self.drivers)} connected"
+        bad = [f"{d} {s.state.value}" for d, s in self.station.device_status.items() if s.state.value != "connected"]
+        more = f" ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})" if bad else ""
+        return f"{broker}; outbox {self.store.outbox_depth()}; devices {ok}/{len(self.drivers)} connected{more}"
 
     def acked(self, ack: Ack) -> None:
         self.publisher.on_ack(ack)
@@ -178,6 +180,7 @@ class Runtime(LinkEvents):
         self.station = Station(cfg, self.store, self.publisher, loop, now=self.clock)
         self.desk = CallDesk(cfg, self.store, self.station, self.publisher, loop, self.clock, self.jurisdictions)
         self.station.on_committed = self.desk.units_changed
+        self.station.on_device_change = self._status  # STATUS= follows device states at once
         subscriptions = (f"{cfg.node.topic}/unit/+/status/set", *self.desk.subscriptions)
         self.link = MqttLink(cfg.mqtt, cfg.node.topic, __version__, loop, self, subscriptions)
         self.publisher.send = self.link.publish

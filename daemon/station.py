@@ -10,6 +10,9 @@ status code in `[radio_status] emergency` publishes `<node>/unit/<unit>/emergenc
 signal (when the radio's code turns to it) and records `unit.emergency` in the audit record.
 A radio no `[[unit]]` maps to is not dropped: its fixes go to the position history with unit
 "" and its reports to `<node>/device/<device>/radio/<radio>` (retained), so someone can map it.
+A unit's fix with an impossible time or an impossible move from its last one
+(`daemon/plausibility.py`) is counted (`implausible_fixes`) and logged once per episode, never
+stored or published.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from alkomd.daemon import contract
+from alkomd.daemon import contract, plausibility
 from alkomd.daemon.audit import AuditEntry
 from alkomd.daemon.availability import SETTABLE, Availability, UnitState
 from alkomd.daemon.call_types import UnitStatus
@@ -89,6 +92,11 @@ class Station:
         self.device_status: dict[str, DeviceStatus] = {}
         self.stale_fixes = 0
         self.unmapped_fixes = 0
+        self.implausible_fixes = 0
+        self.max_speed = {u.id: cfg.availability.max_speed(u.type) for u in cfg.units}
+        self.tracks: dict[str, plausibility.Track] = {}
+        self._doubted: dict[str, plausibility.Outcome] = {}  # unit -> why its last fix was rejected (logged once)
+        self.on_device_change: Callable[[], None] | None = None  # a device's state changed (committed)
         store.sync_units((u.id, u.callsign, u.type, u.device) for u in cfg.units)
         self._last_time: dict[str, str] = store.last_fix_times()
         intervals = {u.id: u.report_interval_s or cfg.availability.interval(u.type) for u in cfg.units}
@@ -116,6 +124,8 @@ class Station:
         self.unit_of = {(u.device, u.radio): u.id for u in cfg.units if u.device or u.radio}
         for gone in set(self.latest) - set(self.units):
             del self.latest[gone]
+        self.max_speed = {u.id: cfg.availability.max_speed(u.type) for u in cfg.units}
+        self.tracks = {u: t for u, t in self.tracks.items() if u in self.units}
         self._unmapped_logged.clear()
         intervals = {u.id: u.report_interval_s or cfg.availability.interval(u.type) for u in cfg.units}
         self.availability.reconfigure(intervals, cfg.availability.missed_reports, self._now())
@@ -150,6 +160,8 @@ class Station:
         codes = dict(self.radio_codes)
         heard = dict(self._radio_published)
         unknown: dict[tuple[str, str], tuple[Fix | None, int | None, float]] = {}  # fix, code, received_mono
+        tracks = dict(self.tracks)
+        judged: list[tuple[str, plausibility.Judgement]] = []  # implausible fixes and new tracks, for the log
         stale = emergencies = 0
         for r in batch:
             if isinstance(r, Fix):
@@ -160,6 +172,9 @@ class Station:
                         key = (r.device, r.radio)
                         unknown[key] = (r, unknown[key][1] if key in unknown else codes.get(key), r.received_mono)
                     continue
+                if plausibility.clock_wrong(r):
+                    judged.append((up.unit, plausibility.Judgement(plausibility.Outcome.TIME, None)))
+                    continue
                 t = utc_iso(r.time)
                 last = last_time.get(up.unit)
                 if last is not None and t <= last:
@@ -167,6 +182,13 @@ class Station:
                     if t < last:
                         positions.append((up, None))  # history only: the current position never moves back
                     continue
+                j = plausibility.judge(tracks.get(up.unit), r, self.max_speed.get(up.unit, 300.0))
+                if j.track is not None:
+                    tracks[up.unit] = j.track
+                if j.outcome is not plausibility.Outcome.ACCEPTED:
+                    judged.append((up.unit, j))
+                    if j.outcome is plausibility.Outcome.JUMP:
+                        continue
                 last_time[up.unit] = t
                 latest[up.unit] = up
                 positions.append((up, contract.position_message(self.node, up)))
@@ -212,14 +234,43 @@ class Station:
         self._radio_published = heard
         self.emergencies += emergencies
         self.stale_fixes += stale
+        self.tracks = tracks
+        self._log_plausibility(judged, latest)
         for ds in statuses:
             self._log_status(ds)
+        if statuses and self.on_device_change is not None:
+            self.on_device_change()
         for st in changes.values():
             log.info("unit %s: %s -> %s%s", st.unit, saved[st.unit].status.value, st.status.value,
                      f" (call {st.call_id})" if st.call_id else "")  # fmt: skip
         if self.on_committed is not None and (latest or changes):
             self.on_committed(list(latest.values()), list(changes.values()))
         self.publisher.pump()
+
+    def _log_plausibility(self, judged: list[tuple[str, plausibility.Judgement]], latest: dict[str, UnitPosition]) -> None:
+        """Count implausible fixes; log the first of an episode (or of another reason), a new track, and the end."""
+        Outcome = plausibility.Outcome
+        for unit, j in judged:
+            if j.outcome is Outcome.REANCHORED:
+                log.warning("unit %s: %d fixes in a row %.1f km from its last position: taken as its new track "
+                            "(receiver swapped, or that position was wrong)", unit, plausibility.REANCHOR_FIXES,
+                            j.distance_m / 1000)  # fmt: skip
+                self._doubted.pop(unit, None)
+                continue
+            self.implausible_fixes += 1
+            if self._doubted.get(unit) is j.outcome:
+                continue
+            self._doubted[unit] = j.outcome
+            if j.outcome is Outcome.JUMP:
+                info = self.units.get(unit)
+                log.warning("unit %s: fix rejected: %.1f km from its last position in %.1f s, %.0f km/h (bound %.0f km/h "
+                            "for a %s); not stored; further rejections counted, not logged", unit, j.distance_m / 1000,
+                            j.seconds, j.speed_kmh, self.max_speed.get(unit, 0.0), info.type if info else "unit")  # fmt: skip
+            else:
+                log.warning("unit %s: fix rejected: %s; not stored; further rejections counted, not logged", unit, j.outcome.value)
+        for unit in self._doubted.keys() & latest.keys():
+            del self._doubted[unit]
+            log.info("unit %s: plausible fixes again (%d rejected so far in all)", unit, self.implausible_fixes)
 
     def tick(self) -> None:
         """Check for units that stopped reporting (called periodically)."""
