@@ -8,6 +8,7 @@ The registers a server holds can be changed while it runs (`ModbusSim.update`), 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import select
 import socket
@@ -23,6 +24,8 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from alkomd.daemon.broker import free_port
+
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the server logs every exception it answers
 
 # A patrol car on Jl. Nani Wartabone, Kota Gorontalo (0.54 N: Indonesia straddles the equator).
 LAT, LON = 0.5435, 123.0595
