@@ -161,7 +161,8 @@ class Sniffer:
         """Decode a chunk; returns the complete lines and the records they completed, in order."""
         self.bytes += len(chunk)
         self._last_data = mono
-        data = (self._pending + chunk).replace(b"\r", b"\n")
+        # Lines end at LF, CR or ETX (a Kenwood base radio frames sentences STX ... ETX), as in the Framer.
+        data = (self._pending + chunk).replace(b"\r", b"\n").replace(b"\x03", b"\x03\n")
         parts = data.split(b"\n")
         self._pending = parts.pop()
         if len(self._pending) > MAX_PENDING:  # a line that never ends (garbage at a wrong baud rate)
@@ -287,9 +288,10 @@ def _fmt(v: float | int | None, spec: str) -> str:
 def render(sn: Sniffer, setup: SniffSetup, elapsed: float, mono: float, height: int) -> Group:
     d = sn.decoder
     head = Text()
-    head.append(f"alkomctl sniff {setup.port}", style="bold")
-    head.append(f"  {setup.baud} {setup.framing}  running {elapsed:.0f} s")
-    head.append("  Ctrl-C stops" + (f" (or after {setup.seconds:g} s)" if setup.seconds else ""), style="dim")
+    head.append(setup.port, style="bold")
+    head.append(f"  {setup.baud} {setup.framing}\n")
+    head.append(f"alkomctl sniff, running {elapsed:.0f} s  ")
+    head.append("Ctrl-C stops" + (f" (or after {setup.seconds:g} s)" if setup.seconds else ""), style="dim")
 
     stats = Table.grid(padding=(0, 3))
     for _ in range(4):
@@ -325,7 +327,7 @@ def render(sn: Sniffer, setup: SniffSetup, elapsed: float, mono: float, height: 
         last = Text("last fix -", style="dim")
     parts: list[Any] = [head, stats, last]
 
-    used = 8
+    used = 9
     if sn.units:
         units = Table(title="Units heard (base radio)", expand=True, title_justify="left")
         for col in ("radio", "fixes", "last fix", "lat", "lon", "km/h", "status"):
