@@ -110,9 +110,12 @@ class Station:
         rs = cfg.radio_status
         self.emergency_codes = frozenset(rs.emergency)
         self.code_status = {code: UnitStatus(name) for code, name in rs.statuses().items()}
-        self.radio_codes: dict[tuple[str, str], int] = {}  # (device, radio) -> last status code
+        # Last status code: ("", unit) for a unit's radio (one signal relayed by two base radios is
+        # one signal), (device, radio) for an unknown radio.
+        self.radio_codes: dict[tuple[str, str], int] = {}
         self.emergencies = 0
         self._radio_published: dict[tuple[str, str], float] = {}  # unknown radio -> received_mono
+        self._radio_fix: dict[tuple[str, str], Fix] = {}  # unknown radio -> its last fix (kept in its reports)
 
     def reconfigure(self, cfg: Config) -> None:
         """Apply a reloaded configuration's units: maps, stored rows, availability intervals (loop thread).
@@ -200,7 +203,7 @@ class Station:
                 unit = self.unit_of_radio(r.device, r.radio)
                 if unit is None:
                     key = (r.device, r.radio)
-                    unknown[key] = (unknown[key][0] if key in unknown else None, r.code, r.received_mono)
+                    unknown[key] = (unknown[key][0] if key in unknown else self._radio_fix.get(key), r.code, r.received_mono)
                     codes[key] = r.code
                 else:
                     emergencies += self._radio_status(r, unit, now, codes, latest, changes, audits, messages)
@@ -232,6 +235,7 @@ class Station:
         self.latest.update(latest)
         self.radio_codes = codes
         self._radio_published = heard
+        self._radio_fix.update((key, fix) for key, (fix, _, _) in unknown.items() if fix is not None)
         self.emergencies += emergencies
         self.stale_fixes += stale
         self.tracks = tracks
@@ -339,7 +343,7 @@ class Station:
         messages: list[Message],
     ) -> int:
         """A mapped radio's status code: an emergency, a unit status, or nothing new. Returns emergencies raised."""
-        key = (r.device, r.radio)
+        key = ("", unit)
         previous = codes.get(key)
         codes[key] = r.code
         if r.code in self.emergency_codes:

@@ -14,18 +14,23 @@ def sentence(body: str) -> bytes:
     return f"${body}*{cs:02X}\r\n".encode("ascii")
 
 
+def _deg_min(a: float) -> tuple[int, str]:
+    """Whole degrees and `mm.mmmm` minutes of a non-negative angle; minutes that round to 60 carry."""
+    d = int(a)
+    m = f"{(a - d) * 60:07.4f}"
+    return (d + 1, "00.0000") if m == "60.0000" else (d, m)
+
+
 def lat_field(lat: float) -> tuple[str, str]:
     """Latitude as NMEA `ddmm.mmmm` and N/S."""
-    a = abs(lat)
-    d = int(a)
-    return f"{d:02d}{(a - d) * 60:07.4f}", "N" if lat >= 0 else "S"
+    d, m = _deg_min(abs(lat))
+    return f"{d:02d}{m}", "N" if lat >= 0 else "S"
 
 
 def lon_field(lon: float) -> tuple[str, str]:
     """Longitude as NMEA `dddmm.mmmm` and E/W."""
-    a = abs(lon)
-    d = int(a)
-    return f"{d:03d}{(a - d) * 60:07.4f}", "E" if lon >= 0 else "W"
+    d, m = _deg_min(abs(lon))
+    return f"{d:03d}{m}", "E" if lon >= 0 else "W"
 
 
 def tod(t: datetime) -> str:
