@@ -249,21 +249,17 @@ class ModbusModem:
 
     def _gps(self, registers: dict[int, int], emit: Emit, tracker: ModbusTracker) -> None:
         order = self.order
-        if self.opts.word_order == "auto":
+        g = gps_reading(self.map, registers, order) if order is not None else None
+        problem = fix_problem(g) if g is not None else "word order not known yet: no plausible position in any order (no GPS fix?)"
+        if problem and self.opts.word_order == "auto":
+            # Not found yet, or the order found before stopped making sense (firmware upgrade?).
             guess = detect_word_order(self.map, registers)
-            if guess.order is not None and guess.order != order:
-                # First detection, or the order found before stopped making sense (firmware upgrade?).
-                stale = order is None or bool(fix_problem(gps_reading(self.map, registers, order)))
-                if stale and (order is None or guess.in_indonesia):
-                    log.info("%s: word order %s (%s)", self.device, guess.order, guess.reason)
-                    self.order = order = guess.order
-        if order is None:
-            self._rejected += 1
-            tracker.no_fix_reason = "word order not known yet: no plausible position in any order (no GPS fix?)"
-            return
-        g = gps_reading(self.map, registers, order)
-        problem = fix_problem(g)
-        if problem:
+            if guess.order is not None and guess.order != order and (order is None or guess.in_indonesia):
+                log.info("%s: word order %s (%s)", self.device, guess.order, guess.reason)
+                self.order = order = guess.order
+                g = gps_reading(self.map, registers, order)
+                problem = fix_problem(g)
+        if problem or g is None:
             self._rejected += 1
             tracker.no_fix_reason = problem
             return

@@ -342,6 +342,16 @@ def test_fixed_word_order_that_is_wrong_gives_no_fix(sims: Callable[..., ModbusS
         assert not run.fixes() and run.driver.counters().rejected_fixes >= 2
 
 
+def test_word_order_is_found_again_after_a_firmware_change(sims: Callable[..., ModbusSim]) -> None:
+    sim = sims({1: teltonika(order="big")})
+    with running(sim.url) as run:
+        wait_until(lambda: run.driver.order == "big" and bool(run.fixes()), 10, "fix in big order")
+        sim.update(1, teltonika(lat=-0.8917, lon=119.8707, order="little-byteswap"))  # Palu, after an upgrade
+        wait_until(lambda: any(math.isclose(f.lat, -0.8917, abs_tol=F32_EPS) for f in run.fixes()), 10, "fix after the change")
+    assert run.driver.order == "little-byteswap"
+    assert all(mm.in_indonesia(f.lat, f.lon) for f in run.fixes()), "a garbage position got through in between"
+
+
 def test_no_fix_then_fix_then_health_changes(sims: Callable[..., ModbusSim]) -> None:
     sim = sims({1: teltonika(lat=0.0, lon=0.0)})
     with running(sim.url, no_fix_after_s=1) as run:
