@@ -28,6 +28,8 @@ examples:
   alkomctl call show C-0001               a call's timeline
   alkomctl demo                           a simulated station with a live view (Ctrl-C stops it)
   alkomctl ports                          serial ports, who holds them, what may steal them
+  alkomctl sniff /dev/ttyUSB0             what the port says, live (Ctrl-C stops)
+  alkomctl baud /dev/ttyUSB0              which baud rate gives NMEA?
 """
 
 
@@ -175,12 +177,44 @@ def _serial_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sn.add_argument("--seconds", type=float, default=None, metavar="S", help="stop after S seconds (default: Ctrl-C)")
     sn.add_argument("--json", action="store_true", help="one JSON object per sentence, garbage line, fix and status code")
 
+    bd = sub.add_parser(
+        "baud",
+        help="find a port's baud rate and framing (gpsd's hunt)",
+        formatter_class=raw,
+        description=wrap("Listen to the port at each baud rate from 1200 to 115200 (in gpsd's order: 4800 first, then "
+        "up, then the radio rates 2400 and 1200), in 8N1 and then 7N2, each until two sentences with a valid "
+        "checksum arrive or a few seconds pass; report the setting that gives NMEA with the evidence (valid and "
+        "invalid sentences per setting, a sample sentence). The port is opened exclusively, as the daemon does."),
+        epilog="exit codes: 0 found, 1 no setting gives NMEA, 66 no such port, 69 port failed, 75 port busy, "
+        "77 permission denied\n\nexamples:\n"
+        "  alkomctl baud /dev/serial/by-id/usb-Prolific_Technology_Inc._USB-Serial_Controller-if00-port0\n"
+        "  alkomctl baud /dev/ttyUSB0 --rates 9600,4800 --dwell 10     a radio that reports every few seconds\n"
+        "  alkomctl baud /dev/ttyUSB0 --all --json                     every setting's evidence, for scripts",
+    )
+    bd.add_argument("port", metavar="PORT", help="a device path or pyserial URL")
+    bd.add_argument("--rates", type=_int_list, default=None, metavar="N,N,...", help="rates to try, in order")
+    bd.add_argument("--framings", type=lambda v: v.split(","), default=None, metavar="8N1,7N2",
+                    help="framings to try, in order (default 8N1,7N2)")  # fmt: skip
+    bd.add_argument("--dwell", type=float, default=None, metavar="S", help="seconds per setting (default 3)")
+    bd.add_argument("--all", action="store_true", help="try every setting even after one gives NMEA")
+    bd.add_argument("--json", action="store_true", help="JSON output")
+
 
 def _line_args(p: argparse.ArgumentParser) -> None:
     from alkomd.drivers.nmea_serial import FRAMINGS
 
     p.add_argument("--baud", type=int, default=9600, metavar="N", help="baud rate (default 9600)")
     p.add_argument("--framing", default="8N1", choices=FRAMINGS, help="data bits, parity, stop bits (default 8N1)")
+
+
+def _int_list(value: str) -> list[int]:
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {value!r}") from None
+    if not out or any(v < 50 or v > 4_000_000 for v in out):
+        raise argparse.ArgumentTypeError(f"rates must be between 50 and 4000000: {value!r}")
+    return out
 
 
 def _db_args(p: argparse.ArgumentParser) -> None:
@@ -248,6 +282,13 @@ def dispatch(args: argparse.Namespace) -> int:
         from alkomd.daemon import cmd_sniff
 
         return cmd_sniff.run(args.port, args.baud, args.framing, args.raw, args.seconds, args.json)
+    if args.command == "baud":
+        from alkomd.daemon import cmd_baud
+
+        return cmd_baud.run(
+            args.port, args.rates or cmd_baud.RATES, args.framings or cmd_baud.FRAMINGS, args.dwell or cmd_baud.DWELL_S,
+            args.all, args.json,
+        )  # fmt: skip
     if args.command == "demo":
         from alkomd.daemon import demo
 
