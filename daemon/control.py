@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import functools
 import json
 import logging
 import os
@@ -214,7 +215,8 @@ class Queries:
         stored: dict[str, tuple[str, float, float, str]] = {}
         if any(u.id not in station.latest for u in rt.cfg.units):  # newest fix from before a restart
             rows = rt.store.conn.execute(
-                "SELECT p.unit, p.time, p.lat, p.lon, p.device FROM units u JOIN positions p ON p.unit = u.id AND p.time = u.last_fix_time"
+                "SELECT p.unit, p.time, p.lat, p.lon, p.device FROM units u CROSS JOIN positions p "
+                "ON p.unit = u.id AND p.time = u.last_fix_time"  # CROSS: units outside, an index search per unit
             )
             stored = {unit: (t, lat, lon, dev) for unit, t, lat, lon, dev in rows}
         out = []
@@ -265,19 +267,38 @@ class Queries:
 # -- serialising ----------------------------------------------------------------------------------
 
 
+_PRIMITIVE = (str, int, float, bool, type(None))
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def encode(data: object) -> Any:
     """A reply as JSON-ready values (dataclasses become objects)."""
-    if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        return {f.name: encode(getattr(data, f.name)) for f in dataclasses.fields(data)}
+    if isinstance(data, _PRIMITIVE):
+        return data
     if isinstance(data, list | tuple):
         return [encode(x) for x in data]
     if isinstance(data, dict):
         return {str(k): encode(v) for k, v in data.items()}
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        out = {}
+        for name in _field_names(type(data)):
+            value = getattr(data, name)
+            out[name] = value if isinstance(value, _PRIMITIVE) else encode(value)
+        return out
     return data
 
 
 class ReplyError(Exception):
     """The daemon's reply is not what this alkomctl understands (or the daemon reported an error)."""
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def decode(tp: Any, value: Any, where: str = "reply") -> Any:
@@ -303,7 +324,7 @@ def decode(tp: Any, value: Any, where: str = "reply") -> Any:
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ReplyError(f"{where}: expected an object")
-        hints = typing.get_type_hints(tp)
+        hints = _hints(tp)
         kwargs = {}
         for f in dataclasses.fields(tp):
             if f.name in value:
