@@ -16,6 +16,7 @@ from alkomd.daemon.jurisdictions import JurisdictionOptions
 from alkomd.daemon.recommend import RecommendOptions
 from alkomd.drivers.fleetsync import FleetSyncOptions
 from alkomd.drivers.gpsd import GpsdOptions
+from alkomd.drivers.modbus import ModbusOptions
 from alkomd.drivers.nmea_serial import NmeaOptions
 from alkomd.drivers.nmea_udp import NmeaUdpOptions
 
@@ -28,7 +29,7 @@ README = (ROOT / "README.md").read_text()
     [
         cfgmod.NodeConfig, cfgmod.StoreConfig, cfgmod.MqttConfig, cfgmod.LogConfig, cfgmod.AvailabilityConfig,
         cfgmod.UnitConfig, NmeaOptions, cfgmod.CallsConfig, DispatchOptions, RecommendOptions, JurisdictionOptions,
-        GpsdOptions, NmeaUdpOptions, FleetSyncOptions, cfgmod.RadioStatusConfig,
+        GpsdOptions, NmeaUdpOptions, FleetSyncOptions, cfgmod.RadioStatusConfig, ModbusOptions,
     ],
 )
 def test_every_config_key_is_in_the_readme_reference(section: type) -> None:
