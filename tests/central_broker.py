@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
 from conftest import wait_until
@@ -107,6 +107,66 @@ def render(text: str, d: Path, port: int, pki: Pki, require_certificate: bool = 
     return "user root\n" + "\n".join(lines) + "\n"
 
 
+def render_bridge(text: str, d: Path, port: int, central: CentralBroker, password: str) -> str:
+    """The shipped bridge-station.conf with test paths, a loopback port and the test central broker."""
+    swaps = {
+        "pid_file /run/mosquitto/mosquitto.pid": f"pid_file {d}/mosquitto.pid",
+        "persistence_location /var/lib/mosquitto/": f"persistence_location {d}/",
+        "log_dest file /var/log/mosquitto/mosquitto.log": f"log_dest file {d}/mosquitto.log",
+        "log_type information": "log_type information\nlog_type debug",
+        "listener 1883 127.0.0.1": f"listener {port} 127.0.0.1",
+        "address mqtt.polri110.example:8883": f"address localhost:{central.port}",
+        "remote_password CHANGE-ME": f"remote_password {password}",
+        "bridge_cafile /etc/mosquitto/certs/central-ca.crt": f"bridge_cafile {central.pki.ca}",
+    }
+    lines = text.splitlines()
+    for old, new in swaps.items():
+        at = [i for i, ln in enumerate(lines) if ln == old]
+        assert len(at) == 1, f"bridge-station.conf: expected the line {old!r} once, found it {len(at)} times"
+        lines[at[0]] = new
+    return "user root\n" + "\n".join(lines) + "\n"
+
+
+class StationBroker:
+    """mosquitto running the shipped bridge-station.conf, bridged to a running CentralBroker."""
+
+    def __init__(self, d: Path, central: CentralBroker, password: str) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        self.dir = d
+        self.port = free_port()
+        self.conf = d / "mosquitto.conf"
+        self.conf.write_text(render_bridge((SHIPPED / "bridge-station.conf").read_text(), d, self.port, central, password))
+        self.log_path = d / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> StationBroker:
+        binary = find_mosquitto()
+        assert binary, "mosquitto is required (./run-tests installs it)"
+        with (self.dir / "stderr.log").open("ab") as err:
+            self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                         start_new_session=True)  # fmt: skip
+        wait_until(lambda: port_open("127.0.0.1", self.port) or self.proc.poll() is not None, 10, "station broker listening")  # type: ignore[union-attr]
+        assert self.proc.poll() is None, f"mosquitto exited: {(self.dir / 'stderr.log').read_text()}"
+        return self
+
+    @property
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
 class CentralBroker:
     """mosquitto running the shipped central.conf and acl (plus `acl_extra`), on 127.0.0.1:<free port>."""
 
@@ -172,8 +232,11 @@ class CentralBroker:
         self.proc = None
 
 
+B = TypeVar("B", CentralBroker, StationBroker)
+
+
 @contextlib.contextmanager
-def running(broker: CentralBroker) -> Iterator[CentralBroker]:
+def running(broker: B) -> Iterator[B]:
     broker.start()
     try:
         yield broker

@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
-from central_broker import USERS, CentralBroker, Client, Pki, listening_ports, running
+from central_broker import USERS, CentralBroker, Client, Pki, StationBroker, listening_ports, running
 from conftest import Daemon, Feeder, Station, wait_until
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alkomd.drivers.simulator import PtyGps
 
@@ -308,3 +310,42 @@ def test_acl_refusal_is_kept_reported_once_not_spun_and_delivered_after_the_acl_
         got = [json.loads(m.payload)["msg_id"] for m in mabes.messages]
         assert sorted(got) == sorted(wanted), (got, wanted)
         assert d.proc is not None and d.proc.poll() is None
+
+
+# -- the station bridge ------------------------------------------------------------------------
+
+
+def test_bridge_station_conf_carries_the_station_both_ways_without_loops(tmp_path: Path, pki: Pki, clients: Callable[..., Client]) -> None:
+    """The shipped bridge-station.conf (Bone Bolango) bridged to the shipped central broker. Pass: a position and an
+    escalation published on the station's broker reach the centre once each; a call/new for the station published
+    at the centre reaches the station's subscriber once and is not sent back (Mabes sees it exactly 1 time); a
+    publish outside the station's subtree on the station broker reaches the centre 0 times."""
+    with running(CentralBroker(tmp_path / "central", pki)) as central:
+        mabes = connected(clients, central, "mabes")
+        mabes.subscribe("polri110/#")
+        with running(StationBroker(tmp_path / "station", central, USERS["gorontalo/bone-bolango"])) as station:
+            wait_until(lambda: "New client connected" in central.log and "gorontalo/bone-bolango" in central.log, 10, "bridge up")
+            local = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="alkomd", protocol=MQTTProtocolVersion.MQTTv5)
+            got: list[str] = []
+            local.on_message = lambda cl, ud, m: got.append(m.topic)
+            local.connect("127.0.0.1", station.port)
+            local.loop_start()
+            try:
+                local.subscribe(f"{BONE}/call/new", qos=1)
+                time.sleep(0.5)  # the SUBACK; the bridge's own subscriptions at the centre were made at its connect
+                for topic in (f"{BONE}/unit/R2-01/position", "polri110/gorontalo/call/new", f"{KOTA}/unit/R2-01/position"):
+                    local.publish(topic, b"{}", qos=1).wait_for_publish(5)
+                polda = connected(clients, central, "gorontalo")
+                assert polda.publish(f"{BONE}/call/new", b'{"call_id":"C-1"}') == 0
+                wait_until(lambda: got == [f"{BONE}/call/new"], 10, "the call reaches the station")
+                wait_until(lambda: {m.topic for m in mabes.messages} >= {f"{BONE}/unit/R2-01/position", "polri110/gorontalo/call/new"}, 10,
+                           "position and escalation at the centre")  # fmt: skip
+                time.sleep(1)  # a loop or a stray forward would show up by now
+                topics = [m.topic for m in mabes.messages]
+                assert topics.count(f"{BONE}/call/new") == 1, topics
+                assert topics.count(f"{BONE}/unit/R2-01/position") == 1 and topics.count("polri110/gorontalo/call/new") == 1
+                assert f"{KOTA}/unit/R2-01/position" not in topics
+                assert got == [f"{BONE}/call/new"]
+            finally:
+                local.disconnect()
+                local.loop_stop()
