@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 RESTART_NODE_KEYS = ("path", "root", "tier")
 RESTART_STORE_KEYS = ("path", "synchronous")
-LIVE_SECTIONS = ("availability", "dispatch", "recommend", "calls")
+LIVE_SECTIONS = ("availability", "dispatch", "recommend", "calls", "radio_status")
 
 Fingerprint = tuple[int, int] | None  # (mtime_ns, size) of the jurisdictions file
 
@@ -180,7 +180,7 @@ async def apply(rt: Runtime, plan: ReloadPlan, loaded: Loaded) -> None:
     rt.cfg = cfg
     desk = rt.desk
     desk.opts, desk.ropts, desk.calls_cfg = cfg.dispatch, cfg.recommend, cfg.calls
-    if plan.units or any(k.startswith("availability.") for k in plan.options):
+    if plan.units or any(k.startswith(("availability.", "radio_status.")) for k in plan.options):
         try:
             rt.station.reconfigure(cfg)
         except StoreError as exc:

@@ -107,9 +107,7 @@ class Station:
         self._scheduled = False
         self._store_failing = False
         self._unmapped_logged: set[str] = set()
-        rs = cfg.radio_status
-        self.emergency_codes = frozenset(rs.emergency)
-        self.code_status = {code: UnitStatus(name) for code, name in rs.statuses().items()}
+        self._radio_config(cfg)
         # Last status code: ("", unit) for a unit's radio (one signal relayed by two base radios is
         # one signal), (device, radio) for an unknown radio.
         self.radio_codes: dict[tuple[str, str], int] = {}
@@ -130,9 +128,15 @@ class Station:
         self.max_speed = {u.id: cfg.availability.max_speed(u.type) for u in cfg.units}
         self.tracks = {u: t for u, t in self.tracks.items() if u in self.units}
         self._unmapped_logged.clear()
+        self._radio_config(cfg)
         intervals = {u.id: u.report_interval_s or cfg.availability.interval(u.type) for u in cfg.units}
         self.availability.reconfigure(intervals, cfg.availability.missed_reports, self._now())
         self.store.sync_units((u.id, u.callsign, u.type, u.device) for u in cfg.units)
+
+    def _radio_config(self, cfg: Config) -> None:
+        """`[radio_status]`: which codes are emergencies, which set a unit status."""
+        self.emergency_codes = frozenset(cfg.radio_status.emergency)
+        self.code_status = {code: UnitStatus(name) for code, name in cfg.radio_status.statuses().items()}
 
     def submit(self, record: Operation) -> None:
         """Take one record from a driver, a status request or a tick (on the loop thread)."""
