@@ -30,6 +30,8 @@ examples:
   alkomctl ports                          serial ports, who holds them, what may steal them
   alkomctl sniff /dev/ttyUSB0             what the port says, live (Ctrl-C stops)
   alkomctl baud /dev/ttyUSB0              which baud rate gives NMEA?
+  alkomctl capture /dev/ttyUSB0 60 r2-12.nmea --device "R2-12 GPS"   record a capture
+  alkomctl replay r2-12.nmea --to pty:/tmp/ttyR212   play it into a pty a daemon reads
 """
 
 
@@ -134,6 +136,8 @@ def _daemon_queries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _serial_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The serial-port tools: ports, sniff, baud, capture, replay, support-bundle (daemon/cmd_*.py)."""
+    from alkomd.drivers.nmea_serial import FRAMINGS
+
     raw = argparse.RawDescriptionHelpFormatter
 
     def wrap(text: str) -> str:
@@ -199,6 +203,58 @@ def _serial_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     bd.add_argument("--all", action="store_true", help="try every setting even after one gives NMEA")
     bd.add_argument("--json", action="store_true", help="JSON output")
 
+    cp = sub.add_parser(
+        "capture",
+        help="record a port's raw bytes into a capture file (decode and replay read it)",
+        formatter_class=raw,
+        description=wrap("Record what a port says for SECONDS into FILE: a metadata header (device, place, date, "
+        "baud, notes, alkomctl version) in the tests/captures format, then the bytes exactly as read, with '#t=' "
+        "lines giving the arrival time of each burst so `alkomctl replay` keeps the pace. `alkomctl decode FILE` "
+        "reads it; a capture with its expected output becomes a regression test. The port is opened "
+        "exclusively, as the daemon does: stop the daemon first for a port it reads."),
+        epilog="exit codes: 0 captured valid sentences, 1 none, 66 no such port, 69 port lost, 73 cannot create FILE, "
+        "75 port busy, 77 permission denied\n\nexamples:\n"
+        "  alkomctl capture /dev/ttyUSB0 60 r2-12.nmea --device 'R2-12 Kenwood NX-3220 GPS' --place 'Jl. Ahmad Yani, Limboto'\n"
+        "  alkomctl capture /dev/ttyUSB0 600 base.nmea --baud 4800 --notes 'base radio, 5 units on air'",
+    )
+    cp.add_argument("port", metavar="PORT", help="a device path or pyserial URL")
+    cp.add_argument("seconds", type=float, metavar="SECONDS", help="how long to record (Ctrl-C stops early; the file is kept)")
+    cp.add_argument("file", type=Path, metavar="FILE", help="the capture to write (not overwritten without --force)")
+    _line_args(cp)
+    cp.add_argument("--device", default="", metavar="TEXT", help="which device: model, unit, firmware, output settings")
+    cp.add_argument("--place", default="", metavar="TEXT", help="where it was recorded")
+    cp.add_argument("--notes", default="", metavar="TEXT", help="anything odd about it")
+    cp.add_argument("--name", default="", metavar="TEXT", help="a title (default: capture of DEVICE)")
+    cp.add_argument("--force", action="store_true", help="overwrite FILE")
+
+    rp = sub.add_parser(
+        "replay",
+        help="play a capture into a pty, a serial port or socket:// at the recorded pace",
+        formatter_class=raw,
+        description=wrap("Write a capture's data lines (not its # lines) to TARGET: pty:PATH creates a pseudo-terminal "
+        "with PATH linked to it and waits for a program to open it (like gpsfake: point a daemon's url at PATH); "
+        "a device path writes to that serial port (a null-modem cable into another port); socket://host:port "
+        "connects to a listening TCP server. The pace is the capture's '#t=' times, else the NMEA times in the "
+        "sentences, else --rate lines per second; --speed multiplies it, --speed 0 sends as fast as the reader "
+        "takes it."),
+        epilog="exit codes: 0 played, 66 no such FILE, 69 nobody opened the pty or the target failed, 75 target busy, "
+        "77 permission denied\n\nexamples:\n"
+        "  alkomctl replay r2-12.nmea --to pty:/tmp/ttyR212              then run a daemon with url = \"/tmp/ttyR212\"\n"
+        "  alkomctl replay base.nmea --to /dev/ttyUSB1 --speed 4         four times faster, into a null-modem cable\n"
+        "  alkomctl replay r2-12.nmea --to socket://127.0.0.1:4001 --speed 0\n"
+        "  alkomctl replay r2-12.nmea --to pty:/tmp/x --dry-run           when each line would be sent",
+    )
+    rp.add_argument("file", type=Path, metavar="FILE", help="a capture (alkomctl capture, tests/captures/*.nmea)")
+    rp.add_argument("--to", required=True, metavar="TARGET", help="pty:PATH, a serial port, or socket://host:port")
+    rp.add_argument("--speed", type=_speed, default=1.0, metavar="X", help="pace multiplier (default 1; 0: as fast as possible)")
+    rp.add_argument("--rate", type=float, default=None, metavar="N", help="lines per second for captures without times (default 10)")
+    rp.add_argument("--max-gap", type=float, default=None, metavar="S", help="cap every pause at S seconds (default 60)")
+    rp.add_argument("--baud", type=int, default=None, metavar="N", help="baud rate of a serial TARGET (default: the capture's)")
+    rp.add_argument("--framing", default=None, choices=FRAMINGS, help="framing of a serial TARGET (default: the capture's)")
+    rp.add_argument("--wait", type=float, default=None, metavar="S", help="pty: how long to wait for a reader (default 60)")
+    rp.add_argument("--dry-run", action="store_true", help="print when each line would be sent; send nothing")
+    rp.add_argument("--json", action="store_true", help="JSON output")
+
 
 def _line_args(p: argparse.ArgumentParser) -> None:
     from alkomd.drivers.nmea_serial import FRAMINGS
@@ -215,6 +271,16 @@ def _int_list(value: str) -> list[int]:
     if not out or any(v < 50 or v > 4_000_000 for v in out):
         raise argparse.ArgumentTypeError(f"rates must be between 50 and 4000000: {value!r}")
     return out
+
+
+def _speed(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError("the speed is 0 (as fast as possible) or more")
+    return v
 
 
 def _db_args(p: argparse.ArgumentParser) -> None:
@@ -288,6 +354,18 @@ def dispatch(args: argparse.Namespace) -> int:
         return cmd_baud.run(
             args.port, args.rates or cmd_baud.RATES, args.framings or cmd_baud.FRAMINGS, args.dwell or cmd_baud.DWELL_S,
             args.all, args.json,
+        )  # fmt: skip
+    if args.command == "capture":
+        from alkomd.daemon import cmd_capture
+
+        info = cmd_capture.CaptureInfo(args.port, args.baud, args.framing, args.seconds, args.device, args.place, args.notes, args.name)
+        return cmd_capture.capture(info, args.file, args.force)
+    if args.command == "replay":
+        from alkomd.daemon import cmd_capture
+
+        return cmd_capture.replay(
+            args.file, args.to, args.speed, args.rate or cmd_capture.DEFAULT_RATE, args.max_gap or cmd_capture.MAX_GAP_S,
+            args.baud, args.framing, args.wait or cmd_capture.WAIT_FOR_READER_S, dry_run=args.dry_run, as_json=args.json,
         )  # fmt: skip
     if args.command == "demo":
         from alkomd.daemon import demo
