@@ -45,6 +45,15 @@ class StoreConfig:
     synchronous: str = spec("full", choices=("full", "normal"), doc="full survives power loss; normal only process crashes.")
     position_retention_days: int = spec(90, min=1, max=3650, doc="Position history older than this is deleted.")
     sent_retention_hours: int = spec(24, min=0, max=720, doc="Outbox rows the broker acknowledged are kept this long.")
+    outbox_budget_mb: float = spec(
+        500.0, min=0.01, max=1_000_000,
+        doc="Payload megabytes (10^6 bytes) of unsent messages kept during an outage; beyond it old position messages "
+        "are thinned (never calls, alerts or statuses; the position history keeps every fix).",
+    )  # fmt: skip
+
+    @property
+    def outbox_budget_bytes(self) -> int:
+        return int(self.outbox_budget_mb * 1_000_000)
 
 
 @dataclass(frozen=True)

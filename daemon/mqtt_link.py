@@ -101,6 +101,7 @@ class MqttLink:
         self.subscriptions = subscriptions
         self.connected = False
         self.connected_since: datetime | None = None
+        self.max_packet_size = 0  # the broker's Maximum Packet Size from its CONNACK (MQTT 5); 0: none given
         self.last_error = ""
         self.client_id = cfg.client_id or "alkomd-" + (node_topic.replace("/", "-"))
         self.v5 = cfg.protocol == "5"
@@ -197,7 +198,8 @@ class MqttLink:
         )
         for topic in self.subscriptions:
             client.subscribe(topic, qos=1)
-        self._post(self._set_connected, since)
+        max_packet = int(getattr(props, "MaximumPacketSize", 0) or 0) if props is not None else 0
+        self._post(self._set_connected, since, max_packet)
 
     def _on_disconnect(
         self,
@@ -227,9 +229,10 @@ class MqttLink:
             log.error("mqtt %s:%d: %s", self.cfg.host, self.cfg.port, text)
             self.last_error = text
 
-    def _set_connected(self, since: datetime) -> None:
+    def _set_connected(self, since: datetime, max_packet: int = 0) -> None:
         self.connected = True
         self.connected_since = since
+        self.max_packet_size = max_packet
         self.last_error = ""
         log.info("mqtt: connected to %s:%d as %s", self.cfg.host, self.cfg.port, self.client_id)
         self._events.connected()

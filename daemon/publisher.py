@@ -11,7 +11,12 @@ Rules (all on the event loop thread):
 - 0x10 "no matching subscribers" within `NO_SUBSCRIBER_GRACE_S` of a connect is not delivery
   either: a broker that just restarted has lost its subscribers' sessions, and what it accepts
   before they subscribe again goes nowhere. Such rows are retried every `NO_SUBSCRIBER_RETRY_S`
-  until the grace window ends; after it, 0x10 counts as delivered (nobody is listening).
+  until the grace window ends; after it, 0x10 counts as delivered (nobody is listening);
+- a row the broker acknowledged but the database cannot mark sent (disk full) stays out of the
+  window and is marked when the database takes writes again: it is not sent over and over;
+- a message larger than the broker's Maximum Packet Size (MQTT 5 CONNACK) is never handed to
+  paho: mosquitto drops the connection of a client that sends one, paho resends it first thing
+  after every reconnect, and the link would flap for ever. It is kept and treated like a refusal.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Callable
 
 from alkomd.daemon.mqtt_link import Ack
 from alkomd.daemon.records import utc_now
-from alkomd.daemon.store import OutboxRow, Store, StoreError
+from alkomd.daemon.store import OutboxRow, Store, StoreError, payload_size
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,15 @@ REFUSED_RETRY_S = 60.0
 NO_SUBSCRIBER = 0x10
 NO_SUBSCRIBER_GRACE_S = 60.0
 NO_SUBSCRIBER_RETRY_S = 2.0
+MARK_RETRY_S = 1.0
 Send = Callable[[str, str, int, bool], int]  # (topic, payload, qos, retain) -> mid
+
+
+def publish_packet_size(topic: str, payload: str) -> int:
+    """Bytes of the MQTT 5 PUBLISH packet (QoS 1, no properties) that carries this message."""
+    remaining = 2 + payload_size(topic) + 2 + 1 + payload_size(payload)
+    header = 2 if remaining < 128 else 3 if remaining < 16_384 else 4 if remaining < 2_097_152 else 5
+    return header + remaining
 
 
 class Publisher:
@@ -45,18 +58,22 @@ class Publisher:
         self.sent = 0
         self.refused = 0
         self.no_subscriber_retries = 0
+        self.too_large = 0
+        self.max_packet = 0  # the broker's Maximum Packet Size; 0: it did not say (no limit)
         self._connected_at = 0.0
         self._inflight: dict[int, int] = {}  # mid -> outbox row id
         self._priority: deque[OutboxRow] = deque()
         self._blocked: dict[int, float] = {}  # row id -> monotonic time of the next try
         self._acked: list[int] = []
         self._commit_scheduled = False
+        self._marks_failing = False
         self._refusals_logged: set[tuple[str, int]] = set()
 
     # -- link events ---------------------------------------------------------------------------
 
-    def on_connected(self) -> None:
+    def on_connected(self, max_packet: int = 0) -> None:
         self.connected = True
+        self.max_packet = max_packet
         self._connected_at = time.monotonic()
         self._priority = deque(self.store.newest_unsent_positions())
         self.pump()
@@ -93,20 +110,34 @@ class Publisher:
                 )  # fmt: skip
         self.pump()
 
+    def inflight_ids(self) -> set[int]:
+        """Outbox rows handed to paho and not acknowledged yet (the disk budget leaves them alone)."""
+        return set(self._inflight.values())
+
     def _kind_of(self, row_id: int) -> str:
         r = self.store.conn.execute("SELECT kind FROM outbox WHERE id = ?", (row_id,)).fetchone()
         return str(r[0]) if r else "?"
 
     def _commit_acks(self) -> None:
+        """Mark acknowledged rows sent. While the database refuses (disk full) they stay acknowledged in
+        memory and out of the window, and the commit is retried: nothing is sent again meanwhile."""
         self._commit_scheduled = False
-        ids, self._acked = self._acked, []
+        ids = self._acked
         if not ids:
             return
         try:
             self.store.mark_sent(ids, utc_now())
-        except StoreError:
-            log.exception("cannot mark %d outbox rows sent; they will be sent again", len(ids))
+        except StoreError as exc:
+            if not self._marks_failing:
+                self._marks_failing = True
+                log.error("%s; %d acknowledged messages stay marked in memory, retrying every %.0f s", exc, len(ids), MARK_RETRY_S)
+            self._commit_scheduled = True
+            self._loop.call_later(MARK_RETRY_S, self._commit_acks)
             return
+        if self._marks_failing:
+            self._marks_failing = False
+            log.info("acknowledged messages marked sent again (%d)", len(ids))
+        self._acked = []
         self.sent += len(ids)
         for i in ids:
             self._blocked.pop(i, None)
@@ -137,6 +168,24 @@ class Publisher:
     def _send(self, row: OutboxRow) -> None:
         assert self.send is not None
         m = row.message
+        if self.max_packet and publish_packet_size(m.topic, m.payload) > self.max_packet:
+            self._too_large(row)
+            return
         retain = m.retain and not self.store.superseded(row)
         mid = self.send(m.topic, m.payload, m.qos, retain)
         self._inflight[mid] = row.id
+
+    def _too_large(self, row: OutboxRow) -> None:
+        """Keep a message the broker would disconnect us for; look at it again after `REFUSED_RETRY_S`."""
+        self.too_large += 1
+        self._blocked[row.id] = time.monotonic() + REFUSED_RETRY_S
+        self._loop.call_later(REFUSED_RETRY_S, self.pump)
+        self._loop.call_soon(self.pump)  # its place in the window goes to the next message
+        size = publish_packet_size(row.message.topic, row.message.payload)
+        if (row.message.kind, 0x95) not in self._refusals_logged:
+            self._refusals_logged.add((row.message.kind, 0x95))
+            log.error(
+                "a %s message of %d bytes exceeds the broker's maximum packet size (%d bytes): kept in the outbox, "
+                "not sent; raise max_packet_size on the broker",
+                row.message.kind, size, self.max_packet,
+            )  # fmt: skip

@@ -26,6 +26,7 @@ from alkomd.daemon.config import Config, DeviceConfig
 from alkomd.daemon.control import ControlServer, Queries, ReloadInfo, socket_path
 from alkomd.daemon.jurisdictions import JurisdictionIndex
 from alkomd.daemon.mqtt_link import Ack, Incoming, LinkEvents, MqttLink
+from alkomd.daemon.outbox_budget import OutboxBudget
 from alkomd.daemon.publisher import Publisher
 from alkomd.daemon.records import Record, SteadyClock, utc_iso, utc_now
 from alkomd.daemon.schema import ConfigError
@@ -86,7 +87,7 @@ class Runtime(LinkEvents):
     # LinkEvents (called on the loop thread by MqttLink)
     def connected(self) -> None:
         self._link_changed(True)
-        self.publisher.on_connected()
+        self.publisher.on_connected(self.link.max_packet_size)
         self._status()
 
     def disconnected(self, reason: str) -> None:
@@ -177,6 +178,7 @@ class Runtime(LinkEvents):
         loop = self._loop = asyncio.get_running_loop()
         self.store = Store(cfg.store.path, cfg.store.synchronous)
         self.publisher = Publisher(self.store, loop, cfg.mqtt.inflight)
+        self.budget = OutboxBudget(self.store, lambda: self.cfg.store.outbox_budget_bytes, self.publisher.inflight_ids)
         self.station = Station(cfg, self.store, self.publisher, loop, now=self.clock)
         self.desk = CallDesk(cfg, self.store, self.station, self.publisher, loop, self.clock, self.jurisdictions)
         self.station.on_committed = self.desk.units_changed
@@ -198,6 +200,7 @@ class Runtime(LinkEvents):
         tasks = [
             asyncio.create_task(self._every(cfg.mqtt.health_interval_s, self._publish_health), name="health"),
             asyncio.create_task(self._every(PRUNE_INTERVAL_S, self._prune), name="prune"),
+            asyncio.create_task(self.budget.run(), name="outbox-budget"),
             asyncio.create_task(self._every(AVAILABILITY_TICK_S, self.station.tick), name="availability"),
         ]
         if self.notify.watchdog_s:
@@ -288,8 +291,9 @@ class Runtime(LinkEvents):
         if not self.link.connected:
             return
         payload = contract.health_payload(
-            utc_now(), time.monotonic() - self.started_mono, self.store.outbox_depth(), self.device_health()
-        )
+            utc_now(), time.monotonic() - self.started_mono, self.store.outbox_depth(), self.device_health(),
+            outbox_bytes=self.store.unsent_bytes, outbox_thinned=self.budget.thinned_rows,
+        )  # fmt: skip
         self.link.publish(contract.health_topic(self.cfg.node.topic), payload, 1, False)
 
     def _prune(self) -> None:

@@ -370,11 +370,6 @@ class Store:
     def last_outbox_id(self) -> int:
         return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
 
-    def newest_unsent_position_ids(self) -> set[int]:
-        """Ids of the newest unsent position message of each unit (never thinned)."""
-        cur = self.conn.execute("SELECT max(id) FROM outbox WHERE sent IS NULL AND kind = 'position' GROUP BY topic")
-        return {int(i) for (i,) in cur}
-
     def unsent_positions(self, after_id: int, upto_id: int, limit: int) -> list[UnsentPosition]:
         """Unsent position messages with after_id < id <= upto_id, oldest first, at most `limit`."""
         cur = self.conn.execute(

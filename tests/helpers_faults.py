@@ -1,0 +1,155 @@
+"""Fault-injection helpers for the outage and fault-matrix tests: station configs with extra keys, a
+mosquitto with its own configuration lines (ACL, packet limits, persistence), and a TCP proxy that
+can turn into a half-open path.
+
+Everything started here is stopped by its own PID or thread; brokers listen on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from conftest import Station
+
+from alkomd.daemon.broker import find_mosquitto, free_port, port_open
+
+
+def configure(station: Station, devices: int = 1, store: str = "", mqtt: str = "", extra: str = "") -> None:
+    """`Station.write_config`, plus lines for `[store]` and `[mqtt]` and whole sections at the end."""
+    station.write_config(devices=devices, extra_mqtt=mqtt)
+    text = station.config.read_text()
+    head = f'[store]\npath = "{station.db}"\n'
+    assert head in text
+    station.config.write_text(text.replace(head, head + store) + "\n" + extra)
+
+
+def unsent_bytes(station: Station) -> int:
+    """UTF-8 payload bytes of the unsent outbox, read from the database (what the budget limits)."""
+    rows = station.query("SELECT coalesce(sum(length(CAST(payload AS BLOB))), 0) FROM outbox WHERE sent IS NULL")
+    return int(rows[0][0])
+
+
+class Mosquitto:
+    """A private mosquitto on a free loopback port with extra configuration lines, killed and restarted by PID."""
+
+    def __init__(self, workdir: Path, conf: str = "", port: int | None = None) -> None:
+        binary = find_mosquitto()
+        assert binary is not None, "mosquitto is not installed (./run-tests installs it)"
+        self.binary = binary
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.log_path = workdir / "mosquitto.log"
+        self.conf_path = workdir / "mosquitto.conf"
+        # `user`: a broker started as root keeps our uid and can read and write our files; ignored otherwise.
+        self.conf_path.write_text(
+            f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+            f"log_dest stderr\nlog_type all\nlog_timestamp true\n{conf}"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Mosquitto:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "-c", str(self.conf_path)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=self.workdir,
+            )  # fmt: skip
+        deadline = time.monotonic() + 5
+        while not port_open("127.0.0.1", self.port):
+            assert self.proc.poll() is None, f"mosquitto exited:\n{self.log()[-2000:]}"
+            assert time.monotonic() < deadline, "mosquitto did not listen within 5 s"
+            time.sleep(0.02)
+        return self
+
+    def _signal(self, sig: int) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+            proc.wait(10)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+class HalfOpenProxy:
+    """127.0.0.1:<port> -> 127.0.0.1:<target>, in a thread with its own asyncio loop.
+
+    `stall()` makes the path half-open: nothing is forwarded any more in either direction and
+    nothing is closed, as when a router on the way dies or a NAT entry is lost; connections made
+    while stalled are accepted and go nowhere. `heal()` lets new connections through again; the
+    connections of before stay dead (their TCP state is gone on the far side).
+    """
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = free_port()
+        self.generation = 0
+        self.stalled = False
+        self.connections = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(5), "proxy did not start"
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self._ready.set()
+        async with server:
+            await self._stop.wait()
+            server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        gen = self.generation
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._pipe(reader, up_w, gen), self._pipe(up_r, writer, gen), return_exceptions=True)
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, gen: int) -> None:
+        try:
+            while data := await r.read(65536):
+                if self.stalled or gen != self.generation:
+                    continue  # swallowed: the far side never hears of it, and nobody is told
+                w.write(data)
+                await w.drain()
+        finally:
+            w.close()
+
+    def stall(self) -> None:
+        self._loop.call_soon_threadsafe(self._set, True)
+
+    def heal(self) -> None:
+        self._loop.call_soon_threadsafe(self._set, False)
+
+    def _set(self, stalled: bool) -> None:
+        self.stalled = stalled
+        self.generation += 1
+
+    def close(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(5)
