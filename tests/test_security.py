@@ -349,3 +349,75 @@ def test_bridge_station_conf_carries_the_station_both_ways_without_loops(tmp_pat
             finally:
                 local.disconnect()
                 local.loop_stop()
+
+
+# -- three tiers of real daemons through the shipped ACL --------------------------------------
+
+JUR = Path(__file__).resolve().parents[1] / "config" / "jurisdictions"
+
+
+def _tier(d: Path, broker: CentralBroker, node_path: str, tier: str, user: str, sections: str) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "pw").write_text(broker.users[user] + "\n")
+    cfg = d / "alkomd.toml"
+    cfg.write_text(
+        f'[node]\npath = "{node_path}"\ntier = "{tier}"\n[store]\npath = "{d}/alkomd.db"\n'
+        f'[mqtt]\nhost = "localhost"\nport = {broker.port}\ntls = true\nca_file = "{broker.pki.ca}"\nusername = "{user}"\n'
+        f'password_file = "{d}/pw"\nreconnect_min_s = 0.5\nreconnect_max_s = 2\n{sections}'
+    )
+    return cfg
+
+
+def test_three_tiers_of_alkomd_work_through_the_shipped_acl(
+    tmp_path: Path, pki: Pki, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps], clients: Callable[..., Client]
+) -> None:
+    """Polres Kota Gorontalo, Polda Gorontalo and Mabes, each logged in as its own user of the shipped acl; the
+    call comes from the 110 contact centre's user and Mabes' console answers it. Pass: the call escalates Polres ->
+    Polda -> Mabes, the Polda recommends the Polres' unit (it reads the child's units), Mabes' answer alerts that
+    unit at its own node and the Polres sets it assigned; 0 "Denied PUBLISH" in the broker log, 0 refusals logged
+    by any daemon."""
+    users = dict(USERS, **{"gateway-110": "pw-gateway", "console-mabes-1": "pw-console-mabes", "observer": "pw-observer"})
+    with running(CentralBroker(tmp_path / "central", pki, users=users, acl_extra="\nuser observer\ntopic read polri110/#\n")) as b:
+        sub = connected(clients, b, "observer")
+        sub.subscribe("polri110/#")
+
+        def state(node: str, call_id: str = "C-9") -> dict[str, object]:
+            got = sub.on(f"{node}/call/{call_id}")
+            return dict(json.loads(got[-1].payload)) if got else {}
+
+        link = tmp_path / "polres" / "ttyGPS0"
+        polres = _tier(tmp_path / "polres", b, "gorontalo/kota-gorontalo", "polres", "gorontalo/kota-gorontalo",
+                       f'[jurisdictions]\nfile = "{JUR}/gorontalo-adm2.geojson"\ninclude_property = "code"\ninclude_values = ["75.71"]\n'
+                       "[dispatch]\nanswer_timeout_polres_s = 5\n[recommend]\nmax_fix_age_s = 3600\n"
+                       f'[[device]]\nid = "gps0"\ndriver = "nmea"\nurl = "{link}"\n[[unit]]\nid = "R2-00"\ndevice = "gps0"\n')  # fmt: skip
+        polda = _tier(tmp_path / "polda", b, "gorontalo", "polda", "gorontalo",
+                      f'[jurisdictions]\nfile = "{JUR}/gorontalo-adm2.geojson"\ninclude_property = "level"\n'
+                      'include_values = ["regency", "city"]\nchildren = ["75.71=gorontalo/kota-gorontalo"]\n'
+                      "[dispatch]\nanswer_timeout_polda_s = 5\n[recommend]\nmax_fix_age_s = 3600\n")  # fmt: skip
+        mabes = _tier(tmp_path / "mabes", b, "", "mabes", "mabes",
+                      f'[jurisdictions]\nfile = "{JUR}/indonesia-adm1.geojson"\noutside_max_m = 3000\nchildren = ["75=gorontalo"]\n'
+                      "[dispatch]\nanswer_timeout_mabes_s = 5\nrealert_s = 5\n[recommend]\nmax_fix_age_s = 3600\n")  # fmt: skip
+        pty = ptys(link)
+        running_daemons = [daemons(polres), daemons(polda), daemons(mabes)]
+        for node in (KOTA, "polri110/gorontalo", "polri110"):
+            wait_until(lambda n=node: any(json.loads(m.payload)["state"] == "online" for m in sub.on(f"{n}/state")), 10, f"{node} online")  # type: ignore[misc]
+        wait_until(lambda: "gps0: starting -> connected" in running_daemons[0].log, what="port open")
+        Feeder(pty).write(3, gap_s=0.1)
+        wait_until(lambda: any(b'"available"' in m.payload for m in sub.on(f"{KOTA}/unit/R2-00/status")), 10, "unit available")
+
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        call = {"call_id": "C-9", "caller": "+6285200000000", "lat": 0.5450, "lon": 123.0620, "accuracy_m": 10,
+                "received_at": now, "category": "kecelakaan"}  # fmt: skip
+        gateway = connected(clients, b, "gateway-110")
+        assert gateway.publish(f"{KOTA}/call/new", json.dumps(call).encode()) == 0
+        wait_until(lambda: state(KOTA).get("state") == "escalated", 20, "escalated at the Polres")
+        wait_until(lambda: state("polri110/gorontalo").get("state") == "offered", 20, "offered at the Polda")
+        assert [c["unit"] for c in state("polri110/gorontalo")["candidates"]] == ["R2-00"]  # type: ignore[attr-defined]
+        wait_until(lambda: state("polri110").get("state") == "offered", 30, "offered at Mabes")
+        console = connected(clients, b, "console-mabes-1")
+        assert console.publish("polri110/call/C-9/event", json.dumps({"action": "answer", "by": "piket-mabes"}).encode()) == 0
+        wait_until(lambda: bool(sub.on(f"{KOTA}/unit/R2-00/alert")), 10, "alert at the unit's own node")
+        wait_until(lambda: b'"assigned"' in sub.on(f"{KOTA}/unit/R2-00/status")[-1].payload, 10, "unit assigned at its node")
+        assert "Denied PUBLISH" not in b.log
+        for d in running_daemons:
+            assert "broker refused" not in d.log and "refused the connection" not in d.log
