@@ -260,19 +260,33 @@ class _SerialClient(ModbusSerialClient):
         if port is None:
             raise ConnectionException(str(self))
         end = time.monotonic() + (self.comm_params.timeout_connect or 1.0)
+        fd = _fileno(port)
         try:
             while not port.in_waiting:
                 if self.stop.is_set():
                     raise Stopped("stopped while waiting for a reply")
-                if time.monotonic() >= end:
+                left = end - time.monotonic()
+                if left <= 0:
                     return b""  # pymodbus reads this as a timeout
-                self.stop.wait(self._recv_interval)
+                if fd is None:  # rfc2217:// and other URLs without a descriptor: poll
+                    self.stop.wait(min(left, self._recv_interval))
+                else:
+                    select.select([fd], [], [], min(left, SLICE_S))
         except OSError as exc:
             self.close()
             raise ConnectionException(f"port lost: {exc}") from None
         data = super().recv(size)
         self.rx_bytes += len(data)
         return data
+
+
+def _fileno(port: object) -> int | None:
+    """The descriptor to wait on for a pyserial port (device paths and socket:// have one)."""
+    try:
+        fd = port.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError, serial.SerialException):
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
 
 
 Client = _TcpClient | _SerialClient
