@@ -32,6 +32,9 @@ examples:
   alkomctl baud /dev/ttyUSB0              which baud rate gives NMEA?
   alkomctl capture /dev/ttyUSB0 60 r2-12.nmea --device "R2-12 GPS"   record a capture
   alkomctl replay r2-12.nmea --to pty:/tmp/ttyR212   play it into a pty a daemon reads
+  alkomctl capture /dev/ttyUSB0 60 x.nmea record a port for 60 s (decode and replay read it)
+  alkomctl replay x.nmea --to pty:/tmp/gps play it into a pty that a daemon reads
+  alkomctl support-bundle /tmp/b.tar.gz   versions, ports, config without secrets, errors
 """
 
 
@@ -255,6 +258,24 @@ def _serial_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rp.add_argument("--dry-run", action="store_true", help="print when each line would be sent; send nothing")
     rp.add_argument("--json", action="store_true", help="JSON output")
 
+    sb = sub.add_parser(
+        "support-bundle",
+        help="one tar.gz for the maintainers: versions, ports, config without secrets, counters, recent errors",
+        formatter_class=raw,
+        description=wrap("Collect what the maintainers need to help into OUT.tar.gz: versions (alkomd, Python, "
+        "libraries, mosquitto, OS), `alkomctl ports`, the effective configuration with secrets as paths only, the "
+        "daemon's status and counters (from its control socket, else its database read-only), the recent "
+        "warnings and errors of the journal (journalctl -u alkomd) or of a log file, udev rules. Never "
+        "included: password or key file contents, calls, caller numbers, unit positions."),
+        epilog="exit codes: 0 written, 73 cannot create OUT\n\nexamples:\n"
+        "  sudo alkomctl support-bundle /tmp/alkomd-support.tar.gz\n"
+        "  alkomctl support-bundle bundle.tar.gz --config ./alkomd.toml --log ./alkomd.log",
+    )
+    sb.add_argument("out", type=Path, metavar="OUT.tar.gz", help="the bundle to write (replaced if it exists)")
+    sb.add_argument("--config", type=Path, default=None, metavar="FILE", help=f"the daemon's configuration (default {DEFAULT_PATH})")
+    sb.add_argument("--log", type=Path, default=None, metavar="FILE", help="a log file to take recent errors from (besides the journal)")
+    sb.add_argument("--socket", type=Path, default=None, metavar="PATH", help="the daemon's control socket (default: from the config)")
+
 
 def _line_args(p: argparse.ArgumentParser) -> None:
     from alkomd.drivers.nmea_serial import FRAMINGS
@@ -367,6 +388,10 @@ def dispatch(args: argparse.Namespace) -> int:
             args.file, args.to, args.speed, args.rate or cmd_capture.DEFAULT_RATE, args.max_gap or cmd_capture.MAX_GAP_S,
             args.baud, args.framing, args.wait or cmd_capture.WAIT_FOR_READER_S, dry_run=args.dry_run, as_json=args.json,
         )  # fmt: skip
+    if args.command == "support-bundle":
+        from alkomd.daemon import cmd_support
+
+        return cmd_support.run(args.out, args.config, args.log, args.socket)
     if args.command == "demo":
         from alkomd.daemon import demo
 
