@@ -30,8 +30,6 @@ examples:
   alkomctl ports                          serial ports, who holds them, what may steal them
   alkomctl sniff /dev/ttyUSB0             what the port says, live (Ctrl-C stops)
   alkomctl baud /dev/ttyUSB0              which baud rate gives NMEA?
-  alkomctl capture /dev/ttyUSB0 60 r2-12.nmea --device "R2-12 GPS"   record a capture
-  alkomctl replay r2-12.nmea --to pty:/tmp/ttyR212   play it into a pty a daemon reads
   alkomctl capture /dev/ttyUSB0 60 x.nmea record a port for 60 s (decode and replay read it)
   alkomctl replay x.nmea --to pty:/tmp/gps play it into a pty that a daemon reads
   alkomctl support-bundle /tmp/b.tar.gz   versions, ports, config without secrets, errors

@@ -47,7 +47,20 @@ def test_every_shipped_config_is_valid() -> None:
         assert index is None or index.ids
 
 
-@pytest.mark.parametrize("cmd", [["alkomd.daemon.cli"], ["alkomd.daemon.ctl"], ["alkomd.daemon.ctl", "decode"]])
+SERIAL_TOOLS = ["ports", "sniff", "baud", "capture", "replay", "support-bundle"]
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [["alkomd.daemon.cli"], ["alkomd.daemon.ctl"], ["alkomd.daemon.ctl", "decode"], *(["alkomd.daemon.ctl", t] for t in SERIAL_TOOLS)],
+)
 def test_help_explains(cmd: list[str]) -> None:
     out = subprocess.run([sys.executable, "-m", *cmd, "--help"], capture_output=True, text=True, check=True).stdout
     assert len(out.splitlines()) > 8 and "usage:" in out
+
+
+@pytest.mark.parametrize("tool", SERIAL_TOOLS)
+def test_every_serial_tool_is_in_the_readme_with_its_exit_codes_and_an_example(tool: str) -> None:
+    assert f"| `alkomctl {tool} " in README
+    out = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", tool, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "exit codes:" in out and f"alkomctl {tool} " in out.split("examples:", 1)[1]
