@@ -89,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
     m.add_argument("--embedded-broker", action="store_true", help="use the embedded broker even if mosquitto exists")
     m.add_argument("--workdir", type=Path, default=None, help="keep the demo's config, database and logs here")
+    _serial_tools(sub)
     return p
 
 
