@@ -226,9 +226,13 @@ class ModbusModem:
             tracker.saw_sentence()
         if r.no_reply is not None:
             self._timeouts += 1
+            # Debug only: a flaky link would log every flip; the state (silent, with this detail) is logged on change.
             if tracker.silence != str(r.no_reply):
-                log.warning("%s: %s", self.device, r.no_reply)
+                log.debug("%s: %s", self.device, r.no_reply)
             tracker.silence = str(r.no_reply)
+        elif tracker.silence:
+            log.debug("%s: unit %d answers again", self.device, self.opts.unit_id)
+            tracker.silence = ""
         seen = frozenset((e.address, e.code) for e in r.exceptions)
         if seen != self._logged_exceptions:
             for e in r.exceptions:
