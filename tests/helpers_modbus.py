@@ -159,6 +159,10 @@ class ModbusSim:
         try:
             self._loop.run_until_complete(self._main())
         finally:
+            pending = [t for t in asyncio.all_tasks(self._loop) if not t.done()]  # e.g. a reply held by delay_s
+            for t in pending:
+                t.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
 
     async def _main(self) -> None:
