@@ -27,6 +27,7 @@ examples:
   alkomctl audit verify                   is the station's audit record intact?
   alkomctl call show C-0001               a call's timeline
   alkomctl demo                           a simulated station with a live view (Ctrl-C stops it)
+  alkomctl modbus probe tcp://192.168.1.1 which modem is this, and does its GPS work?
   alkomctl ports                          serial ports, who holds them, what may steal them
   alkomctl sniff /dev/ttyUSB0             what the port says, live (Ctrl-C stops)
   alkomctl baud /dev/ttyUSB0              which baud rate gives NMEA?
@@ -90,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--embedded-broker", action="store_true", help="use the embedded broker even if mosquitto exists")
     m.add_argument("--workdir", type=Path, default=None, help="keep the demo's config, database and logs here")
     _serial_tools(sub)
+    from alkomd.daemon import cmd_modbus
+
+    cmd_modbus.add_parser(sub)
     return p
 
 
@@ -391,6 +395,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from alkomd.daemon import cmd_support
 
         return cmd_support.run(args.out, args.config, args.log, args.socket)
+    if args.command == "modbus":
+        from alkomd.daemon import cmd_modbus
+
+        return cmd_modbus.run(args)
     if args.command == "demo":
         from alkomd.daemon import demo
 
