@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol, TextIO
 
 import serial
+from rich.console import Console
+from rich.text import Text
 
 from alkomd.daemon import __version__
 from alkomd.daemon.records import utc_iso, utc_now
@@ -136,6 +138,7 @@ def capture(
     info: CaptureInfo,
     path: Path,
     force: bool = False,
+    as_json: bool = False,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
@@ -192,7 +195,17 @@ def capture(
             f"{decoder.checksum_errors} bad checksums, {decoder.garbage_bytes} garbage bytes, {decoder.fixes} fixes"
         )
         writer.end(summary + (f"; port lost: {lost}" if lost else ""))
-    print(f"alkomctl capture: {path}: {summary}", file=out)
+    if as_json:
+        result = {"file": str(path), "port": info.port, "baud": info.baud, "framing": info.framing,
+                  "seconds": round(elapsed, 2), "bytes": writer.bytes, "lines": writer.lines, "sentences": decoder.sentences,
+                  "checksum_errors": decoder.checksum_errors, "garbage_bytes": decoder.garbage_bytes, "fixes": decoder.fixes,
+                  "lost": lost}  # fmt: skip
+        out.write(json.dumps(result) + "\n")
+    else:
+        console = Console(file=out, highlight=False, soft_wrap=True)
+        line = Text(f"{path}", style="bold")
+        line.append(f": {summary}", style="" if decoder.sentences else "red")
+        console.print(line)
     if lost:
         print(f"alkomctl capture: lost {info.port}: {lost} (what came before is kept)", file=err)
         return EX_UNAVAILABLE
@@ -440,5 +453,8 @@ def replay(
     if as_json:
         out.write(json.dumps(result) + "\n")
     else:
-        print(f"alkomctl replay: sent {sent} of {len(p.lines)} lines ({nbytes} bytes) in {elapsed:.1f} s", file=out)
+        style = "yellow" if sent < len(p.lines) else "green"
+        Console(file=out, highlight=False, soft_wrap=True).print(
+            Text(f"sent {sent} of {len(p.lines)} lines ({nbytes} bytes) to {target} in {elapsed:.1f} s", style=style)
+        )
     return EX_OK

@@ -47,6 +47,7 @@ class Host:
     udev_dirs: tuple[Path, ...] = UDEV_DIRS
     brltty_paths: tuple[Path, ...] = (Path("/usr/bin/brltty"), Path("/bin/brltty"), Path("/sbin/brltty"), Path("/usr/sbin/brltty"))
     use_udevadm: bool = True
+    use_systemctl: bool = True
     use_pyserial_list: bool = True
 
 
@@ -593,7 +594,24 @@ def thieves(host: Host, ports: Sequence[PortInfo], scan: Scan) -> list[Finding]:
             ))  # fmt: skip
     if running["gpsd"]:
         out.append(Finding("note", "gpsd", f"gpsd is running (pid {running['gpsd'][0]}); it opens the ports it is given or hotplugged"))
+    if host.use_systemctl and _unit_active("gpsd.socket"):
+        out.append(Finding(
+            "note", "gpsd", "gpsd.socket is active: gpsd starts on demand, with the ports its hotplug rule or /etc/default/gpsd gives it",
+            "sudo systemctl disable --now gpsd.socket gpsd if nothing on this PC uses gpsd",
+        ))  # fmt: skip
     return out
+
+
+def _unit_active(unit: str) -> bool:
+    """Whether systemd says the unit is active (False without systemd)."""
+    systemctl = shutil.which("systemctl")
+    if systemctl is None:
+        return False
+    try:
+        r = subprocess.run([systemctl, "is-active", "--quiet", unit], capture_output=True, timeout=UDEVADM_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
 
 
 def _mm_ignored_by_udev(host: Host, p: PortInfo) -> bool:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.text import Text
 
 from alkomd.daemon import __version__, cmd_ports, control
 from alkomd.daemon.config import DEFAULT_PATH, Config, load
@@ -326,6 +327,7 @@ def run(
     config: Path | None,
     log: Path | None = None,
     socket_path: Path | None = None,
+    as_json: bool = False,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
@@ -340,6 +342,12 @@ def run(
         print(f"alkomctl support-bundle: cannot create {out_path}: {exc.strerror or exc}", file=err)
         return EX_CANTCREAT
     size = out_path.stat().st_size
-    print(f"alkomctl support-bundle: wrote {out_path} ({size} bytes): {folder}/ with {', '.join(sorted(members))}", file=out)
-    print("It holds no password, key, call or caller number; read README.txt inside before sending it.", file=out)
+    if as_json:
+        out.write(json.dumps({"file": str(out_path), "bytes": size, "folder": folder, "members": sorted(members)}) + "\n")
+        return EX_OK
+    console = Console(file=out, highlight=False, soft_wrap=True)
+    console.print(Text(f"wrote {out_path} ({size} bytes)", style="bold green"))
+    for name in sorted(members, key=lambda n: (n != "README.txt", n)):
+        console.print(Text(f"  {folder}/{name}  ({len(members[name])} bytes)"))
+    console.print(Text("It holds no password, key, call or caller number; read README.txt inside before sending it.", style="dim"))
     return EX_OK

@@ -232,6 +232,7 @@ def _serial_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cp.add_argument("--notes", default="", metavar="TEXT", help="anything odd about it")
     cp.add_argument("--name", default="", metavar="TEXT", help="a title (default: capture of DEVICE)")
     cp.add_argument("--force", action="store_true", help="overwrite FILE")
+    cp.add_argument("--json", action="store_true", help="the summary as JSON")
 
     rp = sub.add_parser(
         "replay",
@@ -278,6 +279,7 @@ def _serial_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sb.add_argument("--config", type=Path, default=None, metavar="FILE", help=f"the daemon's configuration (default {DEFAULT_PATH})")
     sb.add_argument("--log", type=Path, default=None, metavar="FILE", help="a log file to take recent errors from (besides the journal)")
     sb.add_argument("--socket", type=Path, default=None, metavar="PATH", help="the daemon's control socket (default: from the config)")
+    sb.add_argument("--json", action="store_true", help="what was written, as JSON")
 
 
 def _line_args(p: argparse.ArgumentParser) -> None:
@@ -383,7 +385,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from alkomd.daemon import cmd_capture
 
         info = cmd_capture.CaptureInfo(args.port, args.baud, args.framing, args.seconds, args.device, args.place, args.notes, args.name)
-        return cmd_capture.capture(info, args.file, args.force)
+        return cmd_capture.capture(info, args.file, args.force, args.json)
     if args.command == "replay":
         from alkomd.daemon import cmd_capture
 
@@ -394,7 +396,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "support-bundle":
         from alkomd.daemon import cmd_support
 
-        return cmd_support.run(args.out, args.config, args.log, args.socket)
+        return cmd_support.run(args.out, args.config, args.log, args.socket, args.json)
     if args.command == "modbus":
         from alkomd.daemon import cmd_modbus
 

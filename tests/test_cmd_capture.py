@@ -88,8 +88,10 @@ def test_a_capture_replayed_into_a_daemon_publishes_its_positions(
 ) -> None:
     capture = tmp_path / "field.nmea"
     with PtyGps(tmp_path / "ttyFIELD") as field:
-        r, times = record(field, capture, 6, "--device", "patrol car receiver")
+        r, times = record(field, capture, 6, "--device", "patrol car receiver", "--json")
     assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["fixes"] == 6 and summary["checksum_errors"] == 0 and summary["file"] == str(capture) and not summary["lost"]
 
     station.write_config(devices=1)
     link = station.links[0]  # the daemon's url; replay makes the pty there

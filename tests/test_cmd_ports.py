@@ -145,7 +145,7 @@ def _host(tmp_path: Path, rules: dict[str, str], brltty: bool = False) -> Host:
     if brltty:
         binary.parent.mkdir(parents=True, exist_ok=True)
         binary.write_text("#!/bin/sh\n")
-    return Host(udev_dirs=(udev,), brltty_paths=(binary,), use_udevadm=False)
+    return Host(udev_dirs=(udev,), brltty_paths=(binary,), use_udevadm=False, use_systemctl=False)
 
 
 def _scan_running(*names: str) -> Scan:
@@ -217,7 +217,7 @@ def test_the_human_view_names_the_stable_path_and_the_fix(tmp_path: Path) -> Non
     with PtyGps(tmp_path / "ttyUSB0") as pty:
         stable = dev / "serial" / "by-id" / "usb-Prolific_Technology_Inc._USB-Serial_Controller-if00-port0"
         stable.symlink_to(pty.slave_name)
-        report = cmd_ports.collect([str(pty.link)], host=Host(dev=dev, udev_dirs=host.udev_dirs, use_udevadm=False))
+        report = cmd_ports.collect([str(pty.link)], host=Host(dev=dev, udev_dirs=host.udev_dirs, use_udevadm=False, use_systemctl=False))
         [port] = report.ports
         assert port.stable == (str(stable),)
         out = tmp_path / "out.txt"

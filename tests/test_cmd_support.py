@@ -106,8 +106,9 @@ def test_the_bundle_has_versions_ports_config_status_and_errors_but_no_secret(
     assert "config.json" in members["README.txt"].decode()
 
     daemon.stop()
-    r, members = bundle(tmp_path / "after.tar.gz", "--config", str(station.config))
+    r, members = bundle(tmp_path / "after.tar.gz", "--config", str(station.config), "--json")
     assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["members"] == sorted(members)
     assert "status.json" not in members and "database.json" in members
     assert_nothing_secret(members)
     db = json.loads(members["database.json"])
