@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -41,7 +41,7 @@ from alkomd.daemon.config import Config
 from alkomd.daemon.jurisdictions import JurisdictionIndex
 from alkomd.daemon.publisher import Publisher
 from alkomd.daemon.recommend import UnitIndex, recommend
-from alkomd.daemon.records import UnitPosition
+from alkomd.daemon.records import UnitPosition, utc_iso
 from alkomd.daemon.station import Station, status_audit
 from alkomd.daemon.store import Message, Store, StoredCall, StoreError
 
@@ -82,7 +82,9 @@ class CallDesk:
         self.units = UnitIndex()
         self.calls: dict[str, dispatch.Call] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._callers: dict[str, deque[datetime]] = {}
+        # caller -> times of their calls in the window; least recent caller first, so callers whose last
+        # call left the window are forgotten at once (memory bounded by the window, not the uptime)
+        self._callers: OrderedDict[str, deque[datetime]] = OrderedDict()
         self._seen_event_ids: deque[str] = deque(maxlen=10_000)
         self.owner: dict[str, str] = {}  # unit of a node below -> that node's topic
         for body in store.open_calls():
@@ -186,7 +188,11 @@ class CallDesk:
                          [StoredCall(req.call_id, "handed_off", False, body)])  # fmt: skip
             log.info("call %s: not in this node's area: handed to %s", req.call_id, target)
             return
-        flags = ("repeat_caller",) if self._repeat(req.caller, now) else ()
+        flags: tuple[str, ...] = (dispatch.FLAG_REPEAT_CALLER,) if self._repeat(req.caller, now) else ()
+        if now - req.received_at > call_intake.MAX_AGE:  # a replayed capture, or a gateway that held it a day
+            flags += (dispatch.FLAG_OLD_CALL,)
+            log.warning("call %s: received_at %s is more than %d h before intake: flagged %s", req.call_id,
+                        utc_iso(req.received_at), int(call_intake.MAX_AGE.total_seconds() // 3600), dispatch.FLAG_OLD_CALL)  # fmt: skip
         candidates = recommend(self.units, req.location, placement, now, self.ropts) if req.location else ()
         received = _dumps({"caller": req.caller, "source": req.source, "problems": list(req.problems),
                            "escalated_from": req.escalated_from, "sha256": req.raw_sha256})  # fmt: skip
@@ -356,11 +362,18 @@ class CallDesk:
         return None
 
     def _repeat(self, caller: str, now: datetime) -> bool:
+        window = timedelta(seconds=self.calls_cfg.repeat_caller_window_s)
+        callers = self._callers
+        while callers and now - next(iter(callers.values()))[-1] > window:
+            callers.popitem(last=False)
         if not caller:
             return False
-        q = self._callers.setdefault(caller, deque())
+        q = callers.get(caller)
+        if q is None:
+            q = callers[caller] = deque()
+        else:
+            callers.move_to_end(caller)
         q.append(now)
-        window = timedelta(seconds=self.calls_cfg.repeat_caller_window_s)
         while q and now - q[0] > window:
             q.popleft()
         return len(q) > self.calls_cfg.repeat_caller_count

@@ -19,6 +19,7 @@ FLAG_REPEAT_CALLER = "repeat_caller"
 FLAG_NO_CANDIDATE = "no_candidate"  # nobody to send: a dispatcher must find a unit
 FLAG_INVALID_LOCATION = "invalid_location"  # a human must ask the caller where they are
 FLAG_REALERTED = "realerted"  # Mabes: the answer timer ran out at least once
+FLAG_OLD_CALL = "old_call"  # received_at more than a day before intake: a replayed capture or a long-held message
 
 S = CallStateName
 FINAL = frozenset({S.CLOSED, S.ESCALATED})

@@ -16,6 +16,7 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 PRUNE_INTERVAL_S = 3600.0
 AVAILABILITY_TICK_S = 1.0
 DRIVER_JOIN_S = 2.0
+INBOX_SLICE_S = 0.05  # incoming MQTT messages are handled at most this long per loop turn (timers run in between)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class Runtime(LinkEvents):
         self.jurisdictions_fp = reload.fingerprint(cfg)
         self._reload_task: asyncio.Task[None] | None = None
         self._reload_again = False
+        self._inbox: deque[Incoming] = deque()
+        self._draining = False
         self.ready = False
         self.notify = Notifier()
         self.clock = SteadyClock()
@@ -118,6 +122,30 @@ class Runtime(LinkEvents):
         self.publisher.on_ack(ack)
 
     def message(self, msg: Incoming) -> None:
+        """Queue an incoming message. They are handled in slices of INBOX_SLICE_S, so a flood of calls cannot
+        starve the loop's timers (watchdog pings, answer deadlines) for as long as the backlog lasts."""
+        self._inbox.append(msg)
+        if not self._draining:
+            self._draining = True
+            self._loop.call_soon(self._drain)
+
+    def _drain(self, budget_s: float = INBOX_SLICE_S) -> None:
+        end = time.monotonic() + budget_s
+        inbox = self._inbox
+        while inbox:
+            msg = inbox.popleft()
+            try:
+                self._handle(msg)
+            except Exception:  # supervision boundary: one message must not stop the intake
+                log.exception("mqtt: message on %s could not be handled", msg.topic)
+            if time.monotonic() >= end:
+                break
+        if inbox:
+            self._loop.call_soon(self._drain)  # after this turn's timers
+        else:
+            self._draining = False
+
+    def _handle(self, msg: Incoming) -> None:
         if self.desk.message(msg.topic, msg.payload, msg.retain):
             return
         prefix = f"{self.cfg.node.topic}/unit/"
@@ -258,6 +286,7 @@ class Runtime(LinkEvents):
             if rd.thread.is_alive():
                 log.warning("%s: driver did not stop in time", rd.device)
         await asyncio.sleep(0)  # run records the drivers handed over while stopping
+        self._drain(float("inf"))  # messages still queued (the broker has their PUBACK already)
         self.station.flush()
         self.publisher.pump()
         await asyncio.get_running_loop().run_in_executor(None, self.link.stop)
