@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -329,16 +330,59 @@ def mm_ignored_vendors(host: Host) -> tuple[set[str], bool, list[Path]]:
 # --- building the report -------------------------------------------------------------------------
 
 
-def configured_ports(cfg: Config) -> dict[str, list[str]]:
-    """Device-node paths named by the config's [[device]] tables -> their device ids (URLs skipped)."""
-    out: dict[str, list[str]] = {}
+@dataclass(frozen=True)
+class ConfigPorts:
+    """The device-node ports a configuration's [[device]] tables name (pyserial URLs are not ports here)."""
+
+    source: str
+    ports: tuple[tuple[str, str], ...] = ()  # (path, device id)
+    error: str = ""  # why the file did not validate (then its ports were read from the TOML as written)
+
+    def by_path(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for path, device in self.ports:
+            out.setdefault(path, []).append(device)
+        return out
+
+
+_PORT_KEYS = ("url", "port", "path", "device")
+
+
+def _port_value(value: object) -> str | None:
+    text = str(value) if isinstance(value, str | Path) else ""
+    return text if text.startswith("/") and "://" not in text else None
+
+
+def config_ports(cfg: Config) -> ConfigPorts:
+    """The ports of a validated configuration."""
+    found = []
     for d in cfg.devices:
-        for attr in ("url", "port", "path", "device"):
-            value = getattr(d.options, attr, None)
-            if isinstance(value, str | Path) and str(value).startswith("/") and "://" not in str(value):
-                out.setdefault(str(value), []).append(d.id)
-                break
-    return out
+        value = next((v for v in (_port_value(getattr(d.options, k, None)) for k in _PORT_KEYS) if v), None)
+        if value:
+            found.append((value, d.id))
+    return ConfigPorts(str(cfg.source), tuple(found))
+
+
+def read_config_ports(path: Path) -> ConfigPorts | None:
+    """The ports of a config file; one that does not validate (a password file only the service can
+    see, say) is read as plain TOML, with the error kept. None if it cannot be read at all."""
+    try:
+        return config_ports(load(path))
+    except ConfigError as exc:
+        error = str(exc)
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    tables = raw.get("device", [])
+    found = []
+    for t in tables if isinstance(tables, list) else []:
+        if isinstance(t, dict) and isinstance(t.get("id"), str):
+            value = next((v for v in (_port_value(t.get(k)) for k in _PORT_KEYS) if v), None)
+            if value:
+                found.append((value, t["id"]))
+    return ConfigPorts(str(path), tuple(found), error)
 
 
 def _system_ports(host: Host) -> list[str]:
@@ -387,17 +431,15 @@ def _access_for(user: str, st: os.stat_result) -> bool | None:
 def _config_devices(config_path: str, cache: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
     """Real port path -> [[device]] ids of a config file (empty if it cannot be read)."""
     if config_path not in cache:
-        try:
-            ports = configured_ports(load(config_path))
-        except (ConfigError, OSError):
-            ports = {}
+        found = read_config_ports(Path(config_path))
+        ports = found.by_path() if found is not None else {}
         cache[config_path] = {os.path.realpath(p): ids for p, ids in ports.items()}
     return cache[config_path]
 
 
 def collect(
     names: Sequence[str] = (),
-    cfg: Config | None = None,
+    config: ConfigPorts | None = None,
     host: Host | None = None,
     users: Sequence[str] = (),
 ) -> PortsReport:
@@ -407,7 +449,7 @@ def collect(
     """
     host = host or Host()
     wanted: dict[str, list[str]] = {}  # path as named -> sources
-    cfg_ports = configured_ports(cfg) if cfg is not None else {}
+    cfg_ports = config.by_path() if config is not None else {}
     if names:
         for n in names:
             wanted.setdefault(n, []).append("argument")
@@ -427,10 +469,13 @@ def collect(
     config_cache: dict[str, dict[str, list[str]]] = {}
     me = _user(os.geteuid())
     ports = [
-        _port(name, reals[name], tuple(sources), host, scan, locks, cfg_by_real, config_cache, cfg is not None, users)
+        _port(name, reals[name], tuple(sources), host, scan, locks, cfg_by_real, config_cache, config is not None, users)
         for name, sources in wanted.items()
     ]
     findings = thieves(host, ports, scan)
+    if config is not None and config.error:
+        findings.append(Finding("note", "config", f"the configuration does not validate here ({config.error}); "
+                                "its [[device]] ports were read from the file as written"))  # fmt: skip
     if not scan.complete:
         findings.append(
             Finding("note", "holders", "some processes belong to other users: who holds a port may be incomplete",
@@ -444,7 +489,7 @@ def collect(
     groups = tuple(sorted({_group(g) for g in os.getgroups()} | {_group(os.getegid())}))
     return PortsReport(
         ports=tuple(ports), findings=tuple(findings), user=me, groups=groups, complete=scan.complete,
-        config=str(cfg.source) if cfg is not None else "",
+        config=config.source if config is not None else "",
     )  # fmt: skip
 
 
@@ -713,16 +758,15 @@ def run(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
-    """`alkomctl ports`: exit 0 no problem, 1 problems found, 66 a named port does not exist, 78 bad config."""
-    cfg: Config | None = None
+    """`alkomctl ports`: exit 0 no problem, 1 problems found, 66 a named port does not exist, 78 --config unreadable."""
+    found: ConfigPorts | None = None
     path = config if config is not None else (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
     if path is not None:
-        try:
-            cfg = load(path)
-        except ConfigError as exc:
-            print(f"alkomctl ports: config error: {exc}", file=err)
+        found = read_config_ports(path)
+        if found is None and config is not None:
+            print(f"alkomctl ports: cannot read {config} (missing, unreadable or not TOML)", file=err)
             return EX_CONFIG
-    report = collect(names, cfg, users=users)
+    report = collect(names, found, users=users)
     if as_json:
         out.write(json.dumps(report_dict(report), indent=2) + "\n")
     else:

@@ -250,7 +250,7 @@ def collect(config: Path | None, log: Path | None = None, socket_path: Path | No
         except (OSError, tomllib.TOMLDecodeError):
             pass
 
-    report = cmd_ports.collect([], cfg)
+    report = cmd_ports.collect([], cmd_ports.config_ports(cfg) if cfg is not None else cmd_ports.read_config_ports(cfg_path))
     files["ports.txt"] = _text(lambda c: cmd_ports.render(report, c))
     files["ports.json"] = json.dumps(cmd_ports.report_dict(report), indent=2)
 

@@ -225,3 +225,20 @@ def test_the_human_view_names_the_stable_path_and_the_fix(tmp_path: Path) -> Non
             cmd_ports.render(report, cmd_ports.Console(file=fh, highlight=False, soft_wrap=True))
         text = out.read_text()
         assert str(stable) in text and "gpsd's hotplug rule is installed" in text and "fix: sudo systemctl disable" in text
+
+
+def test_a_config_that_only_the_service_can_validate_still_labels_its_ports(tmp_path: Path) -> None:
+    with PtyGps(tmp_path / "ttyRADIO") as pty:
+        cfg = tmp_path / "alkomd.toml"
+        cfg.write_text(
+            '[node]\npath = "gorontalo/bone-bolango"\n'
+            '[mqtt]\npassword_file = "/run/credentials/alkomd.service/mqtt-password"\n'  # only the service sees it
+            f'[[device]]\nid = "base-radio"\ndriver = "nmea"\nurl = "{pty.link}"\n'
+            '[[device]]\nid = "modem"\ndriver = "nmea"\nurl = "socket://192.0.2.1:4001"\n'
+        )
+        code, report = ports_json("--config", str(cfg), str(pty.link))
+        [port] = report["ports"]  # type: ignore[misc]
+        assert port["devices"] == ["base-radio"]
+        assert any(f["about"] == "config" and "mqtt.password_file" in f["text"] for f in report["findings"])  # type: ignore[attr-defined]
+        assert code == 0
+    assert alkomctl("ports", "--config", str(tmp_path / "missing.toml")).returncode == 78
