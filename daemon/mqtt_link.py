@@ -9,7 +9,10 @@ Wraps paho's traps once:
   published on every connect, and "offline" is the will (and is published on a clean stop);
 - paho leaves Nagle's algorithm on: a small packet sent right after another (the call state
   right after the PUBACK of the call) then waits for the broker's delayed ACK, about 40 ms.
-  The socket gets TCP_NODELAY as soon as paho opens it.
+  The socket gets TCP_NODELAY as soon as paho opens it;
+- paho ignores the broker's Maximum Packet Size (CONNACK): a bigger message makes mosquitto drop
+  the connection, and paho sends it again first thing after every reconnect. Such a message is
+  not handed to paho at all.
 
 All callbacks reach the owner through `loop.call_soon_threadsafe`, never directly.
 """
@@ -75,6 +78,13 @@ def _no_delay(client: paho.Client, userdata: object, sock: object) -> None:
             pass
 
 
+def publish_packet_size(topic: str, payload: str) -> int:
+    """Bytes of the MQTT 5 PUBLISH packet (QoS 1, no properties) that carries this message."""
+    size = len(topic.encode("utf-8")) + len(payload.encode("utf-8")) + 5  # topic length, packet id, properties length
+    header = 2 if size < 128 else 3 if size < 16_384 else 4 if size < 2_097_152 else 5
+    return header + size
+
+
 def read_secret(path: str) -> str:
     """A secret file's content without its trailing newline (systemd credentials, 0600 files)."""
     with open(path, encoding="utf-8") as fh:
@@ -102,6 +112,7 @@ class MqttLink:
         self.connected = False
         self.connected_since: datetime | None = None
         self.max_packet_size = 0  # the broker's Maximum Packet Size from its CONNACK (MQTT 5); 0: none given
+        self._too_large: set[str] = set()
         self.last_error = ""
         self.client_id = cfg.client_id or "alkomd-" + (node_topic.replace("/", "-"))
         self.v5 = cfg.protocol == "5"
@@ -152,7 +163,17 @@ class MqttLink:
         self.client.loop_start()
 
     def publish(self, topic: str, payload: str, qos: int = 1, retain: bool = False) -> int:
-        """Hand one message to paho; returns its mid (its PUBACK arrives as `acked`)."""
+        """Hand one message to paho; returns its mid (its PUBACK arrives as `acked`).
+
+        A message larger than the broker's Maximum Packet Size is not sent (the broker would drop the
+        connection, and paho would resend it after every reconnect): logged once per topic, mid 0.
+        """
+        if self.max_packet_size and publish_packet_size(topic, payload) > self.max_packet_size:
+            if topic not in self._too_large:
+                self._too_large.add(topic)
+                log.error("mqtt: a message for %s is larger than the broker's maximum packet size (%d bytes): not sent",
+                          topic, self.max_packet_size)  # fmt: skip
+            return 0
         info = self.client.publish(topic, payload.encode("utf-8"), qos=qos, retain=retain)
         return info.mid
 

@@ -16,7 +16,8 @@ Rules (all on the event loop thread):
   window and is marked when the database takes writes again: it is not sent over and over;
 - a message larger than the broker's Maximum Packet Size (MQTT 5 CONNACK) is never handed to
   paho: mosquitto drops the connection of a client that sends one, paho resends it first thing
-  after every reconnect, and the link would flap for ever. It is kept and treated like a refusal.
+  after every reconnect, and the link would flap for ever. It is kept, and looked at again after
+  `REFUSED_RETRY_S` or at the next connect (the broker's limit may have changed).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from alkomd.daemon.mqtt_link import Ack
+from alkomd.daemon.mqtt_link import Ack, publish_packet_size
 from alkomd.daemon.records import utc_now
-from alkomd.daemon.store import OutboxRow, Store, StoreError, payload_size
+from alkomd.daemon.store import OutboxRow, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,6 @@ NO_SUBSCRIBER_GRACE_S = 60.0
 NO_SUBSCRIBER_RETRY_S = 2.0
 MARK_RETRY_S = 1.0
 Send = Callable[[str, str, int, bool], int]  # (topic, payload, qos, retain) -> mid
-
-
-def publish_packet_size(topic: str, payload: str) -> int:
-    """Bytes of the MQTT 5 PUBLISH packet (QoS 1, no properties) that carries this message."""
-    remaining = 2 + payload_size(topic) + 2 + 1 + payload_size(payload)
-    header = 2 if remaining < 128 else 3 if remaining < 16_384 else 4 if remaining < 2_097_152 else 5
-    return header + remaining
 
 
 class Publisher:
@@ -60,6 +54,7 @@ class Publisher:
         self.no_subscriber_retries = 0
         self.too_large = 0
         self.max_packet = 0  # the broker's Maximum Packet Size; 0: it did not say (no limit)
+        self._too_large_ids: set[int] = set()  # rows held back for their size (looked at again on connect)
         self._connected_at = 0.0
         self._inflight: dict[int, int] = {}  # mid -> outbox row id
         self._priority: deque[OutboxRow] = deque()
@@ -74,6 +69,9 @@ class Publisher:
     def on_connected(self, max_packet: int = 0) -> None:
         self.connected = True
         self.max_packet = max_packet
+        for row_id in self._too_large_ids:  # this broker may take them: checking costs nothing
+            self._blocked.pop(row_id, None)
+        self._too_large_ids.clear()
         self._connected_at = time.monotonic()
         self._priority = deque(self.store.newest_unsent_positions())
         self.pump()
@@ -178,6 +176,7 @@ class Publisher:
     def _too_large(self, row: OutboxRow) -> None:
         """Keep a message the broker would disconnect us for; look at it again after `REFUSED_RETRY_S`."""
         self.too_large += 1
+        self._too_large_ids.add(row.id)
         self._blocked[row.id] = time.monotonic() + REFUSED_RETRY_S
         self._loop.call_later(REFUSED_RETRY_S, self.pump)
         self._loop.call_soon(self.pump)  # its place in the window goes to the next message

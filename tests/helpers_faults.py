@@ -1,6 +1,6 @@
 """Fault-injection helpers for the outage and fault-matrix tests: station configs with extra keys, a
-mosquitto with its own configuration lines (ACL, packet limits, persistence), and a TCP proxy that
-can turn into a half-open path.
+mosquitto with its own configuration lines (ACL, packet limits, persistence), a TCP proxy that
+can turn into a half-open path, a background GPS feed and a NOTIFY_SOCKET listener.
 
 Everything started here is stopped by its own PID or thread; brokers listen on free loopback ports.
 """
@@ -12,12 +12,14 @@ import contextlib
 import getpass
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
-from conftest import Station
+from conftest import Feeder, Station, Subscriber
 
 from alkomd.daemon.broker import find_mosquitto, free_port, port_open
 
@@ -118,6 +120,10 @@ class HalfOpenProxy:
         async with server:
             await self._stop.wait()
             server.close()
+        handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in handlers:
+            t.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -153,3 +159,79 @@ class HalfOpenProxy:
         if self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+class FeedThread:
+    """Feeders written in a background thread, one epoch each every `period_s`, until `stop()`.
+
+    An epoch nobody reads (the pty unplugged, or the daemon killed and not yet restarted) is
+    dropped and counted, as a receiver's bytes are lost then; `Feeder.times` has only those written.
+    """
+
+    def __init__(self, feeds: list[Feeder], period_s: float = 0.05) -> None:
+        self.feeds = feeds
+        self.period_s = period_s
+        self.skipped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> FeedThread:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for f in self.feeds:
+                try:
+                    f.write(1)
+                except (AssertionError, OSError):  # nobody has the port open
+                    self.skipped += 1
+            self._stop.wait(self.period_s)
+
+    def stop(self) -> int:
+        """Stop writing; returns the number of valid epochs written in all."""
+        self._stop.set()
+        self._thread.join(5)
+        return sum(len(f.times) for f in self.feeds)
+
+
+class NotifySocket:
+    """A systemd-like NOTIFY_SOCKET (a datagram socket) that records what the daemon tells systemd."""
+
+    def __init__(self, path: Path) -> None:
+        self.address = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.address)
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []  # (monotonic time received, datagram)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def fields(self, key: str) -> list[str]:
+        """Values of `KEY=` lines, in order."""
+        return [ln[len(key) + 1 :] for _, text in list(self.messages) for ln in text.split("\n") if ln.startswith(key + "=")]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def outbox_ids(station: Station, where: str = "1") -> set[str]:
+    return {r[0] for r in station.query(f"SELECT msg_id FROM outbox WHERE {where}")}
+
+
+def received_ids(sub: Subscriber) -> Counter[str]:
+    """msg_id -> times the consumer received it (the node's own state messages included)."""
+    return Counter(str(m.payload.get("msg_id")) for m in list(sub.messages))
