@@ -34,6 +34,7 @@ examples:
   alkomctl capture /dev/ttyUSB0 60 x.nmea record a port for 60 s (decode and replay read it)
   alkomctl replay x.nmea --to pty:/tmp/gps play it into a pty that a daemon reads
   alkomctl support-bundle /tmp/b.tar.gz   versions, ports, config without secrets, errors
+  alkomctl mqtt-check                     log in to the broker as the daemon does; probe round trip
 """
 
 
@@ -94,50 +95,10 @@ def parser() -> argparse.ArgumentParser:
     from alkomd.daemon import cmd_modbus
 
     cmd_modbus.add_parser(sub)
+    from alkomd.daemon import cmd_mqtt_check
+
+    cmd_mqtt_check.add_parser(sub)
     return p
-
-
-def _daemon_queries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """status, units, devices, backup: the running station (daemon/cmd_status.py, daemon/cmd_backup.py)."""
-    from textwrap import fill
-
-    where = (
-        "The daemon answers on its control socket: /run/alkomd/control.sock under systemd, else control.sock next "
-        "to the database. Works while the broker is down. Exit codes: 0 ok, 69 no daemon answers (is alkomd "
-        "running?), 76 the reply is not understood, 77 permission denied (join the alkomd group), 78 --config "
-        "cannot be read."
-    )
-    for name, what in (
-        ("status", "the daemon at a glance: broker link, outbox, database, devices and units by state, last reload"),
-        ("units", "every unit: status, last fix, its age and place, where it came from"),
-        ("devices", "every device: state and since when, counters, age of the last data, modem health"),
-    ):
-        q = sub.add_parser(name, help=what, description=fill(f"{what[0].upper()}{what[1:]}. {where}", 100),
-                           epilog=f"examples:\n  alkomctl {name}\n  alkomctl {name} --json | jq .\n"
-                           f"  alkomctl {name} --socket /run/alkomd/control.sock",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-        q.add_argument("--socket", type=Path, default=None, metavar="PATH", help="the daemon's control socket")
-        q.add_argument("--config", type=Path, default=None, metavar="FILE",
-                       help=f"find the socket from this configuration's [store] path (default {DEFAULT_PATH})")  # fmt: skip
-        q.add_argument("--json", action="store_true", help="the daemon's reply as JSON, for scripts")
-    b = sub.add_parser(
-        "backup",
-        help="online backup of the station's database, verified",
-        description=fill("Copy the station's database while the daemon runs (SQLite's backup API, one consistent "
-        "snapshot: everything committed before the backup started), then check the copy (integrity_check, schema "
-        "version, the audit record's hash chain) and only then rename it to FILE (mode 0600: it holds callers' "
-        "data). Run it as root or as the alkomd user. Exit codes: 0 written and sound, 65 the copy fails a check "
-        "(a broken audit chain is still written: the copy is faithful), 66 no database, 73 FILE exists (--force) "
-        "or cannot be created, 77 permission denied.", 100),
-        epilog="examples:\n  sudo alkomctl backup /root/alkomd-$(date +%F).db\n"
-        "  alkomctl backup --db /var/lib/alkomd/alkomd.db --json /srv/backup/alkomd.db",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    b.add_argument("file", type=Path, metavar="FILE", help="where the copy goes")
-    b.add_argument("--db", type=Path, default=None, help="the database (default: [store] path of --config)")
-    b.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE", help=f"configuration (default {DEFAULT_PATH})")
-    b.add_argument("--force", action="store_true", help="replace FILE if it exists")
-    b.add_argument("--json", action="store_true", help="what was copied, as JSON")
 
 
 def _serial_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -282,11 +243,47 @@ def _serial_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sb.add_argument("--json", action="store_true", help="what was written, as JSON")
 
 
-def _line_args(p: argparse.ArgumentParser) -> None:
-    from alkomd.drivers.nmea_serial import FRAMINGS
+def _daemon_queries(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """status, units, devices, backup: the running station (daemon/cmd_status.py, daemon/cmd_backup.py)."""
+    from textwrap import fill
 
-    p.add_argument("--baud", type=int, default=9600, metavar="N", help="baud rate (default 9600)")
-    p.add_argument("--framing", default="8N1", choices=FRAMINGS, help="data bits, parity, stop bits (default 8N1)")
+    where = (
+        "The daemon answers on its control socket: /run/alkomd/control.sock under systemd, else control.sock next "
+        "to the database. Works while the broker is down. Exit codes: 0 ok, 69 no daemon answers (is alkomd "
+        "running?), 76 the reply is not understood, 77 permission denied (join the alkomd group), 78 --config "
+        "cannot be read."
+    )
+    for name, what in (
+        ("status", "the daemon at a glance: broker link, outbox, database, devices and units by state, last reload"),
+        ("units", "every unit: status, last fix, its age and place, where it came from"),
+        ("devices", "every device: state and since when, counters, age of the last data, modem health"),
+    ):
+        q = sub.add_parser(name, help=what, description=fill(f"{what[0].upper()}{what[1:]}. {where}", 100),
+                           epilog=f"examples:\n  alkomctl {name}\n  alkomctl {name} --json | jq .\n"
+                           f"  alkomctl {name} --socket /run/alkomd/control.sock",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        q.add_argument("--socket", type=Path, default=None, metavar="PATH", help="the daemon's control socket")
+        q.add_argument("--config", type=Path, default=None, metavar="FILE",
+                       help=f"find the socket from this configuration's [store] path (default {DEFAULT_PATH})")  # fmt: skip
+        q.add_argument("--json", action="store_true", help="the daemon's reply as JSON, for scripts")
+    b = sub.add_parser(
+        "backup",
+        help="online backup of the station's database, verified",
+        description=fill("Copy the station's database while the daemon runs (SQLite's backup API, one consistent "
+        "snapshot: everything committed before the backup started), then check the copy (integrity_check, schema "
+        "version, the audit record's hash chain) and only then rename it to FILE (mode 0600: it holds callers' "
+        "data). Run it as root or as the alkomd user. Exit codes: 0 written and sound, 65 the copy fails a check "
+        "(a broken audit chain is still written: the copy is faithful), 66 no database, 73 FILE exists (--force) "
+        "or cannot be created, 77 permission denied.", 100),
+        epilog="examples:\n  sudo alkomctl backup /root/alkomd-$(date +%F).db\n"
+        "  alkomctl backup --db /var/lib/alkomd/alkomd.db --json /srv/backup/alkomd.db",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    b.add_argument("file", type=Path, metavar="FILE", help="where the copy goes")
+    b.add_argument("--db", type=Path, default=None, help="the database (default: [store] path of --config)")
+    b.add_argument("--config", type=Path, default=DEFAULT_PATH, metavar="FILE", help=f"configuration (default {DEFAULT_PATH})")
+    b.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    b.add_argument("--json", action="store_true", help="what was copied, as JSON")
 
 
 def _int_list(value: str) -> list[int]:
@@ -307,6 +304,13 @@ def _speed(value: str) -> float:
     if not v >= 0:
         raise argparse.ArgumentTypeError("the speed is 0 (as fast as possible) or more")
     return v
+
+
+def _line_args(p: argparse.ArgumentParser) -> None:
+    from alkomd.drivers.nmea_serial import FRAMINGS
+
+    p.add_argument("--baud", type=int, default=9600, metavar="N", help="baud rate (default 9600)")
+    p.add_argument("--framing", default="8N1", choices=FRAMINGS, help="data bits, parity, stop bits (default 8N1)")
 
 
 def _db_args(p: argparse.ArgumentParser) -> None:
@@ -374,6 +378,14 @@ def dispatch(args: argparse.Namespace) -> int:
         from alkomd.daemon import cmd_sniff
 
         return cmd_sniff.run(args.port, args.baud, args.framing, args.raw, args.seconds, args.json)
+    if args.command == "modbus":
+        from alkomd.daemon import cmd_modbus
+
+        return cmd_modbus.run(args)
+    if args.command == "mqtt-check":
+        from alkomd.daemon import cmd_mqtt_check
+
+        return cmd_mqtt_check.run(args.config, args.password_file, args.timeout, args.json)
     if args.command == "baud":
         from alkomd.daemon import cmd_baud
 
@@ -397,10 +409,6 @@ def dispatch(args: argparse.Namespace) -> int:
         from alkomd.daemon import cmd_support
 
         return cmd_support.run(args.out, args.config, args.log, args.socket, args.json)
-    if args.command == "modbus":
-        from alkomd.daemon import cmd_modbus
-
-        return cmd_modbus.run(args)
     if args.command == "demo":
         from alkomd.daemon import demo
 
