@@ -403,3 +403,26 @@ def test_b7_oversize_is_measured_as_the_broker_measures_it() -> None:
     assert publish_packet_size("a/b", "x" * 10) == 2 + (2 + 3 + 2 + 1 + 10)
     assert publish_packet_size("a/b", "x" * 200) == 3 + (2 + 3 + 2 + 1 + 200)  # remaining length > 127: 2 bytes
     assert publish_packet_size("t", "é") == 2 + (2 + 1 + 2 + 1 + 2)  # UTF-8 bytes, not characters
+
+
+# -- the page that maps the matrix to tests --------------------------------------------------------
+
+MATRIX_ROWS = [f"S{i}" for i in range(1, 9)] + [f"M{i}" for i in range(1, 4)] + [f"B{i}" for i in range(1, 8)] + \
+    [f"Q{i}" for i in range(1, 7)] + [f"I{i}" for i in range(1, 7)] + [f"E{i}" for i in range(1, 4)] + \
+    [f"D{i}" for i in range(1, 6)] + [f"Y{i}" for i in range(1, 5)]  # fmt: skip
+
+
+def test_the_fault_matrix_page_names_every_row_and_only_tests_that_exist() -> None:
+    """docs/fault-matrix.md: a table row for each of the 52 matrix rows, each with a test or a reason,
+    and every `tests/<file>.py::<test>` it names is a test function in that file."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "fault-matrix.md").read_text()
+    rows = dict(re.findall(r"^\| ([SMBQIEDY][0-9]) \| [^|]+ \| (.+) \|$", page, re.MULTILINE))
+    assert sorted(rows) == sorted(MATRIX_ROWS)
+    for row, cover in rows.items():
+        assert "::test_" in cover or cover.startswith("not automated: "), row
+    named = set(re.findall(r"`(tests/[a-z0-9_]+\.py)::(test_[a-z0-9_]+)`", page))
+    assert len(named) > 50
+    missing = [f"{f}::{t}" for f, t in sorted(named)
+               if not re.search(rf"^(async )?def {t}\(", (root / f).read_text(), re.MULTILINE)]  # fmt: skip
+    assert not missing, missing
