@@ -72,7 +72,10 @@ class MqttConfig:
         None, must_exist=True, doc="File holding the MQTT password (e.g. /run/credentials/alkomd.service/mqtt-password)."
     )
     client_id: str = spec("", pattern=f"({ID_PATTERN})?", doc="MQTT client id; default alkomd-<node path with - for />.")
-    keepalive_s: int = spec(30, min=5, max=3600, doc="MQTT keepalive; a dead link is noticed after about 1.5x this.")
+    keepalive_s: int = spec(
+        30, min=5, max=3600, doc="MQTT keepalive; a dead link is noticed after about twice this (paho pings one keepalive "
+        "after the last bytes received and gives up one keepalive later).",
+    )  # fmt: skip
     reconnect_min_s: float = spec(1.0, min=0.1, max=60, doc="First reconnect delay.")
     reconnect_max_s: float = spec(30.0, min=1, max=600, doc="Largest reconnect delay.")
     session_expiry_s: int = spec(
