@@ -104,10 +104,12 @@ class StateTracker:
         self._window: deque[tuple[float, int, int]] = deque()  # (time, good, bad) cumulative
         self._modem: ModemHealth | None = None
 
-    def opened(self) -> None:
+    def opened(self, evaluate: bool = True) -> None:
+        """The transport is open; `evaluate=False` leaves the first status to the caller's `evaluate()`."""
         self._open_at = self._clock()
         self.last_sentence = self.last_fix = None
-        self.evaluate()
+        if evaluate:
+            self.evaluate()
 
     def closed(self, detail: str) -> None:
         self._open_at = None
@@ -129,7 +131,13 @@ class StateTracker:
         """Recompute the state from the clock and counters; emit a DeviceStatus if it changed."""
         if self._open_at is None:
             return
-        now = self._clock()
+        self._set(*self.judge(self._clock(), self._open_at))
+
+    def judge(self, now: float, opened_at: float) -> tuple[DeviceState, str]:
+        """The state and its detail at `now` for a transport open since `opened_at` (both monotonic).
+
+        Drivers with other reasons for a state (a modem's exception replies) override this.
+        """
         c = self.counters()
         good, bad = c.sentences, c.checksum_errors + c.parse_errors
         win = self._window
@@ -137,17 +145,16 @@ class StateTracker:
         while len(win) > 1 and now - win[0][0] > ERROR_WINDOW_S:
             win.popleft()
         w_good, w_bad = good - win[0][1], bad - win[0][2]
-        heard = self.last_sentence if self.last_sentence is not None else self._open_at
+        heard = self.last_sentence if self.last_sentence is not None else opened_at
         if now - heard > self.silent_after_s:
-            self._set(DeviceState.SILENT, f"no valid sentence for {self.silent_after_s:g} s")
-        elif w_bad >= 5 and w_bad > w_good:
-            self._set(DeviceState.DEGRADED, f"more corrupt than valid sentences in {ERROR_WINDOW_S:g} s: check baud rate and wiring")
-        elif self.last_fix is not None and now - self.last_fix <= self.no_fix_after_s:
-            self._set(DeviceState.CONNECTED, "")
-        elif self.last_fix is None and now - self._open_at <= self.no_fix_after_s:
-            self._set(DeviceState.CONNECTED, "port open, waiting for the first fix")
-        else:
-            self._set(DeviceState.NO_FIX, f"no valid fix for {self.no_fix_after_s:g} s")
+            return DeviceState.SILENT, f"no valid sentence for {self.silent_after_s:g} s"
+        if w_bad >= 5 and w_bad > w_good:
+            return DeviceState.DEGRADED, f"more corrupt than valid sentences in {ERROR_WINDOW_S:g} s: check baud rate and wiring"
+        if self.last_fix is not None and now - self.last_fix <= self.no_fix_after_s:
+            return DeviceState.CONNECTED, ""
+        if self.last_fix is None and now - opened_at <= self.no_fix_after_s:
+            return DeviceState.CONNECTED, "port open, waiting for the first fix"
+        return DeviceState.NO_FIX, f"no valid fix for {self.no_fix_after_s:g} s"
 
     def _set(self, state: DeviceState, detail: str) -> None:
         if state is self.state and detail == self._detail:

@@ -97,28 +97,18 @@ class ModbusTracker(StateTracker):
     problem = ""  # an exception reply at the GPS registers
     no_fix_reason = ""  # why the last poll's position was not a fix
 
-    def opened(self) -> None:
-        # No evaluation yet: the poll that found the link up evaluates once it is digested, so the
-        # first status already carries the modem's health and whether there is a fix.
-        self._open_at = self._clock()
-        self.last_sentence = self.last_fix = None
-
-    def evaluate(self) -> None:
-        if self._open_at is None:
-            return
-        now = self._clock()
-        heard = self.last_sentence if self.last_sentence is not None else self._open_at
+    def judge(self, now: float, opened_at: float) -> tuple[DeviceState, str]:
+        heard = self.last_sentence if self.last_sentence is not None else opened_at
         if now - heard > self.silent_after_s:
-            self._set(DeviceState.SILENT, self.silence or f"no reply for {self.silent_after_s:g} s")
-        elif self.problem:
-            self._set(DeviceState.DEGRADED, self.problem)
-        elif self.last_fix is not None and now - self.last_fix <= self.no_fix_after_s:
-            self._set(DeviceState.CONNECTED, "")
-        elif self.last_fix is None and now - self._open_at <= self.no_fix_after_s:
-            self._set(DeviceState.CONNECTED, "modem answers, waiting for the first GPS fix")
-        else:
-            reason = f": {self.no_fix_reason}" if self.no_fix_reason else ""
-            self._set(DeviceState.NO_FIX, f"no valid GPS fix for {self.no_fix_after_s:g} s{reason}")
+            return DeviceState.SILENT, self.silence or f"no reply for {self.silent_after_s:g} s"
+        if self.problem:
+            return DeviceState.DEGRADED, self.problem
+        if self.last_fix is not None and now - self.last_fix <= self.no_fix_after_s:
+            return DeviceState.CONNECTED, ""
+        if self.last_fix is None and now - opened_at <= self.no_fix_after_s:
+            return DeviceState.CONNECTED, "modem answers, waiting for the first GPS fix"
+        reason = f": {self.no_fix_reason}" if self.no_fix_reason else ""
+        return DeviceState.NO_FIX, f"no valid GPS fix for {self.no_fix_after_s:g} s{reason}"
 
 
 class ModbusModem:
@@ -210,7 +200,9 @@ class ModbusModem:
                 if self._link_up is False:
                     self._reconnects += 1
                     log.info("%s: %s reachable again", self.device, self.target)
-                tracker.opened()
+                # No evaluation yet: this poll evaluates once it is digested, so the first
+                # status already carries the modem's health and whether there is a fix.
+                tracker.opened(evaluate=False)
             self._link_up = True
             return
         if self._link_up is not False or detail != self._link_detail:

@@ -258,6 +258,27 @@ def test_status_carries_the_counters_of_the_moment(h: Harness) -> None:
     assert last.counters.sentences > 0 and last.counters.fixes == 0
 
 
+def test_a_subclass_judges_the_state_through_the_public_hook(h: Harness) -> None:
+    """`judge` gets the clock and the opening time; `opened(evaluate=False)` leaves the first status to the caller."""
+    seen: list[tuple[float, float]] = []
+
+    class Judged(StateTracker):
+        def judge(self, now: float, opened_at: float) -> tuple[DeviceState, str]:
+            seen.append((now, opened_at))
+            return DeviceState.DEGRADED, f"open for {now - opened_at:g} s"
+
+    t = Judged("modem", "modbus", h.emitted.append, SILENT_S, NO_FIX_S, lambda: h.counters, clock=h.clock)
+    t.opened(evaluate=False)
+    assert h.emitted == [] and seen == []
+    h.advance(2.0)
+    t.evaluate()
+    assert seen == [(1002.0, 1000.0)]
+    assert [(r.state, r.detail) for r in h.statuses()] == [(DeviceState.DEGRADED, "open for 2 s")]
+    t.closed("gone")
+    t.evaluate()  # closed: not judged
+    assert len(seen) == 1
+
+
 # --- Backoff ---------------------------------------------------------------------------------
 
 
