@@ -29,10 +29,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from alkomd.daemon.records import Counters, DeviceState, utc_now
+from alkomd.daemon.records import Counters, DeviceState, Fix, utc_now
 from alkomd.daemon.schema import spec
 from alkomd.drivers.base import Backoff, DriverSpec, Emit, StateTracker
-from alkomd.drivers.nmea import Decoder
+from alkomd.drivers.nmea import Decoded, Decoder
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,22 @@ def sender_address(host: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ip)
+
+
+def _emit_as(sid: str, records: list[Decoded], emit: Emit) -> bool:
+    """Emit a sender's records, its own fixes named after it; True if one was a fix.
+
+    A relayed report (a Kenwood base radio behind the modem) keeps the radio it names, fix and
+    status code alike: the sender is only the path it came by.
+    """
+    fixed = False
+    for r in records:
+        if isinstance(r, Fix):
+            fixed = True
+            if r.radio is None:
+                r = dataclasses.replace(r, radio=sid)
+        emit(r)
+    return fixed
 
 
 def bind_hint(exc: OSError) -> str:
@@ -265,9 +281,7 @@ class NmeaUdp:
             tracker.saw_sentence()
         self._open.pop(sid, None)
         self._open[sid] = now
-        for fix in fixes:
-            emit(dataclasses.replace(fix, radio=sid))
-        return bool(fixes)
+        return _emit_as(sid, fixes, emit)
 
     def _decoder(self, sid: str, emit: Emit) -> Decoder:
         """The sender's decoder (made on first hearing); forgets the longest-quiet sender beyond max_senders."""
@@ -298,9 +312,7 @@ class NmeaUdp:
         fixes = dec.close_epoch()
         self._fixes += dec.fixes - f0
         self._rejected += dec.rejected_fixes - r0
-        for fix in fixes:
-            emit(dataclasses.replace(fix, radio=sid))
-        return bool(fixes)
+        return _emit_as(sid, fixes, emit)
 
     def _allowed(self, source: str) -> bool:
         try:

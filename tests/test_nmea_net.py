@@ -14,11 +14,11 @@ import pytest
 from conftest import NODE, Daemon, Station, Subscriber, wait_until
 
 from alkomd.daemon import config as cfgmod
-from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, Record
+from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, RadioStatus, Record
 from alkomd.daemon.schema import ConfigError
 from alkomd.drivers.nmea_serial import NmeaOptions, NmeaSerial
 from alkomd.drivers.nmea_udp import NmeaUdp, NmeaUdpOptions, sender_address
-from alkomd.drivers.nmea_writer import EpochSpec, epoch, sentence
+from alkomd.drivers.nmea_writer import EpochSpec, epoch, kenwood_ds, kenwood_id, sentence
 
 PER_EPOCH = epoch(EpochSpec(datetime.now(UTC), 0.5, 123.0)).count(b"$")  # sentences in one written epoch
 
@@ -192,6 +192,29 @@ def test_garbage_and_oversized_datagrams_are_counted_never_fatal(modems: Callabl
     c = run.driver.counters()
     assert run.driver.oversized == 1 and run.driver.datagrams == 2 + 5 + 2
     assert c.garbage_bytes >= 600 + 2400 and c.checksum_errors == 6 and c.rejected_fixes >= 1
+
+
+def test_a_base_radio_behind_a_modem_keeps_its_radios_names(modems: Callable[..., Modem]) -> None:
+    """Kenwood reports relayed over UDP name their radio; a status code alone is not a fix."""
+    port = free_udp_port()
+    run = Run.udp(port, no_fix_after_s=1.0)
+    try:
+        wait_until(lambda: bool(run.states()), what="listening")
+        m = modems(port)
+        t = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+        m.raw(kenwood_ds(t, 0.55, 123.05, "100-1001", 99))
+        wait_until(lambda: any(isinstance(r, RadioStatus) for r in run.records), what="the relayed status")
+        deadline = time.monotonic() + 10
+        while run.states()[-1] is not DeviceState.NO_FIX and time.monotonic() < deadline:
+            m.raw(kenwood_id("U00002", 10))  # status codes only: no fix from anyone
+            time.sleep(0.1)
+    finally:
+        run.close()
+    (fix,) = run.fixes()
+    assert fix.radio == "100-1001" and abs(fix.lat - 0.55) < 2e-6 and fix.time == t
+    statuses = [(r.radio, r.code) for r in run.records if isinstance(r, RadioStatus)]
+    assert statuses[0] == ("100-1001", 99) and set(statuses[1:]) == {("U00002", 10)}
+    assert run.states()[-1] is DeviceState.NO_FIX, "status codes without a position must not count as fixes"
 
 
 def test_allow_refuses_other_networks(modems: Callable[..., Modem]) -> None:
