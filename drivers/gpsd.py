@@ -9,9 +9,10 @@ A TPV report becomes a `Fix` through the gates the NMEA decoder applies: mode 2 
 not dead reckoning, surveyed or simulated, coordinates present, in range and not 0,0, a time
 that is not in the future, HDOP (from the latest SKY report) within `max_hdop`. gpsd sends
 several TPVs for one epoch while it learns a receiver's cycle; only the first of each time is
-a fix (a fix never repeats or goes back in time). Bad JSON is counted, never fatal. When gpsd is
-absent or restarts the driver reports `disconnected` ("gpsd at host:port: connection refused")
-and reconnects with capped, jittered backoff.
+a fix (a fix never repeats; a time going back is passed on, for the station's plausibility gate
+to judge: one glitch into the future must not hide every later fix). Bad JSON is counted, never
+fatal. When gpsd is absent or restarts the driver reports `disconnected` ("gpsd at host:port:
+connection refused") and reconnects with capped, jittered backoff.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import errno
 import json
 import logging
 import math
-import os
-import select
 import socket
 import threading
 import time
@@ -33,6 +32,7 @@ from typing import Any
 from alkomd.daemon.records import Counters, Fix, utc_now
 from alkomd.daemon.schema import spec
 from alkomd.drivers.base import Backoff, DriverSpec, Emit, StateTracker
+from alkomd.drivers.net import connect_tcp
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +238,7 @@ class GpsdStream:
         hdop = sky.hdop if sky else None
         if hdop is not None and hdop > self.max_hdop:
             return TpvReject.HDOP
-        last = self._last_time.get(path)
-        if last is not None and when <= last:
+        if self._last_time.get(path) == when:
             self.duplicates += 1
             return None
         self._remember(self._last_time, path, when)
@@ -305,39 +304,6 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def connect(host: str, port: int, stop: threading.Event, timeout: float = CONNECT_TIMEOUT_S) -> socket.socket | None:
-    """A TCP connection to host:port, or None when `stop` was set first; raises OSError on failure.
-
-    Non-blocking, so a stop request is honoured within READ_TIMEOUT_S even while a far host is
-    slow to answer.
-    """
-    last: OSError | None = None
-    for family, kind, proto, _, addr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            err = sock.connect_ex(addr)
-            deadline = time.monotonic() + timeout
-            while err in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK):
-                if stop.is_set():
-                    sock.close()
-                    return None
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(errno.ETIMEDOUT, "connection timed out")
-                _, writable, _ = select.select([], [sock], [], min(READ_TIMEOUT_S, left))
-                if writable:
-                    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                raise (ConnectionRefusedError if err == errno.ECONNREFUSED else OSError)(err, os.strerror(err))
-            sock.setblocking(True)
-            return sock
-        except OSError as exc:
-            sock.close()
-            last = exc
-    raise last or OSError(errno.EADDRNOTAVAIL, f"no address for {host}")
-
-
 def _keepalive(sock: socket.socket) -> None:
     """TCP keepalive, so a gpsd host that vanished (no FIN) is noticed in about 25 s."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -393,7 +359,7 @@ class GpsdClient:
         failure = ""
         while not stop.is_set():
             try:
-                sock = connect(o.host, o.port, stop)
+                sock = connect_tcp(o.host, o.port, CONNECT_TIMEOUT_S, stop, READ_TIMEOUT_S)
             except OSError as exc:
                 reason = f"{self.where}: {_reason(exc)}"
                 if reason != failure:

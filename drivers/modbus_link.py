@@ -34,6 +34,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.framer import FramerType
 
 from alkomd.drivers.modbus_map import Block
+from alkomd.drivers.net import connect_tcp
 from alkomd.drivers.nmea_serial import open_port, port_hint
 
 log = logging.getLogger(__name__)
@@ -143,37 +144,6 @@ def connect_hint(exc: BaseException, target: Target, timeout_s: float) -> str:
     return f"{target}: {exc}"
 
 
-def _connect_tcp(host: str, port: int, timeout_s: float, stop: threading.Event) -> socket.socket:
-    """socket.create_connection, but the wait is cut into slices that check `stop`."""
-    last: OSError = TimeoutError(f"connect to {host}:{port} timed out")
-    for family, type_, proto, _, addr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        sock = socket.socket(family, type_, proto)
-        try:
-            sock.setblocking(False)
-            err = sock.connect_ex(addr)
-            end = time.monotonic() + timeout_s
-            while err in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK):
-                if stop.is_set():
-                    raise Stopped("stopped while connecting")
-                left = end - time.monotonic()
-                if left <= 0:
-                    err = errno.ETIMEDOUT
-                    break
-                _, writable, _ = select.select([], [sock], [], min(left, SLICE_S))
-                if writable:
-                    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err == 0:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.settimeout(timeout_s)  # for send(); receiving is sliced in recv()
-                return sock
-            last = TimeoutError(os.strerror(err)) if err == errno.ETIMEDOUT else OSError(err, os.strerror(err))
-        except BaseException:
-            sock.close()
-            raise
-        sock.close()
-    raise last
-
-
 class _TcpClient(ModbusTcpClient):
     """pymodbus's sync TCP client with a stoppable connect and receive, and byte counting."""
 
@@ -188,10 +158,15 @@ class _TcpClient(ModbusTcpClient):
         if self.socket is not None:
             return True
         try:
-            self.socket = _connect_tcp(self.target.host, self.target.port, self.comm_params.timeout_connect or 1.0, self.stop)
+            sock = connect_tcp(self.target.host, self.target.port, self.comm_params.timeout_connect or 1.0, self.stop, SLICE_S)
         except OSError as exc:
             self.last_error = exc
             return False
+        if sock is None:
+            raise Stopped("stopped while connecting")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.comm_params.timeout_connect or 1.0)  # for send(); receiving is sliced in recv()
+        self.socket = sock
         self.last_error = None
         return True
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, wait_until
+from test_nmea_net import Saturated
 
 from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, Record
 from alkomd.drivers.gpsd import MAX_LINE, GpsdClient, GpsdOptions, GpsdStream, TpvReject, watch_command
@@ -228,6 +229,19 @@ def test_gpsd_absent_is_disconnected_with_the_reason() -> None:
     assert run.driver.last_data() is None and not run.fixes()
 
 
+def test_stops_while_a_connect_to_gpsd_hangs() -> None:
+    """gpsd's host drops connection attempts (a full backlog here): a stop is still honoured at once."""
+    sat = Saturated()
+    try:
+        run = Run(sat.port)
+        wait_until(lambda: run.thread.is_alive(), 5, "driver running")
+        # Run.close() bounds the stop (its join would outlast a 5 s connect timeout otherwise).
+        run.close()
+        assert not run.statuses() and not run.fixes()
+    finally:
+        sat.close()
+
+
 def test_gpsd_device_takes_one_receiver_of_several(tmp_path: Path, gpsds: Callable[..., Gpsd], feeds: Callable[..., Feed]) -> None:
     a, b = PtyGps(tmp_path / "ttyA"), PtyGps(tmp_path / "ttyB")
     try:
@@ -328,6 +342,17 @@ def test_sky_hdop_gates_and_fills_the_fix_and_repeats_are_dropped() -> None:
     s.feed(b'{"class":"SKY","device":"/dev/x","hdop":99.99,"uSat":0}\n', now, 61.0)
     (fix3,) = s.feed(_tpv(time=_z(T0 + timedelta(seconds=2))), now, 61.5)
     assert fix3.hdop is None and s.fixes == 3
+
+
+def test_one_fix_dated_hours_ahead_does_not_hide_the_fixes_after_it() -> None:
+    """A receiver's time glitch (within the future bound) is one fix; the right times after it still count."""
+    s = GpsdStream("g")
+    now = datetime.now(UTC)
+    (glitch,) = s.feed(_tpv(time=_z(T0 + timedelta(hours=5))), now, 1.0)
+    assert glitch.time == T0 + timedelta(hours=5)  # within the future bound: the station's gate judges it
+    fixes = s.feed(b"".join(_tpv(time=_z(T0 + timedelta(seconds=i)), lat=0.55 + i * 1e-4) for i in range(1, 4)), now, 2.0)
+    assert [f.time for f in fixes] == [T0 + timedelta(seconds=i) for i in range(1, 4)]
+    assert s.fixes == 4 and s.duplicates == 0
 
 
 def test_line_buffer_is_bounded_across_chunks() -> None:

@@ -16,6 +16,7 @@ from conftest import NODE, Daemon, Station, Subscriber, wait_until
 from alkomd.daemon import config as cfgmod
 from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, RadioStatus, Record
 from alkomd.daemon.schema import ConfigError
+from alkomd.drivers.net import connect_tcp
 from alkomd.drivers.nmea_serial import NmeaOptions, NmeaSerial
 from alkomd.drivers.nmea_udp import NmeaUdp, NmeaUdpOptions, sender_address
 from alkomd.drivers.nmea_writer import EpochSpec, epoch, kenwood_ds, kenwood_id, sentence
@@ -262,6 +263,43 @@ def test_a_port_in_use_is_disconnected_with_the_reason_then_bound() -> None:
     finally:
         holder.close()
         run.close()
+
+
+class Saturated:
+    """A TCP port that never completes a connection: a listener whose backlog is full (SYNs dropped)."""
+
+    def __init__(self) -> None:
+        self.srv = socket.create_server(("127.0.0.1", 0), backlog=0)
+        self.port: int = self.srv.getsockname()[1]
+        self.held: list[socket.socket] = []
+        for _ in range(4):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", self.port))
+            self.held.append(c)
+
+    def close(self) -> None:
+        for c in self.held:
+            c.close()
+        self.srv.close()
+
+
+def test_connect_tcp_gives_up_in_time_and_is_cut_short_by_stop() -> None:
+    sat = Saturated()
+    try:
+        with pytest.raises(TimeoutError):
+            connect_tcp("127.0.0.1", sat.port, 0.3, threading.Event())
+        stop = threading.Event()
+        got: list[object] = ["not returned"]
+        t = threading.Thread(target=lambda: got.__setitem__(0, connect_tcp("127.0.0.1", sat.port, 60.0, stop)), daemon=True)
+        t.start()
+        stop.set()
+        t.join(5)  # a bound: the connect would wait 60 s without the stop
+        assert not t.is_alive() and got == [None]
+        with pytest.raises(ConnectionRefusedError):
+            connect_tcp("127.0.0.1", free_udp_port(), 1.0, threading.Event())  # nothing listens on TCP there
+    finally:
+        sat.close()
 
 
 def test_sender_address_names() -> None:
