@@ -393,9 +393,7 @@ class Decoder:
                 if when - self._received > timedelta(days=1):
                     reject = Reject.FUTURE
             if reject is not None or when is None or rel.lat is None or rel.lon is None:
-                r = reject or Reject.NO_POSITION
-                self.rejected[r] = self.rejected.get(r, 0) + 1
-                self.last_reject = r
+                self._reject_fix(reject or Reject.NO_POSITION)
             else:
                 self.fixes += 1
                 out.append(Fix(self.device, when, rel.lat, rel.lon, 2, self._received, self._mono,
@@ -403,6 +401,10 @@ class Decoder:
         if rel.status is not None:
             out.append(RadioStatus(self.device, rel.radio, rel.status, self._received, self._mono))
         return True
+
+    def _reject_fix(self, why: Reject) -> None:
+        self.rejected[why] = self.rejected.get(why, 0) + 1
+        self.last_reject = why
 
     def _count_error(self, v: Verdict) -> None:
         if v is Verdict.BAD_CHECKSUM or v is Verdict.NO_CHECKSUM:
@@ -530,9 +532,7 @@ class Decoder:
             if when - self._received > timedelta(days=1):
                 reject = Reject.FUTURE
         if reject is not None or when is None or ep.lat is None or ep.lon is None:
-            r = reject or Reject.NO_POSITION
-            self.rejected[r] = self.rejected.get(r, 0) + 1
-            self.last_reject = r
+            self._reject_fix(reject or Reject.NO_POSITION)
             return
         if ep.fix_type in (2, 3):
             mode = ep.fix_type
