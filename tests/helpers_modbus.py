@@ -221,17 +221,16 @@ class PtyLink:
             link.unlink(missing_ok=True)
 
 
-class SilentListener:
-    """A TCP listener that accepts connections and never answers (a hung modem)."""
+class _Listener:
+    """A loopback TCP listener whose thread hands each accepted connection to `_handle`."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port: int = self.sock.getsockname()[1]
-        self.accepted: list[socket.socket] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="silent-listener", daemon=True)
+        self._thread = threading.Thread(target=self._accept, name=name, daemon=True)
         self._thread.start()
 
     @property
@@ -247,59 +246,52 @@ class SilentListener:
                 continue
             except OSError:
                 return
-            self.accepted.append(conn)
+            self._handle(conn)
+
+    def _handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
-        for c in self.accepted:
-            c.close()
         self.sock.close()
 
 
-class OneShotProxy:
+class SilentListener(_Listener):
+    """A TCP listener that accepts connections and never answers (a hung modem)."""
+
+    def __init__(self) -> None:
+        self.accepted: list[socket.socket] = []
+        super().__init__("silent-listener")
+
+    def _handle(self, conn: socket.socket) -> None:
+        self.accepted.append(conn)
+
+    def close(self) -> None:
+        super().close()
+        for c in self.accepted:
+            c.close()
+
+
+class OneShotProxy(_Listener):
     """A router with "keep persistent connection" off: forwards one request per connection, then closes it."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port: int = self.sock.getsockname()[1]
         self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="one-shot-proxy", daemon=True)
-        self._thread.start()
+        super().__init__("one-shot-proxy")
 
-    @property
-    def url(self) -> str:
-        return f"tcp://127.0.0.1:{self.port}"
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.05)
-        while not self._stop.is_set():
+    def _handle(self, conn: socket.socket) -> None:
+        self.connections += 1
+        with conn, socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5) as up:
+            conn.settimeout(5)
             try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            with conn, socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5) as up:
-                conn.settimeout(5)
-                try:
-                    request = conn.recv(4096)
-                    if not request:
-                        continue
+                request = conn.recv(4096)
+                if request:
                     up.sendall(request)
                     conn.sendall(up.recv(4096))
-                except OSError:
-                    continue
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
+            except OSError:
+                pass
 
 
 def closed_port_url() -> str:
