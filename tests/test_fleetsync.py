@@ -18,7 +18,6 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from conftest import NODE as E2E_NODE
 from conftest import Daemon, Station, Subscriber, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator, FormatChecker
+from test_contract import assert_valid
 
 from alkomd.daemon.audit import verify
 from alkomd.daemon.broker import Broker
@@ -45,7 +44,6 @@ from alkomd.drivers.nmea_writer import kenwood_ds, kenwood_id, kenwood_sh, sente
 from alkomd.drivers.simulator import PtyGps
 
 KNOTS = 1.852
-CONTRACT = Path(__file__).resolve().parent.parent / "docs" / "contract" / "schemas"
 
 # mission-anchors.md section 4.1; the reference leaves the two status-only checksums as *hh,
 # so those two are computed here (and checked against pynmea2's own checksum below).
@@ -66,17 +64,6 @@ def dm(degrees: int, minutes: float) -> float:
 def framed(s: bytes, eol: bytes = b"\r\n") -> bytes:
     """How a Kenwood base radio frames a sentence: STX, the sentence, ETX (then a line end, or none)."""
     return b"\x02" + s.rstrip(b"\r\n") + b"\x03" + eol
-
-
-@cache
-def _validator(name: str) -> Draft202012Validator:
-    schema = json.loads((CONTRACT / f"{name}.schema.json").read_text(encoding="utf-8"))
-    return Draft202012Validator(schema, format_checker=FormatChecker())
-
-
-def assert_valid(name: str, payload: object) -> None:
-    errors = [f"{list(e.path)}: {e.message}" for e in _validator(name).iter_errors(payload)]
-    assert not errors, f"{name}: {errors}"
 
 
 # -- (a) the sentences in pynmea2 ---------------------------------------------------------------
@@ -548,7 +535,8 @@ def test_positions_of_mapped_radios_go_to_their_units(core: tuple[CoreStation, C
     sources = {p["unit"]: p["source"] for _, p, *_ in outbox(store, "position")}
     assert sources == {"HT-01": "base:100-1001", "HT-02": "base2:100-1002", "CAR-17": "base2:U00017"}
     for _, p, *_ in outbox(store, "position"):
-        assert_valid("unit-position", p) and p["fix"] == "2d"
+        assert_valid("unit-position", p)
+        assert p["fix"] == "2d"
     rows = store.conn.execute("SELECT unit, device, radio FROM positions ORDER BY unit").fetchall()
     assert rows == [("CAR-17", "base2", "U00017"), ("HT-01", "base", "100-1001"), ("HT-02", "base2", "100-1002")]
 
