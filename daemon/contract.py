@@ -164,13 +164,15 @@ class DeviceHealth:
     state: str
     counters: Counters
     last_data_age_s: float | None
+    implausible_fixes: int = 0  # its fixes the station's plausibility gate rejected
 
 
 def health_payload(
     now: datetime, uptime_s: float, outbox_depth: int, devices: Sequence[DeviceHealth], outbox_bytes: int = 0,
-    outbox_thinned: int = 0,
+    outbox_thinned: int = 0, implausible_fixes: int = 0,
 ) -> str:  # fmt: skip
-    """`<node>/health` (not retained): counters per device, the outbox depth, its bytes and what the budget thinned."""
+    """`<node>/health` (not retained): counters per device, the outbox depth, its bytes and what the budget thinned,
+    and the fixes the plausibility gate rejected."""
     return _dumps(
         {
             "time": utc_iso(now),
@@ -178,12 +180,14 @@ def health_payload(
             "outbox_depth": outbox_depth,
             "outbox_bytes": outbox_bytes,
             "outbox_thinned": outbox_thinned,
+            "implausible_fixes": implausible_fixes,
             "devices": {
                 d.device: {
                     "driver": d.driver,
                     "state": d.state,
                     **counters_dict(d.counters),
                     "last_data_age_s": None if d.last_data_age_s is None else round(d.last_data_age_s, 1),
+                    "implausible_fixes": d.implausible_fixes,
                 }
                 for d in devices
             },

@@ -111,6 +111,7 @@ class Status:
     devices: dict[str, int]  # state -> number of configured devices
     units: dict[str, int]  # status -> number of configured units
     last_reload: ReloadInfo | None
+    implausible_fixes: int = 0  # unit fixes the plausibility gate rejected since the start (a default: older daemons)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class UnitRow:
     lat: float | None
     lon: float | None
     source: str | None  # the device (and radio) it came from
+    implausible_fixes: int = 0  # its fixes the plausibility gate rejected since the start (a default: older daemons)
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ class Queries:
             devices=devices,
             units=units,
             last_reload=rt.last_reload,
+            implausible_fixes=rt.station.implausible_fixes,
         )
 
     def units(self) -> list[UnitRow]:
@@ -236,7 +239,7 @@ class Queries:
                 UnitRow(
                     u.id, u.callsign, u.type, u.device, u.radio,
                     st.status.value if st else "unknown", utc_iso(st.since) if st else None, st.call_id if st else None,
-                    t, _age_s(t, now), lat, lon, source,
+                    t, _age_s(t, now), lat, lon, source, station.implausible_by_unit.get(u.id, 0),
                 )
             )  # fmt: skip
         return out

@@ -311,6 +311,7 @@ class Runtime(LinkEvents):
                 contract.DeviceHealth(
                     rd.device, rd.driver_name, status.state.value if status else "starting",
                     rd.driver.counters(), None if last is None else now - last,
+                    self.station.implausible_by_device.get(rd.device, 0),
                 )
             )  # fmt: skip
         return out
@@ -322,6 +323,7 @@ class Runtime(LinkEvents):
         payload = contract.health_payload(
             utc_now(), time.monotonic() - self.started_mono, self.store.outbox_depth(), self.device_health(),
             outbox_bytes=self.store.unsent_bytes, outbox_thinned=self.budget.thinned_rows,
+            implausible_fixes=self.station.implausible_fixes,
         )  # fmt: skip
         self.link.publish(contract.health_topic(self.cfg.node.topic), payload, 1, False)
 

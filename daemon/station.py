@@ -11,8 +11,10 @@ signal (when the radio's code turns to it) and records `unit.emergency` in the a
 A radio no `[[unit]]` maps to is not dropped: its fixes go to the position history with unit
 "" and its reports to `<node>/device/<device>/radio/<radio>` (retained), so someone can map it.
 A unit's fix with an impossible time or an impossible move from its last one
-(`daemon/plausibility.py`) is counted (`implausible_fixes`) and logged once per episode, never
-stored or published.
+(`daemon/plausibility.py`) is counted (`implausible_fixes`, also per unit and per device: published
+in `<node>/health` and `alkomctl status|units`) and logged once per episode, never stored or
+published. Counters and log lines of a batch follow its commit: a batch the database refused and
+retried is counted and logged once.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class Station:
         self.stale_fixes = 0
         self.unmapped_fixes = 0
         self.implausible_fixes = 0
+        self.implausible_by_unit: dict[str, int] = {}
+        self.implausible_by_device: dict[str, int] = {}
         self.max_speed = {u.id: cfg.availability.max_speed(u.type) for u in cfg.units}
         self.tracks: dict[str, plausibility.Track] = {}
         self._doubted: dict[str, plausibility.Outcome] = {}  # unit -> why its last fix was rejected (logged once)
@@ -168,19 +172,22 @@ class Station:
         heard = dict(self._radio_published)
         unknown: dict[tuple[str, str], tuple[Fix | None, int | None, float]] = {}  # fix, code, received_mono
         tracks = dict(self.tracks)
-        judged: list[tuple[str, plausibility.Judgement]] = []  # implausible fixes and new tracks, for the log
-        stale = emergencies = 0
+        judged: list[tuple[str, str, plausibility.Judgement]] = []  # (unit, device, judgement): implausible, new tracks
+        refusals: list[tuple[str, str]] = []  # (unit, reason) of refused status/set requests
+        raised: list[tuple[str, RadioStatus]] = []  # (unit, status) of the emergencies raised
+        stale = unmapped = 0
         for r in batch:
             if isinstance(r, Fix):
                 up = self._unit_position(r)
                 if up is None:
+                    unmapped += 1
                     if r.radio is not None:  # an unknown radio: history, and reported
                         positions.append((UnitPosition("", r), None))
                         key = (r.device, r.radio)
                         unknown[key] = (r, unknown[key][1] if key in unknown else codes.get(key), r.received_mono)
                     continue
                 if plausibility.clock_wrong(r):
-                    judged.append((up.unit, plausibility.Judgement(plausibility.Outcome.TIME, None)))
+                    judged.append((up.unit, r.device, plausibility.Judgement(plausibility.Outcome.TIME, None)))
                     continue
                 t = utc_iso(r.time)
                 last = last_time.get(up.unit)
@@ -193,7 +200,7 @@ class Station:
                 if j.track is not None:
                     tracks[up.unit] = j.track
                 if j.outcome is not plausibility.Outcome.ACCEPTED:
-                    judged.append((up.unit, j))
+                    judged.append((up.unit, r.device, j))
                     if j.outcome is plausibility.Outcome.JUMP:
                         continue
                 last_time[up.unit] = t
@@ -209,10 +216,10 @@ class Station:
                     key = (r.device, r.radio)
                     unknown[key] = (unknown[key][0] if key in unknown else self._radio_fix.get(key), r.code, r.received_mono)
                     codes[key] = r.code
-                else:
-                    emergencies += self._radio_status(r, unit, now, codes, latest, changes, audits, messages)
+                elif self._radio_status(r, unit, now, codes, latest, changes, audits, messages):
+                    raised.append((unit, r))
             elif isinstance(r, StatusRequest):
-                self._status_request(r, now, changes, audits)
+                self._status_request(r, now, changes, audits, refusals)
             else:
                 for st in self.availability.tick(now):
                     self._changed(st, changes)
@@ -240,10 +247,16 @@ class Station:
         self.radio_codes = codes
         self._radio_published = heard
         self._radio_fix.update((key, fix) for key, (fix, _, _) in unknown.items() if fix is not None)
-        self.emergencies += emergencies
         self.stale_fixes += stale
+        self.unmapped_fixes += unmapped
         self.tracks = tracks
         self._log_plausibility(judged, latest)
+        self.emergencies += len(raised)
+        for unit, rs in raised:
+            log.warning("unit %s: EMERGENCY from radio %s on %s (status code %d)", unit, rs.radio, rs.device, rs.code)
+        self.refused_requests += len(refusals)
+        for unit, reason in refusals:
+            log.warning("unit %s: status/set refused: %s", unit, reason)
         for ds in statuses:
             self._log_status(ds)
         if statuses and self.on_device_change is not None:
@@ -255,10 +268,10 @@ class Station:
             self.on_committed(list(latest.values()), list(changes.values()))
         self.publisher.pump()
 
-    def _log_plausibility(self, judged: list[tuple[str, plausibility.Judgement]], latest: dict[str, UnitPosition]) -> None:
+    def _log_plausibility(self, judged: list[tuple[str, str, plausibility.Judgement]], latest: dict[str, UnitPosition]) -> None:
         """Count implausible fixes; log the first of an episode (or of another reason), a new track, and the end."""
         Outcome = plausibility.Outcome
-        for unit, j in judged:
+        for unit, device, j in judged:
             if j.outcome is Outcome.REANCHORED:
                 log.warning("unit %s: %d fixes in a row %.1f km from its last position: taken as its new track "
                             "(receiver swapped, or that position was wrong)", unit, plausibility.REANCHOR_FIXES,
@@ -266,6 +279,8 @@ class Station:
                 self._doubted.pop(unit, None)
                 continue
             self.implausible_fixes += 1
+            self.implausible_by_unit[unit] = self.implausible_by_unit.get(unit, 0) + 1
+            self.implausible_by_device[device] = self.implausible_by_device.get(device, 0) + 1
             if self._doubted.get(unit) is j.outcome:
                 continue
             self._doubted[unit] = j.outcome
@@ -292,8 +307,11 @@ class Station:
     def _audit_changes(self, changes: dict[str, UnitState], before: dict[str, UnitState], now: datetime) -> list[AuditEntry]:
         return [status_audit(st, before[st.unit], now, st.call_id or "") for st in changes.values()]
 
-    def _status_request(self, r: StatusRequest, now: datetime, changes: dict[str, UnitState], audits: list[AuditEntry]) -> None:
-        """Apply a `status/set` message, or record why it was refused (never silently dropped)."""
+    def _status_request(
+        self, r: StatusRequest, now: datetime, changes: dict[str, UnitState], audits: list[AuditEntry],
+        refusals: list[tuple[str, str]],
+    ) -> None:  # fmt: skip
+        """Apply a `status/set` message, or record why it was refused (never silently dropped; logged after the commit)."""
         reason = ""
         status: UnitStatus | None = None
         by = ""
@@ -319,16 +337,14 @@ class Station:
                 return
             except ValueError as exc:
                 reason = str(exc)
-        self.refused_requests += 1
         excerpt = r.payload[:200].decode("utf-8", "replace")
         detail = json.dumps({"reason": reason, "by": by, "payload": excerpt}, separators=(",", ":"))
         audits.append(AuditEntry(now, "unit.status_set_refused", "", r.unit[:64], detail))
-        log.warning("unit %s: status/set refused: %s", r.unit, reason)
+        refusals.append((r.unit, reason))
 
     def _unit_position(self, f: Fix) -> UnitPosition | None:
         unit = self.unit_of_radio(f.device, f.radio)
         if unit is None:
-            self.unmapped_fixes += 1
             if f.radio is None and f.device not in self._unmapped_logged:
                 self._unmapped_logged.add(f.device)
                 log.warning("%s: fixes from a device no [[unit]] maps to; not stored", f.device)
@@ -345,28 +361,27 @@ class Station:
         changes: dict[str, UnitState],
         audits: list[AuditEntry],
         messages: list[Message],
-    ) -> int:
-        """A mapped radio's status code: an emergency, a unit status, or nothing new. Returns emergencies raised."""
+    ) -> bool:
+        """A mapped radio's status code: an emergency, a unit status, or nothing new. True when it raised an emergency."""
         key = ("", unit)
         previous = codes.get(key)
         codes[key] = r.code
         if r.code in self.emergency_codes:
             if previous in self.emergency_codes:
-                return 0  # the same emergency, repeated by the radio: one signal, one alarm
+                return False  # the same emergency, repeated by the radio: one signal, one alarm
             up = latest.get(unit) or self.latest.get(unit)
             msg = contract.emergency_message(self.node, unit, r, up.fix if up else None)
             messages.append(msg)
             detail = {"radio": r.radio, "device": r.device, "code": r.code, "msg_id": msg.msg_id}
             audits.append(AuditEntry(now, "unit.emergency", "", unit, json.dumps(detail, separators=(",", ":"))))
-            log.warning("unit %s: EMERGENCY from radio %s on %s (status code %d)", unit, r.radio, r.device, r.code)
-            return 1
+            return True
         status = self.code_status.get(r.code)
         if status is not None and r.code != previous:
             try:
                 self._changed(self.availability.set(unit, status, now), changes)
             except ValueError as exc:
                 log.warning("unit %s: radio status code %d not applied: %s", unit, r.code, exc)
-        return 0
+        return False
 
     def _report_unknown(
         self,

@@ -290,7 +290,7 @@ def test_counters_match_the_schema() -> None:
     names = list(contract.counters_dict(Counters()))
     assert schema("device-status")["properties"]["counters"]["required"] == names
     dev = schema("health")["properties"]["devices"]["additionalProperties"]
-    assert dev["required"] == ["driver", "state", *names, "last_data_age_s"]
+    assert dev["required"] == ["driver", "state", *names, "last_data_age_s", "implausible_fixes"]
 
 
 @pytest.mark.parametrize("state", ["online", "offline"])
@@ -305,12 +305,14 @@ def test_state_payload_validates(state: str) -> None:
 
 def test_health_payload_validates() -> None:
     devices = [
-        contract.DeviceHealth("car12-gps", "nmea", "connected", Counters(73411, 1198, 2, 0, 17, 298, 1, 0), 0.43),
+        contract.DeviceHealth("car12-gps", "nmea", "connected", Counters(73411, 1198, 2, 0, 17, 298, 1, 0), 0.43, 3),
         contract.DeviceHealth("base-radio", "nmea", "disconnected", Counters(reconnects=4), None),
         contract.DeviceHealth("sim-1", "simulator", "starting", Counters(), None),  # before its first status
     ]
-    payload = json.loads(contract.health_payload(T0, 300.44, 12, devices))
+    payload = json.loads(contract.health_payload(T0, 300.44, 12, devices, implausible_fixes=3))
     assert_valid("health", payload)
+    assert payload["implausible_fixes"] == 3 and payload["devices"]["car12-gps"]["implausible_fixes"] == 3
+    assert_invalid("health", payload | {"implausible_fixes": -1})
     assert set(payload["devices"]) == {"car12-gps", "base-radio", "sim-1"}
     assert payload["uptime_s"] == 300.4 and payload["devices"]["car12-gps"]["last_data_age_s"] == 0.4
     assert_valid("health", json.loads(contract.health_payload(T0, 0.0, 0, [])))

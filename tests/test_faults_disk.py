@@ -8,7 +8,9 @@ with EFBIG, which SQLite reports as a disk I/O error) and then gives the space b
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import random
 import resource
 import sqlite3
@@ -17,12 +19,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from conftest import NODE, Daemon, Feeder, Station, Subscriber, wait_until
 from helpers_faults import FeedThread, configure, outbox_ids, received_ids
 
+from alkomd.daemon import station as station_mod
 from alkomd.daemon.broker import Broker
+from alkomd.daemon.config import parse
+from alkomd.daemon.publisher import Publisher
+from alkomd.daemon.records import Fix, RadioStatus
+from alkomd.daemon.store import Store
 from alkomd.drivers.simulator import PtyGps
 
 
@@ -175,3 +184,53 @@ def test_d3_disk_full_keeps_records_in_memory_sends_nothing_twice_and_recovers(
     assert "database writable again" in d.log and "Traceback" not in d.log
     print(f"\nD3: files capped at {limit} bytes for ~5 s: daemon alive, 20 fixes kept in memory then stored, "
           f"backlog sent at most {max(during[m] for m in backlog)} time(s) each, lost 0")
+
+
+def test_d3_a_batch_the_database_refuses_is_counted_and_logged_once_when_it_commits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """D3, in the station: another connection holds the database's write lock, so the station's commit fails and
+    is retried every RETRY_STORE_S, while the batch holds a 500 km jump, a refused status/set, an emergency and a
+    fix no unit maps to. Pass: nothing is counted or logged per item while it cannot commit (the write error
+    once); once the lock is gone each item is logged once and counted once (1, not 1 + the retries), and the
+    audit record holds one refusal and one emergency."""
+    cfg = parse({"node": {"path": "gorontalo/bone-bolango"}, "device": [{"id": "gps1", "driver": "nmea", "url": "/dev/null"}],
+                 "unit": [{"id": "R2-01", "device": "gps1"}, {"id": "HT-1", "type": "foot", "radio": "100-1001"}]},
+                tmp_path / "alkomd.toml")  # fmt: skip
+    store = Store(tmp_path / "alkomd.db", "normal")
+    loop = asyncio.new_event_loop()
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        st = station_mod.Station(cfg, store, Publisher(store, loop), loop)
+        now = datetime.now(UTC)
+        st.submit(Fix("gps1", now, 0.55, 123.06, 3, now, 0.0))
+        st.flush()
+        assert st.latest["R2-01"].fix.lat == 0.55
+        store.conn.execute("PRAGMA busy_timeout=0")  # the refused commit fails at once, not after 5 s
+        blocker.execute("BEGIN IMMEDIATE")
+        caplog.set_level(logging.INFO, logger="alkomd.daemon.station")
+        later = now + timedelta(seconds=1)
+        st.submit(Fix("gps1", later, 5.05, 123.06, 3, later, 1.0))  # 500 km in 1 s
+        st.submit(station_mod.StatusRequest("R2-01", b'{"status": "offline", "by": "console-1"}'))
+        st.submit(RadioStatus("base", "100-1001", 99, later, 1.0))
+        st.submit(Fix("stray", later, 0.55, 123.06, 3, later, 1.0))
+        loop.run_until_complete(asyncio.sleep(2 * station_mod.RETRY_STORE_S + 0.5))  # the first try, then retries
+        messages = [r.getMessage() for r in caplog.records]
+        assert len([m for m in messages if "cannot write to" in m]) == 1, messages
+        assert not [m for m in messages if "refused" in m or "EMERGENCY" in m or "fix rejected" in m], messages
+        assert (st.implausible_fixes, st.refused_requests, st.emergencies, st.unmapped_fixes) == (0, 0, 0, 0)
+
+        blocker.execute("ROLLBACK")
+        loop.run_until_complete(asyncio.sleep(station_mod.RETRY_STORE_S + 0.5))
+        messages = [r.getMessage() for r in caplog.records]
+        assert "database writable again" in messages
+        for text in ("status/set refused", "EMERGENCY from radio 100-1001", "fix rejected: 500"):
+            assert len([m for m in messages if text in m]) == 1, (text, messages)
+        assert (st.implausible_fixes, st.refused_requests, st.emergencies, st.unmapped_fixes) == (1, 1, 1, 1)
+        assert st.implausible_by_unit == {"R2-01": 1} and st.implausible_by_device == {"gps1": 1}
+        kinds = [k for (k,) in store.conn.execute("SELECT kind FROM audit WHERE kind != 'unit.status' ORDER BY id")]
+        assert kinds == ["unit.status_set_refused", "unit.emergency"]
+    finally:
+        blocker.close()
+        store.close()
+        loop.close()

@@ -20,6 +20,7 @@ import pytest
 from conftest import NODE, Daemon, Station, Subscriber, wait_until
 from test_systemd import NotifySocket
 
+from alkomd.daemon import control
 from alkomd.daemon.broker import Broker
 from alkomd.daemon.geodesy import haversine_m
 from alkomd.daemon.plausibility import REANCHOR_FIXES, Outcome, Track, judge
@@ -131,9 +132,10 @@ def test_s7_valid_checksum_bad_semantics_never_become_a_position_nor_a_candidate
     """S7. Injected with valid checksums, one epoch each, between good fixes: a 500 km jump in 1 s, RMC status V,
     GGA quality 0, lat 91, a 1980-01-06 date. Pass: positions published from the 5 bad epochs: 0 (every published
     position is one of the 6 good fixes, all 6 are published); position rows stored from them: 0; the decoder
-    counts >= 3 rejected fixes (V, 0, 91) and the daemon logs the 1980 and the jump rejections; a call at the
-    jump's place gets 0 candidates, a call at the unit's true place gets the unit (the bad fix was never used
-    for matching)."""
+    counts >= 3 rejected fixes (V, 0, 91) and the daemon logs the 1980 and the jump rejections; both are counted
+    where a technician looks: implausible_fixes = 2 in <node>/health (and for gps0), in `alkomctl status` and for
+    R2-00 in `alkomctl units`; a call at the jump's place gets 0 candidates, a call at the unit's true place gets
+    the unit (the bad fix was never used for matching)."""
     _configure(station)
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
@@ -170,6 +172,12 @@ def test_s7_valid_checksum_bad_semantics_never_become_a_position_nor_a_candidate
     assert len(rows) == 6 and all(lat < 1.0 and t >= "2020" for t, lat in rows)
     wait_until(lambda: any(m.payload["devices"]["gps0"]["rejected_fixes"] >= 3 for m in sub.on(f"{NODE}/health")),
                what="rejected fixes counted by the decoder")  # fmt: skip
+    wait_until(lambda: any(m.payload["implausible_fixes"] == 2 for m in sub.on(f"{NODE}/health")), what="health counts both")
+    health = sub.on(f"{NODE}/health")[-1].payload
+    assert health["implausible_fixes"] == 2 and health["devices"]["gps0"]["implausible_fixes"] == 2, health
+    sock = control.socket_path(station.db)
+    assert control.query_status(sock).implausible_fixes == 2
+    assert [(u.id, u.implausible_fixes) for u in control.query(sock, "units")] == [("R2-00", 2)]
 
     now = datetime.now(UTC)
     for call_id, lat in (("S7-FAR", far), ("S7-HOME", rx.lat)):
