@@ -10,13 +10,11 @@ import sys
 from pathlib import Path
 
 from alkomd.daemon import __version__
-from alkomd.daemon.config import DEFAULT_PATH, EX_CONFIG, Config, load, load_jurisdictions
+from alkomd.daemon.config import DEFAULT_PATH, Config, load, load_jurisdictions
+from alkomd.daemon.exit_codes import EX_CONFIG, EX_IOERR, EX_OK, EX_SOFTWARE
 from alkomd.daemon.jurisdictions import JurisdictionIndex
 from alkomd.daemon.schema import ConfigError
 from alkomd.daemon.store import StoreError
-
-EX_SOFTWARE = 70
-EX_IOERR = 74
 
 DESCRIPTION = """\
 alkomd reads GPS from the station's radios and patrol-car receivers (serial NMEA and other
@@ -84,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config is not None:
         areas = f", {len(index.ids)} jurisdictions" if index else ""
         print(f"{path}: ok ({len(cfg.devices)} devices, {len(cfg.units)} units{areas}, node {cfg.node.topic})")
-        return 0
+        return EX_OK
     setup_logging(args.log_level or cfg.log.level)
     return run(cfg, index, args.log_level)
 

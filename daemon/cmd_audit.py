@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import TextIO
 
 from alkomd.daemon.audit import verify
-
-EX_NOINPUT = 66
-EX_DATAERR = 65
+from alkomd.daemon.exit_codes import EX_DATAERR, EX_NOINPUT, EX_OK, EX_PROBLEM
 
 
 def _open(db: Path, err: TextIO) -> sqlite3.Connection | None:
@@ -19,10 +18,13 @@ def _open(db: Path, err: TextIO) -> sqlite3.Connection | None:
     if not db.is_file():
         print(f"alkomctl: no database at {db} (see [store] path in the configuration)", file=err)
         return None
+    conn: sqlite3.Connection | None = None
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
         conn.execute("SELECT 1 FROM audit LIMIT 1")
     except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
         print(f"alkomctl: cannot read the audit record in {db}: {exc}", file=err)
         return None
     return conn
@@ -33,7 +35,7 @@ def verify_cmd(db: Path, as_json: bool, out: TextIO = sys.stdout, err: TextIO = 
     conn = _open(db, err)
     if conn is None:
         return EX_NOINPUT
-    with conn:
+    with closing(conn):
         rows = conn.execute("SELECT id, time, kind, call_id, unit, detail, prev_hash, hash FROM audit ORDER BY id")
         v = verify(rows)
     if as_json:
@@ -42,7 +44,7 @@ def verify_cmd(db: Path, as_json: bool, out: TextIO = sys.stdout, err: TextIO = 
         print(f"audit record intact: {v.checked} entries, hash chain verified ({db})", file=out)
     else:
         print(f"AUDIT RECORD BROKEN at entry {v.first_bad_id}: {v.reason} ({v.checked} entries read, {db})", file=out)
-    return 0 if v.ok else EX_DATAERR
+    return EX_OK if v.ok else EX_DATAERR
 
 
 def call_show(db: Path, call_id: str, as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -50,22 +52,22 @@ def call_show(db: Path, call_id: str, as_json: bool, out: TextIO = sys.stdout, e
     conn = _open(db, err)
     if conn is None:
         return EX_NOINPUT
-    with conn:
+    with closing(conn):
         rows = conn.execute(
             "SELECT id, time, kind, unit, detail FROM audit WHERE call_id = ? ORDER BY id", (call_id,)
         ).fetchall()
         state = conn.execute("SELECT state, call FROM calls WHERE call_id = ?", (call_id,)).fetchone()
     if not rows and state is None:
         print(f"alkomctl: no call {call_id!r} in {db}", file=err)
-        return 1
+        return EX_PROBLEM
     if as_json:
         timeline = [{"id": i, "time": t, "kind": k, "unit": u or None, "detail": _maybe_json(d)} for i, t, k, u, d in rows]
         print(json.dumps({"call_id": call_id, "state": state[0] if state else None, "timeline": timeline}), file=out)
-        return 0
+        return EX_OK
     print(f"call {call_id}: {state[0] if state else 'no stored state'}", file=out)
     for _, t, kind, unit, detail in rows:
         print(f"  {t}  {kind:<28} {unit or '':<10} {detail}", file=out)
-    return 0
+    return EX_OK
 
 
 def _maybe_json(text: str) -> object:

@@ -23,12 +23,9 @@ from pathlib import Path
 from typing import TextIO
 
 from alkomd.daemon.audit import verify
+from alkomd.daemon.exit_codes import EX_CANTCREAT, EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_OK
 
 STEP_PAGES = 256  # pages copied per step (1 MiB with SQLite's default 4 KiB pages)
-EX_DATAERR = 65
-EX_NOINPUT = 66
-EX_CANTCREAT = 73
-EX_NOPERM = 77
 
 
 class BackupError(Exception):
@@ -67,6 +64,8 @@ def backup(source: Path, target: Path, force: bool = False, step_pages: int = ST
         raise BackupError(EX_NOINPUT, f"no database at {source} (see [store] path in the configuration, or --db)")
     if target.exists() and target.resolve() == source.resolve():
         raise BackupError(EX_CANTCREAT, f"{target} is the database itself")
+    if target.is_dir():
+        raise BackupError(EX_CANTCREAT, f"{target} is a folder: name the file to write, e.g. {target / 'alkomd.db'}")
     if target.exists() and not force:
         raise BackupError(EX_CANTCREAT, f"{target} exists (--force replaces it)")
     if not target.parent.is_dir():
@@ -86,9 +85,12 @@ def backup(source: Path, target: Path, force: bool = False, step_pages: int = ST
         report = _verify(source, target, tmp, pages, steps, seconds)
         if report.integrity != "ok":
             raise BackupError(EX_DATAERR, f"the copy fails integrity_check ({report.integrity}); nothing written to {target}")
-        _sync(tmp)
-        os.replace(tmp, target)
-        _sync(target.parent)
+        try:
+            _sync(tmp)
+            os.replace(tmp, target)
+            _sync(target.parent)
+        except OSError as exc:
+            raise BackupError(EX_CANTCREAT, f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return report
@@ -174,7 +176,7 @@ def run(source: Path, target: Path, force: bool, as_json: bool, out: TextIO | No
     except BackupError as exc:
         print(f"alkomctl: backup: {exc}", file=err)
         return exc.code
-    code = 0 if r.audit_ok else EX_DATAERR
+    code = EX_OK if r.audit_ok else EX_DATAERR
     if as_json:
         print(json.dumps(asdict(r)), file=out)
         return code

@@ -23,8 +23,9 @@ import serial
 from rich.console import Console
 from rich.text import Text
 
+from alkomd.daemon.exit_codes import EX_OK, EX_PROBLEM, EX_UNAVAILABLE, EX_USAGE
 from alkomd.daemon.records import utc_now
-from alkomd.daemon.tool_port import EX_OK, EX_PROBLEM, EX_UNAVAILABLE, PortError, open_for_tool, printable, stop_on_signals
+from alkomd.daemon.tool_port import PortError, close_quietly, open_for_tool, printable, stop_on_signals
 from alkomd.drivers.nmea import Decoder, Sentence, Verdict
 from alkomd.drivers.nmea_serial import FRAMINGS as ALL_FRAMINGS
 from alkomd.drivers.nmea_serial import port_hint
@@ -223,13 +224,13 @@ def run(
     bad = [f for f in framings if f not in ALL_FRAMINGS]
     if bad:
         print(f"alkomctl baud: unknown framing {bad[0]!r} (known: {', '.join(ALL_FRAMINGS)})", file=err)
-        return 2
+        return EX_USAGE
     try:
         port = open_for_tool(port_name, rates[0], framings[0])
     except PortError as exc:
         print(f"alkomctl baud: {exc}", file=err)
         return exc.code
-    console = Console(file=out, highlight=False, soft_wrap=True)
+    console = Console(file=out, highlight=False, soft_wrap=True, markup=False)
     stop = threading.Event()
     n = len(settings(rates, framings))
     if not as_json:
@@ -248,10 +249,7 @@ def run(
             lost = port_hint(exc)
             result = Hunt(port_name, ())
         finally:
-            try:
-                port.close()
-            except (serial.SerialException, OSError):
-                pass
+            close_quietly(port)
     if lost:
         print(f"alkomctl baud: lost {port_name}: {lost}", file=err)
         return EX_UNAVAILABLE

@@ -36,18 +36,9 @@ from rich.console import Console
 from rich.text import Text
 
 from alkomd.daemon import __version__
+from alkomd.daemon.exit_codes import EX_CANTCREAT, EX_NOINPUT, EX_OK, EX_PROBLEM, EX_UNAVAILABLE
 from alkomd.daemon.records import utc_iso, utc_now
-from alkomd.daemon.tool_port import (
-    EX_CANTCREAT,
-    EX_NOINPUT,
-    EX_OK,
-    EX_PROBLEM,
-    EX_UNAVAILABLE,
-    PortError,
-    open_for_tool,
-    printable,
-    stop_on_signals,
-)
+from alkomd.daemon.tool_port import PortError, close_quietly, open_for_tool, printable, stop_on_signals
 from alkomd.drivers.nmea import Decoder
 from alkomd.drivers.nmea_serial import FRAMINGS, open_port, port_hint
 from alkomd.drivers.simulator import PtyGps
@@ -142,23 +133,26 @@ def capture(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
-    """`alkomctl capture`: 0 valid sentences captured, 1 none, 73 cannot create FILE, 66/69/75/77 port problems."""
+    """`alkomctl capture`: 0 valid sentences captured, 1 none, 73 cannot create FILE, 66/69/75/77 port problems.
+
+    The port is opened first, so a port that cannot be read leaves FILE as it was (with --force too).
+    """
+    exists = f"alkomctl capture: {path} exists; choose another name or add --force"
+    if path.exists() and not force:
+        print(exists, file=err)
+        return EX_CANTCREAT
+    try:
+        port = open_for_tool(info.port, info.baud, info.framing)
+    except PortError as exc:
+        print(f"alkomctl capture: {exc}", file=err)
+        return exc.code
     try:
         fh = path.open("wb" if force else "xb")
-    except FileExistsError:
-        print(f"alkomctl capture: {path} exists; choose another name or add --force", file=err)
-        return EX_CANTCREAT
     except OSError as exc:
-        print(f"alkomctl capture: cannot create {path}: {exc.strerror}", file=err)
+        close_quietly(port)
+        print(exists if isinstance(exc, FileExistsError) else f"alkomctl capture: cannot create {path}: {exc.strerror}", file=err)
         return EX_CANTCREAT
     with fh:
-        try:
-            port = open_for_tool(info.port, info.baud, info.framing)
-        except PortError as exc:
-            fh.close()
-            path.unlink(missing_ok=True)
-            print(f"alkomctl capture: {exc}", file=err)
-            return exc.code
         decoder = Decoder("capture")
         start = utc_now()
         start_mono = time.monotonic()
@@ -184,10 +178,7 @@ def capture(
                         writer.chunk(data, now)
                         decoder.feed(data, utc_now(), now)
             finally:
-                try:
-                    port.close()
-                except (serial.SerialException, OSError):
-                    pass
+                close_quietly(port)
         decoder.flush()
         elapsed = time.monotonic() - start_mono
         summary = (
@@ -202,7 +193,7 @@ def capture(
                   "lost": lost}  # fmt: skip
         out.write(json.dumps(result) + "\n")
     else:
-        console = Console(file=out, highlight=False, soft_wrap=True)
+        console = Console(file=out, highlight=False, soft_wrap=True, markup=False)
         line = Text(f"{path}", style="bold")
         line.append(f": {summary}", style="" if decoder.sentences else "red")
         console.print(line)
@@ -325,7 +316,10 @@ class PtySink:
     """Replay into a pty we create (like gpsfake): waits for a reader, writes everything it takes."""
 
     def __init__(self, link: Path, wait_s: float, stop: threading.Event, err: TextIO) -> None:
-        self.pty = PtyGps(link)
+        try:
+            self.pty = PtyGps(link)
+        except OSError as exc:  # a file that is not a symlink there, a folder we may not write
+            raise PortError(f"cannot create {link}: {exc.strerror or exc}", EX_CANTCREAT) from exc
         self.stop = stop
         self.wait_s = wait_s
         print(f"alkomctl replay: {link} -> {self.pty.slave_name}; waiting up to {wait_s:g} s for a program to open it "
@@ -365,9 +359,9 @@ class SerialSink:
     def close(self) -> None:
         try:
             self.port.flush()
-            self.port.close()
         except (serial.SerialException, OSError):
             pass
+        close_quietly(self.port)
 
 
 def open_sink(target: str, baud: int, framing: str, wait_s: float, stop: threading.Event, err: TextIO) -> Sink:
@@ -400,7 +394,8 @@ def replay(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
-    """`alkomctl replay`: 0 played, 66 no FILE, 69 nobody read it or the target failed, 75/77 target busy/denied."""
+    """`alkomctl replay`: 0 played, 66 no FILE, 69 nobody read it or the target failed, 73 cannot create the pty's
+    link, 75/77 target busy/denied."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -454,7 +449,7 @@ def replay(
         out.write(json.dumps(result) + "\n")
     else:
         style = "yellow" if sent < len(p.lines) else "green"
-        Console(file=out, highlight=False, soft_wrap=True).print(
+        Console(file=out, highlight=False, soft_wrap=True, markup=False).print(
             Text(f"sent {sent} of {len(p.lines)} lines ({nbytes} bytes) to {target} in {elapsed:.1f} s", style=style)
         )
     return EX_OK

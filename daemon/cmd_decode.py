@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, time, timezone
 from typing import BinaryIO, TextIO
 
+from alkomd.daemon.exit_codes import EX_NOINPUT, EX_OK
 from alkomd.daemon.records import Fix, RadioStatus, utc_iso, utc_now
 from alkomd.drivers.nmea import Decoded, Decoder
 
@@ -134,7 +135,7 @@ def run(
         src: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
     except OSError as exc:
         print(f"alkomctl decode: cannot read {path}: {exc.strerror}", file=err)
-        return 66
+        return EX_NOINPUT
     with src:
         write = out.write
         if as_json:
@@ -146,4 +147,4 @@ def run(
     print(summary(decoder), file=err)
     if decoder.sentences == 0 and decoder.garbage_bytes + decoder.checksum_errors > 0:
         print("hint: no valid sentence at all: was the capture made at the wrong baud rate?", file=err)
-    return 0
+    return EX_OK

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from alkomd.daemon.exit_codes import EX_INTERRUPTED, EX_OK, EX_PROBLEM, EX_UNAVAILABLE, EX_USAGE
 from alkomd.drivers.modbus_map import TYPES, WORD_ORDERS
 from alkomd.drivers.nmea_serial import FRAMINGS
-
-EX_OK, EX_DEVICE, EX_USAGE, EX_UNAVAILABLE = 0, 1, 2, 69
 
 EXCEPTION_HINTS = {
     1: "the device does not support this function here (holding vs input registers? try --input)",
@@ -138,7 +137,7 @@ def _failure(exc: BaseException, bus: Any, unit: int) -> _Failure:
     from alkomd.drivers.modbus_link import ExceptionReply, LinkDown, NoReply
 
     if isinstance(exc, ExceptionReply):
-        return _Failure(EX_DEVICE, str(exc), EXCEPTION_HINTS.get(exc.code, ""))
+        return _Failure(EX_PROBLEM, str(exc), EXCEPTION_HINTS.get(exc.code, ""))
     if isinstance(exc, NoReply):
         hint = (
             f"is unit {unit} right? (Teltonika: 1, see Services > Modbus)"
@@ -148,7 +147,7 @@ def _failure(exc: BaseException, bus: Any, unit: int) -> _Failure:
         return _Failure(EX_UNAVAILABLE, str(exc), hint)
     if isinstance(exc, LinkDown):
         return _Failure(EX_UNAVAILABLE, str(exc))
-    return _Failure(EX_DEVICE, str(exc))
+    return _Failure(EX_PROBLEM, str(exc))
 
 
 def _report_failure(f: _Failure, as_json: bool, out: TextIO, err: TextIO, extra: dict[str, Any]) -> int:
@@ -185,7 +184,7 @@ def read_cmd(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = s
     except ModbusError as exc:
         return _report_failure(_failure(exc, bus, args.unit), args.json, out, err, extra)
     except KeyboardInterrupt:
-        return 130
+        return EX_INTERRUPTED
     values: list[tuple[int, object]] = []
     if size == 0:
         values.append((args.address, decode_registers(regs, "ascii")))
@@ -220,7 +219,7 @@ def _fmt(v: object) -> str:
 def _console(out: TextIO) -> Any:
     from rich.console import Console
 
-    return Console(file=out, highlight=False, soft_wrap=False, width=None if out.isatty() else 120)
+    return Console(file=out, highlight=False, soft_wrap=False, markup=False, width=None if out.isatty() else 120)
 
 
 def _print_read(args: argparse.Namespace, regs: Sequence[int], values: Sequence[tuple[int, object]], out: TextIO) -> None:
@@ -303,14 +302,14 @@ def probe_cmd(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     except ModbusError as exc:
         return _report_failure(_failure(exc, bus, args.unit), args.json, out, err, extra)
     except KeyboardInterrupt:
-        return 130
+        return EX_INTERRUPTED
     found = any(r.looks_like for r in reports)
     if args.json:
         doc = {**extra, "ok": found, "maps": [_report_json(r) for r in reports]}
         print(json.dumps(doc), file=out)
     else:
         _print_probe(args, reports, out)
-    return EX_OK if found else EX_DEVICE
+    return EX_OK if found else EX_PROBLEM
 
 
 def _read_map(s: Any, m: Any, args: argparse.Namespace) -> Any:
@@ -389,10 +388,11 @@ def _report_json(r: MapReport) -> dict[str, Any]:
 
 def _print_probe(args: argparse.Namespace, reports: Sequence[MapReport], out: TextIO) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     con = _console(out)
     for r in reports:
-        con.print(f"[bold]{r.name}[/bold] map on unit {args.unit} at {args.url}")
+        con.print(Text(r.name, style="bold") + Text(f" map on unit {args.unit} at {args.url}"))
         t = Table(show_edge=False, pad_edge=False)
         for col, just in (("field", "left"), ("address", "right"), ("type", "left"), ("registers", "left"), ("value", "right"),
                           ("meaning", "left")):  # fmt: skip
@@ -406,4 +406,4 @@ def _print_probe(args: argparse.Namespace, reports: Sequence[MapReport], out: Te
             con.print(f"  {_exc_text(c)} at register {a}")
         con.print(f"word order: {r.word_order or 'unknown'} ({r.word_order_reason})")
         style = "green" if r.looks_like else "yellow"
-        con.print(f"[{style}]{r.verdict}[/{style}]")
+        con.print(r.verdict, style=style)

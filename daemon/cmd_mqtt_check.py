@@ -45,15 +45,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 from alkomd.daemon import __version__
 from alkomd.daemon import config as cfgmod
 from alkomd.daemon.config import Config
+from alkomd.daemon.exit_codes import EX_CONFIG, EX_INTERRUPTED, EX_NOPERM, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
 from alkomd.daemon.mqtt_link import LinkEvents, MqttLink
 from alkomd.daemon.records import utc_iso, utc_now
 from alkomd.daemon.schema import ConfigError
 
-EX_OK = 0
-EX_UNAVAILABLE = 69
-EX_TEMPFAIL = 75
-EX_NOPERM = 77
-EX_CONFIG = 78
 TAKEN_OVER = 0x8E  # DISCONNECT "Session taken over": another connection with our client id
 STEPS = ("resolve", "connect", "login", "subscribe", "publish", "receive")
 TLS_CLIENT_CERT_REFUSED = ("unknown ca", "bad certificate", "certificate unknown", "certificate expired",
@@ -488,7 +484,7 @@ def render(report: Report, cfg: Config, out: TextIO) -> None:
     from rich.console import Console  # imported late: --json stays fast
     from rich.text import Text
 
-    console = Console(file=out, width=None if out.isatty() else 120, highlight=False)
+    console = Console(file=out, width=None if out.isatty() else 120, highlight=False, markup=False)
     how = ("TLS" if report.tls else "plain TCP, no TLS") + f", MQTT {report.protocol}"
     console.print(Text(f"MQTT check of {cfg.node.topic} -> {report.broker} ({how})", style="bold"))
     for s in report.steps:
@@ -520,7 +516,7 @@ def run(config: Path, password_file: Path | None, timeout_s: float, as_json: boo
     try:
         report = check.run()
     except KeyboardInterrupt:
-        return 130
+        return EX_INTERRUPTED
     if as_json:
         print(json.dumps(asdict(report), ensure_ascii=False), file=out)
     else:

@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.text import Text
 
 from alkomd.daemon.config import DEFAULT_PATH, Config, load
+from alkomd.daemon.exit_codes import EX_CONFIG, EX_NOINPUT, EX_OK, EX_PROBLEM
 from alkomd.daemon.schema import ConfigError
-from alkomd.daemon.tool_port import EX_CONFIG, EX_NOINPUT, EX_OK, EX_PROBLEM
 
 UDEV_DIRS = (Path("/etc/udev/rules.d"), Path("/run/udev/rules.d"), Path("/usr/lib/udev/rules.d"), Path("/lib/udev/rules.d"))
 # USB-serial adapters a station uses (systemd/99-alkomd.rules keeps ModemManager off them).
@@ -211,13 +211,23 @@ def _cmdline(proc: Path, pid: int) -> list[str]:
 
 
 def _alkomd_config(proc: Path, pid: int, argv: Sequence[str]) -> str:
-    """The config file an alkomd process was started with (default /etc/alkomd/alkomd.toml)."""
-    for i, arg in enumerate(argv):
+    """The config file an alkomd process was started with (default /etc/alkomd/alkomd.toml).
+
+    Read the way alkomd's argparse reads its options after the program (`alkomd` or `-m alkomd.daemon.cli`;
+    the interpreter's own `-c` is not ours): `-c FILE`, `-cFILE`, `--config FILE`, `--config=FILE`, and
+    the unambiguous abbreviations `--co`, `--con`, ...
+    """
+    start = next((i + 1 for i, a in enumerate(argv) if os.path.basename(a) == "alkomd" or a in ALKOMD_MARKERS), 0)
+    args = argv[start:]
+    for i, arg in enumerate(args):
+        name, eq, inline = arg.partition("=")
         value = ""
-        if arg == "--config" and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--config="):
-            value = arg.split("=", 1)[1]
+        if arg.startswith("--") and len(name) >= 4 and "--config".startswith(name):
+            value = inline if eq else (args[i + 1] if i + 1 < len(args) else "")
+        elif arg == "-c" and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("-c") and not arg.startswith("--"):
+            value = arg[2:]
         if value:
             if not os.path.isabs(value):
                 try:
@@ -770,7 +780,7 @@ def run(
     if as_json:
         out.write(json.dumps(report_dict(report), indent=2) + "\n")
     else:
-        render(report, Console(file=out, highlight=False, soft_wrap=True))
+        render(report, Console(file=out, highlight=False, soft_wrap=True, markup=False))
     if names and any(not p.exists for p in report.ports):
         return EX_NOINPUT
     return EX_PROBLEM if report.problems else EX_OK

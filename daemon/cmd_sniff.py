@@ -27,8 +27,9 @@ from rich.table import Table
 from rich.text import Text
 
 from alkomd.daemon.cmd_decode import fix_dict
+from alkomd.daemon.exit_codes import EX_OK, EX_PROBLEM, EX_UNAVAILABLE
 from alkomd.daemon.records import Fix, RadioStatus, utc_iso, utc_now
-from alkomd.daemon.tool_port import EX_OK, EX_PROBLEM, EX_UNAVAILABLE, PortError, open_for_tool, printable, stop_on_signals
+from alkomd.daemon.tool_port import PortError, close_quietly, open_for_tool, printable, stop_on_signals
 from alkomd.drivers.nmea import MAX_PENDING, Decoder, Sentence, Verdict
 from alkomd.drivers.nmea_serial import QUIET_CLOSE_S, port_hint
 
@@ -440,7 +441,7 @@ def run(
     started = time.monotonic()
     lost = ""
     live_view = not as_json and out.isatty()
-    console = Console(file=out, highlight=False)
+    console = Console(file=out, highlight=False, markup=False)
 
     def emit(items: list[Heard | Fix | RadioStatus]) -> None:
         if as_json:
@@ -495,10 +496,7 @@ def run(
                 step(None)
                 emit(sn.finish(time.monotonic()))
         finally:
-            try:
-                ser.close()
-            except (serial.SerialException, OSError):
-                pass
+            close_quietly(ser)
     elapsed = time.monotonic() - started
     if as_json:
         out.write(json.dumps(summary(sn, elapsed), separators=(",", ":")) + "\n")

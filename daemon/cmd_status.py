@@ -11,11 +11,7 @@ from typing import Any, TextIO
 from alkomd.daemon import control
 from alkomd.daemon.config import DEFAULT_PATH, StoreConfig
 from alkomd.daemon.control import DeviceRow, ReplyError, Status, UnitRow
-
-EX_UNAVAILABLE = 69
-EX_PROTOCOL = 76
-EX_NOPERM = 77
-EX_CONFIG = 78
+from alkomd.daemon.exit_codes import EX_CONFIG, EX_NOPERM, EX_OK, EX_PROTOCOL, EX_UNAVAILABLE
 
 HINT_UNAVAILABLE = "is alkomd running? systemctl status alkomd"
 HINT_NOPERM = "add yourself to the alkomd group (sudo usermod -aG alkomd $USER, then log in again), or use sudo"
@@ -66,7 +62,7 @@ def ask(command: str, socket: Path | None, config: Path | None, err: TextIO) -> 
     absent: list[str] = []
     for path in paths:
         try:
-            return 0, control.request(path, command)
+            return EX_OK, control.request(path, command)
         except control.Refused as exc:
             refused.append(str(exc))
         except control.Unavailable as exc:
@@ -96,17 +92,17 @@ def run(command: str, socket: Path | None, config: Path | None, as_json: bool,
         return EX_PROTOCOL
     if as_json:
         print(json.dumps(data, ensure_ascii=False), file=out)
-        return 0
+        return EX_OK
     from rich.console import Console  # imported late: --json and the errors stay fast
 
-    console = Console(file=out, width=None if out.isatty() else 200, highlight=False)
+    console = Console(file=out, width=None if out.isatty() else 200, highlight=False, markup=False)
     if command == "status":
         console.print(status_view(typed))
     elif command == "units":
         console.print(units_view(typed))
     else:
         console.print(devices_view(typed))
-    return 0
+    return EX_OK
 
 
 # -- people's views -------------------------------------------------------------------------------

@@ -33,10 +33,10 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
-from alkomd.daemon import __version__, cmd_ports, control
-from alkomd.daemon.config import DEFAULT_PATH, Config, load
+from alkomd.daemon import __version__, cmd_ports, cmd_status, control
+from alkomd.daemon.config import DEFAULT_PATH, Config, StoreConfig, load
+from alkomd.daemon.exit_codes import EX_CANTCREAT, EX_OK
 from alkomd.daemon.schema import ConfigError
-from alkomd.daemon.tool_port import EX_CANTCREAT, EX_OK
 
 LIBRARIES = ("pyserial", "pynmea2", "paho-mqtt", "sqlite-utils", "shapely", "numpy", "rich", "pymodbus", "amqtt")
 SECRET_NAME = re.compile(r"(password|passwd|secret|token|psk|api_?key|private|credential)", re.I)
@@ -145,7 +145,7 @@ def daemon_status(store_path: Path, socket_path: Path | None) -> tuple[str, dict
 def database_status(db: Path) -> dict[str, Any]:
     """Counters from the database, opened read-only: outbox, last device status per device, unit statuses."""
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        con = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
     except sqlite3.Error as exc:
         return {"error": f"{db}: {exc}"}
     try:
@@ -219,7 +219,7 @@ def log_errors(path: Path) -> str:
 
 def _text(console_render: Callable[[Console], None]) -> str:
     buf = io.StringIO()
-    console_render(Console(file=buf, width=140, highlight=False, soft_wrap=True, color_system=None))
+    console_render(Console(file=buf, width=140, highlight=False, soft_wrap=True, color_system=None, markup=False))
     return buf.getvalue()
 
 
@@ -243,9 +243,7 @@ def collect(config: Path | None, log: Path | None = None, socket_path: Path | No
         try:
             raw = raw_config(cfg_path)
             files["config-raw.json"] = json.dumps(raw, indent=2, default=str)
-            store = raw.get("store", {})
-            if isinstance(store, dict) and isinstance(store.get("path"), str):
-                store_path = Path(store["path"]) if Path(store["path"]).is_absolute() else cfg_path.parent / store["path"]
+            store_path = cmd_status.store_path(cfg_path)
             notes.append("config-raw.json: the file as written (not validated), secrets redacted")
         except (OSError, tomllib.TOMLDecodeError):
             pass
@@ -254,7 +252,7 @@ def collect(config: Path | None, log: Path | None = None, socket_path: Path | No
     files["ports.txt"] = _text(lambda c: cmd_ports.render(report, c))
     files["ports.json"] = json.dumps(cmd_ports.report_dict(report), indent=2)
 
-    where, status = daemon_status(store_path or Path("/var/lib/alkomd/alkomd.db"), socket_path)
+    where, status = daemon_status(store_path or StoreConfig().path, socket_path)
     if where:
         files["status.json"] = json.dumps({"source": where, **status}, indent=2)
         notes.append(f"status.json: the running daemon ({where}); units without their positions")
@@ -281,7 +279,10 @@ def collect(config: Path | None, log: Path | None = None, socket_path: Path | No
     udev = ["installed udev rules:"] + [f"  {p}" for p in rules]
     for p in rules:
         if "alkomd" in p.name:
-            udev += ["", f"--- {p}", p.read_text(errors="replace")]
+            try:
+                udev += ["", f"--- {p}", p.read_text(errors="replace")]
+            except OSError as exc:
+                udev += ["", f"--- {p}: cannot read: {exc.strerror or exc}"]
     files["udev.txt"] = "\n".join(udev) + "\n"
 
     readme = [
@@ -345,7 +346,7 @@ def run(
     if as_json:
         out.write(json.dumps({"file": str(out_path), "bytes": size, "folder": folder, "members": sorted(members)}) + "\n")
         return EX_OK
-    console = Console(file=out, highlight=False, soft_wrap=True)
+    console = Console(file=out, highlight=False, soft_wrap=True, markup=False)
     console.print(Text(f"wrote {out_path} ({size} bytes)", style="bold green"))
     for name in sorted(members, key=lambda n: (n != "README.txt", n)):
         console.print(Text(f"  {folder}/{name}  ({len(members[name])} bytes)"))

@@ -13,6 +13,7 @@ from typing import Any
 
 from alkomd.daemon import jurisdictions
 from alkomd.daemon.dispatch import DispatchOptions
+from alkomd.daemon.exit_codes import EX_CONFIG as EX_CONFIG  # re-exported: older code imports it from here
 from alkomd.daemon.jurisdictions import JurisdictionError, JurisdictionIndex, JurisdictionOptions
 from alkomd.daemon.recommend import RecommendOptions
 from alkomd.daemon.schema import ID_PATTERN as ID_PATTERN
@@ -20,7 +21,6 @@ from alkomd.daemon.schema import NODE_PATTERN as NODE_PATTERN
 from alkomd.daemon.schema import ConfigError, build, spec
 from alkomd.drivers import registry
 
-EX_CONFIG = 78
 DEFAULT_PATH = Path("/etc/alkomd/alkomd.toml")
 TIERS = ("polres", "polda", "mabes")
 UNIT_TYPES = ("car", "motorcycle", "foot", "boat")

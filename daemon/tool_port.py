@@ -1,4 +1,4 @@
-"""What the serial-port tools share: exit codes, opening a port as the daemon does with a clear error, Ctrl-C."""
+"""What the serial-port tools share: opening a port as the daemon does with a clear error, closing it, Ctrl-C."""
 
 from __future__ import annotations
 
@@ -12,18 +12,8 @@ from typing import Any
 
 import serial
 
+from alkomd.daemon.exit_codes import EX_NOINPUT, EX_NOPERM, EX_TEMPFAIL, EX_UNAVAILABLE
 from alkomd.drivers.nmea_serial import open_port, port_hint
-
-# Exit codes of alkomctl's serial-port tools (sysexits.h where one fits).
-EX_OK = 0
-EX_PROBLEM = 1  # the command ran and found a problem (a thief, no valid sentence, ...)
-EX_USAGE = 2
-EX_NOINPUT = 66  # no such port or file
-EX_UNAVAILABLE = 69  # the port failed, or nobody opened the pty we offered
-EX_CANTCREAT = 73  # cannot create the output file
-EX_TEMPFAIL = 75  # the port is busy (held by another program)
-EX_NOPERM = 77  # permission denied
-EX_CONFIG = 78
 
 READ_TIMEOUT_S = 0.25  # bounds how long Ctrl-C or the end of --seconds waits for a blocked read
 
@@ -84,6 +74,14 @@ def open_for_tool(url: str, baud: int, framing: str, exclusive: bool = True, tim
         else:
             message = f"{url}: {port_hint(exc)}"
         raise PortError(message, code) from exc
+
+
+def close_quietly(port: serial.SerialBase) -> None:
+    """Close a port at the end of a tool's run; a port already gone (unplugged) has nothing left to close."""
+    try:
+        port.close()
+    except (serial.SerialException, OSError):
+        pass
 
 
 @contextmanager

@@ -127,6 +127,8 @@ def test_refusals_leave_nothing_behind(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 73 and "the database itself" in err
     code, _, err = run_ctl(capsys, "backup", str(tmp_path / "no" / "such" / "dir.db"), "--db", str(db))
     assert code == 73 and "no folder" in err
+    code, _, err = run_ctl(capsys, "backup", str(out_dir), "--db", str(db), "--force")  # a folder is never replaced
+    assert code == 73 and "is a folder" in err and out_dir.is_dir()
     assert list(out_dir.iterdir()) == []
 
 

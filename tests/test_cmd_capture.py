@@ -169,6 +169,9 @@ def test_capture_never_overwrites_and_port_errors_have_their_codes(tmp_path: Pat
     missing = tmp_path / "never.nmea"
     assert alkomctl("capture", str(tmp_path / "ttyNONE"), "1", str(missing)).returncode == 66
     assert not missing.exists()
+    existing.write_text("precious\n")  # --force replaces a capture only once the port is open
+    assert alkomctl("capture", str(tmp_path / "ttyNONE"), "1", str(existing), "--force").returncode == 66
+    assert existing.read_text() == "precious\n"
 
 
 def test_replay_gives_up_when_nobody_reads_and_without_a_file(tmp_path: Path) -> None:
@@ -176,6 +179,11 @@ def test_replay_gives_up_when_nobody_reads_and_without_a_file(tmp_path: Path) ->
     assert r.returncode == 69 and "nobody opened" in r.stderr
     assert not (tmp_path / "ttyX").exists()
     assert alkomctl("replay", str(tmp_path / "none.nmea"), "--to", "pty:/tmp/x").returncode == 66
+    occupied = tmp_path / "notes.txt"  # a pty's PATH never replaces a file
+    occupied.write_text("keep\n")
+    r = alkomctl("replay", str(CAPTURES / "kenwood-gga-only.nmea"), "--to", f"pty:{occupied}", "--wait", "1")
+    assert r.returncode == 73 and f"cannot create {occupied}" in r.stderr and "Traceback" not in r.stderr
+    assert occupied.read_text() == "keep\n"
     assert alkomctl("replay", str(tmp_path / "none.nmea"), "--to", "pty:/tmp/x", "--speed", "-1").returncode == 2
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from helpers_modbus import LAT, LON, ModbusSim, PtyLink, SilentListener, at, closed_port_url, f32, teltonika
 
-EX_OK, EX_DEVICE, EX_USAGE, EX_UNAVAILABLE = 0, 1, 2, 69
+from alkomd.daemon.exit_codes import EX_OK, EX_UNAVAILABLE, EX_USAGE
+from alkomd.daemon.exit_codes import EX_PROBLEM as EX_DEVICE
 
 
 def alkomctl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -116,6 +117,18 @@ def test_read_exception_reply(sims: Callable[..., ModbusSim]) -> None:
     assert "0-based: a manual's register number minus 1" in p.stderr
     doc = as_json(alkomctl("read", sim.url, "7", "2", "--json"))
     assert doc["ok"] is False and "exception 2" in doc["error"] and doc["hint"]
+
+
+def test_what_a_device_says_is_printed_as_written(sims: Callable[..., ModbusSim]) -> None:
+    """A modem's strings are data: `[/]` or `[red]` in its operator name is shown, never read as rich markup."""
+    odd = "[/]Tsel [red]4G"
+    sim = sims({1: teltonika(operator=odd)})
+    p = alkomctl("probe", sim.url)
+    assert p.returncode == EX_OK, p.stderr
+    assert repr(odd) in p.stdout and "this looks like a Teltonika RUT with GPS" in p.stdout
+    p = alkomctl("read", sim.url, "23", "16", "--type", "ascii")
+    assert p.returncode == EX_OK, p.stderr
+    assert f"23: {odd!r}" in p.stdout
 
 
 def test_unreachable_and_silent() -> None:

@@ -123,6 +123,30 @@ def test_the_daemon_holding_its_ports_is_named_with_each_device(
     assert f"pid {pid}" in human.stdout and "the alkomd daemon, [[device]] gps0" in human.stdout
 
 
+def test_a_daemon_started_with_a_short_relative_config_option_is_named_too(
+    station: Station, ptys: Callable[[Path], PtyGps]
+) -> None:
+    """`alkomd -c alkomd.toml` in its folder: the config is found from the daemon's command line and its cwd."""
+    station.write_config()
+    pty = ptys(station.links[0])
+    proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.cli", "-c", station.config.name], cwd=station.dir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+
+        def holder() -> dict[str, object] | None:
+            _, report = ports_json(str(pty.link))
+            holders = report["ports"][0]["holders"]  # type: ignore[index]
+            return holders[0] if holders else None  # type: ignore[no-any-return]
+
+        wait_until(lambda: holder() is not None, 20, "the daemon holding its port")
+        h = holder()
+        assert h is not None and h["pid"] == proc.pid and h["alkomd"]
+        assert h["config"] == str(station.config) and h["device"] == "gps0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_process_scan_finds_holders_by_real_path(tmp_path: Path, holders: Holders) -> None:
     with PtyGps(tmp_path / "a") as a, PtyGps(tmp_path / "b") as b:
         p = holders.start("holder-a", a.link, lock=False)

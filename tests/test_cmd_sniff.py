@@ -310,6 +310,8 @@ def test_live_view_in_a_terminal_shows_counts_verdicts_and_ctrl_c_leaves_nothing
             wait_until(lambda: _count(tmux.screen(), "bad checksum") == 1, 20, "the bad checksum counted")
             wait_until(lambda: any(" bad checksum " in ln and "$GPGGA,120000.00" in ln for ln in tmux.screen().splitlines()),
                        20, "the bad sentence's verdict in the recent lines")  # fmt: skip
+            pty.write(b"junk [/x] and [red]red[/red]\r\n")  # noise is data, not rich markup (`[/x]` crashed the view)
+            wait_until(lambda: "junk [/x] and [red]red[/red]" in tmux.screen(), 20, "the noise shown as it came")
             pids = _sniff_pids(link)
             assert len(pids) == 1
             tmux.run("send-keys", "C-c")

@@ -272,3 +272,15 @@ def test_reply_records_survive_encode_and_decode() -> None:
     assert control.decode(list[control.DeviceRow], data) == [row]
     with pytest.raises(control.ReplyError, match="counters"):
         control.decode(control.DeviceRow, {**data[0], "counters": "x"})
+
+
+def test_a_callsign_with_square_brackets_is_printed_as_written(
+    station: Station, broker: Broker, daemons: Callable[[Path], Daemon], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names and details are data: `[/]` or `[red]` in them is shown, never read as rich markup (which crashed on `[/]`)."""
+    station.write_config()
+    station.config.write_text(station.config.read_text().replace('callsign = "Macan 00"', 'callsign = "[/] Macan [red]00"'))
+    daemons(station.config)
+    code, out, err = run_ctl(capsys, "units", "--socket", str(station.dir / "control.sock"))
+    assert code == 0, err
+    assert "[/] Macan [red]00" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import subprocess
@@ -64,3 +65,47 @@ def test_every_serial_tool_is_in_the_readme_with_its_exit_codes_and_an_example(t
     assert f"| `alkomctl {tool} " in README
     out = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", tool, "--help"], capture_output=True, text=True, check=True).stdout
     assert "exit codes:" in out and f"alkomctl {tool} " in out.split("examples:", 1)[1]
+
+
+def _alkomctl_commands() -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every alkomctl command people run ("status", "audit verify", "modbus read", ...) and its parser."""
+    from alkomd.daemon import ctl
+
+    def walk(p: argparse.ArgumentParser, path: list[str]) -> list[tuple[str, argparse.ArgumentParser]]:
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return [(" ".join(path), p)]
+        return [leaf for name, sp in subs[0].choices.items() for leaf in walk(sp, [*path, name])]
+
+    return walk(ctl.parser(), [])
+
+
+def test_every_alkomctl_command_explains_itself_with_exit_codes_and_examples() -> None:
+    lacking = []
+    for name, p in _alkomctl_commands():
+        text = p.format_help()
+        examples = text.split("examples:", 1)[1] if "examples:" in text else ""
+        if "exit codes" not in text.lower() or f"alkomctl {name}" not in examples:
+            lacking.append(name)
+    assert not lacking, f"--help without exit codes or an example: {lacking}"
+
+
+def test_the_readme_alkomctl_table_names_every_option() -> None:
+    rows = [ln for ln in README.split("\n## alkomctl\n", 1)[1].split("\n## ", 1)[0].splitlines() if ln.startswith("| `alkomctl ")]
+    row_of: dict[str, str] = {}
+    for row in rows:
+        first = row.split("` |", 1)[0]
+        for names, action in re.findall(r"`alkomctl ((?:[\w-]+\\\|)*[\w-]+)((?: [a-z][\w-]*)?)", first):
+            for n in names.split("\\|"):
+                row_of[n + action] = row
+    missing = []
+    for name, p in _alkomctl_commands():
+        row = row_of.get(name)
+        if row is None:
+            missing.append(f"{name}: no row")
+            continue
+        for a in p._actions:
+            for opt in a.option_strings:
+                if opt.startswith("--") and opt != "--help" and not re.search(re.escape(opt) + r"(?![\w-])", row):
+                    missing.append(f"{name} {opt}")
+    assert not missing, f"README's alkomctl table lacks {missing}"
