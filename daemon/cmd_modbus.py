@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from alkomd.daemon.exit_codes import EX_INTERRUPTED, EX_OK, EX_PROBLEM, EX_UNAVAILABLE, EX_USAGE
+from alkomd.daemon.exit_codes import EX_OK, EX_PROBLEM, EX_UNAVAILABLE, EX_USAGE
 from alkomd.drivers.modbus_map import TYPES, WORD_ORDERS
 from alkomd.drivers.nmea_serial import FRAMINGS
 
@@ -47,7 +47,7 @@ exit codes: 0 ok; 1 exception reply or not a known modem; 2 usage; 69 unreachabl
 """
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The `modbus` subcommand and its actions (cheap: imports no Modbus library)."""
     m = sub.add_parser(
         "modbus",
@@ -126,11 +126,15 @@ class _Failure:
     hint: str = ""
 
 
-def _open(args: argparse.Namespace) -> Any:
-    """A Bus for the URL (raises ValueError for a bad one)."""
+def _open(args: argparse.Namespace, err: TextIO) -> Any:
+    """A Bus for the URL, or None (the reason printed) for a bad one."""
     from alkomd.drivers.modbus_link import Bus, parse_url
 
-    return Bus(parse_url(args.url), args.baud, args.framing, args.timeout, keep_open=False)
+    try:
+        return Bus(parse_url(args.url), args.baud, args.framing, args.timeout, keep_open=False)
+    except ValueError as exc:
+        print(f"alkomctl modbus: bad URL: {exc}", file=err)
+        return None
 
 
 def _failure(exc: BaseException, bus: Any, unit: int) -> _Failure:
@@ -172,10 +176,8 @@ def read_cmd(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = s
     if args.address + count > 65536:
         print("alkomctl modbus: ADDR + COUNT goes past register 65535", file=err)
         return EX_USAGE
-    try:
-        bus = _open(args)
-    except ValueError as exc:
-        print(f"alkomctl modbus: bad URL: {exc}", file=err)
+    bus = _open(args, err)
+    if bus is None:
         return EX_USAGE
     extra = {"url": args.url, "unit": args.unit, "address": args.address, "count": count}
     try:
@@ -183,8 +185,6 @@ def read_cmd(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = s
             regs = s.read(args.address, count, args.unit, "input" if args.input else "holding", args.retries)
     except ModbusError as exc:
         return _report_failure(_failure(exc, bus, args.unit), args.json, out, err, extra)
-    except KeyboardInterrupt:
-        return EX_INTERRUPTED
     values: list[tuple[int, object]] = []
     if size == 0:
         values.append((args.address, decode_registers(regs, "ascii")))
@@ -285,10 +285,8 @@ def probe_cmd(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         except ConfigError as exc:
             print(f"alkomctl modbus: map file {exc}", file=err)
             return EX_USAGE
-    try:
-        bus = _open(args)
-    except ValueError as exc:
-        print(f"alkomctl modbus: bad URL: {exc}", file=err)
+    bus = _open(args, err)
+    if bus is None:
         return EX_USAGE
     extra = {"url": args.url, "unit": args.unit}
     reports: list[MapReport] = []
@@ -301,8 +299,6 @@ def probe_cmd(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
             reports.append(_judge(m, result))
     except ModbusError as exc:
         return _report_failure(_failure(exc, bus, args.unit), args.json, out, err, extra)
-    except KeyboardInterrupt:
-        return EX_INTERRUPTED
     found = any(r.looks_like for r in reports)
     if args.json:
         doc = {**extra, "ok": found, "maps": [_report_json(r) for r in reports]}

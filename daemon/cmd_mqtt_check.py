@@ -24,6 +24,7 @@ subscribe or read-back, an unreadable secret); 78 configuration error.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -45,7 +46,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from alkomd.daemon import __version__
 from alkomd.daemon import config as cfgmod
 from alkomd.daemon.config import Config
-from alkomd.daemon.exit_codes import EX_CONFIG, EX_INTERRUPTED, EX_NOPERM, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
+from alkomd.daemon.exit_codes import EX_CONFIG, EX_NOPERM, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
 from alkomd.daemon.mqtt_link import LinkEvents, MqttLink
 from alkomd.daemon.records import utc_iso, utc_now
 from alkomd.daemon.schema import ConfigError
@@ -512,11 +513,7 @@ def run(config: Path, password_file: Path | None, timeout_s: float, as_json: boo
             print("hint: that is a systemd credential, present only while alkomd runs; "
                   "pass its source instead: --password-file /etc/alkomd/mqtt-password", file=err)  # fmt: skip
         return EX_CONFIG
-    check = Check(cfg, timeout_s)
-    try:
-        report = check.run()
-    except KeyboardInterrupt:
-        return EX_INTERRUPTED
+    report = Check(cfg, timeout_s).run()
     if as_json:
         print(json.dumps(asdict(report), ensure_ascii=False), file=out)
     else:
@@ -524,11 +521,8 @@ def run(config: Path, password_file: Path | None, timeout_s: float, as_json: boo
     return report.exit_code
 
 
-def add_parser(sub: object) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `alkomctl mqtt-check` (ctl.py calls this with its subparsers)."""
-    import argparse
-
-    assert isinstance(sub, argparse._SubParsersAction)
     p = sub.add_parser(
         "mqtt-check",
         help="log in to the broker as the daemon does and send a probe to itself",

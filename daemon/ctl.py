@@ -11,7 +11,7 @@ from pathlib import Path
 
 from alkomd.daemon import __version__
 from alkomd.daemon.config import DEFAULT_PATH
-from alkomd.daemon.exit_codes import EX_CONFIG, EX_OK, EX_USAGE
+from alkomd.daemon.exit_codes import EX_CONFIG, EX_INTERRUPTED, EX_OK, EX_USAGE
 
 DESCRIPTION = """\
 alkomctl helps a station technician check captures, configurations and the whole
@@ -388,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `alkomctl decode big.nmea | head`: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EX_OK
+    except KeyboardInterrupt:  # Ctrl-C in a command that does not catch it itself (a query, a Modbus read): no traceback
+        print("alkomctl: interrupted", file=sys.stderr)
+        return EX_INTERRUPTED
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import ast
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,3 +67,26 @@ def test_audit_and_call_find_the_database_of_a_config_naming_a_service_credentia
     assert ctl.main(["call", "show", "C-0404", "--config", str(cfg)]) == exit_codes.EX_PROBLEM
     assert ctl.main(["audit", "verify", "--config", str(tmp_path / "missing.toml")]) == exit_codes.EX_CONFIG
     assert "missing.toml" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_a_daemon_does_not_answer_is_130_without_a_traceback(tmp_path: Path) -> None:
+    """A control socket that takes the request and never answers; the technician presses Ctrl-C."""
+    path = tmp_path / "control.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen(1)
+        server.settimeout(30)
+        proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.ctl", "status", "--socket", str(path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(30)
+                assert conn.recv(4096).endswith(b"\n")  # the request: alkomctl now waits for the reply
+                proc.send_signal(signal.SIGINT)
+                _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert proc.returncode == exit_codes.EX_INTERRUPTED and "Traceback" not in err and "interrupted" in err
