@@ -209,6 +209,7 @@ class _SerialClient(ModbusSerialClient):
         )  # fmt: skip
         self.target = target
         self.framing = framing
+        self.poll_s = max(0.001, 4 * (1 + bits + stop_bits + (parity != "N")) / baud)  # 4 characters' time
         self.stop = threading.Event()
         self.last_error: BaseException | None = None
         self.rx_bytes = 0
@@ -244,7 +245,7 @@ class _SerialClient(ModbusSerialClient):
                 if left <= 0:
                     return b""  # pymodbus reads this as a timeout
                 if fd is None:  # rfc2217:// and other URLs without a descriptor: poll
-                    self.stop.wait(min(left, self._recv_interval))
+                    self.stop.wait(min(left, self.poll_s))
                 else:
                     select.select([fd], [], [], min(left, SLICE_S))
         except OSError as exc:
