@@ -70,6 +70,7 @@ class OutboxBudget:
         self.rounds = 0
         self._done: dict[int, int] = {}  # step -> last row id a pass at that step has covered
         self._over_logged = False
+        self._failing = False
 
     @property
     def budget(self) -> int:
@@ -79,14 +80,30 @@ class OutboxBudget:
         return self.store.unsent_bytes > self.budget
 
     async def run(self) -> None:
-        """Check every `CHECK_S`; run a round when the budget is exceeded (a task of the runtime)."""
+        """Check every `CHECK_S`; run a round when the budget is exceeded (a task of the runtime).
+
+        A failed round is logged once per episode and tried again at the next check: the task never ends
+        on an error (nobody awaits it, so its exception would be seen only at exit).
+        """
         while True:
             await asyncio.sleep(CHECK_S)
-            if self.over():
-                try:
-                    await self.thin_round()
-                except StoreError:
-                    log.exception("outbox budget: thinning failed; trying again in %.0f s", CHECK_S)
+            if not self.over():
+                continue
+            try:
+                await self.thin_round()
+            except StoreError as exc:
+                if not self._failing:
+                    log.error("outbox budget: thinning failed: %s; trying again every %g s", exc, CHECK_S)
+                self._failing = True
+                continue
+            except Exception:  # supervision boundary: the budget must outlive a bug in one round
+                if not self._failing:
+                    log.exception("outbox budget: thinning failed; trying again every %g s", CHECK_S)
+                self._failing = True
+                continue
+            if self._failing:
+                self._failing = False
+                log.info("outbox budget: thinning works again")
 
     async def thin_round(self) -> ThinningRound:
         """Thin old position messages until the unsent bytes are under the low-water mark."""

@@ -368,16 +368,26 @@ class Store:
     # -- disk budget (see outbox_budget.py) ----------------------------------------------------
 
     def last_outbox_id(self) -> int:
-        return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
+        try:
+            return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from exc
 
     def unsent_positions(self, after_id: int, upto_id: int, limit: int) -> list[UnsentPosition]:
-        """Unsent position messages with after_id < id <= upto_id, oldest first, at most `limit`."""
-        cur = self.conn.execute(
-            "SELECT id, topic, json_extract(payload, '$.time'), length(CAST(payload AS BLOB)) FROM outbox "
-            "WHERE sent IS NULL AND id > ? AND id <= ? AND kind = 'position' ORDER BY id LIMIT ?",
-            (after_id, upto_id, limit),
-        )
-        return [UnsentPosition(int(i), str(topic), str(t or ""), int(size)) for i, topic, t, size in cur]
+        """Unsent position messages with after_id < id <= upto_id, oldest first, at most `limit`.
+
+        `time` is "" for a payload that is not JSON (json_extract would fail the whole query on it).
+        """
+        try:
+            cur = self.conn.execute(
+                "SELECT id, topic, CASE WHEN json_valid(payload) THEN json_extract(payload, '$.time') END, "
+                "length(CAST(payload AS BLOB)) FROM outbox "
+                "WHERE sent IS NULL AND id > ? AND id <= ? AND kind = 'position' ORDER BY id LIMIT ?",
+                (after_id, upto_id, limit),
+            )
+            return [UnsentPosition(int(i), str(topic), str(t or ""), int(size)) for i, topic, t, size in cur]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from exc
 
     def thin(self, ids: Sequence[int]) -> tuple[int, int]:
         """Delete these unsent *position* messages in one transaction; returns (rows, payload bytes).

@@ -20,7 +20,7 @@ import pytest
 from conftest import Daemon, Feeder, Station, Subscriber, wait_until
 from helpers_faults import configure, unsent_bytes
 
-from alkomd.daemon import contract
+from alkomd.daemon import contract, outbox_budget
 from alkomd.daemon.broker import Broker
 from alkomd.daemon.outbox_budget import CHECK_S, STEPS_S, OutboxBudget
 from alkomd.daemon.records import Fix, UnitPosition
@@ -179,6 +179,53 @@ def test_rows_in_flight_are_left_alone(store: Store) -> None:
     thin(store, store.unsent_bytes // 4, protected=set(rows))
     left = {r[0] for r in unsent(store)}
     assert set(rows) <= left
+
+
+def test_a_position_row_that_is_not_json_is_left_alone_and_the_rest_is_thinned(store: Store) -> None:
+    """A "position" row whose payload is not JSON (not one this daemon wrote) stays, and the others are thinned as
+    usual (json_extract failed the whole query on it: no round could ever run again)."""
+    store.record([], [Message("odd-1", "position", f"{NODE}/unit/R2-01/position", "{not json", 1, True)], T0)
+    fill(store, 600)
+    budget = store.unsent_bytes // 2
+    b = thin(store, budget)
+    assert b.thinned_rows > 0 and store.unsent_bytes <= budget
+    assert "odd-1" in {r[1] for r in unsent(store)}
+
+
+def test_the_budget_task_outlives_a_failing_round_and_logs_it_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rounds that raise (here: the in-flight ids cannot be read) are logged once, not at every check, and the task
+    goes on: once they work again the outbox is thinned under its budget, and that is logged too."""
+    monkeypatch.setattr(outbox_budget, "CHECK_S", 0.05)
+    fill(store, 600)
+    budget = store.unsent_bytes // 2
+    broken = [True]
+
+    def in_flight() -> set[int]:
+        if broken[0]:
+            raise RuntimeError("in-flight ids unavailable")
+        return set()
+
+    b = OutboxBudget(store, lambda: budget, in_flight)
+    caplog.set_level(logging.INFO, logger="alkomd.daemon.outbox_budget")
+
+    async def main() -> None:
+        task = asyncio.create_task(b.run())
+        while not any("thinning failed" in r.getMessage() for r in caplog.records) and not task.done():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # several more checks, all failing
+        assert not task.done()
+        broken[0] = False
+        while not any("works again" in r.getMessage() for r in caplog.records) and not task.done():
+            await asyncio.sleep(0.01)
+        assert not task.done()
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    failed = [r for r in caplog.records if "thinning failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is not None
+    assert b.thinned_rows > 0 and store.unsent_bytes <= budget
 
 
 def test_a_round_yields_to_the_loop_between_transactions(store: Store) -> None:
