@@ -9,7 +9,8 @@ an id the modem writes at the start of each datagram (`identify = "field"`, for 
 NAT or with dynamic addresses). With the default `id_pattern` the id is a leading `ID=<id>;` or
 `<id>,` (e.g. `ID=car12;$GPRMC,...` or `354678901234567,$GPRMC,...`); any regular expression
 with one group can be configured (e.g. an identifying `$GPSTN,<id>` line), and the whole match is
-removed before decoding. The `[[unit]]` `radio` key names the sender.
+removed before decoding. The `[[unit]]` `radio` key names the sender; a Kenwood FleetSync/NXDN
+report relayed through a modem keeps the radio it names (`100-1001`), as on a serial base radio.
 
 Bounded: at most `max_senders` decoders (the longest-quiet sender is forgotten and counted);
 datagrams over `max_datagram_bytes`, without an id, or from outside `allow` are dropped and
