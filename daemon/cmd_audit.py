@@ -10,14 +10,19 @@ from pathlib import Path
 from typing import TextIO
 
 from alkomd.daemon.audit import verify
-from alkomd.daemon.exit_codes import EX_DATAERR, EX_NOINPUT, EX_OK, EX_PROBLEM
+from alkomd.daemon.exit_codes import EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_OK, EX_PROBLEM
 
 
-def _open(db: Path, err: TextIO) -> sqlite3.Connection | None:
-    """Read-only, so a running daemon is never disturbed (WAL readers do not block writers)."""
-    if not db.is_file():
+def _open(db: Path, err: TextIO) -> sqlite3.Connection | int:
+    """Read-only, so a running daemon is never disturbed (WAL readers do not block writers); else the exit code."""
+    try:  # pathlib raises PermissionError, not False, in a folder we may not enter (/var/lib/alkomd is 0700)
+        found = db.is_file()
+    except PermissionError:
+        print(f"alkomctl: cannot read {db}: permission denied (run as root or as the alkomd user)", file=err)
+        return EX_NOPERM
+    if not found:
         print(f"alkomctl: no database at {db} (see [store] path in the configuration)", file=err)
-        return None
+        return EX_NOINPUT
     conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
@@ -26,15 +31,15 @@ def _open(db: Path, err: TextIO) -> sqlite3.Connection | None:
         if conn is not None:
             conn.close()
         print(f"alkomctl: cannot read the audit record in {db}: {exc}", file=err)
-        return None
+        return EX_NOINPUT
     return conn
 
 
 def verify_cmd(db: Path, as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Exit 0 when the hash chain holds, 65 when it is broken, 66 when there is nothing to read."""
     conn = _open(db, err)
-    if conn is None:
-        return EX_NOINPUT
+    if isinstance(conn, int):
+        return conn
     with closing(conn):
         rows = conn.execute("SELECT id, time, kind, call_id, unit, detail, prev_hash, hash FROM audit ORDER BY id")
         v = verify(rows)
@@ -50,8 +55,8 @@ def verify_cmd(db: Path, as_json: bool, out: TextIO = sys.stdout, err: TextIO = 
 def call_show(db: Path, call_id: str, as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """A call's whole timeline from the audit record (and its last stored state)."""
     conn = _open(db, err)
-    if conn is None:
-        return EX_NOINPUT
+    if isinstance(conn, int):
+        return conn
     with closing(conn):
         rows = conn.execute(
             "SELECT id, time, kind, unit, detail FROM audit WHERE call_id = ? ORDER BY id", (call_id,)

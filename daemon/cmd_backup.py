@@ -60,18 +60,25 @@ class BackupReport:
 
 def backup(source: Path, target: Path, force: bool = False, step_pages: int = STEP_PAGES) -> BackupReport:
     """Copy `source` to `target` and verify the copy. Raises BackupError."""
-    if not source.is_file():
-        raise BackupError(EX_NOINPUT, f"no database at {source} (see [store] path in the configuration, or --db)")
-    if target.exists() and target.resolve() == source.resolve():
-        raise BackupError(EX_CANTCREAT, f"{target} is the database itself")
-    if target.is_dir():
-        raise BackupError(EX_CANTCREAT, f"{target} is a folder: name the file to write, e.g. {target / 'alkomd.db'}")
-    if target.exists() and not force:
-        raise BackupError(EX_CANTCREAT, f"{target} exists (--force replaces it)")
-    if not target.parent.is_dir():
-        raise BackupError(EX_CANTCREAT, f"no folder {target.parent}")
+    denied = f"cannot read {source}: permission denied (run as root or as the alkomd user)"
+    try:  # pathlib raises PermissionError, not False, for a file in a folder we may not enter (/var/lib/alkomd is 0700)
+        if not source.is_file():
+            raise BackupError(EX_NOINPUT, f"no database at {source} (see [store] path in the configuration, or --db)")
+    except PermissionError:
+        raise BackupError(EX_NOPERM, denied) from None
+    try:
+        if target.exists() and target.resolve() == source.resolve():
+            raise BackupError(EX_CANTCREAT, f"{target} is the database itself")
+        if target.is_dir():
+            raise BackupError(EX_CANTCREAT, f"{target} is a folder: name the file to write, e.g. {target / 'alkomd.db'}")
+        if target.exists() and not force:
+            raise BackupError(EX_CANTCREAT, f"{target} exists (--force replaces it)")
+        if not target.parent.is_dir():
+            raise BackupError(EX_CANTCREAT, f"no folder {target.parent}")
+    except PermissionError:
+        raise BackupError(EX_CANTCREAT, f"cannot create {target}: permission denied") from None
     if not os.access(source, os.R_OK):
-        raise BackupError(EX_NOPERM, f"cannot read {source}: permission denied (run as root or as the alkomd user)")
+        raise BackupError(EX_NOPERM, denied)
     try:
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     except OSError as exc:

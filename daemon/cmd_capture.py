@@ -22,6 +22,7 @@ else the NMEA times of the sentences, else a fixed sentence rate; `--speed` mult
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import threading
@@ -138,7 +139,7 @@ def capture(
     The port is opened first, so a port that cannot be read leaves FILE as it was (with --force too).
     """
     exists = f"alkomctl capture: {path} exists; choose another name or add --force"
-    if path.exists() and not force:
+    if os.path.lexists(path) and not force:
         print(exists, file=err)
         return EX_CANTCREAT
     try:

@@ -770,7 +770,7 @@ def run(
 ) -> int:
     """`alkomctl ports`: exit 0 no problem, 1 problems found, 66 a named port does not exist, 78 --config unreadable."""
     found: ConfigPorts | None = None
-    path = config if config is not None else (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
+    path = config if config is not None else (DEFAULT_PATH if os.path.exists(DEFAULT_PATH) else None)  # False in a folder we may not enter
     if path is not None:
         found = read_config_ports(path)
         if found is None and config is not None:

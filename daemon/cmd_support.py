@@ -258,7 +258,9 @@ def collect(config: Path | None, log: Path | None = None, socket_path: Path | No
         notes.append(f"status.json: the running daemon ({where}); units without their positions")
     else:
         notes.append(f"no daemon answered on its control socket ({status.get('error', '')})")
-        if store_path is not None and store_path.exists():
+        if store_path is not None and os.path.isdir(store_path.parent) and not os.access(store_path.parent, os.X_OK):
+            notes.append(f"no database.json: {store_path.parent} may not be entered by this user (run as root)")
+        elif store_path is not None and store_path.exists():
             files["database.json"] = json.dumps(database_status(store_path), indent=2)
             notes.append(f"database.json: counters read from {store_path} (read-only): outbox, device status, unit statuses")
 

@@ -93,7 +93,8 @@ def parser() -> argparse.ArgumentParser:
         "of the previous one: an altered, removed or reordered entry is reported with its id. Safe while the "
         "daemon runs (read-only)."),
         epilog=_epilog("0 intact, 65 broken (the first bad entry is named), 66 no database or no audit record in it, "
-                       "78 --config cannot be read", *audit_examples),
+                       "77 permission denied (run as root or as the alkomd user), 78 --config cannot be read",
+                       *audit_examples),
     )  # fmt: skip
     _db_args(av)
 
@@ -108,8 +109,8 @@ def parser() -> argparse.ArgumentParser:
         description=_wrap("Every step of one call from the station's audit record (intake, jurisdiction, offers, "
         "answers, alerts, escalations, closing), oldest first, and its last stored state. Read-only: safe while "
         "the daemon runs."),
-        epilog=_epilog("0 shown, 1 no such call in this database, 66 no database, 78 --config cannot be read",
-                       *call_examples),
+        epilog=_epilog("0 shown, 1 no such call in this database, 66 no database, 77 permission denied, 78 --config "
+                       "cannot be read", *call_examples),
     )  # fmt: skip
     cs.add_argument("call_id", metavar="CALL_ID")
     _db_args(cs)

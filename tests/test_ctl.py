@@ -5,10 +5,13 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,3 +93,60 @@ def test_ctrl_c_while_a_daemon_does_not_answer_is_130_without_a_traceback(tmp_pa
                 proc.kill()
                 proc.wait(10)
     assert proc.returncode == exit_codes.EX_INTERRUPTED and "Traceback" not in err and "interrupted" in err
+
+
+# Imported as root (this interpreter or the checkout may live in a private folder), then the
+# process becomes nobody and runs the command line given.
+_AS_NOBODY = """
+import os, sys
+from pathlib import Path
+import encodings.idna, gzip, serial.tools.list_ports, serial.tools.list_ports_linux, termios  # noqa: F401 (lazy elsewhere)
+from alkomd.daemon import cmd_audit, cmd_backup, cmd_ports, cmd_status, cmd_support, ctl  # noqa: F401
+from alkomd.drivers import nmea_serial  # noqa: F401
+ctl.parser()
+cmd_ports.DEFAULT_PATH = Path(sys.argv[1])
+if os.geteuid() == 0:
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+sys.exit(ctl.main(sys.argv[2:]))
+"""
+
+
+def test_a_database_in_a_folder_the_user_may_not_enter_is_permission_denied_not_a_traceback() -> None:
+    """/var/lib/alkomd is 0700 and /etc/alkomd 0750: a technician who forgets sudo gets 77 and the fix."""
+    base = Path(tempfile.mkdtemp(prefix="alkomd-perm-", dir="/tmp"))
+    private = base / "private"
+    public = base / "public"
+    try:
+        os.chmod(base, 0o755)
+        private.mkdir(mode=0o700)
+        public.mkdir()
+        os.chmod(public, 0o777)
+        Store(private / "alkomd.db").close()
+        cfg = public / "alkomd.toml"
+        cfg.write_text(f'[node]\npath = "gorontalo/bone-bolango"\n[store]\npath = "{private / "alkomd.db"}"\n')
+        if os.geteuid() != 0:
+            os.chmod(private, 0)
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-c", _AS_NOBODY, str(private / "alkomd.toml"), *args],
+                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+
+        for args in (["backup", str(public / "copy.db"), "--db", str(private / "alkomd.db")],
+                     ["audit", "verify", "--config", str(cfg)], ["call", "show", "C-1", "--config", str(cfg)]):  # fmt: skip
+            r = run(*args)
+            assert r.returncode == exit_codes.EX_NOPERM and "permission denied" in r.stderr, (args, r.stderr)
+            assert "Traceback" not in r.stderr and "as the alkomd user" in r.stderr
+        r = run("ports", "--json")  # the default config's folder may not be entered: ports are listed all the same
+        assert r.returncode in (exit_codes.EX_OK, exit_codes.EX_PROBLEM) and "Traceback" not in r.stderr, r.stderr
+        assert isinstance(json.loads(r.stdout)["ports"], list)
+        r = run("support-bundle", str(public / "b.tar.gz"), "--config", str(cfg), "--socket", str(public / "none.sock"))
+        assert r.returncode == exit_codes.EX_OK and "Traceback" not in r.stderr, r.stderr
+        with tarfile.open(public / "b.tar.gz") as tar:
+            readme = next(m for m in tar.getmembers() if m.name.endswith("README.txt"))
+            text = tar.extractfile(readme).read().decode()  # type: ignore[union-attr]
+        assert f"no database.json: {private} may not be entered by this user (run as root)" in text
+    finally:
+        os.chmod(private, 0o700)
+        shutil.rmtree(base, ignore_errors=True)
