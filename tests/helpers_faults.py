@@ -109,6 +109,7 @@ class HalfOpenProxy:
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
+        self._writers: list[asyncio.StreamWriter] = []  # closed when the proxy closes (a dead path never closes them)
         self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
         self._thread.start()
         assert self._ready.wait(5), "proxy did not start"
@@ -124,6 +125,8 @@ class HalfOpenProxy:
         for t in handlers:
             t.cancel()
         await asyncio.gather(*handlers, return_exceptions=True)
+        for w in self._writers:
+            w.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -133,17 +136,24 @@ class HalfOpenProxy:
         except OSError:
             writer.close()
             return
+        self._writers += (writer, up_w)
         await asyncio.gather(self._pipe(reader, up_w, gen), self._pipe(up_r, writer, gen), return_exceptions=True)
 
     async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, gen: int) -> None:
         try:
             while data := await r.read(65536):
-                if self.stalled or gen != self.generation:
+                if self._dead(gen):
                     continue  # swallowed: the far side never hears of it, and nobody is told
                 w.write(data)
                 await w.drain()
         finally:
-            w.close()
+            # A close on a dead path is swallowed too: the broker's own keepalive close must not reach the
+            # daemon, or the test would measure the broker's detection (1.5 x keepalive) instead of the daemon's.
+            if not self._dead(gen):
+                w.close()
+
+    def _dead(self, gen: int) -> bool:
+        return self.stalled or gen != self.generation
 
     def stall(self) -> None:
         self._loop.call_soon_threadsafe(self._set, True)
@@ -198,9 +208,9 @@ class FeedThread:
 
 
 class NotifySocket:
-    """A systemd-like NOTIFY_SOCKET (a datagram socket) that records what the daemon tells systemd."""
+    """A systemd-like NOTIFY_SOCKET (a datagram socket) that records what the daemon tells systemd, and when."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.address = str(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.address)
@@ -221,6 +231,15 @@ class NotifySocket:
     def fields(self, key: str) -> list[str]:
         """Values of `KEY=` lines, in order."""
         return [ln[len(key) + 1 :] for _, text in list(self.messages) for ln in text.split("\n") if ln.startswith(key + "=")]
+
+    def firsts(self) -> list[str]:
+        """The first line of each message, in order (READY=1, RELOADING=1, STATUS=..., WATCHDOG=1)."""
+        return [text.split("\n", 1)[0] for _, text in list(self.messages)]
+
+    @property
+    def pings(self) -> list[float]:
+        """time.monotonic() (the test's) at which each WATCHDOG=1 arrived."""
+        return [t for t, text in list(self.messages) if "WATCHDOG=1" in text.split("\n")]
 
     def close(self) -> None:
         self._stop.set()

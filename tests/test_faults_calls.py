@@ -25,8 +25,8 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 from conftest import NODE, Daemon, Station, Subscriber, wait_until
+from helpers_faults import NotifySocket
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from test_watchdog import TimedNotifySocket
 
 from alkomd.daemon import call_intake
 from alkomd.daemon.broker import Broker
@@ -175,10 +175,10 @@ def test_i6_flood_every_call_is_recorded_memory_stays_bounded_and_the_watchdog_k
     WATCHDOG=1 pings stays under WATCHDOG_USEC (systemd would not kill the daemon); the daemon's resident memory
     grows by less than 64 MiB and its peak stays under the unit's MemoryMax (256 MiB)."""
     _configure(station, calls="repeat_caller_count = 3\n")
-    wd = TimedNotifySocket(str(tmp_path / "wd.sock"))
+    wd = NotifySocket(tmp_path / "wd.sock")
     try:
         with monkeypatch.context() as m:
-            m.setenv("NOTIFY_SOCKET", wd.env)
+            m.setenv("NOTIFY_SOCKET", wd.address)
             m.setenv("WATCHDOG_USEC", "2000000")
             sub = subscriber_factory(broker.port, topic=f"{NODE}/state")
             ptys(station.links[0])

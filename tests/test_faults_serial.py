@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import NODE, Daemon, Station, Subscriber, wait_until
-from test_systemd import NotifySocket
+from helpers_faults import NotifySocket
 
 from alkomd.daemon import control
 from alkomd.daemon.broker import Broker
@@ -205,7 +205,7 @@ def _garbage(rng: random.Random, n: int) -> bytes:
 
 @pytest.fixture
 def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    n = NotifySocket(str(tmp_path / "notify.sock"))
+    n = NotifySocket(tmp_path / "notify.sock")
     yield n
     n.close()
 
@@ -220,7 +220,7 @@ def test_s6_baud_mismatch_is_reported_with_its_reason_and_the_device_recovers(
     (`gps0 silent` or `gps0 degraded`) within 10 s, positions published from the garbage: 0, and when clean data
     resumes the device is connected again, STATUS= says 1/1 connected and new fixes are published."""
     _configure(station)
-    monkeypatch.setenv("NOTIFY_SOCKET", notify.env)  # inherited by the daemon started below
+    monkeypatch.setenv("NOTIFY_SOCKET", notify.address)  # inherited by the daemon started below
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
     d = daemons(station.config)

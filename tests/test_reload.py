@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import Daemon, Feeder, Station, Subscriber, wait_until
+from helpers_faults import NotifySocket
 
 from alkomd.daemon import config, control, reload
 from alkomd.daemon.broker import Broker
@@ -29,40 +29,10 @@ def _no_runtime_directory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
 
 
-class Notify:
-    """A NOTIFY_SOCKET like systemd's: records every datagram."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[list[str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.messages.append(self.sock.recv(4096).decode().split("\n"))
-            except TimeoutError:
-                continue
-
-    def firsts(self) -> list[str]:
-        """The first field of each message, in order (READY=1, RELOADING=1, STATUS=...)."""
-        return [m[0] for m in list(self.messages)]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
 @pytest.fixture
-def notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Notify]:
-    n = Notify(tmp_path / "notify.sock")
-    monkeypatch.setenv("NOTIFY_SOCKET", str(n.path))
+def notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NotifySocket]:
+    n = NotifySocket(tmp_path / "notify.sock")
+    monkeypatch.setenv("NOTIFY_SOCKET", n.address)
     yield n
     n.close()
 
@@ -72,7 +42,7 @@ def status(station: Station) -> dict[str, Any]:
     return data
 
 
-def hup(d: Daemon, notify: Notify) -> None:
+def hup(d: Daemon, notify: NotifySocket) -> None:
     """SIGHUP, then wait for the READY=1 that ends the reload."""
     before = notify.firsts().count("READY=1")
     assert d.proc is not None
@@ -86,7 +56,7 @@ def lines(d: Daemon, text: str) -> list[str]:
 
 def test_sighup_adds_a_device_and_a_unit_and_restarts_only_a_changed_driver(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
-    subscriber_factory: Callable[..., Subscriber], notify: Notify,
+    subscriber_factory: Callable[..., Subscriber], notify: NotifySocket,
 ) -> None:  # fmt: skip
     """Pass: the new unit's fixes are published within 20 s of the SIGHUP, the old device never stops publishing,
     systemd hears RELOADING=1 (with MONOTONIC_USEC) then READY=1."""
@@ -103,7 +73,7 @@ def test_sighup_adds_a_device_and_a_unit_and_restarts_only_a_changed_driver(
     pty1 = ptys(station.links[1])
     hup(d, notify)
     assert lines(d, "reload: devices started gps1; units added R2-01"), d.log
-    reloading = [m for m in notify.messages if m[0] == "RELOADING=1"]
+    reloading = [lines for lines in (text.split("\n") for _, text in notify.messages) if lines[0] == "RELOADING=1"]
     assert len(reloading) == 1 and reloading[0][1].startswith("MONOTONIC_USEC=") and int(reloading[0][1].split("=")[1]) > 0
     firsts = notify.firsts()
     assert firsts.index("RELOADING=1") < len(firsts) - 1 - firsts[::-1].index("READY=1")
@@ -134,7 +104,7 @@ def test_sighup_adds_a_device_and_a_unit_and_restarts_only_a_changed_driver(
 
 def test_an_invalid_file_keeps_the_running_configuration_and_restart_only_keys_are_reported(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
-    subscriber_factory: Callable[..., Subscriber], notify: Notify,
+    subscriber_factory: Callable[..., Subscriber], notify: NotifySocket,
 ) -> None:  # fmt: skip
     """Pass: exactly one log line, naming the file and the key; the daemon keeps publishing (3 of 3 fixes)."""
     station.write_config(devices=1)
@@ -175,7 +145,7 @@ def test_an_invalid_file_keeps_the_running_configuration_and_restart_only_keys_a
 
 def test_removing_a_device_stops_it_and_frees_its_port(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
-    subscriber_factory: Callable[..., Subscriber], notify: Notify,
+    subscriber_factory: Callable[..., Subscriber], notify: NotifySocket,
 ) -> None:  # fmt: skip
     """Pass: before the reload another process cannot lock gps1's port; after it, it can; gps1's retained status
     says why it stopped, and gps0 keeps publishing."""
@@ -212,7 +182,7 @@ def _open_exclusive(link: Path) -> int:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30).returncode
 
 
-def test_log_level_follows_the_file_unless_given_on_the_command_line(station: Station, broker: Broker, notify: Notify) -> None:
+def test_log_level_follows_the_file_unless_given_on_the_command_line(station: Station, broker: Broker, notify: NotifySocket) -> None:
     """Pass: with [log] level = "warning" no INFO line is written; after the file says "info" and a SIGHUP, the
     reload's own INFO line is."""
     station.write_config(devices=0)
@@ -289,7 +259,7 @@ def _square(code: str) -> str:
 
 def test_reloaded_jurisdictions_take_the_next_call_and_a_broken_file_is_refused(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
-    subscriber_factory: Callable[..., Subscriber], notify: Notify,
+    subscriber_factory: Callable[..., Subscriber], notify: NotifySocket,
 ) -> None:  # fmt: skip
     """Pass: the call after the reload lies in the new polygon id with the unit as its candidate; a file that is not
     GeoJSON is refused with one line naming jurisdictions.file, and the next call still uses the reloaded polygons."""

@@ -9,9 +9,7 @@ database (BEGIN EXCLUSIVE) while fixes arrive: the loop's commit waits in SQLite
 from __future__ import annotations
 
 import itertools
-import socket
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Daemon, Station, Subscriber, wait_until
-from test_systemd import NotifySocket
+from helpers_faults import NotifySocket
 
 from alkomd.daemon.broker import Broker
 from alkomd.drivers.nmea_writer import EpochSpec, epoch
@@ -28,26 +26,6 @@ from alkomd.drivers.simulator import PtyGps
 
 WATCHDOG_USEC = 1_000_000  # WatchdogSec=1s: pings every 0.5 s
 HOLD_S = 3.0  # the lock is held this long: under the daemon's 5 s busy timeout, so its commit waits, then succeeds
-
-
-class TimedNotifySocket(NotifySocket):
-    """A NOTIFY_SOCKET that also records when each WATCHDOG=1 arrived (the test's time.monotonic())."""
-
-    def __init__(self, address: str) -> None:
-        self.pings: list[float] = []
-        super().__init__(address)
-
-    def _read(self) -> None:
-        size = socket.CMSG_SPACE(struct.calcsize("3i"))
-        while not self._stop.is_set():
-            try:
-                data, _, _, _ = self.sock.recvmsg(4096, size)
-            except TimeoutError:
-                continue
-            text = data.decode()
-            if "WATCHDOG=1" in text.split("\n"):
-                self.pings.append(time.monotonic())
-            self.messages.append((-1, text))
 
 
 def test_y2_a_blocked_event_loop_stops_the_watchdog_pings_until_it_turns_again(
@@ -60,10 +38,10 @@ def test_y2_a_blocked_event_loop_stops_the_watchdog_pings_until_it_turns_again(
     10 s); the daemon is still running; every fix sent during the stall is stored once the lock is free (0 lost),
     and no write failed (the commit waited, it did not give up)."""
     station.write_config()
-    notify = TimedNotifySocket(str(tmp_path / "notify.sock"))
+    notify = NotifySocket(tmp_path / "notify.sock")
     try:
         with monkeypatch.context() as m:
-            m.setenv("NOTIFY_SOCKET", notify.env)
+            m.setenv("NOTIFY_SOCKET", notify.address)
             m.setenv("WATCHDOG_USEC", str(WATCHDOG_USEC))
             pty = ptys(station.links[0])
             d = daemons(station.config)
