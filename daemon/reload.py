@@ -160,14 +160,15 @@ async def apply(rt: Runtime, plan: ReloadPlan, loaded: Loaded) -> None:
     """
     cfg = plan.config
     running = {rd.device: rd for rd in rt.drivers}
+    kept = {d.id for d in cfg.devices}  # a stopped device still listed was disabled (enabled = false)
     for device in plan.stop:
         rd = running.get(device)
         if rd is None:
             continue
         await rt.stop_driver(rd)
         # Its retained status must not say "connected" for ever: say why it stopped.
-        gone = DeviceStatus(rd.device, rd.driver_name, DeviceState.DISCONNECTED, utc_now(), rd.driver.counters(),
-                            "removed from the configuration")  # fmt: skip
+        why = "disabled in the configuration" if device in kept else "removed from the configuration"
+        gone = DeviceStatus(rd.device, rd.driver_name, DeviceState.DISCONNECTED, utc_now(), rd.driver.counters(), why)
         rt.station.submit(gone)
         rt.station.flush()
         rt.station.device_status.pop(rd.device, None)

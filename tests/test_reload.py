@@ -175,6 +175,17 @@ def test_removing_a_device_stops_it_and_frees_its_port(
     wait_until(lambda: len(sub.on("/unit/R2-00/position")) == 2, what="gps0 still publishing")
     assert not sub.on("/unit/R2-01/position")
 
+    # Back in the file, then kept there but disabled: its status says so (not "removed").
+    station.write_config(devices=2)
+    hup(d, notify)
+    wait_until(lambda: status(station)["devices"] == {"connected": 2}, what="gps1 open again")
+    station.config.write_text(station.config.read_text().replace('id = "gps1"\n', 'id = "gps1"\nenabled = false\n', 1))
+    hup(d, notify)
+    assert lines(d, "reload: devices stopped gps1")[-1].endswith("reload: devices stopped gps1"), d.log  # units stay
+    wait_until(lambda: sub.on("/device/gps1/status")[-1].payload["detail"] == "disabled in the configuration",
+               what="gps1 disabled")  # fmt: skip
+    assert [x["state"] for x in control.request(station.dir / "control.sock", "devices")] == ["connected", "disabled"]
+
 
 def _open_exclusive(link: Path) -> int:
     """Exit code of another process locking the port as the daemon does (pyserial exclusive=True)."""
