@@ -173,6 +173,8 @@ def status_view(s: Status) -> Any:
     t.add_row("database", f"{d.path}, {_size(d.size_bytes)} (+ WAL {_size(d.wal_bytes)}), schema v{d.schema_version}")
     t.add_row("devices", _counts(s.devices))
     t.add_row("units", _counts(s.units))
+    if s.implausible_fixes:
+        t.add_row("fixes rejected", Text(f"{s.implausible_fixes} implausible (jumps, stale dates): see alkomctl units", style="yellow"))
     t.add_row("config", s.config)
     if s.last_reload is not None:
         r = s.last_reload
@@ -184,8 +186,8 @@ def units_view(rows: list[UnitRow]) -> Any:
     from rich.table import Table
 
     t = Table(title=f"{len(rows)} units", title_justify="left")
-    for col in ("unit", "callsign", "type", "device/radio", "status", "last fix (UTC)", "age", "lat", "lon", "source"):
-        t.add_column(col, justify="right" if col in ("age", "lat", "lon") else "left", no_wrap=True)
+    for col in ("unit", "callsign", "type", "device/radio", "status", "last fix (UTC)", "age", "lat", "lon", "source", "rejected"):
+        t.add_column(col, justify="right" if col in ("age", "lat", "lon", "rejected") else "left", no_wrap=True)
     for u in rows:
         where = "/".join(x for x in (u.device, u.radio) if x) or "-"
         status = _styled(u.status)
@@ -194,6 +196,7 @@ def units_view(rows: list[UnitRow]) -> Any:
         t.add_row(
             u.id, u.callsign or "-", u.type, where, status, u.last_fix or "never", ago(u.age_s),
             "-" if u.lat is None else f"{u.lat:.6f}", "-" if u.lon is None else f"{u.lon:.6f}", u.source or "-",
+            str(u.implausible_fixes) if u.implausible_fixes else "",
         )  # fmt: skip
     return t
 
