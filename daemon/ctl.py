@@ -382,8 +382,19 @@ def _db_path(args: argparse.Namespace) -> Path | None:
         return None
 
 
+def issue_order(argv: list[str]) -> list[str]:
+    """`modbus URL [--unit N] read ADDR ...` (the order the toolbox was specified in) as `modbus read URL ...`."""
+    if len(argv) >= 3 and argv[0] == "modbus" and argv[1] not in ("read", "probe") and not argv[1].startswith("-"):
+        rest = argv[2:]
+        for action in ("read", "probe"):
+            if action in rest:
+                i = rest.index(action)
+                return ["modbus", action, argv[1], *rest[:i], *rest[i + 1 :]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(issue_order(sys.argv[1:] if argv is None else argv))
     try:
         return dispatch(args)
     except BrokenPipeError:  # `alkomctl decode big.nmea | head`: not an error

@@ -107,6 +107,9 @@ def test_read_decodes_and_prints_raw(sims: Callable[..., ModbusSim]) -> None:
     assert doc["ok"] is True and doc["values"] == [{"address": 23, "value": "Telkomsel"}] and len(doc["registers"]) == 16
     doc = as_json(alkomctl("read", sim.url, "3", "--type", "int32", "--json"))  # COUNT defaults to one value
     assert doc["count"] == 2 and doc["values"] == [{"address": 3, "value": -71}]
+    # the order the toolbox was first specified in: alkomctl modbus URL [--unit N] read ADDR COUNT
+    doc = as_json(alkomctl(sim.url, "--unit", "1", "read", "143", "4", "--type", "float32", "--word-order", "little", "--json"))
+    assert [round(v["value"], 4) for v in doc["values"]] == [0.5435, 123.0595]
 
 
 def test_read_exception_reply(sims: Callable[..., ModbusSim]) -> None:
