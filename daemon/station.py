@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from alkomd.daemon import contract, plausibility
@@ -62,6 +62,16 @@ def status_audit(st: UnitState, previous: UnitState, now: datetime, call_id: str
     """The audit entry of one unit status change (`call_id`: the call it belongs to on record)."""
     detail = {"status": st.status.value, "previous": previous.status.value, "call_id": st.call_id}
     return AuditEntry(now, "unit.status", call_id, st.unit, json.dumps(detail, separators=(",", ":")))
+
+
+@dataclass(frozen=True, slots=True)
+class HeardRadio:
+    """A radio no [[unit]] maps to, as last heard: kept so each report carries its last fix and code."""
+
+    fix: Fix | None = None
+    code: int | None = None
+    mono: float = 0.0  # received_mono of what was last heard
+    published: float | None = None  # received_mono of the last report published
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +122,10 @@ class Station:
         self._store_failing = False
         self._unmapped_logged: set[str] = set()
         self._radio_config(cfg)
-        # Last status code: ("", unit) for a unit's radio (one signal relayed by two base radios is
-        # one signal), (device, radio) for an unknown radio.
-        self.radio_codes: dict[tuple[str, str], int] = {}
+        # A unit radio's last status code, per unit: one signal relayed by two base radios is one signal.
+        self.radio_codes: dict[str, int] = {}
         self.emergencies = 0
-        self._radio_published: dict[tuple[str, str], float] = {}  # unknown radio -> received_mono
-        self._radio_fix: dict[tuple[str, str], Fix] = {}  # unknown radio -> its last fix (kept in its reports)
+        self.unknown_radios: dict[tuple[str, str], HeardRadio] = {}  # (device, radio) -> what was last heard
 
     def reconfigure(self, cfg: Config) -> None:
         """Apply a reloaded configuration's units: maps, stored rows, availability intervals (loop thread).
@@ -169,8 +177,8 @@ class Station:
         statuses: list[DeviceStatus] = []
         saved = dict(self.availability.states)
         codes = dict(self.radio_codes)
-        heard = dict(self._radio_published)
-        unknown: dict[tuple[str, str], tuple[Fix | None, int | None, float]] = {}  # fix, code, received_mono
+        heard = dict(self.unknown_radios)  # committed, then what was reported in this batch
+        unknown: dict[tuple[str, str], HeardRadio] = {}  # what unknown radios said in this batch
         tracks = dict(self.tracks)
         judged: list[tuple[str, str, plausibility.Judgement]] = []  # (unit, device, judgement): implausible, new tracks
         refusals: list[tuple[str, str]] = []  # (unit, reason) of refused status/set requests
@@ -184,7 +192,8 @@ class Station:
                     if r.radio is not None:  # an unknown radio: history, and reported
                         positions.append((UnitPosition("", r), None))
                         key = (r.device, r.radio)
-                        unknown[key] = (r, unknown[key][1] if key in unknown else codes.get(key), r.received_mono)
+                        h = unknown.get(key) or heard.get(key) or HeardRadio()
+                        unknown[key] = replace(h, fix=r, mono=r.received_mono)
                     continue
                 if plausibility.clock_wrong(r):
                     judged.append((up.unit, r.device, plausibility.Judgement(plausibility.Outcome.TIME, None)))
@@ -214,8 +223,8 @@ class Station:
                 unit = self.unit_of_radio(r.device, r.radio)
                 if unit is None:
                     key = (r.device, r.radio)
-                    unknown[key] = (unknown[key][0] if key in unknown else self._radio_fix.get(key), r.code, r.received_mono)
-                    codes[key] = r.code
+                    h = unknown.get(key) or heard.get(key) or HeardRadio()
+                    unknown[key] = replace(h, code=r.code, mono=r.received_mono)
                 elif self._radio_status(r, unit, now, codes, latest, changes, audits, messages):
                     raised.append((unit, r))
             elif isinstance(r, StatusRequest):
@@ -245,8 +254,7 @@ class Station:
         self._last_time = last_time
         self.latest.update(latest)
         self.radio_codes = codes
-        self._radio_published = heard
-        self._radio_fix.update((key, fix) for key, (fix, _, _) in unknown.items() if fix is not None)
+        self.unknown_radios = heard
         self.stale_fixes += stale
         self.unmapped_fixes += unmapped
         self.tracks = tracks
@@ -356,16 +364,15 @@ class Station:
         r: RadioStatus,
         unit: str,
         now: datetime,
-        codes: dict[tuple[str, str], int],
+        codes: dict[str, int],
         latest: dict[str, UnitPosition],
         changes: dict[str, UnitState],
         audits: list[AuditEntry],
         messages: list[Message],
     ) -> bool:
         """A mapped radio's status code: an emergency, a unit status, or nothing new. True when it raised an emergency."""
-        key = ("", unit)
-        previous = codes.get(key)
-        codes[key] = r.code
+        previous = codes.get(unit)
+        codes[unit] = r.code
         if r.code in self.emergency_codes:
             if previous in self.emergency_codes:
                 return False  # the same emergency, repeated by the radio: one signal, one alarm
@@ -385,18 +392,20 @@ class Station:
 
     def _report_unknown(
         self,
-        unknown: dict[tuple[str, str], tuple[Fix | None, int | None, float]],
-        heard: dict[tuple[str, str], float],
+        unknown: dict[tuple[str, str], HeardRadio],
+        heard: dict[tuple[str, str], HeardRadio],
         messages: list[Message],
         now: datetime,
     ) -> None:
         """Report radios no [[unit]] maps to: at most once a minute each, or when their code changes."""
-        for (device, radio), (fix, code, mono) in unknown.items():
-            last = heard.get((device, radio))
-            if last is not None and mono - last < UNKNOWN_RADIO_REPUBLISH_S and code == self.radio_codes.get((device, radio)):
+        for (device, radio), h in unknown.items():
+            before = heard.get((device, radio))
+            if before is not None and before.published is not None and h.mono - before.published < UNKNOWN_RADIO_REPUBLISH_S \
+                    and h.code == before.code:
+                heard[(device, radio)] = replace(h, published=before.published)
                 continue
-            heard[(device, radio)] = mono
-            messages.append(contract.radio_message(self.node, device, radio, fix, code, now))
+            heard[(device, radio)] = replace(h, published=h.mono)
+            messages.append(contract.radio_message(self.node, device, radio, h.fix, h.code, now))
             if f"{device}:{radio}" not in self._unmapped_logged:
                 self._unmapped_logged.add(f"{device}:{radio}")
                 log.warning("%s: radio %s is not in any [[unit]] (add radio = %r to one); reported on device/%s/radio/%s",
