@@ -82,6 +82,11 @@ class UnitInfo:
     device: str
 
 
+def _intervals(cfg: Config) -> dict[str, float]:
+    """Unit -> expected seconds between its fixes (its own, else its type's)."""
+    return {u.id: u.report_interval_s or cfg.availability.interval(u.type) for u in cfg.units}
+
+
 class Station:
     def __init__(
         self,
@@ -96,10 +101,7 @@ class Station:
         self.publisher = publisher
         self._loop = loop
         self._now = now
-        self.units = {u.id: UnitInfo(u.id, u.callsign, u.type, u.device) for u in cfg.units}
-        # (device, radio) -> unit; radio "" for a device that is one unit's own GPS, device "" for
-        # a radio heard through any relaying device.
-        self.unit_of = {(u.device, u.radio): u.id for u in cfg.units if u.device or u.radio}
+        self._set_units(cfg)
         self.latest: dict[str, UnitPosition] = {}
         self.device_status: dict[str, DeviceStatus] = {}
         self.stale_fixes = 0
@@ -107,21 +109,18 @@ class Station:
         self.implausible_fixes = 0
         self.implausible_by_unit: dict[str, int] = {}
         self.implausible_by_device: dict[str, int] = {}
-        self.max_speed = {u.id: cfg.availability.max_speed(u.type) for u in cfg.units}
         self.tracks: dict[str, plausibility.Track] = {}
         self._doubted: dict[str, plausibility.Outcome] = {}  # unit -> why its last fix was rejected (logged once)
         self.on_device_change: Callable[[], None] | None = None  # a device's state changed (committed)
         store.sync_units((u.id, u.callsign, u.type, u.device) for u in cfg.units)
         self._last_time: dict[str, str] = store.last_fix_times()
-        intervals = {u.id: u.report_interval_s or cfg.availability.interval(u.type) for u in cfg.units}
-        self.availability = Availability(intervals, cfg.availability.missed_reports, store.unit_states(), now())
+        self.availability = Availability(_intervals(cfg), cfg.availability.missed_reports, store.unit_states(), now())
         self.refused_requests = 0
         self.on_committed: Callable[[list[UnitPosition], list[UnitState]], None] | None = None
         self._pending: list[Operation] = []
         self._scheduled = False
         self._store_failing = False
         self._unmapped_logged: set[str] = set()
-        self._radio_config(cfg)
         # A unit radio's last status code, per unit: one signal relayed by two base radios is one signal.
         self.radio_codes: dict[str, int] = {}
         self.emergencies = 0
@@ -133,20 +132,21 @@ class Station:
         A removed unit is forgotten here (its history stays in the database); raises StoreError
         when the units table cannot be written (the maps are applied all the same).
         """
-        self.units = {u.id: UnitInfo(u.id, u.callsign, u.type, u.device) for u in cfg.units}
-        self.unit_of = {(u.device, u.radio): u.id for u in cfg.units if u.device or u.radio}
+        self._set_units(cfg)
         for gone in set(self.latest) - set(self.units):
             del self.latest[gone]
-        self.max_speed = {u.id: cfg.availability.max_speed(u.type) for u in cfg.units}
         self.tracks = {u: t for u, t in self.tracks.items() if u in self.units}
         self._unmapped_logged.clear()
-        self._radio_config(cfg)
-        intervals = {u.id: u.report_interval_s or cfg.availability.interval(u.type) for u in cfg.units}
-        self.availability.reconfigure(intervals, cfg.availability.missed_reports, self._now())
+        self.availability.reconfigure(_intervals(cfg), cfg.availability.missed_reports, self._now())
         self.store.sync_units((u.id, u.callsign, u.type, u.device) for u in cfg.units)
 
-    def _radio_config(self, cfg: Config) -> None:
-        """`[radio_status]`: which codes are emergencies, which set a unit status."""
+    def _set_units(self, cfg: Config) -> None:
+        """The configured units and how records reach them: maps, speed bounds, `[radio_status]` codes."""
+        self.units = {u.id: UnitInfo(u.id, u.callsign, u.type, u.device) for u in cfg.units}
+        # (device, radio) -> unit; radio "" for a device that is one unit's own GPS, device "" for
+        # a radio heard through any relaying device.
+        self.unit_of = {(u.device, u.radio): u.id for u in cfg.units if u.device or u.radio}
+        self.max_speed = {u.id: cfg.availability.max_speed(u.type) for u in cfg.units}
         self.emergency_codes = frozenset(cfg.radio_status.emergency)
         self.code_status = {code: UnitStatus(name) for code, name in cfg.radio_status.statuses().items()}
 
