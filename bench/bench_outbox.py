@@ -128,7 +128,7 @@ def round_cost(tmp: Path, rng: random.Random, n: int = 300_000) -> dict[str, flo
 
 
 def ack_cost(tmp: Path, rng: random.Random, repeats: int) -> dict[str, float]:
-    """mark_sent of 20 ids (SELECT the bytes + UPDATE) against the plain UPDATE it replaced."""
+    """mark_sent of 20 ids (one UPDATE ... RETURNING the bytes freed) against the plain UPDATE it replaced."""
     store = Store(tmp / "ack.db", synchronous="full")
     n = 20 * 200 * repeats * 2
     for start in range(0, n, 5000):

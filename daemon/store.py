@@ -345,6 +345,7 @@ class Store:
         return cur.fetchone() is not None
 
     def mark_sent(self, ids: Iterable[int], when: datetime) -> None:
+        """Rows the broker acknowledged; the running byte figure drops by what was still unsent among them."""
         stamp = utc_iso(when)
         ids = list(ids)
         freed = 0
@@ -352,18 +353,15 @@ class Store:
             with self.db.atomic():
                 for i in range(0, len(ids), _ID_CHUNK):
                     part = ids[i : i + _ID_CHUNK]
-                    freed += self._unsent_size(part)
-                    self.conn.executemany("UPDATE outbox SET sent = ? WHERE id = ?", [(stamp, row_id) for row_id in part])
+                    marks = ",".join("?" * len(part))
+                    cur = self.conn.execute(
+                        f"UPDATE outbox SET sent = ? WHERE sent IS NULL AND id IN ({marks}) RETURNING length(CAST(payload AS BLOB))",
+                        (stamp, *part),
+                    )
+                    freed += sum(size for (size,) in cur.fetchall())
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to {self.path}: {exc}") from exc
         self.unsent_bytes -= freed
-
-    def _unsent_size(self, ids: Sequence[int]) -> int:
-        marks = ",".join("?" * len(ids))
-        cur = self.conn.execute(
-            f"SELECT coalesce(sum(length(CAST(payload AS BLOB))), 0) FROM outbox WHERE sent IS NULL AND id IN ({marks})", ids
-        )
-        return int(cur.fetchone()[0])
 
     # -- disk budget (see outbox_budget.py) ----------------------------------------------------
 
