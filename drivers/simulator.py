@@ -414,8 +414,15 @@ class SimulatedReceiver:
 
     def epoch_bytes(self, t_s: float, now: datetime, kinds: frozenset[str] = frozenset()) -> bytes:
         """The bytes of the epoch at `t_s` seconds after start, UTC time `now`, with faults `kinds`."""
-        if self.radios:
-            return self._relayed_bytes(t_s, now, kinds)
+        data = self._relayed_bytes(t_s, now, kinds) if self.radios else self._own_epoch(t_s, now, kinds)
+        if "bad_checksum" in kinds:
+            data = corrupt_checksums(data, self._rng)
+        if "noise" in kinds:
+            data = add_noise(data, self._rng)
+        return data
+
+    def _own_epoch(self, t_s: float, now: datetime, kinds: frozenset[str]) -> bytes:
+        """A receiver's own epoch: RMC, VTG, GGA, GSA, GSV, GLL."""
         pos = position_at(self.route, self.speed_kmh, t_s + self.start_offset_s)
         rng = self._rng
         if rng.random() < 0.1:  # satellites come and go slowly
@@ -433,12 +440,7 @@ class SimulatedReceiver:
             valid="no_fix" not in kinds,
             talker=self.talker,
         )
-        data = epoch(spec_)
-        if "bad_checksum" in kinds:
-            data = corrupt_checksums(data, rng)
-        if "noise" in kinds:
-            data = add_noise(data, rng)
-        return data
+        return epoch(spec_)
 
     def _relayed_bytes(self, t_s: float, now: datetime, kinds: frozenset[str]) -> bytes:
         """A base radio's output: one report per relayed radio, framed STX ... ETX."""
@@ -448,12 +450,7 @@ class SimulatedReceiver:
             code = RADIO_EMERGENCY if i == 0 and "emergency" in kinds else RADIO_AVAILABLE
             s = kenwood_ds(now, pos.lat, pos.lon, radio, code, kmh=self.speed_kmh, course=pos.course, valid="no_fix" not in kinds)
             out.append(b"\x02" + s.rstrip(b"\r\n") + b"\x03\r\n")
-        data = b"".join(out)
-        if "bad_checksum" in kinds:
-            data = corrupt_checksums(data, self._rng)
-        if "noise" in kinds:
-            data = add_noise(data, self._rng)
-        return data
+        return b"".join(out)
 
     def start(self) -> None:
         if self._thread is not None:
