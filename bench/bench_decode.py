@@ -54,7 +54,7 @@ import benchlib as bl
 import make_nmea
 import pynmea2
 
-from alkomd.daemon import cmd_decode
+from alkomd.daemon.ctl import decode as cmd_decode
 
 GOAL = 1.0  # alkomctl decode / gpsdecode
 GPSDECODE_INSTALL = "apt-get install -y gpsd-clients"  # Debian 12: gpsdecode is in gpsd-clients

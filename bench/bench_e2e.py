@@ -56,7 +56,7 @@ import benchlib as bl
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from alkomd.daemon import contract
+from alkomd.daemon.mqtt import contract
 from alkomd.daemon.records import Fix, UnitPosition, utc_iso
 from alkomd.drivers.nmea_writer import EpochSpec, epoch
 

@@ -55,8 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib as bl
 
-from alkomd.daemon.call_types import Location, LocationStatus
-from alkomd.daemon.jurisdictions import Jurisdiction, JurisdictionIndex, JurisdictionOptions, load
+from alkomd.daemon.calls.jurisdictions import Jurisdiction, JurisdictionIndex, JurisdictionOptions, load
+from alkomd.daemon.calls.types import Location, LocationStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 ADM2 = ROOT / "config" / "jurisdictions" / "gorontalo-adm2.geojson"

@@ -34,11 +34,11 @@ import paho.mqtt.client as paho
 from benchlib import Daemon, Mosquitto, daemon_config, dump_json, machine, median, table
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alkomd.daemon import contract
 from alkomd.daemon.config import StoreConfig
-from alkomd.daemon.outbox_budget import STEPS_S, OutboxBudget
+from alkomd.daemon.mqtt import contract
 from alkomd.daemon.records import Fix, UnitPosition
-from alkomd.daemon.store import Message, Store
+from alkomd.daemon.store.budget import STEPS_S, OutboxBudget
+from alkomd.daemon.store.database import Message, Store
 
 NODE = "polri110/gorontalo/bone-bolango"
 T0 = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)

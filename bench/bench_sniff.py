@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl
 from rich.console import Console
 
-from alkomd.daemon.cmd_sniff import Sniffer, SniffSetup, json_objects, render
+from alkomd.daemon.ctl.sniff import Sniffer, SniffSetup, json_objects, render
 from alkomd.drivers.nmea import Decoder
 from alkomd.drivers.nmea_writer import EpochSpec, epoch
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alkomd.daemon import jurisdictions
-from alkomd.daemon.dispatch import DispatchOptions
+from alkomd.daemon.calls import jurisdictions
+from alkomd.daemon.calls.dispatch import DispatchOptions
+from alkomd.daemon.calls.jurisdictions import JurisdictionError, JurisdictionIndex, JurisdictionOptions
+from alkomd.daemon.calls.recommend import RecommendOptions
 from alkomd.daemon.exit_codes import EX_CONFIG as EX_CONFIG  # re-exported: older code imports it from here
-from alkomd.daemon.jurisdictions import JurisdictionError, JurisdictionIndex, JurisdictionOptions
-from alkomd.daemon.recommend import RecommendOptions
 from alkomd.daemon.schema import ID_PATTERN as ID_PATTERN
 from alkomd.daemon.schema import NODE_PATTERN as NODE_PATTERN
 from alkomd.daemon.schema import ConfigError, build, spec

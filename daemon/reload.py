@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alkomd.daemon import config as config_mod
+from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.config import Config, DeviceConfig
-from alkomd.daemon.jurisdictions import JurisdictionIndex
 from alkomd.daemon.records import DeviceState, DeviceStatus, utc_now
-from alkomd.daemon.store import StoreError
+from alkomd.daemon.store.database import StoreError
 
 if TYPE_CHECKING:
     from alkomd.daemon.runtime import Runtime

@@ -21,19 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from alkomd.daemon import __version__, contract, reload
-from alkomd.daemon.call_desk import CallDesk
+from alkomd.daemon import __version__, reload
+from alkomd.daemon.calls.desk import CallDesk
+from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.config import Config, DeviceConfig
 from alkomd.daemon.control import ControlServer, Queries, ReloadInfo, socket_path
-from alkomd.daemon.jurisdictions import JurisdictionIndex
-from alkomd.daemon.mqtt_link import Ack, Incoming, LinkEvents, MqttLink
-from alkomd.daemon.outbox_budget import OutboxBudget
-from alkomd.daemon.publisher import Publisher
+from alkomd.daemon.mqtt import contract
+from alkomd.daemon.mqtt.link import Ack, Incoming, LinkEvents, MqttLink
+from alkomd.daemon.mqtt.publisher import Publisher
+from alkomd.daemon.positions.station import Station, StatusRequest
 from alkomd.daemon.records import Record, SteadyClock, utc_iso, utc_now
 from alkomd.daemon.schema import ConfigError
 from alkomd.daemon.sdnotify import Notifier
-from alkomd.daemon.station import Station, StatusRequest
-from alkomd.daemon.store import Store
+from alkomd.daemon.store.budget import OutboxBudget
+from alkomd.daemon.store.database import Store
 from alkomd.drivers import registry
 from alkomd.drivers.base import Backoff, Driver
 

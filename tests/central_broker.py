@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from alkomd.daemon.broker import find_mosquitto, free_port, port_open
+from alkomd.daemon.ctl.demo.broker import find_mosquitto, free_port, port_open
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config" / "mosquitto"

@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from alkomd.daemon.broker import Broker, free_port
+from alkomd.daemon.ctl.demo.broker import Broker, free_port
 from alkomd.drivers.nmea_writer import EpochSpec, epoch
 from alkomd.drivers.simulator import PtyGps
 
@@ -156,7 +156,7 @@ class Daemon:
     def start(self) -> Daemon:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "alkomd.daemon.cli", "--config", str(self.config), "--log-level", "debug"],
+            [sys.executable, "-m", "alkomd.daemon.main", "--config", str(self.config), "--log-level", "debug"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from conftest import Feeder, Station, Subscriber
 
-from alkomd.daemon.broker import find_mosquitto, free_port, port_open
+from alkomd.daemon.ctl.demo.broker import find_mosquitto, free_port, port_open
 
 
 def configure(station: Station, devices: int = 1, store: str = "", mqtt: str = "", extra: str = "") -> None:

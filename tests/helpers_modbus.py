@@ -23,7 +23,7 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from alkomd.daemon.broker import free_port
+from alkomd.daemon.ctl.demo.broker import free_port
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the server logs every exception it answers
 

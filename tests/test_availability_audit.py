@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import Daemon, Feeder, Station, Subscriber, wait_until
 
-from alkomd.daemon.audit import AuditEntry, verify
-from alkomd.daemon.availability import Availability, UnitState
-from alkomd.daemon.broker import Broker
-from alkomd.daemon.call_types import UnitStatus
-from alkomd.daemon.store import Store
+from alkomd.daemon.calls.types import UnitStatus
+from alkomd.daemon.ctl.demo.broker import Broker
+from alkomd.daemon.positions.availability import Availability, UnitState
+from alkomd.daemon.store.audit import AuditEntry, verify
+from alkomd.daemon.store.database import Store
 from alkomd.drivers.simulator import PtyGps
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

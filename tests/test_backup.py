@@ -14,9 +14,9 @@ import pytest
 from conftest import Daemon, Feeder, Station, Subscriber, wait_until
 
 from alkomd.daemon import ctl
-from alkomd.daemon.audit import AuditEntry, verify
-from alkomd.daemon.broker import Broker
-from alkomd.daemon.store import Store
+from alkomd.daemon.ctl.demo.broker import Broker
+from alkomd.daemon.store.audit import AuditEntry, verify
+from alkomd.daemon.store.database import Store
 from alkomd.drivers.simulator import PtyGps
 
 PREFILL = 30_000  # history rows, so the database is some MB and the copy takes several steps

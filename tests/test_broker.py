@@ -14,7 +14,7 @@ import pytest
 from conftest import wait_until
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from alkomd.daemon.broker import RESERVED_PORTS, Broker, BrokerError, free_port, port_open
+from alkomd.daemon.ctl.demo.broker import RESERVED_PORTS, Broker, BrokerError, free_port, port_open
 
 
 @dataclass

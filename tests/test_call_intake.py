@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alkomd.daemon.call_intake import (
+from alkomd.daemon.calls.intake import (
     CALL_ID_PATTERN,
     MAX_ACCURACY_M,
     MAX_PAYLOAD,
@@ -25,7 +25,7 @@ from alkomd.daemon.call_intake import (
     parse_aml,
     parse_call,
 )
-from alkomd.daemon.call_types import CallRequest, Location
+from alkomd.daemon.calls.types import CallRequest, Location
 
 CONTRACT = Path(__file__).resolve().parents[1] / "docs" / "contract"
 NOW = datetime(2025, 3, 14, 2, 21, 0, tzinfo=UTC)

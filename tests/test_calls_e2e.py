@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import Daemon, Feeder, Station, Subscriber, wait_until
 
-from alkomd.daemon.broker import Broker
+from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.drivers.simulator import PtyGps
 
 NODE = "polri110/gorontalo/kota-gorontalo"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import Daemon, Station, wait_until
 
-from alkomd.daemon import cmd_ports
-from alkomd.daemon.cmd_ports import Host, PortInfo, Scan, scan_processes, thieves
+from alkomd.daemon.ctl import ports as cmd_ports
+from alkomd.daemon.ctl.ports import Host, PortInfo, Scan, scan_processes, thieves
 from alkomd.drivers.simulator import PtyGps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def test_a_daemon_started_with_a_short_relative_config_option_is_named_too(
     """`alkomd -c alkomd.toml` in its folder: the config is found from the daemon's command line and its cwd."""
     station.write_config()
     pty = ptys(station.links[0])
-    proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.cli", "-c", station.config.name], cwd=station.dir,
+    proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.main", "-c", station.config.name], cwd=station.dir,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
 

@@ -22,8 +22,8 @@ import serial
 from conftest import Daemon, Station, wait_until
 from rich.console import Console
 
-from alkomd.daemon.cmd_sniff import Sniffer, SniffSetup, render
-from alkomd.daemon.tool_port import exit_code_for
+from alkomd.daemon.ctl.serial_port import exit_code_for
+from alkomd.daemon.ctl.sniff import Sniffer, SniffSetup, render
 from alkomd.drivers.nmea_writer import EpochSpec, epoch, sentence
 from alkomd.drivers.simulator import PtyGps
 

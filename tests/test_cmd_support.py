@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import NODE, Daemon, Feeder, Station, Subscriber, wait_until
 
-from alkomd.daemon.cmd_support import redact, scrub
+from alkomd.daemon.ctl.support import redact, scrub
 from alkomd.drivers.simulator import PtyGps
 
 PASSWORD = "Sup3r-S3cret-Pa55word"
@@ -74,7 +74,7 @@ def test_the_bundle_has_versions_ports_config_status_and_errors_but_no_secret(
     sub.client.publish(f"{NODE}/call/new", json.dumps(call), qos=1)
     wait_until(lambda: station.query("SELECT count(*) FROM calls")[0][0] == 1, 20, "the call on record")
     log = tmp_path / "alkomd.log"
-    log.write_text(daemon.log + f"\n2026-11-22 09:00:00,000 WARNING alkomd.daemon.call_desk: call C-77 from {CALLER}: refused\n"
+    log.write_text(daemon.log + f"\n2026-11-22 09:00:00,000 WARNING alkomd.daemon.calls.desk: call C-77 from {CALLER}: refused\n"
                    "2026-11-22 09:00:01,000 ERROR alkomd.daemon.runtime: driver gps9 crashed\nTraceback (most recent call last):\n"
                    '  File "x.py", line 1, in <module>\nOSError: [Errno 5] Input/output error\n'
                    "2026-11-22 09:00:02,000 INFO alkomd.daemon.runtime: all good\n")  # fmt: skip

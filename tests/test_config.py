@@ -253,7 +253,7 @@ def alkomd_command() -> list[str]:
     script = Path(sys.executable).parent / "alkomd"
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-m", "alkomd.daemon.cli"]
+    return [sys.executable, "-m", "alkomd.daemon.main"]
 
 
 def run_check(path: Path) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,7 @@
 
 - every example (docs/contract/examples/*.json, and the JSON block of every topic page) validates
   against its schema, with format checking on;
-- payloads built by `alkomd.daemon.contract` from real records validate;
+- payloads built by `alkomd.daemon.mqtt.contract` from real records validate;
 - broken payloads (lat 91, no msg_id, fix "4d", ...) do not;
 - topic builders refuse levels with `+`, `#`, `/` or NUL, and built topics never hold `+` or `#`.
 """
@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
-from alkomd.daemon import __version__, contract
-from alkomd.daemon.call_types import UnitStatus
+from alkomd.daemon import __version__
+from alkomd.daemon.calls.types import UnitStatus
 from alkomd.daemon.config import ID_PATTERN, NODE_PATTERN, NodeConfig
+from alkomd.daemon.mqtt import contract
 from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Fix, RadioStatus, UnitPosition
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "contract"
@@ -460,7 +461,7 @@ def test_built_topics_never_hold_wildcards(node: str, name: str) -> None:
 
 @pytest.mark.parametrize("status", list(UnitStatus))
 def test_unit_status_message_validates(status: UnitStatus) -> None:
-    from alkomd.daemon.availability import UnitState
+    from alkomd.daemon.positions.availability import UnitState
 
     m = contract.unit_status_message(NODE, UnitState("R2-12", status, T0, "c-1" if status is UnitStatus.ENROUTE else None))
     assert (m.kind, m.topic, m.qos, m.retain) == ("unit_status", f"{NODE}/unit/R2-12/status", 1, True)

@@ -19,7 +19,7 @@ import pytest
 from conftest import NODE, Daemon, Feeder, Station, Subscriber, iso, wait_until
 
 from alkomd.daemon import control, ctl
-from alkomd.daemon.broker import Broker
+from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.drivers.simulator import PtyGps
 
 
@@ -195,7 +195,8 @@ def test_no_daemon_is_exit_69_and_permission_denied_is_exit_77(
 # the process becomes nobody, with only the given groups, and asks.
 _AS_USER = """
 import os, sys
-from alkomd.daemon import cmd_status, control, ctl
+from alkomd.daemon import control, ctl
+from alkomd.daemon.ctl import status as cmd_status
 args = ctl.parser().parse_args(["status", "--json", "--socket", sys.argv[1]])
 os.setgroups([int(g) for g in sys.argv[2].split(",") if g])
 os.setgid(65534)

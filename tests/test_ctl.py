@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from alkomd.daemon import ctl, exit_codes
-from alkomd.daemon.audit import AuditEntry
-from alkomd.daemon.store import Store
+from alkomd.daemon.store.audit import AuditEntry
+from alkomd.daemon.store.database import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,12 @@ _AS_NOBODY = """
 import os, sys
 from pathlib import Path
 import encodings.idna, gzip, serial.tools.list_ports, serial.tools.list_ports_linux, termios  # noqa: F401 (lazy elsewhere)
-from alkomd.daemon import cmd_audit, cmd_backup, cmd_ports, cmd_status, cmd_support, ctl  # noqa: F401
+from alkomd.daemon import ctl  # noqa: F401
+from alkomd.daemon.ctl import audit as cmd_audit
+from alkomd.daemon.ctl import backup as cmd_backup
+from alkomd.daemon.ctl import ports as cmd_ports
+from alkomd.daemon.ctl import status as cmd_status
+from alkomd.daemon.ctl import support as cmd_support
 from alkomd.drivers import nmea_serial  # noqa: F401
 ctl.parser()
 cmd_ports.DEFAULT_PATH = Path(sys.argv[1])

@@ -15,8 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
-from alkomd.daemon.call_types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement, UnitStatus
-from alkomd.daemon.dispatch import (
+from alkomd.daemon.calls.dispatch import (
     FLAG_INVALID_LOCATION,
     FLAG_NO_CANDIDATE,
     FLAG_REALERTED,
@@ -49,6 +48,7 @@ from alkomd.daemon.dispatch import (
     state_msg_id,
     step,
 )
+from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement, UnitStatus
 from alkomd.daemon.schema import ConfigError, build, describe
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "contract" / "schemas"

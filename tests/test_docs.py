@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from alkomd.daemon import config as cfgmod
-from alkomd.daemon.dispatch import DispatchOptions
-from alkomd.daemon.jurisdictions import JurisdictionOptions
-from alkomd.daemon.recommend import RecommendOptions
+from alkomd.daemon.calls.dispatch import DispatchOptions
+from alkomd.daemon.calls.jurisdictions import JurisdictionOptions
+from alkomd.daemon.calls.recommend import RecommendOptions
 from alkomd.drivers.fleetsync import FleetSyncOptions
 from alkomd.drivers.gpsd import GpsdOptions
 from alkomd.drivers.modbus import ModbusOptions
@@ -53,7 +53,7 @@ SERIAL_TOOLS = ["ports", "sniff", "baud", "capture", "replay", "support-bundle"]
 
 @pytest.mark.parametrize(
     "cmd",
-    [["alkomd.daemon.cli"], ["alkomd.daemon.ctl"], ["alkomd.daemon.ctl", "decode"], *(["alkomd.daemon.ctl", t] for t in SERIAL_TOOLS)],
+    [["alkomd.daemon.main"], ["alkomd.daemon.ctl"], ["alkomd.daemon.ctl", "decode"], *(["alkomd.daemon.ctl", t] for t in SERIAL_TOOLS)],
 )
 def test_help_explains(cmd: list[str]) -> None:
     out = subprocess.run([sys.executable, "-m", *cmd, "--help"], capture_output=True, text=True, check=True).stdout

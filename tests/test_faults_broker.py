@@ -21,10 +21,10 @@ import pytest
 from conftest import Daemon, Feeder, Station, Subscriber, wait_until
 from helpers_faults import FeedThread, HalfOpenProxy, Mosquitto, NotifySocket, configure, outbox_ids, received_ids
 
-from alkomd.daemon.broker import Broker, free_port
-from alkomd.daemon.mqtt_link import Ack, publish_packet_size
-from alkomd.daemon.publisher import Publisher
-from alkomd.daemon.store import Message, Store
+from alkomd.daemon.ctl.demo.broker import Broker, free_port
+from alkomd.daemon.mqtt.link import Ack, publish_packet_size
+from alkomd.daemon.mqtt.publisher import Publisher
+from alkomd.daemon.store.database import Message, Store
 from alkomd.drivers.simulator import PtyGps
 
 NODE = "polri110/gorontalo/kota-gorontalo"
@@ -395,7 +395,7 @@ def test_b7_any_refusal_code_keeps_the_row_and_blocks_it_for_a_minute(
     """
     pub, store, sent, _ = publisher
     store.record([], [Message(f"m{i}", "alert", f"{NODE}/unit/R2-0{i}/alert", "{}", 1, False) for i in range(3)], datetime.now(UTC))
-    caplog.set_level(logging.ERROR, logger="alkomd.daemon.publisher")
+    caplog.set_level(logging.ERROR, logger="alkomd.daemon.mqtt.publisher")
     pub.on_connected()
     assert [t for t, _ in sent] == [f"{NODE}/unit/R2-0{i}/alert" for i in range(3)]
     pub.on_ack(Ack(1, reason, "refused"))

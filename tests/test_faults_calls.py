@@ -28,13 +28,13 @@ from conftest import NODE, Daemon, Station, Subscriber, wait_until
 from helpers_faults import NotifySocket
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from alkomd.daemon import call_intake
-from alkomd.daemon.broker import Broker
-from alkomd.daemon.call_desk import CallDesk
+from alkomd.daemon.calls import intake as call_intake
+from alkomd.daemon.calls.desk import CallDesk
 from alkomd.daemon.config import parse
-from alkomd.daemon.publisher import Publisher
-from alkomd.daemon.station import Station as Core
-from alkomd.daemon.store import Store
+from alkomd.daemon.ctl.demo.broker import Broker
+from alkomd.daemon.mqtt.publisher import Publisher
+from alkomd.daemon.positions.station import Station as Core
+from alkomd.daemon.store.database import Store
 from alkomd.drivers.simulator import PtyGps
 
 POLDA = "polri110/gorontalo"

@@ -26,12 +26,12 @@ import pytest
 from conftest import NODE, Daemon, Feeder, Station, Subscriber, wait_until
 from helpers_faults import FeedThread, configure, outbox_ids, received_ids
 
-from alkomd.daemon import station as station_mod
-from alkomd.daemon.broker import Broker
 from alkomd.daemon.config import parse
-from alkomd.daemon.publisher import Publisher
+from alkomd.daemon.ctl.demo.broker import Broker
+from alkomd.daemon.mqtt.publisher import Publisher
+from alkomd.daemon.positions import station as station_mod
 from alkomd.daemon.records import Fix, RadioStatus
-from alkomd.daemon.store import Store
+from alkomd.daemon.store.database import Store
 from alkomd.drivers.simulator import PtyGps
 
 
@@ -208,7 +208,7 @@ def test_d3_a_batch_the_database_refuses_is_counted_and_logged_once_when_it_comm
         assert st.latest["R2-01"].fix.lat == 0.55
         store.conn.execute("PRAGMA busy_timeout=0")  # the refused commit fails at once, not after 5 s
         blocker.execute("BEGIN IMMEDIATE")
-        caplog.set_level(logging.INFO, logger="alkomd.daemon.station")
+        caplog.set_level(logging.INFO, logger="alkomd.daemon.positions.station")
         later = now + timedelta(seconds=1)
         st.submit(Fix("gps1", later, 5.05, 123.06, 3, later, 1.0))  # 500 km in 1 s
         st.submit(station_mod.StatusRequest("R2-01", b'{"status": "offline", "by": "console-1"}'))

@@ -21,9 +21,9 @@ from conftest import NODE, Daemon, Station, Subscriber, wait_until
 from helpers_faults import NotifySocket
 
 from alkomd.daemon import control
-from alkomd.daemon.broker import Broker
+from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.daemon.geodesy import haversine_m
-from alkomd.daemon.plausibility import REANCHOR_FIXES, Outcome, Track, judge
+from alkomd.daemon.positions.plausibility import REANCHOR_FIXES, Outcome, Track, judge
 from alkomd.daemon.records import Fix
 from alkomd.drivers.nmea_writer import EpochSpec, epoch, lat_field, lon_field, sentence, tod
 from alkomd.drivers.simulator import PtyGps

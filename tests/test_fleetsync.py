@@ -29,14 +29,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_contract import assert_valid
 
-from alkomd.daemon.audit import verify
-from alkomd.daemon.broker import Broker
 from alkomd.daemon.config import Config, ConfigError, parse
-from alkomd.daemon.publisher import Publisher
+from alkomd.daemon.ctl.demo.broker import Broker
+from alkomd.daemon.mqtt.publisher import Publisher
+from alkomd.daemon.positions.station import Station as CoreStation
+from alkomd.daemon.positions.station import StatusRequest
 from alkomd.daemon.records import Fix, RadioStatus, utc_iso
-from alkomd.daemon.station import Station as CoreStation
-from alkomd.daemon.station import StatusRequest
-from alkomd.daemon.store import Store
+from alkomd.daemon.store.audit import verify
+from alkomd.daemon.store.database import Store
 from alkomd.drivers import kenwood
 from alkomd.drivers.fleetsync import FleetSyncOptions
 from alkomd.drivers.nmea import Decoder, Reject, Sentence, Verdict
@@ -545,7 +545,7 @@ def test_unknown_radios_are_stored_and_reported_at_most_once_a_minute(
     core: tuple[CoreStation, Clock], store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     st_, clock = core
-    caplog.set_level(logging.WARNING, logger="alkomd.daemon.station")
+    caplog.set_level(logging.WARNING, logger="alkomd.daemon.positions.station")
     send(st_, clock, rfix("100-1099", 1, lat=0.5771), at=1)  # reported: first heard
     send(st_, clock, rfix("100-1099", 2, lat=0.5772), rcode("100-1099", 10, 2), at=2)  # reported: a code now
     send(st_, clock, rfix("100-1099", 30, lat=0.5773), rcode("100-1099", 10, 30), at=30)  # same code, within the minute

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import shapely
 
-from alkomd.daemon.call_types import Location, LocationStatus, Placement
-from alkomd.daemon.geodesy import haversine_m
-from alkomd.daemon.jurisdictions import (
+from alkomd.daemon.calls.jurisdictions import (
     M_PER_DEG,
     Jurisdiction,
     JurisdictionError,
@@ -21,6 +19,8 @@ from alkomd.daemon.jurisdictions import (
     JurisdictionOptions,
     load,
 )
+from alkomd.daemon.calls.types import Location, LocationStatus, Placement
+from alkomd.daemon.geodesy import haversine_m
 from alkomd.daemon.schema import ConfigError, build
 
 ROOT = Path(__file__).resolve().parents[1]

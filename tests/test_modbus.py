@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from test_contract import assert_valid
 
 from alkomd.daemon import config as cfgmod
-from alkomd.daemon.broker import Broker
+from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, ModemHealth, Record
 from alkomd.daemon.schema import ConfigError
 from alkomd.drivers import modbus_map as mm

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from alkomd.daemon.broker import Broker, free_port
+from alkomd.daemon.ctl.demo.broker import Broker, free_port
 from alkomd.drivers.simulator import PtyGps
 
 STEPS = ["resolve", "connect", "login", "subscribe", "publish", "receive"]

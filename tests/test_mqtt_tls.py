@@ -16,7 +16,7 @@ import pytest
 from conftest import Daemon, Feeder, Station, wait_until
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from alkomd.daemon.broker import find_mosquitto, free_port, port_open
+from alkomd.daemon.ctl.demo.broker import find_mosquitto, free_port, port_open
 from alkomd.drivers.simulator import PtyGps
 
 PASSWORD = "s3cret-polres"

@@ -20,11 +20,12 @@ import pytest
 from conftest import Daemon, Feeder, Station, Subscriber, wait_until
 from helpers_faults import configure, unsent_bytes
 
-from alkomd.daemon import contract, outbox_budget
-from alkomd.daemon.broker import Broker
-from alkomd.daemon.outbox_budget import CHECK_S, STEPS_S, OutboxBudget
+from alkomd.daemon.ctl.demo.broker import Broker
+from alkomd.daemon.mqtt import contract
 from alkomd.daemon.records import Fix, UnitPosition
-from alkomd.daemon.store import Message, Store
+from alkomd.daemon.store import budget as outbox_budget
+from alkomd.daemon.store.budget import CHECK_S, STEPS_S, OutboxBudget
+from alkomd.daemon.store.database import Message, Store
 from alkomd.drivers.simulator import PtyGps
 
 T0 = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
@@ -158,7 +159,7 @@ def test_messages_that_are_never_thinned_may_keep_the_outbox_over_budget(store: 
     hour plus the newest of each unit, the error is logged once (not at every round)."""
     others, newest = fill(store, 2 * 3600, every_other=2)
     non_position = sum(len(other(k, 0).payload) for k in NEVER_THINNED)  # a lower bound is enough here
-    caplog.set_level(logging.INFO, logger="alkomd.daemon.outbox_budget")
+    caplog.set_level(logging.INFO, logger="alkomd.daemon.store.budget")
     b = OutboxBudget(store, lambda: non_position, set)
     first = asyncio.run(b.thin_round())
     second = asyncio.run(b.thin_round())
@@ -208,7 +209,7 @@ def test_the_budget_task_outlives_a_failing_round_and_logs_it_once(
         return set()
 
     b = OutboxBudget(store, lambda: budget, in_flight)
-    caplog.set_level(logging.INFO, logger="alkomd.daemon.outbox_budget")
+    caplog.set_level(logging.INFO, logger="alkomd.daemon.store.budget")
 
     async def main() -> None:
         task = asyncio.create_task(b.run())

@@ -13,9 +13,7 @@ from geographiclib.geodesic import Geodesic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alkomd.daemon.call_types import Candidate, Location, LocationStatus, Placement, UnitSnapshot, UnitStatus
-from alkomd.daemon.geodesy import haversine_m
-from alkomd.daemon.recommend import (
+from alkomd.daemon.calls.recommend import (
     FUTURE_FIX_TOLERANCE_S,
     RecommendOptions,
     UnitIndex,
@@ -23,6 +21,8 @@ from alkomd.daemon.recommend import (
     geodesic_m,
     recommend,
 )
+from alkomd.daemon.calls.types import Candidate, Location, LocationStatus, Placement, UnitSnapshot, UnitStatus
+from alkomd.daemon.geodesy import haversine_m
 from alkomd.daemon.schema import ConfigError, build
 
 NOW = datetime(2026, 11, 22, 8, 0, 0, tzinfo=UTC)

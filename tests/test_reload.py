@@ -18,7 +18,7 @@ from conftest import Daemon, Feeder, Station, Subscriber, wait_until
 from helpers_faults import NotifySocket
 
 from alkomd.daemon import config, control, reload
-from alkomd.daemon.broker import Broker
+from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.drivers.simulator import PtyGps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,7 +199,7 @@ def test_log_level_follows_the_file_unless_given_on_the_command_line(station: St
     station.write_config(devices=0)
     station.config.write_text(station.config.read_text() + '[log]\nlevel = "warning"\n')
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.cli", "--config", str(station.config)],
+    proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.main", "--config", str(station.config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
     out: list[str] = []
     threading.Thread(target=lambda: out.extend(proc.stderr or []), daemon=True).start()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import NODE, Daemon, Feeder, Station, Subscriber, iso, wait_until
 
-from alkomd.daemon.broker import Broker, free_port
+from alkomd.daemon.ctl.demo.broker import Broker, free_port
 from alkomd.drivers.simulator import PtyGps
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from alkomd.daemon import contract
 from alkomd.daemon.config import parse
-from alkomd.daemon.publisher import Publisher
+from alkomd.daemon.mqtt import contract
+from alkomd.daemon.mqtt.publisher import Publisher
+from alkomd.daemon.positions.station import Station
 from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Fix, UnitPosition
-from alkomd.daemon.station import Station
-from alkomd.daemon.store import MIGRATIONS, Message, Store, StoreError
+from alkomd.daemon.store.database import MIGRATIONS, Message, Store, StoreError
 
 T0 = datetime(2026, 11, 22, 7, 0, tzinfo=timezone.utc)
 NODE = "polri110/gorontalo/bone-bolango"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import Station, wait_until
 
-from alkomd.daemon.broker import Broker
+from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.drivers.simulator import PtyGps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ def test_sd_notify_contract_ready_status_watchdog_stopping(
     station.write_config()
     pty = PtyGps(station.links[0])
     env = dict(os.environ, NOTIFY_SOCKET=notify.env, WATCHDOG_USEC="400000", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.cli", "--config", str(station.config)],
+    proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.main", "--config", str(station.config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
     try:
         wait_until(lambda: bool(notify.fields("READY")), 20, "READY=1")

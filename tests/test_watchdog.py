@@ -20,7 +20,7 @@ import pytest
 from conftest import Daemon, Station, Subscriber, wait_until
 from helpers_faults import NotifySocket
 
-from alkomd.daemon.broker import Broker
+from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.drivers.nmea_writer import EpochSpec, epoch
 from alkomd.drivers.simulator import PtyGps
 

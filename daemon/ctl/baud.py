@@ -23,9 +23,9 @@ import serial
 from rich.console import Console
 from rich.text import Text
 
+from alkomd.daemon.ctl.serial_port import PortError, close_quietly, open_for_tool, printable, stop_on_signals
 from alkomd.daemon.exit_codes import EX_OK, EX_PROBLEM, EX_UNAVAILABLE, EX_USAGE
 from alkomd.daemon.records import utc_now
-from alkomd.daemon.tool_port import PortError, close_quietly, open_for_tool, printable, stop_on_signals
 from alkomd.drivers.nmea import Decoder, Sentence, Verdict
 from alkomd.drivers.nmea_serial import FRAMINGS as ALL_FRAMINGS
 from alkomd.drivers.nmea_serial import port_hint

@@ -28,9 +28,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from alkomd.daemon.mqtt_link import Ack, publish_packet_size
+from alkomd.daemon.mqtt.link import Ack, publish_packet_size
 from alkomd.daemon.records import utc_now
-from alkomd.daemon.store import OutboxRow, Store, StoreError
+from alkomd.daemon.store.database import OutboxRow, Store, StoreError
 
 log = logging.getLogger(__name__)
 

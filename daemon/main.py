@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 from alkomd.daemon import __version__
+from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.config import DEFAULT_PATH, Config, load, load_jurisdictions
 from alkomd.daemon.exit_codes import EX_CONFIG, EX_IOERR, EX_OK, EX_SOFTWARE
-from alkomd.daemon.jurisdictions import JurisdictionIndex
 from alkomd.daemon.schema import ConfigError
-from alkomd.daemon.store import StoreError
+from alkomd.daemon.store.database import StoreError
 
 DESCRIPTION = """\
 alkomd reads GPS from the station's radios and patrol-car receivers (serial NMEA and other

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
-from alkomd.daemon.audit import verify
 from alkomd.daemon.exit_codes import EX_CANTCREAT, EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_OK
+from alkomd.daemon.store.audit import verify
 
 STEP_PAGES = 256  # pages copied per step (1 MiB with SQLite's default 4 KiB pages)
 

@@ -131,10 +131,10 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--embedded-broker", action="store_true", help="use the embedded broker even if mosquitto exists")
     m.add_argument("--workdir", type=Path, default=None, help="keep the demo's config, database and logs here")
     _serial_tools(sub)
-    from alkomd.daemon import cmd_modbus
+    from alkomd.daemon.ctl import modbus as cmd_modbus
 
     cmd_modbus.add_parser(sub)
-    from alkomd.daemon import cmd_mqtt_check
+    from alkomd.daemon.ctl import mqtt_check as cmd_mqtt_check
 
     cmd_mqtt_check.add_parser(sub)
     return p
@@ -373,7 +373,7 @@ def _db_path(args: argparse.Namespace) -> Path | None:
     """
     if args.db is not None:
         return Path(args.db)
-    from alkomd.daemon.cmd_status import store_path
+    from alkomd.daemon.ctl.status import store_path
 
     try:
         return store_path(args.config)
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "decode":
-        from alkomd.daemon import cmd_decode
+        from alkomd.daemon.ctl import decode as cmd_decode
 
         return cmd_decode.run(args.file, args.json, args.max_hdop, args.date)
     if args.command in ("audit", "call", "backup"):
@@ -415,63 +415,63 @@ def dispatch(args: argparse.Namespace) -> int:
         if db is None:
             return EX_CONFIG
         if args.command == "backup":
-            from alkomd.daemon import cmd_backup
+            from alkomd.daemon.ctl import backup as cmd_backup
 
             return cmd_backup.run(db, args.file, args.force, args.json)
-        from alkomd.daemon import cmd_audit
+        from alkomd.daemon.ctl import audit as cmd_audit
 
         if args.command == "audit":
             return cmd_audit.verify_cmd(db, args.json)
         return cmd_audit.call_show(db, args.call_id, args.json)
     if args.command in ("status", "units", "devices"):
-        from alkomd.daemon import cmd_status
+        from alkomd.daemon.ctl import status as cmd_status
 
         return cmd_status.run(args.command, args.socket, args.config, args.json)
     if args.command == "check-config":
-        from alkomd.daemon import cli
+        from alkomd.daemon import main as cli
 
         return cli.main(["--check-config", str(args.file)])
     if args.command == "ports":
-        from alkomd.daemon import cmd_ports
+        from alkomd.daemon.ctl import ports as cmd_ports
 
         return cmd_ports.run(args.ports, args.config, args.json, args.user)
     if args.command == "sniff":
-        from alkomd.daemon import cmd_sniff
+        from alkomd.daemon.ctl import sniff as cmd_sniff
 
         return cmd_sniff.run(args.port, args.baud, args.framing, args.raw, args.seconds, args.json)
     if args.command == "modbus":
-        from alkomd.daemon import cmd_modbus
+        from alkomd.daemon.ctl import modbus as cmd_modbus
 
         return cmd_modbus.run(args)
     if args.command == "mqtt-check":
-        from alkomd.daemon import cmd_mqtt_check
+        from alkomd.daemon.ctl import mqtt_check as cmd_mqtt_check
 
         return cmd_mqtt_check.run(args.config, args.password_file, args.timeout, args.json)
     if args.command == "baud":
-        from alkomd.daemon import cmd_baud
+        from alkomd.daemon.ctl import baud as cmd_baud
 
         return cmd_baud.run(
             args.port, args.rates or cmd_baud.RATES, args.framings or cmd_baud.FRAMINGS, args.dwell or cmd_baud.DWELL_S,
             args.all, args.json,
         )  # fmt: skip
     if args.command == "capture":
-        from alkomd.daemon import cmd_capture
+        from alkomd.daemon.ctl import capture as cmd_capture
 
         info = cmd_capture.CaptureInfo(args.port, args.baud, args.framing, args.seconds, args.device, args.place, args.notes, args.name)
         return cmd_capture.capture(info, args.file, args.force, args.json)
     if args.command == "replay":
-        from alkomd.daemon import cmd_capture
+        from alkomd.daemon.ctl import capture as cmd_capture
 
         return cmd_capture.replay(
             args.file, args.to, args.speed, args.rate or cmd_capture.DEFAULT_RATE, args.max_gap or cmd_capture.MAX_GAP_S,
             args.baud, args.framing, args.wait or cmd_capture.WAIT_FOR_READER_S, dry_run=args.dry_run, as_json=args.json,
         )  # fmt: skip
     if args.command == "support-bundle":
-        from alkomd.daemon import cmd_support
+        from alkomd.daemon.ctl import support as cmd_support
 
         return cmd_support.run(args.out, args.config, args.log, args.socket, args.json)
     if args.command == "demo":
-        from alkomd.daemon import demo
+        from alkomd.daemon.ctl import demo
 
         return demo.run_demo(
             duration_s=args.duration, units=args.units, embedded_broker=args.embedded_broker, workdir=args.workdir

@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from alkomd.daemon.call_types import Candidate, Location, LocationStatus, Placement, UnitSnapshot, UnitStatus
+from alkomd.daemon.calls.types import Candidate, Location, LocationStatus, Placement, UnitSnapshot, UnitStatus
 from alkomd.daemon.schema import spec
 
 WGS84_A = 6378137.0

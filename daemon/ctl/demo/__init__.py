@@ -1,7 +1,7 @@
 """`alkomctl demo`: a whole station on simulated radios, a broker, the daemon, and a live view.
 
-What runs: a private broker (`alkomd.daemon.broker`: mosquitto if installed, else amqtt), the
-real daemon (`python -m alkomd.daemon.cli`) as a child process with a generated config whose
+What runs: a private broker (`alkomd.daemon.ctl.demo.broker`: mosquitto if installed, else amqtt), the
+real daemon (`python -m alkomd.daemon.main`) as a child process with a generated config whose
 `[[device]]` tables use the `simulator` driver (real NMEA through real pseudo-terminals), and an
 MQTT subscriber here that shows what the daemon publishes. One simulated radio has scripted
 faults (unplugged, line noise, no fix) so the device states visibly change. A simulated Kenwood
@@ -40,7 +40,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from alkomd.daemon.broker import Broker, BrokerError
+from alkomd.daemon.ctl.demo.broker import Broker, BrokerError
 from alkomd.daemon.records import Counters
 
 ROOT = "polri110"
@@ -530,7 +530,7 @@ def run_demo(
         client = _subscriber(state, broker)
         with log_path.open("ab") as log:
             daemon = subprocess.Popen(
-                [sys.executable, "-m", "alkomd.daemon.cli", "--config", str(config)],
+                [sys.executable, "-m", "alkomd.daemon.main", "--config", str(config)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -9,8 +9,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import TextIO
 
-from alkomd.daemon.audit import verify
 from alkomd.daemon.exit_codes import EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_OK, EX_PROBLEM
+from alkomd.daemon.store.audit import verify
 
 
 def _open(db: Path, err: TextIO) -> sqlite3.Connection | int:

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import sqlite_utils
 
-from alkomd.daemon.audit import GENESIS, AuditEntry, entry_hash
-from alkomd.daemon.availability import UnitState
-from alkomd.daemon.call_types import UnitStatus
+from alkomd.daemon.calls.types import UnitStatus
+from alkomd.daemon.positions.availability import UnitState
 from alkomd.daemon.records import UnitPosition, utc_iso
+from alkomd.daemon.store.audit import GENESIS, AuditEntry, entry_hash
 
 log = logging.getLogger(__name__)
 

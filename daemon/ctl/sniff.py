@@ -26,10 +26,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from alkomd.daemon.cmd_decode import fix_dict
+from alkomd.daemon.ctl.decode import fix_dict
+from alkomd.daemon.ctl.serial_port import PortError, close_quietly, open_for_tool, printable, stop_on_signals
 from alkomd.daemon.exit_codes import EX_OK, EX_PROBLEM, EX_UNAVAILABLE
 from alkomd.daemon.records import Fix, RadioStatus, utc_iso, utc_now
-from alkomd.daemon.tool_port import PortError, close_quietly, open_for_tool, printable, stop_on_signals
 from alkomd.drivers.nmea import MAX_PENDING, Decoder, Sentence, Verdict
 from alkomd.drivers.nmea_serial import QUIET_CLOSE_S, port_hint
 

@@ -33,8 +33,10 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
-from alkomd.daemon import __version__, cmd_ports, cmd_status, control
+from alkomd.daemon import __version__, control
 from alkomd.daemon.config import DEFAULT_PATH, Config, StoreConfig, load
+from alkomd.daemon.ctl import ports as cmd_ports
+from alkomd.daemon.ctl import status as cmd_status
 from alkomd.daemon.exit_codes import EX_CANTCREAT, EX_OK
 from alkomd.daemon.schema import ConfigError
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from alkomd.daemon.availability import UnitState
+from alkomd.daemon.positions.availability import UnitState
 from alkomd.daemon.records import Counters, DeviceStatus, Fix, RadioStatus, UnitPosition, utc_iso
-from alkomd.daemon.store import Message
+from alkomd.daemon.store.database import Message
 
 CONTRACT_VERSION = 1
 

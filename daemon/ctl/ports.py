@@ -29,7 +29,7 @@ UDEV_DIRS = (Path("/etc/udev/rules.d"), Path("/run/udev/rules.d"), Path("/usr/li
 ADAPTER_VENDORS = {"0403": "FTDI", "067b": "Prolific", "10c4": "Silicon Labs CP210x", "1a86": "WCH CH340"}
 # What brltty's udev rules claim when its rules file cannot be read (CH340, CP210x, FTDI).
 BRLTTY_FALLBACK_IDS = frozenset({"1a86:7523", "10c4:ea60", "0403:6001"})
-ALKOMD_MARKERS = ("alkomd.daemon.cli",)
+ALKOMD_MARKERS = ("alkomd.daemon.main",)
 SERVICE_USER = "alkomd"  # systemd/alkomd.sysusers
 UDEVADM_TIMEOUT_S = 3.0
 
@@ -213,7 +213,7 @@ def _cmdline(proc: Path, pid: int) -> list[str]:
 def _alkomd_config(proc: Path, pid: int, argv: Sequence[str]) -> str:
     """The config file an alkomd process was started with (default /etc/alkomd/alkomd.toml).
 
-    Read the way alkomd's argparse reads its options after the program (`alkomd` or `-m alkomd.daemon.cli`;
+    Read the way alkomd's argparse reads its options after the program (`alkomd` or `-m alkomd.daemon.main`;
     the interpreter's own `-c` is not ours): `-c FILE`, `-cFILE`, `--config FILE`, `--config=FILE`, and
     the unambiguous abbreviations `--co`, `--con`, ...
     """

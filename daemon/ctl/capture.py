@@ -37,9 +37,9 @@ from rich.console import Console
 from rich.text import Text
 
 from alkomd.daemon import __version__
+from alkomd.daemon.ctl.serial_port import PortError, close_quietly, open_for_tool, printable, stop_on_signals
 from alkomd.daemon.exit_codes import EX_CANTCREAT, EX_NOINPUT, EX_OK, EX_PROBLEM, EX_UNAVAILABLE
 from alkomd.daemon.records import utc_iso, utc_now
-from alkomd.daemon.tool_port import PortError, close_quietly, open_for_tool, printable, stop_on_signals
 from alkomd.drivers.nmea import Decoder
 from alkomd.drivers.nmea_serial import FRAMINGS, open_port, port_hint
 from alkomd.drivers.simulator import PtyGps

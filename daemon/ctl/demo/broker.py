@@ -195,7 +195,7 @@ class Broker:
             raise BrokerError("mosquitto is not installed (Debian/Ubuntu: apt-get install mosquitto)")
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
-            "# written by alkomd.daemon.broker: a private broker for the demo and tests\n"
+            "# written by alkomd.daemon.ctl.demo.broker: a private broker for the demo and tests\n"
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
             "persistence false\n"

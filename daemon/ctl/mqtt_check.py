@@ -47,7 +47,7 @@ from alkomd.daemon import __version__
 from alkomd.daemon import config as cfgmod
 from alkomd.daemon.config import Config
 from alkomd.daemon.exit_codes import EX_CONFIG, EX_NOPERM, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
-from alkomd.daemon.mqtt_link import LinkEvents, MqttLink
+from alkomd.daemon.mqtt.link import LinkEvents, MqttLink
 from alkomd.daemon.records import utc_iso, utc_now
 from alkomd.daemon.schema import ConfigError
 

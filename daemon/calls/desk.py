@@ -25,10 +25,11 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from alkomd.daemon import call_intake, contract, dispatch
-from alkomd.daemon.audit import AuditEntry
-from alkomd.daemon.availability import UnitState
-from alkomd.daemon.call_types import (
+from alkomd.daemon.calls import dispatch
+from alkomd.daemon.calls import intake as call_intake
+from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
+from alkomd.daemon.calls.recommend import UnitIndex, recommend
+from alkomd.daemon.calls.types import (
     CallRequest,
     CallStateName,
     Location,
@@ -38,12 +39,13 @@ from alkomd.daemon.call_types import (
     UnitStatus,
 )  # fmt: skip
 from alkomd.daemon.config import Config
-from alkomd.daemon.jurisdictions import JurisdictionIndex
-from alkomd.daemon.publisher import Publisher
-from alkomd.daemon.recommend import UnitIndex, recommend
+from alkomd.daemon.mqtt import contract
+from alkomd.daemon.mqtt.publisher import Publisher
+from alkomd.daemon.positions.availability import UnitState
+from alkomd.daemon.positions.station import Station, status_audit
 from alkomd.daemon.records import UnitPosition, utc_iso
-from alkomd.daemon.station import Station, status_audit
-from alkomd.daemon.store import Message, Store, StoredCall, StoreError
+from alkomd.daemon.store.audit import AuditEntry
+from alkomd.daemon.store.database import Message, Store, StoredCall, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from alkomd.daemon import contract
 from alkomd.daemon.config import MqttConfig
+from alkomd.daemon.mqtt import contract
 from alkomd.daemon.records import utc_now
 
 log = logging.getLogger(__name__)

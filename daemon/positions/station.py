@@ -26,14 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from alkomd.daemon import contract, plausibility
-from alkomd.daemon.audit import AuditEntry
-from alkomd.daemon.availability import SETTABLE, Availability, UnitState
-from alkomd.daemon.call_types import UnitStatus
+from alkomd.daemon.calls.types import UnitStatus
 from alkomd.daemon.config import Config
-from alkomd.daemon.publisher import Publisher
+from alkomd.daemon.mqtt import contract
+from alkomd.daemon.mqtt.publisher import Publisher
+from alkomd.daemon.positions import plausibility
+from alkomd.daemon.positions.availability import SETTABLE, Availability, UnitState
 from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, RadioStatus, Record, UnitPosition, utc_iso, utc_now
-from alkomd.daemon.store import Message, Store, StoreError
+from alkomd.daemon.store.audit import AuditEntry
+from alkomd.daemon.store.database import Message, Store, StoreError
 
 log = logging.getLogger(__name__)
 

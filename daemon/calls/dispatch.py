@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from alkomd.daemon.call_types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement, UnitStatus
-from alkomd.daemon.contract import rounded
+from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement, UnitStatus
+from alkomd.daemon.mqtt.contract import rounded
 from alkomd.daemon.records import utc_iso
 from alkomd.daemon.schema import spec
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from alkomd.daemon.call_types import UnitStatus
+from alkomd.daemon.calls.types import UnitStatus
 
 SETTABLE = frozenset(s for s in UnitStatus if s is not UnitStatus.OFFLINE)
 _CALL_FREE = (UnitStatus.AVAILABLE, UnitStatus.UNAVAILABLE)

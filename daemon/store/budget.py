@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from alkomd.daemon.store import Store, StoreError
+from alkomd.daemon.store.database import Store, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import parse_qsl
 
-from alkomd.daemon.call_types import CallRequest, Location
+from alkomd.daemon.calls.types import CallRequest, Location
 from alkomd.daemon.records import utc_iso
 
 MAX_PAYLOAD = 8192  # bytes; see the rules above

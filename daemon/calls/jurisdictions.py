@@ -56,7 +56,7 @@ import numpy as np
 import numpy.typing as npt
 import shapely  # type: ignore[import-untyped,unused-ignore]
 
-from alkomd.daemon.call_types import Location, LocationStatus, Placement
+from alkomd.daemon.calls.types import Location, LocationStatus, Placement
 from alkomd.daemon.geodesy import EARTH_MEAN_RADIUS_M
 from alkomd.daemon.schema import NODE_PATTERN, spec
 
