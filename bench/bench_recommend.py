@@ -48,8 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl
 
 from alkomd.daemon.calls.recommend import RecommendOptions, UnitIndex, brute_force, recommend
-from alkomd.daemon.calls.types import Location, LocationStatus, Placement, UnitSnapshot, UnitStatus
+from alkomd.daemon.calls.types import Location, LocationStatus, Placement, UnitSnapshot
 from alkomd.daemon.geodesy import haversine_m
+from alkomd.daemon.records import UnitStatus
 
 GOAL_P99_MS = 0.2
 G8_P50_MS, G8_P99_MS, G8_QPS = 0.15, 1.0, 5000

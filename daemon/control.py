@@ -25,20 +25,14 @@ import logging
 import os
 import socket
 import stat
-import time
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from alkomd.daemon import __version__
-from alkomd.daemon.records import Counters, ModemHealth, utc_iso, utc_now
-
-if TYPE_CHECKING:
-    from alkomd.daemon.runtime import Runtime
+from alkomd.daemon.records import Counters, ModemHealth
 
 log = logging.getLogger(__name__)
 
@@ -146,125 +140,6 @@ class DeviceRow:
 
 
 Reply = Status | list[UnitRow] | list[DeviceRow]
-
-
-# -- building the replies (event loop thread) -----------------------------------------------------
-
-
-def _age_s(iso: str | None, now: datetime) -> float | None:
-    if not iso:
-        return None
-    try:
-        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return round((now - t).total_seconds(), 3)
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-class Queries:
-    """Answers from the running daemon's own objects (called on the event loop thread)."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-
-    def handlers(self) -> dict[str, Callable[[], Reply]]:
-        return {"status": self.status, "units": self.units, "devices": self.devices}
-
-    def status(self) -> Status:
-        rt = self.rt
-        cfg = rt.cfg
-        store = rt.store
-        now = utc_now()
-        row = store.conn.execute("SELECT created FROM outbox WHERE sent IS NULL ORDER BY id LIMIT 1").fetchone()
-        db = Path(store.path)
-        devices: dict[str, int] = {}
-        for d in self.devices():
-            devices[d.state] = devices.get(d.state, 0) + 1
-        units: dict[str, int] = {}
-        for u in cfg.units:
-            st = rt.station.availability.states.get(u.id)
-            key = st.status.value if st else "unknown"
-            units[key] = units.get(key, 0) + 1
-        return Status(
-            version=__version__,
-            node=cfg.node.topic,
-            name=cfg.node.name,
-            tier=cfg.node.tier,
-            pid=os.getpid(),
-            config=str(cfg.source),
-            started=utc_iso(rt.started_at),
-            uptime_s=round(time.monotonic() - rt.started_mono, 3),
-            ready=rt.ready,
-            broker=BrokerLink(cfg.mqtt.host, cfg.mqtt.port, rt.link.connected, utc_iso(rt.link_since), rt.link.last_error),
-            outbox=OutboxInfo(store.outbox_depth(), _age_s(row[0], now) if row else None),
-            database=DatabaseInfo(str(db), _file_size(db), _file_size(Path(f"{db}-wal")), store.schema_version),
-            devices=devices,
-            units=units,
-            last_reload=rt.last_reload,
-            implausible_fixes=rt.station.implausible_fixes,
-        )
-
-    def units(self) -> list[UnitRow]:
-        rt = self.rt
-        station = rt.station
-        now = utc_now()
-        stored: dict[str, tuple[str, float, float, str]] = {}
-        if any(u.id not in station.latest for u in rt.cfg.units):  # newest fix from before a restart
-            rows = rt.store.conn.execute(
-                "SELECT p.unit, p.time, p.lat, p.lon, p.device FROM units u CROSS JOIN positions p "
-                "ON p.unit = u.id AND p.time = u.last_fix_time"  # CROSS: units outside, an index search per unit
-            )
-            stored = {unit: (t, lat, lon, dev) for unit, t, lat, lon, dev in rows}
-        out = []
-        for u in rt.cfg.units:
-            st = station.availability.states.get(u.id)
-            up = station.latest.get(u.id)
-            t: str | None = None
-            lat = lon = None
-            source = None
-            if up is not None:
-                f = up.fix
-                t, lat, lon = utc_iso(f.time), f.lat, f.lon
-                source = f"{f.device}:{f.radio}" if f.radio else f.device
-            elif u.id in stored:
-                t, lat, lon, source = stored[u.id]
-            out.append(
-                UnitRow(
-                    u.id, u.callsign, u.type, u.device, u.radio,
-                    st.status.value if st else "unknown", utc_iso(st.since) if st else None, st.call_id if st else None,
-                    t, _age_s(t, now), lat, lon, source, station.implausible_by_unit.get(u.id, 0),
-                )
-            )  # fmt: skip
-        return out
-
-    def devices(self) -> list[DeviceRow]:
-        rt = self.rt
-        running = {rd.device: rd for rd in rt.drivers}
-        mono = time.monotonic()
-        out = []
-        for dev in rt.cfg.devices:
-            rd = running.get(dev.id)
-            if rd is None:
-                out.append(DeviceRow(dev.id, dev.driver, dev.enabled, "disabled" if not dev.enabled else "stopped",
-                                     None, "", None, None, None))  # fmt: skip
-                continue
-            s = rt.station.device_status.get(dev.id)
-            last = rd.driver.last_data()
-            out.append(
-                DeviceRow(
-                    dev.id, rd.driver_name, dev.enabled, s.state.value if s else "starting",
-                    utc_iso(s.since) if s else None, s.detail if s else "", rd.driver.counters(),
-                    None if last is None else round(mono - last, 3), s.modem if s else None,
-                )
-            )  # fmt: skip
-        return out
 
 
 # -- serialising ----------------------------------------------------------------------------------

@@ -136,4 +136,24 @@ class UnitPosition:
     fix: Fix
 
 
+class UnitStatus(enum.StrEnum):
+    AVAILABLE = "available"
+    ASSIGNED = "assigned"
+    ENROUTE = "enroute"
+    ONSCENE = "onscene"
+    UNAVAILABLE = "unavailable"
+    OFFLINE = "offline"
+
+
+SETTABLE = frozenset(s for s in UnitStatus if s is not UnitStatus.OFFLINE)  # offline follows the fixes only
+
+@dataclass(frozen=True, slots=True)
+class UnitState:
+    unit: str
+    status: UnitStatus
+    since: datetime
+    call_id: str | None = None
+    resume: UnitStatus | None = None  # the status to return to when an offline unit reports again
+
+
 Record = Fix | DeviceStatus | RadioStatus

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from alkomd.daemon import config as config_mod
+from alkomd.daemon.calls.desk import CallDesk
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.config import Config, DeviceConfig
+from alkomd.daemon.positions.station import Station
 from alkomd.daemon.records import DeviceState, DeviceStatus, utc_now
 from alkomd.daemon.store.database import StoreError
-
-if TYPE_CHECKING:
-    from alkomd.daemon.runtime import Runtime
+from alkomd.daemon.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -152,72 +152,51 @@ def plan(old: Config, new: Config, old_fp: Fingerprint = None, new_fp: Fingerpri
     )
 
 
-async def apply(rt: Runtime, plan: ReloadPlan, loaded: Loaded) -> None:
-    """Apply a plan to the running daemon (event loop thread; waits off the loop for drivers to stop).
+async def apply(
+    plan: ReloadPlan,
+    loaded: Loaded,
+    drivers: Supervisor,
+    station: Station,
+    desk: CallDesk,
+    log_level_override: str | None,
+    stopping: Callable[[], bool],
+) -> None:
+    """Apply a plan to the running daemon's parts (event loop thread; waits off the loop for drivers to stop).
 
     Order: drivers that go or change stop first (their ports are free again), then the units and
     options change, then the new and changed drivers start, so their first fixes find their units.
     """
     cfg = plan.config
-    running = {rd.device: rd for rd in rt.drivers}
     kept = {d.id for d in cfg.devices}  # a stopped device still listed was disabled (enabled = false)
     for device in plan.stop:
-        rd = running.get(device)
+        rd = drivers.get(device)
         if rd is None:
             continue
-        await rt.stop_driver(rd)
+        await drivers.stop(rd)
+        station.flush()  # what it handed over before it stopped
         # Its retained status must not say "connected" for ever: say why it stopped.
         why = "disabled in the configuration" if device in kept else "removed from the configuration"
-        gone = DeviceStatus(rd.device, rd.driver_name, DeviceState.DISCONNECTED, utc_now(), rd.driver.counters(), why)
-        rt.station.submit(gone)
-        rt.station.flush()
-        rt.station.device_status.pop(rd.device, None)
+        station.device_removed(DeviceStatus(rd.device, rd.driver_name, DeviceState.DISCONNECTED, utc_now(), rd.driver.counters(), why))
     for dev in plan.restart:
-        rd = running.get(dev.id)
+        rd = drivers.get(dev.id)
         if rd is not None:
-            await rt.stop_driver(rd)
-    if rt.stop_event.is_set():
+            await drivers.stop(rd)
+            station.flush()
+    if stopping():
         return
-    rt.cfg = cfg
-    desk = rt.desk
-    desk.opts, desk.ropts, desk.calls_cfg = cfg.dispatch, cfg.recommend, cfg.calls
     if plan.units or any(k.startswith(("availability.", "radio_status.")) for k in plan.options):
         try:
-            rt.station.reconfigure(cfg)
+            station.reconfigure(cfg)
         except StoreError as exc:
             log.error("reload: %s; the units table is updated at the next reload or restart", exc)
-        for unit in plan.units_removed:
-            desk.units.remove(unit)
-        for unit in (*plan.units_added, *plan.units_changed):
-            state = rt.station.availability.states.get(unit)
-            if state is not None:
-                desk.units_changed([], [state])
+    desk.reconfigure(cfg, plan.units_removed, (*plan.units_added, *plan.units_changed))
     if plan.jurisdictions:
-        rt.jurisdictions = desk.jurisdictions = loaded.jurisdictions
-        rt.jurisdictions_fp = loaded.fingerprint
-        _relocate(rt)
+        desk.relocate(loaded.jurisdictions)
     if plan.log_level:
-        if rt.log_level_override:
+        if log_level_override:
             log.info("reload: [log] level %s not applied: --log-level %s given on the command line", plan.log_level,
-                     rt.log_level_override)  # fmt: skip
+                     log_level_override)
         else:
             logging.getLogger().setLevel(plan.log_level.upper())
     for dev in (*plan.start, *plan.restart):
-        rt.start_driver(dev)
-
-
-def _relocate(rt: Runtime) -> None:
-    """Put every known unit position into the reloaded jurisdictions (one bulk query)."""
-    index = rt.desk.jurisdictions
-    snaps, lats, lons = [], [], []
-    for s in rt.desk.units.snapshots():
-        if s.lat is not None and s.lon is not None:
-            snaps.append(s)
-            lats.append(s.lat)
-            lons.append(s.lon)
-    if not snaps:
-        return
-    where: list[str | None] = [None] * len(snaps) if index is None else index.assign_bulk(lats, lons)
-    for s, jur in zip(snaps, where, strict=True):
-        if jur != s.jurisdiction:
-            rt.desk.units.update(replace(s, jurisdiction=jur))
+        drivers.start(dev)

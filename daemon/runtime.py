@@ -1,4 +1,4 @@
-"""The daemon's runtime: builds the object graph from the config, runs it, stops it cleanly.
+"""The daemon's composition root: builds the parts from the config, runs them on one event loop, stops them cleanly.
 
 One asyncio event loop owns all mutable state (station, store, publisher) and all timers. Each
 device driver runs in its own thread and hands records to the loop with `call_soon_threadsafe`;
@@ -14,57 +14,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 
 from alkomd.daemon import __version__, reload
 from alkomd.daemon.calls.desk import CallDesk
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
-from alkomd.daemon.config import Config, DeviceConfig
-from alkomd.daemon.control import ControlServer, Queries, ReloadInfo, socket_path
+from alkomd.daemon.config import Config
+from alkomd.daemon.control import ControlServer, ReloadInfo, socket_path
 from alkomd.daemon.mqtt import contract
 from alkomd.daemon.mqtt.link import Ack, Incoming, LinkEvents, MqttLink
 from alkomd.daemon.mqtt.publisher import Publisher
-from alkomd.daemon.positions.station import Station, StatusRequest
+from alkomd.daemon.positions.batch import StatusRequest
+from alkomd.daemon.positions.station import Station
+from alkomd.daemon.queries import Queries
 from alkomd.daemon.records import Record, SteadyClock, utc_iso, utc_now
 from alkomd.daemon.schema import ConfigError
 from alkomd.daemon.sdnotify import Notifier
 from alkomd.daemon.store.budget import OutboxBudget
 from alkomd.daemon.store.database import Store
-from alkomd.drivers import registry
-from alkomd.drivers.base import Backoff, Driver
+from alkomd.daemon.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_S = 3600.0
 AVAILABILITY_TICK_S = 1.0
-DRIVER_JOIN_S = 2.0
 INBOX_SLICE_S = 0.05  # incoming MQTT messages are handled at most this long per loop turn (timers run in between)
-
-
-@dataclass(frozen=True)
-class RunningDriver:
-    device: str
-    driver_name: str
-    driver: Driver
-    thread: threading.Thread
-    stop: threading.Event
-
-
-def _supervise(d: Driver, stop: threading.Event, emit: Callable[[Record], None]) -> None:
-    """A driver thread's top: restart a crashed driver (with its traceback logged) until stopped."""
-    backoff = Backoff(1.0, 60.0)
-    while not stop.is_set():
-        try:
-            d.run(stop, emit)
-        except Exception:
-            delay = backoff.next_delay()
-            log.exception("%s: driver crashed; restarting in %.1f s", d.device, delay)
-            stop.wait(delay)
 
 
 class Runtime(LinkEvents):
@@ -78,9 +55,9 @@ class Runtime(LinkEvents):
         self.started_at = self.link_since = utc_now()
         self.last_reload: ReloadInfo | None = None
         self.stop_event = asyncio.Event()
-        self.drivers: list[RunningDriver] = []
         self._link_up = False
         self.jurisdictions_fp = reload.fingerprint(cfg)
+        self.drivers = Supervisor(self._emit)
         self._reload_task: asyncio.Task[None] | None = None
         self._reload_again = False
         self._inbox: deque[Incoming] = deque()
@@ -117,7 +94,7 @@ class Runtime(LinkEvents):
         ok = sum(1 for s in states if s == "connected")
         bad = [f"{d} {s.state.value}" for d, s in self.station.device_status.items() if s.state.value != "connected"]
         more = f" ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})" if bad else ""
-        return f"{broker}; outbox {self.store.outbox_depth()}; devices {ok}/{len(self.drivers)} connected{more}"
+        return f"{broker}; outbox {self.store.outbox_depth()}; devices {ok}/{len(self.drivers.running)} connected{more}"
 
     def acked(self, ack: Ack) -> None:
         self.publisher.on_ack(ack)
@@ -147,14 +124,20 @@ class Runtime(LinkEvents):
             self._draining = False
 
     def _handle(self, msg: Incoming) -> None:
-        if self.desk.message(msg.topic, msg.payload, msg.retain):
-            return
-        prefix = f"{self.cfg.node.topic}/unit/"
-        if msg.topic.startswith(prefix) and msg.topic.endswith("/status/set") and not msg.retain:
-            unit = msg.topic[len(prefix) : -len("/status/set")]
-            self.station.submit(StatusRequest(unit, msg.payload))
-        else:
+        """Route one incoming message by what the contract says its topic is."""
+        what = contract.parse_inbound(self.cfg.node.topic, msg.topic)
+        if isinstance(what, contract.UnitBelow):
+            self.desk.below(what, msg.payload)  # retained or not: the units below are what their nodes last said
+        elif what is None or msg.retain:  # a retained call or event would replay an old call at every reconnect
             log.debug("mqtt: ignored message on %s", msg.topic)
+        elif isinstance(what, contract.StatusSet):
+            self.station.submit(StatusRequest(what.unit, msg.payload))
+        elif isinstance(what, contract.CallNew):
+            self.desk.call_new(msg.payload)
+        elif isinstance(what, contract.CallAml):
+            self.desk.call_aml(msg.payload)
+        else:
+            self.desk.event(what.call_id, msg.payload)
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -198,7 +181,11 @@ class Runtime(LinkEvents):
             restart = ", ".join(plan.needs_restart)
             log.warning("reload: needs a restart: %s (not applied; systemctl restart alkomd)", restart)
             summary += f"; needs a restart: {restart}"
-        await reload.apply(self, plan, loaded)
+        await reload.apply(plan, loaded, self.drivers, self.station, self.desk, self.log_level_override, self.stop_event.is_set)
+        if not self.stop_event.is_set():
+            self.cfg = plan.config
+            if plan.jurisdictions:
+                self.jurisdictions, self.jurisdictions_fp = loaded.jurisdictions, loaded.fingerprint
         log.info("reload: %s", plan.summary())
         return ReloadInfo(utc_iso(utc_now()), True, summary)
 
@@ -212,7 +199,7 @@ class Runtime(LinkEvents):
         self.desk = CallDesk(cfg, self.store, self.station, self.publisher, loop, self.clock, self.jurisdictions)
         self.station.on_committed = self.desk.units_changed
         self.station.on_device_change = self._status  # STATUS= follows device states at once
-        subscriptions = (f"{cfg.node.topic}/unit/+/status/set", *self.desk.subscriptions)
+        subscriptions = contract.subscriptions(cfg.node.topic, cfg.node.tier)
         self.link = MqttLink(cfg.mqtt, cfg.node.topic, __version__, loop, self, subscriptions)
         self.publisher.send = self.link.publish
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -222,7 +209,7 @@ class Runtime(LinkEvents):
             if not dev.enabled:
                 log.info("%s: disabled in the config", dev.id)
                 continue
-            self.start_driver(dev)
+            self.drivers.start(dev)
         self.control = ControlServer(socket_path(cfg.store.path), Queries(self).handlers())
         await self.control.start()
         self.link.start()
@@ -239,7 +226,7 @@ class Runtime(LinkEvents):
         self.notify.ready(self.status_line())
         log.info(
             "alkomd %s ready: node %s (%s), %d devices, %d units, database %s, broker %s:%d",
-            __version__, cfg.node.topic, cfg.node.tier, len(self.drivers), len(cfg.units), cfg.store.path,
+            __version__, cfg.node.topic, cfg.node.tier, len(self.drivers.running), len(cfg.units), cfg.store.path,
             cfg.mqtt.host, cfg.mqtt.port,
         )  # fmt: skip
         await self.stop_event.wait()
@@ -260,32 +247,8 @@ class Runtime(LinkEvents):
         except RuntimeError:  # loop closed during shutdown
             pass
 
-    def start_driver(self, dev: DeviceConfig) -> None:
-        spec = registry.get(dev.driver)
-        assert spec is not None  # the config loader checked the name
-        drv = spec.create(dev.id, dev.options)
-        stop = threading.Event()
-        t = threading.Thread(target=_supervise, args=(drv, stop, self._emit), name=f"driver-{dev.id}", daemon=True)
-        self.drivers.append(RunningDriver(dev.id, dev.driver, drv, t, stop))
-        t.start()
-
-    async def stop_driver(self, rd: RunningDriver) -> None:
-        """Stop one driver and wait (off the loop) for its thread, so its port is free again."""
-        rd.stop.set()
-        await asyncio.get_running_loop().run_in_executor(None, rd.thread.join, DRIVER_JOIN_S)
-        if rd.thread.is_alive():
-            log.warning("%s: driver did not stop in time", rd.device)
-        self.drivers.remove(rd)
-        self.station.flush()  # what it handed over before it stopped
-
     async def _shutdown(self) -> None:
-        for rd in self.drivers:
-            rd.stop.set()
-        deadline = time.monotonic() + DRIVER_JOIN_S
-        for rd in self.drivers:
-            rd.thread.join(max(0.0, deadline - time.monotonic()))
-            if rd.thread.is_alive():
-                log.warning("%s: driver did not stop in time", rd.device)
+        self.drivers.stop_all()
         await asyncio.sleep(0)  # run records the drivers handed over while stopping
         self._drain(float("inf"))  # messages still queued (the broker has their PUBACK already)
         self.station.flush()
@@ -305,7 +268,7 @@ class Runtime(LinkEvents):
     def device_health(self) -> list[contract.DeviceHealth]:
         now = time.monotonic()
         out = []
-        for rd in self.drivers:
+        for rd in self.drivers.running:
             last = rd.driver.last_data()
             status = self.station.device_status.get(rd.device)
             out.append(

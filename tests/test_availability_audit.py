@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import Daemon, Feeder, Station, Subscriber, wait_until
 
-from alkomd.daemon.calls.types import UnitStatus
 from alkomd.daemon.ctl.demo.broker import Broker
-from alkomd.daemon.positions.availability import Availability, UnitState
+from alkomd.daemon.positions.availability import Availability
+from alkomd.daemon.records import UnitState, UnitStatus
 from alkomd.daemon.store.audit import AuditEntry, verify
 from alkomd.daemon.store.database import Store
 from alkomd.drivers.simulator import PtyGps

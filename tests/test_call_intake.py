@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from alkomd.daemon.calls.fields import MAX_ACCURACY_M
 from alkomd.daemon.calls.intake import (
     CALL_ID_PATTERN,
-    MAX_ACCURACY_M,
     MAX_PAYLOAD,
     RESERVED_CALL_IDS,
     Problem,

@@ -23,10 +23,9 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from alkomd.daemon import __version__
-from alkomd.daemon.calls.types import UnitStatus
 from alkomd.daemon.config import ID_PATTERN, NODE_PATTERN, NodeConfig
 from alkomd.daemon.mqtt import contract
-from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Fix, RadioStatus, UnitPosition
+from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Fix, RadioStatus, UnitPosition, UnitStatus
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "contract"
 SCHEMAS = DOCS / "schemas"
@@ -461,7 +460,7 @@ def test_built_topics_never_hold_wildcards(node: str, name: str) -> None:
 
 @pytest.mark.parametrize("status", list(UnitStatus))
 def test_unit_status_message_validates(status: UnitStatus) -> None:
-    from alkomd.daemon.positions.availability import UnitState
+    from alkomd.daemon.records import UnitState
 
     m = contract.unit_status_message(NODE, UnitState("R2-12", status, T0, "c-1" if status is UnitStatus.ENROUTE else None))
     assert (m.kind, m.topic, m.qos, m.retain) == ("unit_status", f"{NODE}/unit/R2-12/status", 1, True)

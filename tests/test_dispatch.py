@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
+from alkomd.daemon.calls.codec import call_from_json, call_to_json
 from alkomd.daemon.calls.dispatch import (
     FLAG_INVALID_LOCATION,
     FLAG_NO_CANDIDATE,
@@ -39,16 +40,12 @@ from alkomd.daemon.calls.dispatch import (
     Refused,
     SetUnitStatus,
     Tick,
-    alert_payload,
-    call_from_json,
-    call_state_payload,
-    call_to_json,
-    escalation_payload,
     next_deadline,
-    state_msg_id,
     step,
 )
-from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement, UnitStatus
+from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement
+from alkomd.daemon.mqtt.contract import alert_payload, call_state_payload, escalation_payload, state_msg_id
+from alkomd.daemon.records import UnitStatus
 from alkomd.daemon.schema import ConfigError, build, describe
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "contract" / "schemas"

@@ -29,6 +29,7 @@ from helpers_faults import FeedThread, configure, outbox_ids, received_ids
 from alkomd.daemon.config import parse
 from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.daemon.mqtt.publisher import Publisher
+from alkomd.daemon.positions import batch as batch_mod
 from alkomd.daemon.positions import station as station_mod
 from alkomd.daemon.records import Fix, RadioStatus
 from alkomd.daemon.store.database import Store
@@ -211,7 +212,7 @@ def test_d3_a_batch_the_database_refuses_is_counted_and_logged_once_when_it_comm
         caplog.set_level(logging.INFO, logger="alkomd.daemon.positions.station")
         later = now + timedelta(seconds=1)
         st.submit(Fix("gps1", later, 5.05, 123.06, 3, later, 1.0))  # 500 km in 1 s
-        st.submit(station_mod.StatusRequest("R2-01", b'{"status": "offline", "by": "console-1"}'))
+        st.submit(batch_mod.StatusRequest("R2-01", b'{"status": "offline", "by": "console-1"}'))
         st.submit(RadioStatus("base", "100-1001", 99, later, 1.0))
         st.submit(Fix("stray", later, 0.55, 123.06, 3, later, 1.0))
         loop.run_until_complete(asyncio.sleep(2 * station_mod.RETRY_STORE_S + 0.5))  # the first try, then retries

@@ -32,8 +32,8 @@ from test_contract import assert_valid
 from alkomd.daemon.config import Config, ConfigError, parse
 from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.daemon.mqtt.publisher import Publisher
+from alkomd.daemon.positions.batch import StatusRequest
 from alkomd.daemon.positions.station import Station as CoreStation
-from alkomd.daemon.positions.station import StatusRequest
 from alkomd.daemon.records import Fix, RadioStatus, utc_iso
 from alkomd.daemon.store.audit import verify
 from alkomd.daemon.store.database import Store

@@ -21,8 +21,9 @@ from alkomd.daemon.calls.recommend import (
     geodesic_m,
     recommend,
 )
-from alkomd.daemon.calls.types import Candidate, Location, LocationStatus, Placement, UnitSnapshot, UnitStatus
+from alkomd.daemon.calls.types import Candidate, Location, LocationStatus, Placement, UnitSnapshot
 from alkomd.daemon.geodesy import haversine_m
+from alkomd.daemon.records import UnitStatus
 from alkomd.daemon.schema import ConfigError, build
 
 NOW = datetime(2026, 11, 22, 8, 0, 0, tzinfo=UTC)

@@ -3,9 +3,10 @@
 In: `<node>/call/new` and `<node>/call/aml` (intake -> jurisdiction -> recommendation ->
 `dispatch.step`), `<node>/call/<call_id>/event` (a dispatcher's or a unit's action), and the
 deadlines `dispatch.next_deadline` asks for. Out, for every step, in ONE SQLite transaction: the
-call's row, its audit entries, unit status changes, and the outbox messages (retained call
-state, alerts, escalation to the parent node). Open calls and their deadlines are reloaded at
-start; alert ids are deterministic, so a restart never sends an alert twice.
+call's row, its audit entries, unit status changes (the station makes them: it owns unit
+availability) and the outbox messages (retained call state, alerts, escalation to the parent
+node). Open calls and their deadlines are reloaded at start; alert ids are deterministic, so a
+restart never sends an alert twice.
 
 A node that receives a call for a place outside its own polygons hands it to the child node
 whose polygon holds the caller (Polda, Mabes), or up to its parent when no polygon is near.
@@ -22,28 +23,19 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from alkomd.daemon.calls import dispatch
-from alkomd.daemon.calls import intake as call_intake
+from alkomd.daemon.calls import aml, codec, dispatch, fields, intake
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.calls.recommend import UnitIndex, recommend
-from alkomd.daemon.calls.types import (
-    CallRequest,
-    CallStateName,
-    Location,
-    LocationStatus,
-    Placement,
-    UnitSnapshot,
-    UnitStatus,
-)  # fmt: skip
+from alkomd.daemon.calls.types import CallRequest, CallStateName, Location, LocationStatus, Placement, UnitSnapshot
 from alkomd.daemon.config import Config
 from alkomd.daemon.mqtt import contract
 from alkomd.daemon.mqtt.publisher import Publisher
-from alkomd.daemon.positions.availability import UnitState
-from alkomd.daemon.positions.station import Station, status_audit
-from alkomd.daemon.records import UnitPosition, utc_iso
+from alkomd.daemon.positions.station import Station, StatusWanted
+from alkomd.daemon.records import UnitPosition, UnitState, UnitStatus, utc_iso
 from alkomd.daemon.store.audit import AuditEntry
 from alkomd.daemon.store.database import Message, Store, StoredCall, StoreError
 
@@ -51,10 +43,10 @@ log = logging.getLogger(__name__)
 
 RETRY_STORE_S = 1.0
 FINAL = (CallStateName.CLOSED, CallStateName.ESCALATED)
-_EVENTS = ("answer", "assign", "accept", "decline", "arrive", "close")
 
 
-def _dumps(obj: object) -> str:
+def _detail(obj: object) -> str:
+    """An audit entry's detail: compact JSON."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -91,7 +83,7 @@ class CallDesk:
         self.owner: dict[str, str] = {}  # unit of a node below -> that node's topic
         for body in store.open_calls():
             try:
-                call = dispatch.call_from_json(body)
+                call = codec.call_from_json(body)
             except ValueError:
                 log.exception("a stored call cannot be read; left in the database for a human")
                 continue
@@ -104,209 +96,137 @@ class CallDesk:
         for up in station.latest.values():
             self._index_unit(up.unit, position=up)
 
-    @property
-    def subscriptions(self) -> tuple[str, ...]:
-        own = (f"{self.node}/call/new", f"{self.node}/call/aml", f"{self.node}/call/+/event")
-        below = {"polda": "/+", "mabes": "/+/+"}.get(self.role.tier)
-        if below is None:
-            return own
-        return (*own, f"{self.node}{below}/unit/+/position", f"{self.node}{below}/unit/+/status")
+    def reconfigure(self, cfg: Config, removed: Iterable[str] = (), touched: Iterable[str] = ()) -> None:
+        """A reloaded configuration: options apply to the next step; removed units leave the index, touched ones are re-read."""
+        self.opts, self.ropts, self.calls_cfg = cfg.dispatch, cfg.recommend, cfg.calls
+        for unit in removed:
+            self.units.remove(unit)
+        for unit in touched:
+            state = self.station.availability.states.get(unit)
+            if state is not None:
+                self._index_unit(unit, state=state)
 
-    def _below(self, topic: str, payload: bytes) -> bool:
-        """A retained position or status of a unit of a node below (Polda, Mabes)."""
-        head, sep, tail = topic.rpartition("/unit/")
-        unit, _, kind = tail.partition("/")
-        if not sep or head == self.node or not head.startswith(self.node + "/") or kind not in ("position", "status"):
-            return False
-        try:
-            body = json.loads(payload)
-        except (ValueError, RecursionError):
-            return True
-        if not isinstance(body, dict) or not unit:
-            return True
-        self.owner[unit] = head
-        old = self.units.get(unit)
-        if kind == "position":
-            try:
-                lat, lon = float(body["lat"]), float(body["lon"])
-                t = datetime.fromisoformat(str(body["time"]).replace("Z", "+00:00"))
-            except (KeyError, TypeError, ValueError):
-                return True
-            if not (-90 <= lat <= 90 and -180 <= lon <= 180) or t.tzinfo is None:
-                return True
-            jur = self.jurisdictions.jurisdiction_of(lat, lon) if self.jurisdictions else None
-            status = old.status if old else UnitStatus.OFFLINE
-            self.units.update(UnitSnapshot(unit, old.type if old else "car", status, lat, lon, t, jur))
-        else:
-            try:
-                status = UnitStatus(str(body.get("status")))
-            except ValueError:
-                return True
-            if old is None:
-                self.units.update(UnitSnapshot(unit, "car", status, None, None, None, None))
-            else:
-                self.units.update(UnitSnapshot(unit, old.type, status, old.lat, old.lon, old.fix_time, old.jurisdiction))
-        return True
+    def relocate(self, jurisdictions: JurisdictionIndex | None) -> None:
+        """Reloaded jurisdictions: put every known unit position into them (one bulk query)."""
+        self.jurisdictions = jurisdictions
+        snaps = [s for s in self.units.snapshots() if s.lat is not None and s.lon is not None]
+        if not snaps:
+            return
+        lats = [s.lat for s in snaps if s.lat is not None]
+        lons = [s.lon for s in snaps if s.lon is not None]
+        where: list[str | None] = [None] * len(snaps) if jurisdictions is None else jurisdictions.assign_bulk(lats, lons)
+        for s, jur in zip(snaps, where, strict=True):
+            if jur != s.jurisdiction:
+                self.units.update(replace(s, jurisdiction=jur))
 
     # -- in -------------------------------------------------------------------------------------
 
-    def message(self, topic: str, payload: bytes, retained: bool = False) -> bool:
-        """Handle a message on one of `subscriptions`; False if the topic is not ours.
-
-        Retained messages count for the units below (their last position and status); a retained
-        call or event is ignored (it would replay an old call at every reconnect).
-        """
-        rest = topic[len(self.node) + 1 :] if topic.startswith(self.node + "/") else ""
-        if rest.endswith(("/position", "/status")) and self._below(topic, payload):
-            return True
-        if retained:
-            return rest.startswith("call/")
-        now = self._clock()
-        if rest == "call/new":
-            self.receive(call_intake.parse_call(payload, now))
-        elif rest == "call/aml":
-            self.receive(call_intake.parse_aml(payload, now))
-        elif rest.startswith("call/") and rest.endswith("/event"):
-            self.event(rest[len("call/") : -len("/event")], payload)
+    def below(self, msg: contract.UnitBelow, payload: bytes) -> None:
+        """A retained position or status of a unit of a node below (Polda, Mabes)."""
+        self.owner[msg.unit] = msg.owner
+        old = self.units.get(msg.unit)
+        if msg.kind == "position":
+            pos = contract.parse_below_position(payload)
+            if pos is None:
+                return
+            jur = self.jurisdictions.jurisdiction_of(pos.lat, pos.lon) if self.jurisdictions else None
+            status = old.status if old else UnitStatus.OFFLINE
+            self.units.update(UnitSnapshot(msg.unit, old.type if old else "car", status, pos.lat, pos.lon, pos.time, jur))
+            return
+        st = contract.parse_below_status(payload)
+        if st is None:
+            return
+        if old is None:
+            self.units.update(UnitSnapshot(msg.unit, "car", st, None, None, None, None))
         else:
-            return False
-        return True
+            self.units.update(replace(old, status=st))
+
+    def call_new(self, payload: bytes) -> None:
+        self.receive(intake.parse_call(payload, self._clock()))
+
+    def call_aml(self, payload: bytes) -> None:
+        self.receive(aml.parse_aml(payload, self._clock()))
 
     def receive(self, req: CallRequest) -> None:
         now = self._clock()
         existing = self.calls.get(req.call_id)
         if existing is not None or self.store.has_call(req.call_id):
-            self._commit([AuditEntry(now, "call.duplicate", req.call_id, "", _dumps({"sha256": req.raw_sha256}))], [])
+            self._commit([AuditEntry(now, "call.duplicate", req.call_id, "", _detail({"sha256": req.raw_sha256}))], [])
             return
         placement = self._place(req.location)
         target = self._handoff(req, placement)
         if target is not None:
-            topic = f"{target}/call/new"
-            esc = dispatch.Escalate(target, req, dispatch.stable_msg_id(self.node, req.call_id, target))
-            body = _dumps(dispatch.escalation_payload(esc))
-            msg = Message(esc.msg_id, "call_handoff", topic, body, 1, False)
-            detail = _dumps({"to": target, "location_status": placement.status.value, "problems": list(req.problems)})
+            msg = contract.handoff_message(self.node, target, req)
+            detail = _detail({"to": target, "location_status": placement.status.value, "problems": list(req.problems)})
             self._commit([AuditEntry(now, "call.handed_off", req.call_id, "", detail)], [msg],
-                         [StoredCall(req.call_id, "handed_off", False, body)])  # fmt: skip
+                         [StoredCall(req.call_id, "handed_off", False, msg.payload)])
             log.info("call %s: not in this node's area: handed to %s", req.call_id, target)
             return
         flags: tuple[str, ...] = (dispatch.FLAG_REPEAT_CALLER,) if self._repeat(req.caller, now) else ()
-        if now - req.received_at > call_intake.MAX_AGE:  # a replayed capture, or a gateway that held it a day
+        if now - req.received_at > fields.MAX_AGE:  # a replayed capture, or a gateway that held it a day
             flags += (dispatch.FLAG_OLD_CALL,)
             log.warning("call %s: received_at %s is more than %d h before intake: flagged %s", req.call_id,
-                        utc_iso(req.received_at), int(call_intake.MAX_AGE.total_seconds() // 3600), dispatch.FLAG_OLD_CALL)  # fmt: skip
+                        utc_iso(req.received_at), int(fields.MAX_AGE.total_seconds() // 3600), dispatch.FLAG_OLD_CALL)
         candidates = recommend(self.units, req.location, placement, now, self.ropts) if req.location else ()
-        received = _dumps({"caller": req.caller, "source": req.source, "problems": list(req.problems),
-                           "escalated_from": req.escalated_from, "sha256": req.raw_sha256})  # fmt: skip
+        received = _detail({"caller": req.caller, "source": req.source, "problems": list(req.problems),
+                            "escalated_from": req.escalated_from, "sha256": req.raw_sha256})
         audit = AuditEntry(now, "call.received", req.call_id, "", received)
         self._run(req.call_id, dispatch.Receive(req, placement, candidates, flags), [audit])
 
     def event(self, call_id: str, payload: bytes) -> None:
         """A dispatcher's or unit's action; anything invalid is refused into the audit record."""
         now = self._clock()
-        ev, reason, event_id = self._parse_event(payload)
-        if event_id and event_id in self._seen_event_ids:
+        parsed = contract.parse_event(payload)
+        if parsed.event_id and parsed.event_id in self._seen_event_ids:
             return  # a QoS 1 redelivery of an event already applied
-        if ev is None or call_id not in self.calls:
-            reason = reason or ("no such open call" if not self.store.has_call(call_id) else "the call is closed")
-            detail = _dumps({"reason": reason, "payload": payload[:200].decode("utf-8", "replace")})
+        if parsed.event is None or call_id not in self.calls:
+            reason = parsed.reason or ("no such open call" if not self.store.has_call(call_id) else "the call is closed")
+            detail = _detail({"reason": reason, "payload": payload[:200].decode("utf-8", "replace")})
             self._commit([AuditEntry(now, "call.event_refused", call_id[:64], "", detail)], [])
             log.warning("call %s: event refused: %s", call_id, reason)
             return
-        if event_id:
-            self._seen_event_ids.append(event_id)
-        self._run(call_id, ev, [])
-
-    def _parse_event(self, payload: bytes) -> tuple[dispatch.Event | None, str, str]:
-        try:
-            body = json.loads(payload)
-        except (ValueError, RecursionError):
-            return None, "not JSON", ""
-        if not isinstance(body, dict):
-            return None, "not a JSON object", ""
-        action, by, unit, note = body.get("action"), body.get("by"), body.get("unit"), body.get("note", "")
-        raw_id = body.get("msg_id")
-        event_id = raw_id if isinstance(raw_id, str) else ""
-        if action not in _EVENTS:
-            return None, f"action must be one of {', '.join(_EVENTS)}", event_id
-        if not isinstance(by, str) or not 0 < len(by) <= 64:
-            return None, '"by" must be a string of 1 to 64 characters', event_id
-        if unit is not None and (not isinstance(unit, str) or not 0 < len(unit) <= 64):
-            return None, '"unit" must be a unit id', event_id
-        if not isinstance(note, str):
-            note = ""
-        note = note[:500]
-        if action == "assign" and unit is None:
-            return None, "assign needs a unit", event_id
-        ev: dispatch.Event
-        if action == "answer":
-            ev = dispatch.Answer(by=by, unit=unit, note=note)
-        elif action == "assign":
-            ev = dispatch.Assign(by=by, unit=str(unit), note=note)
-        elif action == "decline":
-            ev = dispatch.Decline(by=by, unit=unit, note=note)
-        elif action == "accept":
-            ev = dispatch.Accept(by=by, unit=unit)
-        elif action == "arrive":
-            ev = dispatch.Arrive(by=by, unit=unit)
-        else:
-            ev = dispatch.Close(by=by, note=note)
-        return ev, "", event_id
+        if parsed.event_id:
+            self._seen_event_ids.append(parsed.event_id)
+        self._run(call_id, parsed.event, [])
 
     # -- the step -------------------------------------------------------------------------------
 
-    def _run(self, call_id: str, event: dispatch.Event, audits: list[AuditEntry]) -> None:
+    def _run(self, call_id: str, event: dispatch.Event, extra: list[AuditEntry]) -> None:
         now = self._clock()
         before = self.calls.get(call_id)
         call, actions = dispatch.step(before, event, now, self.role, self.opts)
         if call is None:
             return
+        audits = list(extra)
         messages: list[Message] = []
-        states: list[UnitState] = []
-        saved = dict(self.station.availability.states)
+        wanted: list[StatusWanted] = []
         for a in actions:
             if isinstance(a, dispatch.Audit):
-                detail = _dumps({"detail": a.detail, "by": a.by})
-                audits.append(AuditEntry(now, f"call.{a.kind}", call.call_id, call.assigned_unit or "", detail))
+                audits.append(AuditEntry(now, f"call.{a.kind}", call.call_id, call.assigned_unit or "",
+                                         _detail({"detail": a.detail, "by": a.by})))
             elif isinstance(a, dispatch.PublishState):
-                payload = dispatch.call_state_payload(a.call)
-                topic = f"{self.node}/call/{a.call.call_id}"
-                messages.append(Message(str(payload["msg_id"]), "call_state", topic, _dumps(payload), 1, True))
+                messages.append(contract.call_state_message(a.call))
             elif isinstance(a, dispatch.AlertUnit):
-                payload = dispatch.alert_payload(a)
-                owner = self.owner.get(a.unit, self.node)
-                messages.append(Message(a.msg_id, "alert", f"{owner}/unit/{a.unit}/alert", _dumps(payload), 1, False))
+                messages.append(contract.alert_message(self.owner.get(a.unit, self.node), a))
             elif isinstance(a, dispatch.Escalate):
-                payload = dispatch.escalation_payload(a)
-                messages.append(Message(a.msg_id, "escalation", f"{a.parent}/call/new", _dumps(payload), 1, False))
+                messages.append(contract.escalation_message(a))
             elif isinstance(a, dispatch.SetUnitStatus) and a.unit in self.owner:
-                body = _dumps({"status": a.status.value, "by": self.node, "call_id": a.call_id})
-                topic = f"{self.owner[a.unit]}/unit/{a.unit}/status/set"
-                messages.append(Message(contract.new_msg_id(), "unit_status_set", topic, body, 1, False))
+                messages.append(contract.status_set_message(self.owner[a.unit], a.unit, a.status, self.node, a.call_id))
             elif isinstance(a, dispatch.SetUnitStatus):
-                try:
-                    st = self.station.availability.set(a.unit, a.status, now, a.call_id)
-                except ValueError as exc:  # a unit of another node: its own node tracks its status
-                    log.info("call %s: unit %s: %s", call.call_id, a.unit, exc)
-                    continue
-                if st is not None:
-                    states.append(st)
-                    messages.append(contract.unit_status_message(self.node, st))
-                    audits.append(status_audit(st, saved[st.unit], now, call.call_id))
+                wanted.append(StatusWanted(a.unit, a.status, a.call_id))
             elif isinstance(a, dispatch.Refused):
                 log.warning("call %s: %s", call.call_id, a.reason)
         open_ = call.state not in FINAL
-        row = StoredCall(call.call_id, call.state.value, open_, dispatch.call_to_json(call))
+        row = StoredCall(call.call_id, call.state.value, open_, codec.call_to_json(call))
         try:
-            self.store.record([], messages, now, audits, states, [row])
+            states = self.station.commit_call(wanted, messages, audits, [row], now, call.call_id)
         except StoreError as exc:
-            self.station.availability.states = saved
             log.error("call %s: %s; retrying in %.0f s", call_id, exc, RETRY_STORE_S)
-            self._loop.call_later(RETRY_STORE_S, self._run, call_id, event, [])
+            self._loop.call_later(RETRY_STORE_S, self._run, call_id, event, extra)
             return
         if before is None or before.state != call.state:
             log.info("call %s: %s -> %s%s", call.call_id, before.state.value if before else "-", call.state.value,
-                     f" (unit {call.assigned_unit})" if call.assigned_unit else "")  # fmt: skip
+                     f" (unit {call.assigned_unit})" if call.assigned_unit else "")
         for st in states:
             self._index_unit(st.unit, state=st)
         if open_:
@@ -317,7 +237,6 @@ class CallDesk:
             timer = self._timers.pop(call.call_id, None)
             if timer is not None:
                 timer.cancel()
-        self.publisher.pump()
 
     def _commit(self, audits: list[AuditEntry], messages: list[Message], calls: list[StoredCall] | None = None) -> None:
         try:

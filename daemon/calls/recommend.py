@@ -38,7 +38,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from alkomd.daemon.calls.types import Candidate, Location, LocationStatus, Placement, UnitSnapshot, UnitStatus
+from alkomd.daemon.calls.types import Candidate, Location, LocationStatus, Placement, UnitSnapshot
+from alkomd.daemon.records import UnitStatus
 from alkomd.daemon.schema import spec
 
 WGS84_A = 6378137.0

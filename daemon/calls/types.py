@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from alkomd.daemon.records import UnitStatus
+
 
 class LocationStatus(enum.StrEnum):
     OK = "ok"  # inside one jurisdiction (and its uncertainty circle too)
@@ -29,13 +31,6 @@ class CallStateName(enum.StrEnum):
     ESCALATED = "escalated"  # handed to the parent node
 
 
-class UnitStatus(enum.StrEnum):
-    AVAILABLE = "available"
-    ASSIGNED = "assigned"
-    ENROUTE = "enroute"
-    ONSCENE = "onscene"
-    UNAVAILABLE = "unavailable"
-    OFFLINE = "offline"
 
 
 @dataclass(frozen=True, slots=True)

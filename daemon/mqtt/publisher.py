@@ -98,7 +98,7 @@ class Publisher:
             self.refused += 1
             self._blocked[row_id] = now + REFUSED_RETRY_S
             self._loop.call_later(REFUSED_RETRY_S, self.pump)
-            kind = self._kind_of(row_id)
+            kind = self.store.outbox_kind(row_id)
             if (kind, ack.reason) not in self._refusals_logged:
                 self._refusals_logged.add((kind, ack.reason))
                 log.error(
@@ -111,10 +111,6 @@ class Publisher:
     def inflight_ids(self) -> set[int]:
         """Outbox rows handed to paho and not acknowledged yet (the disk budget leaves them alone)."""
         return set(self._inflight.values())
-
-    def _kind_of(self, row_id: int) -> str:
-        r = self.store.conn.execute("SELECT kind FROM outbox WHERE id = ?", (row_id,)).fetchone()
-        return str(r[0]) if r else "?"
 
     def _commit_acks(self) -> None:
         """Mark acknowledged rows sent. While the database refuses (disk full) they stay acknowledged in

@@ -15,22 +15,14 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from alkomd.daemon.calls.types import UnitStatus
+from alkomd.daemon.records import SETTABLE, UnitState, UnitStatus
 
-SETTABLE = frozenset(s for s in UnitStatus if s is not UnitStatus.OFFLINE)
 _CALL_FREE = (UnitStatus.AVAILABLE, UnitStatus.UNAVAILABLE)
 
 
-@dataclass(frozen=True, slots=True)
-class UnitState:
-    unit: str
-    status: UnitStatus
-    since: datetime
-    call_id: str | None = None
-    resume: UnitStatus | None = None  # the status to return to when an offline unit reports again
 
 
 class Availability:
@@ -55,6 +47,13 @@ class Availability:
         self._last_fix = {u: self._last_fix.get(u, now) for u in self._timeout}
         for unit in self._timeout:
             self.states.setdefault(unit, UnitState(unit, UnitStatus.OFFLINE, now, None, UnitStatus.AVAILABLE))
+
+    def snapshot(self) -> dict[str, UnitState]:
+        """The statuses as they are (a copy), to `restore` if what changed them could not be stored."""
+        return dict(self.states)
+
+    def restore(self, states: dict[str, UnitState]) -> None:
+        self.states = dict(states)
 
     def fix(self, unit: str, now: datetime) -> UnitState | None:
         """A fix arrived for `unit` at `now`; the new state if that changed it."""

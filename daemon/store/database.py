@@ -21,9 +21,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from alkomd.daemon.calls.types import UnitStatus
-from alkomd.daemon.positions.availability import UnitState
-from alkomd.daemon.records import UnitPosition, utc_iso
+from alkomd.daemon.records import UnitPosition, UnitState, UnitStatus, utc_iso
 from alkomd.daemon.store.audit import GENESIS, AuditEntry, entry_hash
 
 log = logging.getLogger(__name__)
@@ -53,6 +51,16 @@ class StoredCall:
     state: str
     open: bool
     body: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFix:
+    """A unit's newest fix as the position history holds it."""
+
+    time: str  # ISO 8601 UTC
+    lat: float
+    lon: float
+    device: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +302,14 @@ class Store:
         self._audit_head = head
         self.unsent_bytes += added
 
+    def newest_fixes(self) -> dict[str, StoredFix]:
+        """Each unit's newest stored fix (what a restarted daemon knows before the first new fix)."""
+        rows = self.conn.execute(
+            "SELECT p.unit, p.time, p.lat, p.lon, p.device FROM units u CROSS JOIN positions p "
+            "ON p.unit = u.id AND p.time = u.last_fix_time"  # CROSS: units outside, an index search per unit
+        )
+        return {unit: StoredFix(t, lat, lon, dev) for unit, t, lat, lon, dev in rows}
+
     def unit_states(self) -> list[UnitState]:
         """The stored status of every unit that has one (restored at start)."""
         rows = self.conn.execute(
@@ -409,6 +425,16 @@ class Store:
             raise StoreError(f"cannot write to {self.path}: {exc}") from exc
         self.unsent_bytes -= freed
         return rows, freed
+
+    def oldest_unsent_created(self) -> str | None:
+        """When the oldest unsent message was stored (ISO 8601 UTC), or None when everything was acknowledged."""
+        row = self.conn.execute("SELECT created FROM outbox WHERE sent IS NULL ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def outbox_kind(self, row_id: int) -> str:
+        """The kind of an outbox row ("?" when it is gone)."""
+        row = self.conn.execute("SELECT kind FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        return str(row[0]) if row else "?"
 
     def outbox_depth(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM outbox WHERE sent IS NULL").fetchone()[0])
