@@ -18,11 +18,10 @@ from alkomd.daemon.calls.recommend import (
     RecommendOptions,
     UnitIndex,
     brute_force,
-    geodesic_m,
     recommend,
 )
 from alkomd.daemon.calls.types import Candidate, Location, LocationStatus, Placement, UnitSnapshot
-from alkomd.daemon.geodesy import haversine_m
+from alkomd.daemon.geodesy import geodesic_m, haversine_m
 from alkomd.daemon.records import UnitStatus
 from alkomd.daemon.schema import ConfigError, build
 

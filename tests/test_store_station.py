@@ -16,7 +16,8 @@ from alkomd.daemon.mqtt import contract
 from alkomd.daemon.mqtt.publisher import Publisher
 from alkomd.daemon.positions.station import Station
 from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Fix, UnitPosition
-from alkomd.daemon.store.database import MIGRATIONS, Message, Store, StoreError
+from alkomd.daemon.store.database import Message, Store, StoreError
+from alkomd.daemon.store.migrations import MIGRATIONS
 
 T0 = datetime(2026, 11, 22, 7, 0, tzinfo=timezone.utc)
 NODE = "polri110/gorontalo/bone-bolango"

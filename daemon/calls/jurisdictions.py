@@ -57,7 +57,7 @@ import numpy.typing as npt
 import shapely  # type: ignore[import-untyped,unused-ignore]
 
 from alkomd.daemon.calls.types import Location, LocationStatus, Placement
-from alkomd.daemon.geodesy import EARTH_MEAN_RADIUS_M
+from alkomd.daemon.geodesy import EARTH_MEAN_RADIUS_M, haversine_np_m
 from alkomd.daemon.schema import NODE_PATTERN, spec
 
 M_PER_DEG = EARTH_MEAN_RADIUS_M * math.pi / 180.0  # metres per degree of latitude (and of longitude at the equator)
@@ -132,14 +132,6 @@ class Jurisdiction:
     name: str
     geometry: Any  # a shapely Polygon or MultiPolygon (shapely has no type information)
     child: str | None = None
-
-
-def _haversine_np(lat: float, lon: float, lats: npt.NDArray[np.float64], lons: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    la1, lo1 = math.radians(lat), math.radians(lon)
-    la2, lo2 = np.radians(lats), np.radians(lons)
-    h = np.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * np.cos(la2) * np.sin((lo2 - lo1) / 2) ** 2
-    out: npt.NDArray[np.float64] = 2 * EARTH_MEAN_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(h)))
-    return out
 
 
 def _usable(lat: float, lon: float) -> bool:
@@ -300,7 +292,7 @@ class JurisdictionIndex:
         scale = np.array((k, 1.0))
         local = shapely.transform(self._parts[parts], lambda c: (c - origin) * scale)
         nearest = shapely.get_coordinates(shapely.get_point(shapely.shortest_line(local, shapely.Point(0.0, 0.0)), 0))
-        return _haversine_np(lat, lon, nearest[:, 1] + lat, nearest[:, 0] / k + lon)
+        return haversine_np_m(lat, lon, nearest[:, 1] + lat, nearest[:, 0] / k + lon)
 
     def _nearest(self, lat: float, lon: float) -> tuple[int, float]:
         """Rank of the jurisdiction nearest to the point and the distance in metres (ties: lowest id)."""

@@ -39,11 +39,10 @@ import numpy as np
 import numpy.typing as npt
 
 from alkomd.daemon.calls.types import Candidate, Location, LocationStatus, Placement, UnitSnapshot
+from alkomd.daemon.geodesy import WGS84_A, lambert_m, reduced_latitude
 from alkomd.daemon.records import UnitStatus
 from alkomd.daemon.schema import spec
 
-WGS84_A = 6378137.0
-WGS84_F = 1 / 298.257223563
 FUTURE_FIX_TOLERANCE_S = 5  # a fix this far ahead of `now` still counts (as age 0)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -54,40 +53,6 @@ _FUTURE_US = FUTURE_FIX_TOLERANCE_S * 1_000_000
 # this slack never loses a unit the exact ranking would keep. Beyond 2 rad: no shortlist.
 _SLACK = 1.02
 _SHORTLIST_MAX_SIGMA = 2.0
-
-
-def _reduced(lat: float) -> tuple[float, float]:
-    """(reduced latitude in radians, its cosine) of a geodetic latitude in degrees."""
-    beta = math.atan((1.0 - WGS84_F) * math.tan(math.radians(lat)))
-    return beta, math.cos(beta)
-
-
-def _lambert(b1: float, cb1: float, l1: float, b2: float, cb2: float, l2: float) -> float:
-    """Lambert's WGS84 distance in metres between two points given as reduced latitude, its cosine, longitude (rad)."""
-    s1 = math.sin((b2 - b1) * 0.5)
-    s2 = math.sin((l2 - l1) * 0.5)
-    h = s1 * s1 + cb1 * cb2 * s2 * s2
-    if h <= 0.0:
-        return 0.0
-    sigma = 2.0 * math.asin(math.sqrt(min(1.0, h)))
-    p = (b1 + b2) * 0.5
-    q = (b2 - b1) * 0.5
-    sin_s = math.sin(sigma)
-    half_cos = math.cos(sigma * 0.5)
-    half_sin = math.sin(sigma * 0.5)
-    sp, cp, sq, cq = math.sin(p), math.cos(p), math.sin(q), math.cos(q)
-    hc2 = half_cos * half_cos
-    hs2 = half_sin * half_sin  # underflows to 0 only when sigma does (then y -> 0 too)
-    x = (sigma - sin_s) * sp * sp * cq * cq / hc2 if hc2 > 0.0 else 0.0
-    y = (sigma + sin_s) * cp * cp * sq * sq / hs2 if hs2 > 0.0 else 0.0
-    return WGS84_A * (sigma - WGS84_F * 0.5 * (x + y))
-
-
-def geodesic_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """WGS84 distance in metres (Lambert's formula; within 1.5e-6 of the exact geodesic over Indonesia)."""
-    b1, cb1 = _reduced(lat1)
-    b2, cb2 = _reduced(lat2)
-    return _lambert(b1, cb1, math.radians(lon1), b2, cb2, math.radians(lon2))
 
 
 @dataclass(frozen=True)
@@ -159,7 +124,7 @@ def _prepare(location: Location | None, placement: Placement, now: datetime, opt
         return None
     inside = {j for j in (placement.jurisdiction, *placement.others) if j is not None}
     now_us = _us(now)
-    beta, cos_beta = _reduced(lat)
+    beta, cos_beta = reduced_latitude(lat)
     return _Query(
         inside=frozenset(inside),
         lat_deg=lat,
@@ -203,8 +168,8 @@ def brute_force(
         ft = _us(s.fix_time)
         if not q.lo_us <= ft <= q.hi_us:
             continue
-        beta, cos_beta = _reduced(s.lat)
-        d = _lambert(q.beta, q.cos_beta, q.lon, beta, cos_beta, math.radians(s.lon))
+        beta, cos_beta = reduced_latitude(s.lat)
+        d = lambert_m(q.beta, q.cos_beta, q.lon, beta, cos_beta, math.radians(s.lon))
         out = s.jurisdiction not in q.inside
         if out and d > opts.neighbour_max_m:
             continue
@@ -319,7 +284,7 @@ class UnitIndex:
         new: _Entry | None = None
         if _has_fix(s):
             assert s.lat is not None and s.lon is not None and s.fix_time is not None
-            beta, cos_beta = _reduced(s.lat)
+            beta, cos_beta = reduced_latitude(s.lat)
             cell = self._row(s.lat) * self._cols + self._col(s.lon)
             new = _Entry(s, beta, cos_beta, math.radians(s.lon), _us(s.fix_time), s.jurisdiction, cell)
         if old is not None:
@@ -419,7 +384,7 @@ class UnitIndex:
         ranked = []
         for u in units:
             e = self._entries[u]
-            d = _lambert(q.beta, q.cos_beta, q.lon, e.beta, e.cos_beta, e.lon)
+            d = lambert_m(q.beta, q.cos_beta, q.lon, e.beta, e.cos_beta, e.lon)
             if out and d > max_m:
                 continue
             ranked.append((out, d, max(0, q.now_us - e.fix_us), u, e.snap.type))

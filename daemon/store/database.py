@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +23,7 @@ import sqlite_utils
 
 from alkomd.daemon.records import UnitPosition, UnitState, UnitStatus, utc_iso
 from alkomd.daemon.store.audit import GENESIS, AuditEntry, entry_hash
+from alkomd.daemon.store.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -83,57 +84,6 @@ def payload_size(payload: str) -> int:
     """UTF-8 length of a payload (the length itself for the usual all-ASCII JSON)."""
     return len(payload) if payload.isascii() else len(payload.encode("utf-8"))
 
-
-def _v1(db: sqlite_utils.Database) -> None:
-    db["units"].create(
-        {"id": str, "callsign": str, "type": str, "device": str, "last_fix_time": str}, pk="id"
-    )
-    db["positions"].create(
-        {
-            "id": int, "unit": str, "device": str, "time": str, "received": str, "lat": float,
-            "lon": float, "alt": float, "speed_kmh": float, "course": float, "hdop": float,
-            "sats": int, "mode": int, "msg_id": str,
-        },
-        pk="id",
-        not_null={"unit", "device", "time", "received", "lat", "lon", "msg_id"},
-    )  # fmt: skip
-    db["positions"].create_index(["unit", "time"], index_name="positions_unit_time")
-    db["positions"].create_index(["received"], index_name="positions_received")
-    db["outbox"].create(
-        {
-            "id": int, "msg_id": str, "kind": str, "topic": str, "payload": str, "qos": int,
-            "retain": int, "created": str, "sent": str,
-        },
-        pk="id",
-        not_null={"msg_id", "kind", "topic", "payload", "qos", "retain", "created"},
-    )  # fmt: skip
-    db["outbox"].create_index(["msg_id"], unique=True, index_name="outbox_msg_id")
-    db["outbox"].create_index(["topic", "id"], index_name="outbox_topic_id")
-    db.execute("CREATE INDEX outbox_unsent ON outbox(id) WHERE sent IS NULL")
-
-
-def _v2(db: sqlite_utils.Database) -> None:
-    """Unit statuses, the hash-chained audit record, and calls."""
-    for col in ("status", "status_since", "call_id", "resume_status"):
-        db["units"].add_column(col, str)
-    db["audit"].create(
-        {"id": int, "time": str, "kind": str, "call_id": str, "unit": str, "detail": str, "prev_hash": str, "hash": str},
-        pk="id",
-        not_null={"time", "kind", "call_id", "unit", "detail", "prev_hash", "hash"},
-    )
-    db["audit"].create_index(["call_id", "id"], index_name="audit_call")
-    db.execute("CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END")
-    db.execute("CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END")
-    db["calls"].create({"call_id": str, "state": str, "open": int, "updated": str, "call": str}, pk="call_id")
-    db.execute("CREATE INDEX calls_open ON calls(call_id) WHERE open = 1")
-
-
-def _v3(db: sqlite_utils.Database) -> None:
-    """The relayed radio of a position (FleetSync/NXDN, UDP senders); unit "" for an unknown radio."""
-    db["positions"].add_column("radio", str)
-
-
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1, _v2, _v3)
 
 # The hot path (a fix arrives) uses prepared statements: sqlite-utils' insert_all builds its SQL
 # and converts every value on each call, which was half of a fix's time in the store.
