@@ -5,7 +5,7 @@ around Gorontalo, GP/GN/GL talkers, ~0.5% corrupt lines) decoded by
 
   (a)  `alkomctl decode --json FILE > /dev/null` as a subprocess: wall time, including the
        interpreter's start-up and imports (what a technician runs);
-  (a2) `alkomd.daemon.cmd_decode.run(FILE, as_json=True, ...)` in-process with output to
+  (a2) `alkomd.daemon.ctl.decode.run(FILE, as_json=True, ...)` in-process with output to
        /dev/null: the same work without start-up (framing, checksum, parsing, epoch assembly,
        validity gates, JSON per fix);
   (b)  `pynmea2.parse(line, check=True)` over the same lines, in-process, already split into
