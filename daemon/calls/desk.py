@@ -28,6 +28,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from alkomd.daemon.calls import aml, codec, dispatch, fields, intake
+from alkomd.daemon.calls.categories import classify
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.calls.recommend import UnitIndex, recommend
 from alkomd.daemon.calls.types import CallRequest, CallStateName, Location, LocationStatus, Placement, UnitSnapshot
@@ -167,31 +168,54 @@ class CallDesk:
             flags += (dispatch.FLAG_OLD_CALL,)
             log.warning("call %s: received_at %s is more than %d h before intake: flagged %s", req.call_id,
                         utc_iso(req.received_at), int(fields.MAX_AGE.total_seconds() // 3600), dispatch.FLAG_OLD_CALL)
-        candidates = recommend(self.units, req.location, placement, now, self.ropts) if req.location else ()
+        needs_unit = classify(req.category).dispatch
+        candidates = recommend(self.units, req.location, placement, now, self.ropts) if req.location and needs_unit else ()
         received = _detail({"caller": req.caller, "source": req.source, "problems": list(req.problems),
                             "escalated_from": req.escalated_from, "sha256": req.raw_sha256})
         audit = AuditEntry(now, "call.received", req.call_id, "", received)
         self._run(req.call_id, dispatch.Receive(req, placement, candidates, flags), [audit])
 
     def event(self, call_id: str, payload: bytes) -> None:
-        """A dispatcher's or unit's action; anything invalid is refused into the audit record."""
+        """A dispatcher's or unit's action: applied or refused, recorded, and answered on `event/result`."""
         now = self._clock()
         parsed = contract.parse_event(payload)
         if parsed.event_id and parsed.event_id in self._seen_event_ids:
-            return  # a QoS 1 redelivery of an event already applied
-        if parsed.event is None or call_id not in self.calls:
-            reason = parsed.reason or ("no such open call" if not self.store.has_call(call_id) else "the call is closed")
+            return  # a QoS 1 redelivery of an event already applied (its result is on its way)
+        reply = contract.EventOutcome(call_id, parsed.event_id, parsed.action, parsed.by, True, "", None, None)
+        call = self.calls.get(call_id)
+        reason = parsed.reason
+        if not reason and call is None:
+            reason = "no such open call" if not self.store.has_call(call_id) else "the call is closed"
+        if not reason and parsed.event is not None:
+            reason = self._unit_problem(parsed.event)
+        if reason or parsed.event is None or call is None:
             detail = _detail({"reason": reason, "payload": payload[:200].decode("utf-8", "replace")})
-            self._commit([AuditEntry(now, "call.event_refused", call_id[:64], "", detail)], [])
+            result = replace(reply, accepted=False, reason=reason, state=call.state.value if call else None,
+                             version=call.version if call else None)
+            self._commit([AuditEntry(now, "call.event_refused", call_id[:64], "", detail)],
+                         [contract.event_result_message(self.node, result, now)])
             log.warning("call %s: event refused: %s", call_id, reason)
             return
         if parsed.event_id:
             self._seen_event_ids.append(parsed.event_id)
-        self._run(call_id, parsed.event, [])
+        self._run(call_id, parsed.event, [], reply)
+
+    def _unit_problem(self, event: dispatch.Event) -> str:
+        """Why the unit an answer or assign names cannot be sent ("" when it can)."""
+        unit = event.unit if isinstance(event, dispatch.Answer | dispatch.Assign) else None
+        if unit is None:
+            return ""
+        snap = self.units.get(unit)
+        if snap is None:
+            return f"unknown unit {unit!r}: not a unit of this node or of a node it follows"
+        if snap.status is UnitStatus.OFFLINE:
+            return f"unit {unit} is offline (no fix for a while)"
+        return ""
 
     # -- the step -------------------------------------------------------------------------------
 
-    def _run(self, call_id: str, event: dispatch.Event, extra: list[AuditEntry]) -> None:
+    def _run(self, call_id: str, event: dispatch.Event, extra: list[AuditEntry], reply: contract.EventOutcome | None = None) -> None:
+        """One step of the state machine, stored in one transaction; `reply`: the event came from a person (answer it)."""
         now = self._clock()
         before = self.calls.get(call_id)
         call, actions = dispatch.step(before, event, now, self.role, self.opts)
@@ -200,6 +224,10 @@ class CallDesk:
         audits = list(extra)
         messages: list[Message] = []
         wanted: list[StatusWanted] = []
+        if reply is not None:
+            refused = next((a.reason for a in actions if isinstance(a, dispatch.Refused)), "")
+            outcome = replace(reply, accepted=not refused, reason=refused, state=call.state.value, version=call.version)
+            messages.append(contract.event_result_message(self.node, outcome, now))
         for a in actions:
             if isinstance(a, dispatch.Audit):
                 audits.append(AuditEntry(now, f"call.{a.kind}", call.call_id, call.assigned_unit or "",
@@ -222,7 +250,7 @@ class CallDesk:
             states = self.station.commit_call(wanted, messages, audits, [row], now, call.call_id)
         except StoreError as exc:
             log.error("call %s: %s; retrying in %.0f s", call_id, exc, RETRY_STORE_S)
-            self._loop.call_later(RETRY_STORE_S, self._run, call_id, event, extra)
+            self._loop.call_later(RETRY_STORE_S, self._run, call_id, event, extra, reply)
             return
         if before is None or before.state != call.state:
             log.info("call %s: %s -> %s%s", call.call_id, before.state.value if before else "-", call.state.value,

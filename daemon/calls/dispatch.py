@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from alkomd.daemon.calls.categories import classify
 from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, LocationStatus, Placement
 from alkomd.daemon.records import UnitStatus, utc_iso
 from alkomd.daemon.schema import spec
@@ -18,6 +19,7 @@ FLAG_NO_CANDIDATE = "no_candidate"  # nobody to send: a dispatcher must find a u
 FLAG_INVALID_LOCATION = "invalid_location"  # a human must ask the caller where they are
 FLAG_REALERTED = "realerted"  # Mabes: the answer timer ran out at least once
 FLAG_OLD_CALL = "old_call"  # received_at more than a day before intake: a replayed capture or a long-held message
+FLAG_UNKNOWN_CATEGORY = "unknown_category"  # not in the 110 taxonomy (calls/categories.py): kept, handled as a report
 
 S = CallStateName
 FINAL = frozenset({S.CLOSED, S.ESCALATED})
@@ -284,11 +286,14 @@ def _receive(call: Call | None, event: Receive, now: datetime, role: NodeRole, o
             return call, _refusal(event, f"call id {req.call_id!r} delivered to call {call.call_id!r}")
         return call, (Audit("duplicate", f"call {req.call_id} received again (source {req.source}); unchanged"),)
     invalid = event.placement.status == LocationStatus.INVALID or req.location is None
-    candidates = () if invalid else tuple(event.candidates)
+    category = classify(req.category)
+    candidates = () if invalid or not category.dispatch else tuple(event.candidates)
     flags = _unique(event.flags)
+    if category.category is None:
+        flags = _with(flags, FLAG_UNKNOWN_CATEGORY)
     if invalid:
         flags = _with(flags, FLAG_INVALID_LOCATION)
-    if not candidates:
+    if not candidates and category.dispatch:
         flags = _with(flags, FLAG_NO_CANDIDATE)
     deadline = now + opts.answer_timeout(role.tier)
     new = Call(
@@ -335,6 +340,10 @@ class _Tx:
             return self.refuse(ev, f"answer: the call is {self.call.state.value}, not offered")
         if ev.unit is not None and not _valid_unit(ev.unit):
             return self.refuse(ev, f"answer: not a valid unit id {ev.unit!r}")
+        if ev.unit is None and not classify(self.call.request.category).dispatch:
+            self.enter(S.ANSWERED, f"answered by {ev.by}: no unit needed ({self.call.request.category})", ev.by,
+                       answered_by=ev.by, answer_deadline=None, note=ev.note or self.call.note)
+            return self.done()
         self._answered(ev.by, ev.note)
         if ev.unit is not None:
             self._assign(ev.unit, ev.by, "the dispatcher's choice")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from alkomd.daemon.calls.categories import classify
 from alkomd.daemon.calls.dispatch import Accept, AlertUnit, Answer, Arrive, Assign, Call, Close, Decline, Escalate, Event, stable_msg_id
 from alkomd.daemon.calls.types import CallRequest, Candidate, LocationStatus
 from alkomd.daemon.records import SETTABLE, Counters, DeviceStatus, Fix, RadioStatus, UnitPosition, UnitState, UnitStatus, utc_iso
@@ -101,6 +102,11 @@ def call_topic(node: str, call_id: str) -> str:
 
 def call_event_topic(node: str, call_id: str) -> str:
     return f"{node}/call/{_level(call_id)}/event"
+
+
+def call_event_result_topic(node: str, call_id: str) -> str:
+    """`<node>/call/<call_id>/event/result`: the answer to every event (accepted, or refused with the reason)."""
+    return f"{node}/call/{_level(call_id)}/event/result"
 
 
 # -- topics in -----------------------------------------------------------------------------------
@@ -346,6 +352,7 @@ def call_state_payload(call: Call) -> dict[str, object]:
     """The JSON object of `<node>/call/<call_id>` (contract call-state), with a few added fields."""
     loc = call.request.location
     invalid = call.placement.status == LocationStatus.INVALID
+    category = classify(call.request.category)
     return {
         "call_id": call.call_id,
         "state": call.state.value,
@@ -373,6 +380,11 @@ def call_state_payload(call: Call) -> dict[str, object]:
         "created": utc_iso(call.created),
         "updated": utc_iso(call.updated),
         "version": call.version,
+        "priority": category.priority,
+        "dispatch": category.dispatch,
+        "category_code": category.code,
+        "category_label": category.label,
+        "note": call.request.note,
     }
 
 
@@ -500,11 +512,16 @@ EVENT_ACTIONS = ("answer", "assign", "accept", "decline", "arrive", "close")
 
 @dataclass(frozen=True, slots=True)
 class ParsedEvent:
-    """A `call/<id>/event` body: the dispatch event, or why it is refused; `event_id` is its msg_id ("" if none)."""
+    """A `call/<id>/event` body: the dispatch event, or why it is refused; `event_id` is its msg_id ("" if none).
+
+    `action` and `by` are what the body said, as far as they are strings (for the reply).
+    """
 
     event: Event | None
     reason: str
     event_id: str
+    action: str = ""
+    by: str = ""
 
 
 def parse_event(payload: bytes) -> ParsedEvent:
@@ -517,16 +534,17 @@ def parse_event(payload: bytes) -> ParsedEvent:
         return ParsedEvent(None, "not a JSON object", "")
     action, by, unit, note = body.get("action"), body.get("by"), body.get("unit"), body.get("note", "")
     raw_id = body.get("msg_id")
-    event_id = raw_id if isinstance(raw_id, str) else ""
+    event_id = raw_id[:64] if isinstance(raw_id, str) else ""
+    said = (str(action)[:32] if isinstance(action, str) else "", by[:64] if isinstance(by, str) else "")
     if action not in EVENT_ACTIONS:
-        return ParsedEvent(None, f"action must be one of {', '.join(EVENT_ACTIONS)}", event_id)
+        return ParsedEvent(None, f"action must be one of {', '.join(EVENT_ACTIONS)}", event_id, *said)
     if not isinstance(by, str) or not 0 < len(by) <= 64:
-        return ParsedEvent(None, '"by" must be a string of 1 to 64 characters', event_id)
+        return ParsedEvent(None, '"by" must be a string of 1 to 64 characters', event_id, *said)
     if unit is not None and (not isinstance(unit, str) or not 0 < len(unit) <= 64):
-        return ParsedEvent(None, '"unit" must be a unit id', event_id)
+        return ParsedEvent(None, '"unit" must be a unit id', event_id, *said)
     note = note[:500] if isinstance(note, str) else ""
     if action == "assign" and unit is None:
-        return ParsedEvent(None, "assign needs a unit", event_id)
+        return ParsedEvent(None, "assign needs a unit", event_id, *said)
     ev: Event
     if action == "answer":
         ev = Answer(by=by, unit=unit, note=note)
@@ -540,4 +558,36 @@ def parse_event(payload: bytes) -> ParsedEvent:
         ev = Arrive(by=by, unit=unit)
     else:
         ev = Close(by=by, note=note)
-    return ParsedEvent(ev, "", event_id)
+    return ParsedEvent(ev, "", event_id, *said)
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    """How an event on `call/<call_id>/event` ended, for its reply."""
+
+    call_id: str
+    event_id: str  # the event's msg_id ("" when it had none)
+    action: str
+    by: str
+    accepted: bool
+    reason: str  # why it was refused ("" when accepted)
+    state: str | None  # the call's state afterwards (None: no such call)
+    version: int | None
+
+
+def event_result_message(node: str, o: EventOutcome, now: datetime) -> Message:
+    """`<node>/call/<call_id>/event/result` (not retained): the answer a console matches by `event_id`."""
+    msg_id = new_msg_id()  # not derived from event_id: a sender may reuse one after a refusal
+    payload = {
+        "call_id": o.call_id,
+        "event_id": o.event_id or None,
+        "action": o.action,
+        "by": o.by,
+        "result": "accepted" if o.accepted else "refused",
+        "reason": o.reason,
+        "state": o.state,
+        "version": o.version,
+        "time": utc_iso(now),
+        "msg_id": msg_id,
+    }
+    return Message(msg_id, "event_result", call_event_result_topic(node, o.call_id), dumps(payload), 1, False)
