@@ -141,8 +141,9 @@ class Batch:
                 self.unknown[key] = replace(h, fix=r, mono=r.received_mono)
             return
         up = UnitPosition(unit, r)
-        if plausibility.clock_wrong(r):
-            self.judged.append((unit, r.device, plausibility.Judgement(plausibility.Outcome.TIME, None)))
+        wrong = plausibility.time_wrong(r)
+        if wrong is not None:  # before the never-move-back rule: only a plausible time may become the newest
+            self.judged.append((unit, r.device, plausibility.Judgement(wrong, None)))
             return
         t = utc_iso(r.time)
         last = self.last_time.get(unit)

@@ -6,7 +6,9 @@ back) or a multipath or firmware glitch that puts the unit hundreds of kilometre
 second. Such a fix is rejected here, pure and per unit (the station keeps the `Track`s):
 
 - time: a fix stamped more than `MAX_LAG` before it was received is rejected (a live port's
-  fixes are a second old; `alkomctl decode` of old captures does not come through here);
+  fixes are a second old; `alkomctl decode` of old captures does not come through here), and so
+  is one stamped more than `MAX_LEAD` after (a receiver's clock bug: one such fix accepted would
+  freeze the unit, every correct fix after it looking older);
 - jump: a fix farther from the unit's last accepted fix than its type's top speed allows in the
   time between the two fixes (plus `SLACK_M` of GPS error) is rejected;
 - a new track: `REANCHOR_FIXES` rejected jumps in a row that are plausible among themselves (the
@@ -24,6 +26,7 @@ from alkomd.daemon.geodesy import haversine_m
 from alkomd.daemon.records import Fix
 
 MAX_LAG = timedelta(days=1)  # as the decoder's bound on fixes from the future
+MAX_LEAD = timedelta(minutes=5)  # a fix this far ahead of the station's clock is wrong (or the clock is)
 SLACK_M = 200.0  # GPS error of two fixes, allowed on top of the speed bound
 REANCHOR_FIXES = 3
 
@@ -32,6 +35,8 @@ class Outcome(enum.StrEnum):
     ACCEPTED = "accepted"
     REANCHORED = "accepted as a new track"
     TIME = "fix time more than a day before it was read (receiver date not set, GPS week rollover?)"
+    AHEAD = ("fix time more than 5 min ahead of the station's clock (a receiver's date or time bug, or the station's "
+             "clock is behind: check timedatectl)")
     JUMP = "implied speed from the unit's last position above its type's bound"
 
 
@@ -69,9 +74,17 @@ def plausible(a: Point, b: Point, max_speed_kmh: float) -> bool:
     return haversine_m(a.lat, a.lon, b.lat, b.lon) <= max_speed_kmh / 3.6 * dt + SLACK_M
 
 
-def clock_wrong(fix: Fix) -> bool:
-    """A fix stamped more than MAX_LAG before it was read: the receiver's date is wrong."""
-    return fix.received - fix.time > MAX_LAG
+def time_wrong(fix: Fix) -> Outcome | None:
+    """Why a fix's time cannot be the unit's (stamped more than MAX_LAG before, or MAX_LEAD after it was read), or None.
+
+    A fix from the future must never become a unit's newest: every later, correct fix would look
+    older and go to history only, and the unit would freeze on the wrong time.
+    """
+    if fix.received - fix.time > MAX_LAG:
+        return Outcome.TIME
+    if fix.time - fix.received > MAX_LEAD:
+        return Outcome.AHEAD
+    return None
 
 
 def judge(track: Track | None, fix: Fix, max_speed_kmh: float) -> Judgement:
@@ -79,8 +92,9 @@ def judge(track: Track | None, fix: Fix, max_speed_kmh: float) -> Judgement:
 
     The caller has already set aside fixes not newer than the unit's newest (history only).
     """
-    if clock_wrong(fix):
-        return Judgement(Outcome.TIME, track)
+    wrong = time_wrong(fix)
+    if wrong is not None:
+        return Judgement(wrong, track)
     here = Point(fix.time, fix.lat, fix.lon)
     if track is None or plausible(track.last, here, max_speed_kmh):
         return Judgement(Outcome.ACCEPTED, Track(here))

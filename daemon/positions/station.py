@@ -94,7 +94,7 @@ class Station:
         self.on_device_change: Callable[[], None] | None = None  # a device's state changed (committed)
         self.on_committed: Committed | None = None  # positions or unit statuses changed (committed)
         store.sync_units((u.id, u.callsign, u.type, u.device) for u in cfg.units)
-        self.last_fix_time: dict[str, str] = store.last_fix_times()
+        self.last_fix_time: dict[str, str] = store.last_fix_times(now() + plausibility.MAX_LEAD)
         self.availability = Availability(_intervals(cfg), cfg.availability.missed_reports, store.unit_states(), now())
         self.refused_requests = 0
         self._pending: list[Operation] = []

@@ -187,8 +187,26 @@ class Store:
         with self.db.atomic():
             self.db["units"].upsert_all(rows, pk="id")
 
-    def last_fix_times(self) -> dict[str, str]:
-        """Unit id -> ISO time of its newest stored fix (so a restart never moves a unit back)."""
+    def last_fix_times(self, not_after: datetime | None = None) -> dict[str, str]:
+        """Unit id -> ISO time of its newest stored fix (so a restart never moves a unit back).
+
+        A newest time later than `not_after` (a fix from the future an older alkomd accepted) is set
+        back to the unit's newest stored fix not after it, so the unit does not stay frozen on it.
+        """
+        if not_after is not None:
+            limit = utc_iso(not_after)
+            try:
+                with self.db.atomic():
+                    fixed = self.conn.execute(
+                        "UPDATE units SET last_fix_time = (SELECT max(p.time) FROM positions p WHERE p.unit = units.id "
+                        "AND p.time <= ?) WHERE last_fix_time > ? RETURNING id",
+                        (limit, limit),
+                    ).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write to {self.path}: {exc}") from exc
+            if fixed:
+                log.warning("%d units had a newest fix dated after %s (a receiver's clock bug): set back to their newest "
+                            "plausible fix: %s", len(fixed), limit, ", ".join(sorted(u for (u,) in fixed)))
         rows = self.conn.execute("SELECT id, last_fix_time FROM units WHERE last_fix_time IS NOT NULL")
         return {unit: t for unit, t in rows}
 
