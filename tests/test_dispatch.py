@@ -169,7 +169,9 @@ SCENARIOS: dict[str, tuple[NodeRole, list[Row]]] = {
         (12, Decline("B", note="ban bocor"), S.ASSIGNED,
          ["audit declined", "audit assigned", "publish assigned", "status B available", "status C assigned", "alert C"]),
         (13, Decline("C"), S.ANSWERED, ["audit declined", "audit answered", "publish answered", "status C available"]),
-        (200, Tick(), S.ANSWERED, []),
+        (72.9, Tick(), S.ANSWERED, []),  # nobody left: the dispatchers are alerted again every realert_s (60 s)
+        (73, Tick(), S.ANSWERED, ["audit realert", "publish answered"]),
+        (200, Tick(), S.ANSWERED, ["audit realert", "publish answered"]),
         (201, Recandidate((cand("A", 900.0), cand("D", 2500.0))), S.ASSIGNED,
          ["audit recandidate", "audit assigned", "publish assigned", "status D assigned", "alert D"]),
     ]),
@@ -183,7 +185,7 @@ SCENARIOS: dict[str, tuple[NodeRole, list[Row]]] = {
         (130, Tick(), S.ASSIGNED,
          ["audit accept_timeout", "audit assigned", "publish assigned", "status B available", "status C assigned", "alert C"]),
         (190, Tick(), S.ANSWERED, ["audit accept_timeout", "audit answered", "publish answered", "status C available"]),
-        (10_000, Tick(), S.ANSWERED, []),
+        (10_000, Tick(), S.ANSWERED, ["audit realert", "publish answered"]),
         (10_001, Assign("op-1", "A"), S.ASSIGNED, ["audit assigned", "publish assigned", "status A assigned", "alert A"]),
     ]),
     "polres escalates to its polda when nobody answers": (POLRES, [
@@ -464,8 +466,11 @@ def test_call_state_payload_matches_the_contract() -> None:
 def test_stored_form_is_strict() -> None:
     call, _ = run(POLRES, [(0, RECEIVE), (10, Answer("op-1"))])
     doc: dict[str, Any] = json.loads(call_to_json(call))
+    old = {k: v for k, v in doc.items() if k != "realert_at"}  # format 1, stored before realert_at existed
+    assert call_from_json(json.dumps({**old, "format": 1})) == call
     for broken in (
-        {**doc, "format": 2},
+        {**doc, "format": 3},
+        old,
         {**doc, "version": "3"},
         {**doc, "state": "lost"},
         {**doc, "created": "2025-03-14T02:20:59"},  # naive

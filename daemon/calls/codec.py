@@ -8,7 +8,7 @@ from datetime import datetime
 from alkomd.daemon.calls.dispatch import Call
 from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: realert_at (a format-1 call reads with none)
 
 
 def call_to_json(call: Call) -> str:
@@ -38,6 +38,7 @@ def call_to_json(call: Call) -> str:
         "escalated_to": call.escalated_to, "flags": list(call.flags),
         "created": call.created.isoformat(), "updated": call.updated.isoformat(),
         "alerts_sent": [[u, n] for u, n in call.alerts_sent], "version": call.version, "note": call.note,
+        "realert_at": _iso(call.realert_at),
     }  # fmt: skip
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -48,8 +49,8 @@ def call_from_json(text: str) -> Call:
         doc = _Obj(json.loads(text), "call")
     except json.JSONDecodeError as exc:
         raise ValueError(f"stored call is not JSON: {exc}") from None
-    if doc.integer("format") != STORE_FORMAT:
-        raise ValueError(f"stored call format {doc.raw('format')!r}, expected {STORE_FORMAT}")
+    if doc.integer("format") not in (1, STORE_FORMAT):
+        raise ValueError(f"stored call format {doc.raw('format')!r}, expected 1 or {STORE_FORMAT}")
     r = doc.obj("request")
     loc_raw = r.raw("location")
     loc = None
@@ -80,7 +81,7 @@ def call_from_json(text: str) -> Call:
         declined=doc.texts("declined"), answered_by=doc.opt_text("answered_by"), answer_deadline=doc.opt_when("answer_deadline"),
         accept_deadline=doc.opt_when("accept_deadline"), escalated_to=doc.opt_text("escalated_to"), flags=doc.texts("flags"),
         created=doc.when("created"), updated=doc.when("updated"), alerts_sent=tuple(alerts), version=doc.integer("version"),
-        note=doc.text("note"),
+        note=doc.text("note"), realert_at=doc.opt_when("realert_at") if doc.integer("format") >= 2 else None,
     )  # fmt: skip
 
 

@@ -43,6 +43,7 @@ from alkomd.daemon.store.database import Message, Store, StoredCall, StoreError
 log = logging.getLogger(__name__)
 
 RETRY_STORE_S = 1.0
+RERANK_DELAY_S = 1.0  # unit changes are gathered this long before the waiting calls are ranked again
 FINAL = (CallStateName.CLOSED, CallStateName.ESCALATED)
 
 
@@ -82,6 +83,7 @@ class CallDesk:
         self._callers: OrderedDict[str, deque[datetime]] = OrderedDict()
         self._seen_event_ids: deque[str] = deque(maxlen=10_000)
         self.owner: dict[str, str] = {}  # unit of a node below -> that node's topic
+        self._rerank_handle: asyncio.TimerHandle | None = None
         for body in store.open_calls():
             try:
                 call = codec.call_from_json(body)
@@ -133,6 +135,7 @@ class CallDesk:
             jur = self.jurisdictions.jurisdiction_of(pos.lat, pos.lon) if self.jurisdictions else None
             status = old.status if old else UnitStatus.OFFLINE
             self.units.update(UnitSnapshot(msg.unit, old.type if old else "car", status, pos.lat, pos.lon, pos.time, jur))
+            self._rerank_soon()
             return
         st = contract.parse_below_status(payload)
         if st is None:
@@ -141,6 +144,7 @@ class CallDesk:
             self.units.update(UnitSnapshot(msg.unit, "car", st, None, None, None, None))
         else:
             self.units.update(replace(old, status=st))
+        self._rerank_soon()
 
     def call_new(self, payload: bytes) -> None:
         self.receive(intake.parse_call(payload, self._clock()))
@@ -198,6 +202,8 @@ class CallDesk:
             return
         if parsed.event_id:
             self._seen_event_ids.append(parsed.event_id)
+        if isinstance(parsed.event, dispatch.Answer) and parsed.event.unit is None and self._waiting(call):
+            self._recandidate(call)  # the top candidate as of now, not as of intake
         self._run(call_id, parsed.event, [], reply)
 
     def _unit_problem(self, event: dispatch.Event) -> str:
@@ -257,6 +263,8 @@ class CallDesk:
                      f" (unit {call.assigned_unit})" if call.assigned_unit else "")
         for st in states:
             self._index_unit(st.unit, state=st)
+        if any(st.status is UnitStatus.AVAILABLE for st in states):
+            self._rerank_soon()  # a unit this step released may be what another call waits for
         if open_:
             self.calls[call.call_id] = call
             self._arm(call)
@@ -288,6 +296,38 @@ class CallDesk:
         self._timers.pop(call_id, None)
         if call_id in self.calls:
             self._run(call_id, dispatch.Tick(), [])
+            self._rerank_soon()
+
+    # -- ranking again ----------------------------------------------------------------------------
+
+    def _waiting(self, call: dispatch.Call) -> bool:
+        """Whether a call still looks for a unit: offered, or answered with nobody left, with a place and a category that sends one."""
+        return (
+            call.state in (CallStateName.OFFERED, CallStateName.ANSWERED)
+            and call.request.location is not None
+            and call.placement.status is not LocationStatus.INVALID
+            and classify(call.request.category).dispatch
+        )
+
+    def _rerank_soon(self) -> None:
+        """Units changed: rank the waiting calls again shortly (changes within RERANK_DELAY_S are taken together)."""
+        if self._rerank_handle is None and any(self._waiting(c) for c in self.calls.values()):
+            self._rerank_handle = self._loop.call_later(RERANK_DELAY_S, self._rerank)
+
+    def _rerank(self) -> None:
+        """Offer what changed to the waiting calls, most urgent first (a freed unit goes to the call that needs it most)."""
+        self._rerank_handle = None
+        waiting = [c for c in self.calls.values() if self._waiting(c)]
+        waiting.sort(key=lambda c: (classify(c.request.category).priority, c.created))
+        for call in waiting:
+            fresh = self.calls.get(call.call_id)
+            if fresh is not None and self._waiting(fresh):
+                self._recandidate(fresh)
+
+    def _recandidate(self, call: dispatch.Call) -> None:
+        assert call.request.location is not None
+        candidates = recommend(self.units, call.request.location, call.placement, self._clock(), self.ropts)
+        self._run(call.call_id, dispatch.Recandidate(candidates), [])
 
     # -- places and units -----------------------------------------------------------------------
 
@@ -333,6 +373,7 @@ class CallDesk:
             self._index_unit(up.unit, position=up)
         for st in states:
             self._index_unit(st.unit, state=st)
+        self._rerank_soon()
 
     def _index_unit(self, unit: str, position: UnitPosition | None = None, state: UnitState | None = None) -> None:
         info = self.station.units.get(unit)

@@ -95,6 +95,7 @@ class Call:
     alerts_sent: tuple[tuple[str, int], ...]  # (unit, attempt) of every alert emitted; attempt counts from 1
     version: int  # 1 after Receive, +1 per accepted event
     note: str = ""  # the dispatcher's latest note (answer/assign), sent to units with the caller's note
+    realert_at: datetime | None = None  # answered but no unit left: when the dispatchers are alerted again
 
     @property
     def is_final(self) -> bool:
@@ -276,6 +277,8 @@ def next_deadline(call: Call | None) -> datetime | None:
         return call.answer_deadline
     if call.state == S.ASSIGNED:
         return call.accept_deadline
+    if call.state == S.ANSWERED:
+        return call.realert_at
     return None
 
 
@@ -414,15 +417,20 @@ class _Tx:
         if c.state == S.ASSIGNED and c.accept_deadline is not None and self.now >= c.accept_deadline:
             self._replace_unit("accept_timeout", f"{c.assigned_unit} did not accept within {self.opts.accept_timeout_s} s")
             return self.done()
+        if c.state == S.ANSWERED and c.realert_at is not None and self.now >= c.realert_at:
+            realert_at = self.now + timedelta(seconds=self.opts.realert_s)
+            self.call = replace(c, realert_at=realert_at, flags=_with(c.flags, FLAG_REALERTED))
+            self.audits.append(Audit("realert", f"still no unit for it; the dispatchers are alerted again at {utc_iso(realert_at)}"))
+            return self.done()
         return c, ()
 
     def recandidate(self, ev: Recandidate) -> Result:
         c = self.call
         if c.state not in (S.OFFERED, S.ANSWERED):
             return c, ()  # a late recommendation: nothing to do, nothing to audit
-        candidates = tuple(ev.candidates)
-        if candidates == c.candidates:
-            return c, ()
+        candidates = tuple(x for x in ev.candidates if x.unit not in c.declined)
+        if [x.unit for x in candidates] == [x.unit for x in c.candidates]:
+            return c, ()  # the same units in the same order: distances alone moving is no news
         self.call = replace(c, candidates=candidates)
         self.audits.append(Audit("recandidate", f"candidates: {_units(candidates)}"))
         if c.state == S.ANSWERED:
@@ -442,11 +450,14 @@ class _Tx:
         nxt = _next_candidate(self.call)
         if nxt is not None:
             self._assign(nxt.unit, by, reason)
-        elif self.call.state != S.ANSWERED:
-            flags = _with(self.call.flags, FLAG_NO_CANDIDATE)
-            self.enter(S.ANSWERED, "no candidate left: a dispatcher must assign a unit", by, flags=flags)
+            return
+        realert_at = self.now + timedelta(seconds=self.opts.realert_s)
+        flags = _with(self.call.flags, FLAG_NO_CANDIDATE)
+        if self.call.state != S.ANSWERED:
+            self.enter(S.ANSWERED, "no candidate left: a dispatcher must assign a unit (a freed unit will be alerted)", by,
+                       flags=flags, realert_at=realert_at)
         else:
-            self.call = replace(self.call, flags=_with(self.call.flags, FLAG_NO_CANDIDATE))
+            self.call = replace(self.call, flags=flags, realert_at=self.call.realert_at or realert_at)
 
     def _assign(self, unit: str, by: str, reason: str) -> None:
         c = self.call
@@ -458,7 +469,7 @@ class _Tx:
             S.ASSIGNED, f"{unit} alerted ({reason}), attempt {attempt}", by,
             assigned_unit=unit, declined=tuple(u for u in c.declined if u != unit), answer_deadline=None,
             accept_deadline=self.now + timedelta(seconds=self.opts.accept_timeout_s),
-            alerts_sent=(*c.alerts_sent, (unit, attempt)), flags=_without(c.flags, FLAG_NO_CANDIDATE),
+            alerts_sent=(*c.alerts_sent, (unit, attempt)), flags=_without(c.flags, FLAG_NO_CANDIDATE), realert_at=None,
         )  # fmt: skip
         loc = c.request.location
         self.effects.append(SetUnitStatus(unit, UnitStatus.ASSIGNED, c.call_id))
