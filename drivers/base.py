@@ -234,10 +234,11 @@ class Link:
         self._up, self._failure = None, ""
 
     def up(self, tracker: StateTracker, opened: str = "", again: str = "", evaluate: bool = True) -> None:
-        """The link is up: count a reconnect if it was down, log `opened` (`again` instead on a recovery, if
-        given), report the open state (`evaluate` as `StateTracker.opened`).
+        """The link is up: count a reconnect if it was down, log it, report the open state.
 
-        Nothing happens when it is up already, so a driver that polls may call it after every good poll.
+        The log says `opened`, or `again` (when given) if the link was down before; `evaluate` is
+        passed to `StateTracker.opened`. Nothing happens when the link is up already, so a driver
+        that polls may call this after every good poll.
         """
         if self._up is True:
             return
