@@ -5,19 +5,25 @@ MQTT or SQLite: the runtime gives it an `emit` callback (thread-safe) and a stop
 `Driver.run` in a thread of its own. A driver owns its short retries and its reconnect backoff;
 the runtime only supervises (restarts a driver that crashed, with a traceback in the log).
 
+A driver that opens something (a port, a connection, a listening socket) subclasses
+`Reconnecting` and writes only how to open, read and close it: the reconnect loop is here. A
+driver that polls (Modbus) keeps its own schedule and reports its link through the same `Link`.
+
 Third-party drivers register a `DriverSpec` under the `alkomd.drivers` entry-point group.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, ModemHealth, Record, utc_now
 
@@ -182,3 +188,168 @@ def _notable(a: ModemHealth, b: ModemHealth) -> bool:
         return True
     # A reboot shows as uptime going backwards.
     return a.uptime_s is not None and b.uptime_s is not None and b.uptime_s < a.uptime_s
+
+
+# --- the link and the reconnect loop -----------------------------------------------------------
+
+RECONNECT_INITIAL_S = 0.5  # first delay before opening again; doubles up to the driver's reconnect_max_s
+
+
+class LinkError(Exception):
+    """The transport could not be opened, or an open one was lost.
+
+    `detail` goes into the device status (`disconnected`), `message` into the log after the
+    device id (by default the detail). Drivers raise it for expected failures, never other errors.
+    """
+
+    def __init__(self, detail: str, message: str = "") -> None:
+        super().__init__(message or detail)
+        self.detail = detail
+        self.message = message or detail
+
+
+class Link:
+    """A driver's link to its device as the log and the device state tell it (driver thread only).
+
+    `down` reports `disconnected` every time but logs a failure only when it differs from the one
+    logged before (a port that stays missing is logged once, not at every attempt); `up` reports the
+    open state and logs the recovery once. `reconnects` counts the times the link came up after it
+    was down (a failed open or a lost connection). `backoff` paces the attempts.
+    """
+
+    def __init__(self, device: str, log: logging.Logger, backoff: Backoff) -> None:
+        self.device = device
+        self.backoff = backoff
+        self.reconnects = 0
+        self._log = log
+        self._up: bool | None = None  # None: not tried yet in this run
+        self._failure = ""  # the failure last logged, until the link is up again
+
+    @property
+    def is_up(self) -> bool:
+        return self._up is True
+
+    def start(self) -> None:
+        """A run of the driver begins (again, after a crash): the link is neither up nor down yet."""
+        self._up, self._failure = None, ""
+
+    def up(self, tracker: StateTracker, opened: str = "", again: str = "", evaluate: bool = True) -> None:
+        """The link is up: count a reconnect if it was down, log it, report the open state.
+
+        The log says `opened`, or `again` (when given) if the link was down before; `evaluate` is
+        passed to `StateTracker.opened`. Nothing happens when the link is up already, so a driver
+        that polls may call this after every good poll.
+        """
+        if self._up is True:
+            return
+        recovered = self._up is False
+        if recovered:
+            self.reconnects += 1  # before the status, which carries the counters
+        self._up, self._failure = True, ""
+        text = again if recovered and again else opened
+        if text:
+            self._log.info("%s: %s", self.device, text)
+        tracker.opened(evaluate)
+
+    def down(self, tracker: StateTracker, error: LinkError) -> None:
+        """Opening failed or the open link was lost: log it unless it repeats the last failure; report `disconnected`."""
+        if error.message != self._failure:
+            self._log.warning("%s: %s", self.device, error.message)
+            self._failure = error.message
+        self._up = False
+        tracker.closed(error.detail)
+
+
+class LinkOptions(Protocol):
+    """The keys of a driver's options that `Reconnecting` reads."""
+
+    @property
+    def silent_after_s(self) -> float: ...
+
+    @property
+    def no_fix_after_s(self) -> float: ...
+
+    @property
+    def reconnect_max_s(self) -> float: ...
+
+
+C = TypeVar("C")  # what `open` returns: a port, a socket
+
+
+class Reconnecting(ABC, Generic[C]):
+    """A driver that opens something (a port, a connection, a socket) and reads it until it is lost.
+
+    A subclass writes only how: `open`, `read`, `close`, `opened_text` and `counters` (with
+    `link.reconnects`). `run` is the loop: open (a failure is reported as `disconnected`, logged
+    once, and retried after a capped, jittered backoff), report the open state, read until `stop`
+    or a `LinkError`, close, report `disconnected` and open again. After a connection that carried
+    data the backoff starts over from its smallest delay.
+    """
+
+    driver_name: ClassVar[str]
+
+    def __init__(self, device: str, opts: LinkOptions, log: logging.Logger) -> None:
+        self.device = device
+        self.link = Link(device, log, Backoff(RECONNECT_INITIAL_S, opts.reconnect_max_s))
+        self._log = log
+        self._silent_after_s = opts.silent_after_s
+        self._no_fix_after_s = opts.no_fix_after_s
+        self._tracker: StateTracker | None = None
+
+    @abstractmethod
+    def open(self, stop: threading.Event) -> C | None:
+        """Open the transport; None when `stop` was set meanwhile. Raises LinkError when it cannot."""
+
+    @abstractmethod
+    def opened_text(self) -> str:
+        """What the log says each time the transport opens (after the device id)."""
+
+    @abstractmethod
+    def read(self, conn: C, stop: threading.Event, emit: Emit, tracker: StateTracker) -> None:
+        """Read and emit until `stop` is set; raise LinkError when the connection is lost."""
+
+    @abstractmethod
+    def close(self, conn: C) -> None:
+        """Close the transport; never raises."""
+
+    @abstractmethod
+    def counters(self) -> Counters: ...
+
+    def last_data(self) -> float | None:
+        """time.monotonic() of the last valid data from the device, or None."""
+        tracker = self._tracker
+        return tracker.last_sentence if tracker is not None else None
+
+    def stopped(self, emit: Emit) -> None:
+        """Called once as `run` returns: hand on what is still held. By default it only logs."""
+        self._log.debug("%s: stopped", self.device)
+
+    def run(self, stop: threading.Event, emit: Emit) -> None:
+        tracker = StateTracker(self.device, self.driver_name, emit, self._silent_after_s, self._no_fix_after_s, self.counters)
+        self._tracker = tracker
+        link = self.link
+        link.start()
+        while not stop.is_set():
+            try:
+                conn = self.open(stop)
+            except LinkError as exc:
+                link.down(tracker, exc)
+                stop.wait(link.backoff.next_delay())
+                continue
+            if conn is None:
+                break
+            link.up(tracker, self.opened_text())
+            try:
+                self.read(conn, stop, emit, tracker)
+                lost = LinkError("the connection ended")  # `read` returns only when stopped
+            except LinkError as exc:
+                lost = exc
+            finally:
+                self.close(conn)
+            if stop.is_set():
+                break
+            link.down(tracker, lost)
+            if tracker.last_sentence is not None:  # the connection carried data
+                link.backoff.reset()
+            stop.wait(link.backoff.next_delay())
+        self.stopped(emit)

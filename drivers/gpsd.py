@@ -31,7 +31,7 @@ from typing import Any
 
 from alkomd.daemon.records import Counters, Fix, utc_now
 from alkomd.daemon.schema import spec
-from alkomd.drivers.base import Backoff, DriverSpec, Emit, StateTracker
+from alkomd.drivers.base import DriverSpec, Emit, LinkError, Reconnecting, StateTracker
 from alkomd.drivers.net import connect_tcp
 
 log = logging.getLogger(__name__)
@@ -321,23 +321,18 @@ def watch_command(gpsd_device: str) -> bytes:
     return b"?WATCH=" + json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
-class GpsdClient:
+class GpsdClient(Reconnecting[socket.socket]):
     """Driver instance for one configured gpsd (or one receiver of it)."""
 
     driver_name = "gpsd"
 
     def __init__(self, device: str, opts: GpsdOptions) -> None:
-        self.device = device
+        super().__init__(device, opts, log)
         self.opts = opts
         self.where = f"gpsd at {opts.host}:{opts.port}"
         self.stream = GpsdStream(device, opts.max_hdop, opts.gpsd_device)
         self._bytes = 0
-        self._reconnects = 0
         self._version = ""  # the gpsd release last logged
-        self._tracker: StateTracker | None = None
-
-    def last_data(self) -> float | None:
-        return self._tracker.last_sentence if self._tracker else None
 
     def counters(self) -> Counters:
         s = self.stream
@@ -348,51 +343,38 @@ class GpsdClient:
             garbage_bytes=s.garbage_bytes,
             fixes=s.fixes,
             rejected_fixes=s.rejected_fixes,
-            reconnects=self._reconnects,
+            reconnects=self.link.reconnects,
         )
 
-    def run(self, stop: threading.Event, emit: Emit) -> None:
+    def open(self, stop: threading.Event) -> socket.socket | None:
+        """Connect and ask for JSON reports."""
         o = self.opts
-        tracker = StateTracker(self.device, self.driver_name, emit, o.silent_after_s, o.no_fix_after_s, self.counters)
-        self._tracker = tracker
-        backoff = Backoff(0.5, o.reconnect_max_s)
-        failure = ""
-        while not stop.is_set():
-            try:
-                sock = connect_tcp(o.host, o.port, CONNECT_TIMEOUT_S, stop, READ_TIMEOUT_S)
-            except OSError as exc:
-                reason = f"{self.where}: {_reason(exc)}"
-                if reason != failure:
-                    log.warning("%s: cannot connect: %s", self.device, reason)
-                    failure = reason
-                tracker.closed(reason)
-                stop.wait(backoff.next_delay())
-                continue
+        try:
+            sock = connect_tcp(o.host, o.port, CONNECT_TIMEOUT_S, stop, READ_TIMEOUT_S)
             if sock is None:
-                break
-            failure = ""
-            self.stream.reset_connection()
+                return None
             try:
                 _keepalive(sock)
                 sock.settimeout(READ_TIMEOUT_S)
                 sock.sendall(watch_command(o.gpsd_device))
-                log.info("%s: connected to %s%s", self.device, self.where, f", watching {o.gpsd_device}" if o.gpsd_device else "")
-                tracker.opened()
-                reason = self._read(sock, stop, emit, tracker, backoff)
-            except OSError as exc:
-                reason = _reason(exc)
-            finally:
+            except OSError:
                 sock.close()
-            if stop.is_set():
-                break
-            log.warning("%s: lost %s: %s", self.device, self.where, reason)
-            tracker.closed(f"{self.where}: {reason}")
-            self._reconnects += 1
-            stop.wait(backoff.next_delay())
-        log.debug("%s: stopped", self.device)
+                raise
+        except OSError as exc:
+            reason = f"{self.where}: {_reason(exc)}"
+            raise LinkError(reason, f"cannot connect: {reason}") from exc
+        self.stream.reset_connection()
+        return sock
 
-    def _read(self, sock: socket.socket, stop: threading.Event, emit: Emit, tracker: StateTracker, backoff: Backoff) -> str:
-        """Read reports until stop (returns "") or until gpsd closes (returns why); OSError on failure."""
+    def opened_text(self) -> str:
+        watching = f", watching {self.opts.gpsd_device}" if self.opts.gpsd_device else ""
+        return f"connected to {self.where}{watching}"
+
+    def close(self, sock: socket.socket) -> None:
+        sock.close()
+
+    def read(self, sock: socket.socket, stop: threading.Event, emit: Emit, tracker: StateTracker) -> None:
+        """Read reports until stop; LinkError when gpsd closes the connection or it fails."""
         stream = self.stream
         mono = time.monotonic
         last_eval = mono()
@@ -401,17 +383,18 @@ class GpsdClient:
                 chunk = sock.recv(65536)
             except TimeoutError:
                 chunk = None
+            except OSError as exc:
+                raise self._lost(_reason(exc)) from exc
             now = mono()
             fixes: list[Fix] = []
             if chunk == b"":
-                return "connection closed by gpsd"
+                raise self._lost("connection closed by gpsd")
             if chunk:
                 self._bytes += len(chunk)
                 seen = stream.reports
                 fixes = stream.feed(chunk, utc_now(), now)
                 if stream.reports != seen:
                     tracker.saw_sentence()
-                    backoff.reset()
                 if stream.version != self._version:
                     self._version = stream.version
                     log.info("%s: %s runs gpsd %s", self.device, self.where, stream.version[:40])
@@ -421,7 +404,9 @@ class GpsdClient:
             if fixes or now - last_eval >= 0.5:
                 tracker.evaluate()
                 last_eval = now
-        return ""
+
+    def _lost(self, reason: str) -> LinkError:
+        return LinkError(f"{self.where}: {reason}", f"lost {self.where}: {reason}")
 
 
 DRIVER = DriverSpec(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from alkomd.daemon.records import Counters, DeviceState, Fix, utc_now
 from alkomd.daemon.schema import spec
-from alkomd.drivers.base import Backoff, DriverSpec, Emit, StateTracker
+from alkomd.drivers.base import Backoff, DriverSpec, Emit, Link, LinkError, StateTracker
 from alkomd.drivers.modbus_link import (
     Bus,
     LinkDown,
@@ -112,7 +112,13 @@ class ModbusTracker(StateTracker):
 
 
 class ModbusModem:
-    """Driver instance for one configured Modbus device."""
+    """Driver instance for one configured Modbus device.
+
+    It polls: every poll connects (TCP) or takes the shared port (RTU), reads the map and lets go,
+    so there is no connection to hold and lose. The link is judged per poll: a poll that cannot
+    reach the device is a failure, the next one that can is the recovery (`Link` logs, reports
+    and counts them as for the drivers that hold a connection); the backoff stretches the polls.
+    """
 
     driver_name = "modbus"
 
@@ -125,11 +131,11 @@ class ModbusModem:
         gps_fields = {f.name for f in self.map.fields if f.meaning in (LAT, LON)}
         self.gps_blocks = {b.start for b in self.blocks if any(f.name in gps_fields for f in b.fields)}
         self.order: str | None = None if opts.word_order == "auto" else opts.word_order
+        backoff = Backoff(min(1.0, opts.poll_interval_s), max(opts.reconnect_max_s, opts.poll_interval_s))
+        self.link = Link(device, log, backoff)
         self._tracker: ModbusTracker | None = None
         self._replies = self._exceptions = self._timeouts = self._bytes = 0
-        self._fixes = self._rejected = self._reconnects = 0
-        self._link_up: bool | None = None  # None: never tried
-        self._link_detail = ""
+        self._fixes = self._rejected = 0
         self._logged_exceptions: frozenset[tuple[int, int]] = frozenset()
 
     def last_data(self) -> float | None:
@@ -143,13 +149,14 @@ class ModbusModem:
             parse_errors=self._exceptions,
             fixes=self._fixes,
             rejected_fixes=self._rejected,
-            reconnects=self._reconnects,
+            reconnects=self.link.reconnects,
         )
 
     def run(self, stop: threading.Event, emit: Emit) -> None:
         o = self.opts
         tracker = ModbusTracker(self.device, self.driver_name, emit, o.silent_after_s, o.no_fix_after_s, self.counters)
         self._tracker = tracker
+        self.link.start()
         try:
             bus = acquire_bus(self.target, o.baud, o.framing, o.timeout_s)
         except LinkDown as exc:
@@ -159,14 +166,18 @@ class ModbusModem:
             return
         log.info(
             "%s: polling unit %d at %s every %g s (map %s, word order %s)",
-            self.device, o.unit_id, self.target, o.poll_interval_s, self.map.name, o.word_order,
-        )  # fmt: skip
-        backoff = Backoff(min(1.0, o.poll_interval_s), max(o.reconnect_max_s, o.poll_interval_s))
+            self.device,
+            o.unit_id,
+            self.target,
+            o.poll_interval_s,
+            self.map.name,
+            o.word_order,
+        )
+        backoff = self.link.backoff
         try:
             next_poll = time.monotonic()
             while not stop.is_set():
-                ok = self.poll_once(bus, stop, emit, tracker)
-                if ok:
+                if self.poll_once(bus, stop, emit, tracker):
                     backoff.reset()
                     next_poll = max(next_poll + o.poll_interval_s, time.monotonic())  # no catching up after a stall
                 else:
@@ -188,27 +199,13 @@ class ModbusModem:
         except Stopped:
             return True
         except LinkDown as exc:
-            self._link_changed(False, str(exc), tracker)
+            self.link.down(tracker, LinkError(str(exc)))
             return False
-        self._link_changed(True, "", tracker)
+        # No evaluation yet: this poll evaluates once it is digested, so the first status
+        # already carries the modem's health and whether there is a fix.
+        self.link.up(tracker, again=f"{self.target} reachable again", evaluate=False)
         self._digest(result, emit, tracker)
         return True
-
-    def _link_changed(self, up: bool, detail: str, tracker: ModbusTracker) -> None:
-        if up:
-            if self._link_up is not True:
-                if self._link_up is False:
-                    self._reconnects += 1
-                    log.info("%s: %s reachable again", self.device, self.target)
-                # No evaluation yet: this poll evaluates once it is digested, so the first
-                # status already carries the modem's health and whether there is a fix.
-                tracker.opened(evaluate=False)
-            self._link_up = True
-            return
-        if self._link_up is not False or detail != self._link_detail:
-            log.warning("%s: %s", self.device, detail)
-        self._link_up, self._link_detail = False, detail
-        tracker.closed(detail)
 
     def _digest(self, r: PollResult, emit: Emit, tracker: ModbusTracker) -> None:
         """Count, decode, gate and emit what one poll read; then re-evaluate the state."""

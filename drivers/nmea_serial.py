@@ -3,9 +3,9 @@
 Opens the port with pyserial's `serial_for_url` (`/dev/ttyUSB0`, `/dev/serial/by-id/...`,
 `socket://host:port`, `rfc2217://host:port`), exclusively (flock: a second opener fails fast),
 reads in chunks (never `readline()`, which costs a syscall per byte) and decodes with
-`alkomd.drivers.nmea.Decoder`. When the port fails or vanishes it reports `disconnected` and
-reopens with capped, jittered backoff; the state tracker reports `silent`, `no_fix`,
-`degraded` and `connected` as they change.
+`alkomd.drivers.nmea.Decoder`. When the port fails or vanishes the reconnect loop
+(`Reconnecting` in drivers/base.py) reports `disconnected` and reopens it with capped, jittered
+backoff; the state tracker reports `silent`, `no_fix`, `degraded` and `connected` as they change.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import serial
 
 from alkomd.daemon.records import Counters, Fix, utc_now
 from alkomd.daemon.schema import spec
-from alkomd.drivers.base import Backoff, DriverSpec, Emit, StateTracker
+from alkomd.drivers.base import DriverSpec, Emit, LinkError, Reconnecting, StateTracker
 from alkomd.drivers.nmea import Decoder
 
 log = logging.getLogger(__name__)
@@ -66,21 +66,16 @@ def open_port(url: str, baud: int, framing: str, exclusive: bool, timeout: float
     return serial.serial_for_url(url, **kwargs)
 
 
-class NmeaSerial:
+class NmeaSerial(Reconnecting[serial.SerialBase]):
     """Driver instance for one configured NMEA port."""
 
     driver_name = "nmea"
 
     def __init__(self, device: str, opts: NmeaOptions) -> None:
-        self.device = device
+        super().__init__(device, opts, log)
         self.opts = opts
         self.decoder = Decoder(device, max_hdop=opts.max_hdop)
         self._bytes = 0
-        self._reconnects = 0
-        self._tracker: StateTracker | None = None
-
-    def last_data(self) -> float | None:
-        return self._tracker.last_sentence if self._tracker else None
 
     def counters(self) -> Counters:
         d = self.decoder
@@ -92,71 +87,56 @@ class NmeaSerial:
             garbage_bytes=d.garbage_bytes,
             fixes=d.fixes,
             rejected_fixes=d.rejected_fixes,
-            reconnects=self._reconnects,
+            reconnects=self.link.reconnects,
         )
 
-    def run(self, stop: threading.Event, emit: Emit) -> None:
+    def open(self, stop: threading.Event) -> serial.SerialBase:
         o = self.opts
-        tracker = StateTracker(self.device, self.driver_name, emit, o.silent_after_s, o.no_fix_after_s, self.counters)
-        self._tracker = tracker
-        backoff = Backoff(0.5, o.reconnect_max_s)
-        failure = ""
-        while not stop.is_set():
-            try:
-                port = open_port(o.url, o.baud, o.framing, o.exclusive)
-            except (serial.SerialException, OSError, ValueError) as exc:
-                hint = port_hint(exc)
-                if hint != failure:
-                    log.warning("%s: cannot open %s: %s", self.device, o.url, hint)
-                    failure = hint
-                tracker.closed(hint)
-                stop.wait(backoff.next_delay())
-                continue
-            failure = ""
-            log.info("%s: opened %s at %d %s", self.device, o.url, o.baud, o.framing)
-            tracker.opened()
-            try:
-                self._read(port, stop, emit, tracker, backoff)
-            except (serial.SerialException, OSError) as exc:
-                hint = port_hint(exc)
-                log.warning("%s: lost %s: %s", self.device, o.url, hint)
-                tracker.closed(hint)
-            finally:
-                try:
-                    port.close()
-                except (serial.SerialException, OSError):
-                    pass
-            if not stop.is_set():
-                self._reconnects += 1
-                stop.wait(backoff.next_delay())
-        log.debug("%s: stopped", self.device)
+        try:
+            return open_port(o.url, o.baud, o.framing, o.exclusive)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            hint = port_hint(exc)
+            raise LinkError(hint, f"cannot open {o.url}: {hint}") from exc
 
-    def _read(self, port: serial.SerialBase, stop: threading.Event, emit: Emit, tracker: StateTracker, backoff: Backoff) -> None:
+    def opened_text(self) -> str:
+        o = self.opts
+        return f"opened {o.url} at {o.baud} {o.framing}"
+
+    def close(self, port: serial.SerialBase) -> None:
+        try:
+            port.close()
+        except (serial.SerialException, OSError):
+            pass
+
+    def read(self, port: serial.SerialBase, stop: threading.Event, emit: Emit, tracker: StateTracker) -> None:
         dec = self.decoder
         mono = time.monotonic
         last_eval = last_data = mono()
-        while not stop.is_set():
-            chunk = port.read(port.in_waiting or 1)
-            now = mono()
-            if chunk:
-                last_data = now
-                self._bytes += len(chunk)
-                seen = dec.sentences
-                fixes = dec.feed(chunk, utc_now(), now)
-                if dec.sentences != seen:
-                    tracker.saw_sentence()
-                    backoff.reset()
-            elif now - last_data > QUIET_CLOSE_S:
-                fixes = dec.close_epoch()
-            else:
-                fixes = []
-            for record in fixes:
-                if isinstance(record, Fix):
-                    tracker.saw_fix()
-                emit(record)
-            if fixes or now - last_eval >= 0.5:
-                tracker.evaluate()
-                last_eval = now
+        try:
+            while not stop.is_set():
+                chunk = port.read(port.in_waiting or 1)
+                now = mono()
+                if chunk:
+                    last_data = now
+                    self._bytes += len(chunk)
+                    seen = dec.sentences
+                    fixes = dec.feed(chunk, utc_now(), now)
+                    if dec.sentences != seen:
+                        tracker.saw_sentence()
+                elif now - last_data > QUIET_CLOSE_S:
+                    fixes = dec.close_epoch()
+                else:
+                    fixes = []
+                for record in fixes:
+                    if isinstance(record, Fix):
+                        tracker.saw_fix()
+                    emit(record)
+                if fixes or now - last_eval >= 0.5:
+                    tracker.evaluate()
+                    last_eval = now
+        except (serial.SerialException, OSError) as exc:
+            hint = port_hint(exc)
+            raise LinkError(hint, f"lost {self.opts.url}: {hint}") from exc
 
 
 DRIVER = DriverSpec(

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from alkomd.daemon.records import Counters, DeviceState, Fix, utc_now
 from alkomd.daemon.schema import spec
-from alkomd.drivers.base import Backoff, DriverSpec, Emit, StateTracker
+from alkomd.drivers.base import DriverSpec, Emit, LinkError, Reconnecting, StateTracker
 from alkomd.drivers.nmea import Decoded, Decoder
 
 log = logging.getLogger(__name__)
@@ -124,13 +124,13 @@ def bind_hint(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-class NmeaUdp:
+class NmeaUdp(Reconnecting[socket.socket]):
     """Driver instance for one configured UDP listening port."""
 
     driver_name = "nmea_udp"
 
     def __init__(self, device: str, opts: NmeaUdpOptions) -> None:
-        self.device = device
+        super().__init__(device, opts, log)
         self.opts = opts
         self.where = f"udp {opts.bind}:{opts.port}"
         self._id_re = re.compile(opts.id_pattern.encode()) if opts.identify == "field" else None
@@ -140,17 +140,13 @@ class NmeaUdp:
         self._refused_logged: set[str] = set()
         # Totals over every sender ever heard (forgotten ones included): counters never go back.
         self._bytes = self._sentences = self._checksum = self._parse = self._garbage = 0
-        self._fixes = self._rejected = self._rebinds = 0
+        self._fixes = self._rejected = 0
         self.datagrams = self.denied = self.oversized = self.unidentified = self.evicted = 0
-        self._tracker: StateTracker | None = None
 
     @property
     def senders(self) -> list[str]:
         """Senders currently tracked, least recently heard first."""
         return list(self._senders)
-
-    def last_data(self) -> float | None:
-        return self._tracker.last_sentence if self._tracker else None
 
     def counters(self) -> Counters:
         return Counters(
@@ -161,62 +157,35 @@ class NmeaUdp:
             garbage_bytes=self._garbage,
             fixes=self._fixes,
             rejected_fixes=self._rejected,
-            reconnects=self._rebinds,
+            reconnects=self.link.reconnects,
         )
 
-    def run(self, stop: threading.Event, emit: Emit) -> None:
+    def open(self, stop: threading.Event) -> socket.socket:
+        """Bind the listening socket."""
         o = self.opts
-        tracker = StateTracker(self.device, self.driver_name, emit, o.silent_after_s, o.no_fix_after_s, self.counters)
-        self._tracker = tracker
-        backoff = Backoff(0.5, o.reconnect_max_s)
-        failure = ""
-        while not stop.is_set():
-            try:
-                sock = self._bind()
-            except OSError as exc:
-                reason = f"cannot listen on {self.where}: {bind_hint(exc)}"
-                if reason != failure:
-                    log.warning("%s: %s", self.device, reason)
-                    failure = reason
-                tracker.closed(reason)
-                stop.wait(backoff.next_delay())
-                continue
-            failure = ""
-            log.info("%s: listening on %s, senders named by %s", self.device, self.where, o.identify)
-            tracker.opened()
-            try:
-                self._serve(sock, stop, emit, tracker)
-            except OSError as exc:  # not expected of a bound UDP socket, but never a reason to die
-                log.warning("%s: %s failed: %s", self.device, self.where, exc)
-                tracker.closed(f"{self.where}: {exc}")
-            finally:
-                sock.close()
-            if not stop.is_set():
-                self._rebinds += 1
-                stop.wait(backoff.next_delay())
-        for sid in list(self._open):  # what the senders' open epochs still hold
-            self._close(sid, emit)
-        log.info(
-            "%s: stopped; %d datagrams, %d senders tracked, %d forgotten, %d refused (allow), %d oversized, %d without an id",
-            self.device, self.datagrams, len(self._senders), self.evicted, self.denied, self.oversized, self.unidentified,
-        )  # fmt: skip
-
-    def _bind(self) -> socket.socket:
-        o = self.opts
-        family, kind, proto, _, addr = socket.getaddrinfo(o.bind, o.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)[0]
-        sock = socket.socket(family, kind, proto)
         try:
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # :: hears IPv4 modems too
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            sock.bind(addr)
-        except OSError:
-            sock.close()
-            raise
+            family, kind, proto, _, addr = socket.getaddrinfo(o.bind, o.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)[0]
+            sock = socket.socket(family, kind, proto)
+            try:
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # :: hears IPv4 modems too
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+                sock.bind(addr)
+            except OSError:
+                sock.close()
+                raise
+        except OSError as exc:
+            raise LinkError(f"cannot listen on {self.where}: {bind_hint(exc)}") from exc
         sock.settimeout(TICK_S)
         return sock
 
-    def _serve(self, sock: socket.socket, stop: threading.Event, emit: Emit, tracker: StateTracker) -> None:
+    def opened_text(self) -> str:
+        return f"listening on {self.where}, senders named by {self.opts.identify}"
+
+    def close(self, sock: socket.socket) -> None:
+        sock.close()
+
+    def read(self, sock: socket.socket, stop: threading.Event, emit: Emit, tracker: StateTracker) -> None:
         mono = time.monotonic
         last_eval = mono()
         while not stop.is_set():
@@ -224,6 +193,8 @@ class NmeaUdp:
                 data, addr = sock.recvfrom(65535)
             except TimeoutError:
                 data = None
+            except OSError as exc:  # not expected of a bound UDP socket, but never a reason to die
+                raise LinkError(f"{self.where}: {exc}", f"{self.where} failed: {exc}") from exc
             now = mono()
             fixed = False
             if data is not None:
@@ -238,6 +209,20 @@ class NmeaUdp:
             if (fixed and tracker.state is not DeviceState.CONNECTED) or now - last_eval >= 0.5:
                 tracker.evaluate()
                 last_eval = now
+
+    def stopped(self, emit: Emit) -> None:
+        for sid in list(self._open):  # what the senders' open epochs still hold
+            self._close(sid, emit)
+        log.info(
+            "%s: stopped; %d datagrams, %d senders tracked, %d forgotten, %d refused (allow), %d oversized, %d without an id",
+            self.device,
+            self.datagrams,
+            len(self._senders),
+            self.evicted,
+            self.denied,
+            self.oversized,
+            self.unidentified,
+        )
 
     def _datagram(self, data: bytes, host: str, now: float, emit: Emit, tracker: StateTracker) -> bool:
         """Decode one datagram; True if it completed a fix."""

@@ -26,23 +26,10 @@ from alkomd.daemon.schema import ConfigError
 from alkomd.drivers import registry
 from alkomd.drivers.nmea import Decoder
 from alkomd.drivers.nmea_serial import NmeaOptions, NmeaSerial
-from alkomd.drivers.simulator import (
-    DRIVER,
-    FAULT_KINDS,
-    ROUTES,
-    Fault,
-    PtyGps,
-    Route,
-    SimulatedReceiver,
-    SimulatorDriver,
-    SimulatorOptions,
-    add_noise,
-    bearing_deg,
-    corrupt_checksums,
-    parse_fault,
-    position_at,
-    validate_faults,
-)
+from alkomd.drivers.sim_pty import PtyGps
+from alkomd.drivers.sim_receiver import FAULT_KINDS, Fault, SimulatedReceiver, add_noise, corrupt_checksums, parse_fault, validate_faults
+from alkomd.drivers.sim_routes import ROUTES, Route, bearing_deg, position_at
+from alkomd.drivers.simulator import DRIVER, SimulatorDriver, SimulatorOptions
 
 GORONTALO_BBOX = (0.2, 1.1, 121.1, 123.6)  # lat min, lat max, lon min, lon max
 GORONTALO_GEOJSON = Path(__file__).resolve().parents[1] / "config" / "jurisdictions" / "gorontalo-adm2.geojson"

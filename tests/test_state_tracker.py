@@ -1,15 +1,17 @@
-"""StateTracker (device state from a fake clock and counters) and Backoff (reopen delays)."""
+"""StateTracker (device state from a fake clock and counters), Backoff (reopen delays), Link and the reconnect loop."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 import random
-from dataclasses import replace
+import threading
+from dataclasses import dataclass, replace
 
 import pytest
 
 from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Record
-from alkomd.drivers.base import ERROR_WINDOW_S, Backoff, StateTracker
+from alkomd.drivers.base import ERROR_WINDOW_S, Backoff, Emit, Link, LinkError, Reconnecting, StateTracker
 
 SILENT_S = 10.0
 NO_FIX_S = 30.0
@@ -329,3 +331,140 @@ def test_backoff_many_attempts_do_not_overflow() -> None:
     for _ in range(10_000):
         d = b.next_delay()
     assert d == 600.0
+
+
+# --- Link and the reconnect loop -------------------------------------------------------------
+
+LINK_LOG = logging.getLogger("alkomd.drivers.test_link")
+
+
+def link_messages(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == LINK_LOG.name]
+
+
+def test_link_logs_a_repeated_failure_once_reports_each_and_logs_the_recovery(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger=LINK_LOG.name)
+    h = Harness()
+    link = Link("gps0", LINK_LOG, Backoff(0.5, 30.0))
+    link.start()
+    for _ in range(3):
+        link.down(h.tracker, LinkError("port not found", "cannot open /dev/ttyUSB0: port not found"))
+    link.down(h.tracker, LinkError("permission denied"))
+    assert not link.is_up and link.reconnects == 0
+    link.up(h.tracker, "opened /dev/ttyUSB0")
+    link.up(h.tracker, "opened /dev/ttyUSB0")  # already up: nothing
+    assert link.is_up and link.reconnects == 1
+    assert link_messages(caplog) == [
+        (logging.WARNING, "gps0: cannot open /dev/ttyUSB0: port not found"),
+        (logging.WARNING, "gps0: permission denied"),
+        (logging.INFO, "gps0: opened /dev/ttyUSB0"),
+    ]
+    assert [(s.state, s.detail) for s in h.statuses()] == [
+        (DeviceState.DISCONNECTED, "port not found"),
+        (DeviceState.DISCONNECTED, "permission denied"),
+        (DeviceState.CONNECTED, "port open, waiting for the first fix"),
+    ]
+
+
+def test_link_counts_a_reconnect_only_when_it_comes_up_after_being_down(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger=LINK_LOG.name)
+    h = Harness()
+    link = Link("modem", LINK_LOG, Backoff(0.5, 30.0))
+    link.start()
+    link.up(h.tracker, again="reachable again")  # the first time up: no reconnect, and `again` is not said
+    assert link.reconnects == 0 and link_messages(caplog) == []
+    link.down(h.tracker, LinkError("connection refused"))
+    link.down(h.tracker, LinkError("connection refused"))
+    link.up(h.tracker, again="reachable again")
+    assert link.reconnects == 1
+    assert link_messages(caplog) == [(logging.WARNING, "modem: connection refused"), (logging.INFO, "modem: reachable again")]
+    link.down(h.tracker, LinkError("connection refused"))  # up in between: the same failure is news again
+    assert link_messages(caplog)[-1] == (logging.WARNING, "modem: connection refused")
+    link.start()  # a new run (the runtime restarted the driver): neither up nor down
+    link.up(h.tracker, again="reachable again")
+    assert link.reconnects == 1
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    silent_after_s: float = 600.0
+    no_fix_after_s: float = 600.0
+    reconnect_max_s: float = 0.01  # the loop's waits stay a few milliseconds; nothing depends on them
+
+
+class Scripted(Reconnecting[str]):
+    """A driver whose transport follows a script: opens fail, then connections that carry data and are lost."""
+
+    driver_name = "scripted"
+
+    def __init__(self, opens: list[LinkError | str]) -> None:
+        super().__init__("dev0", LoopOptions(), LINK_LOG)
+        self.opens = opens
+        self.closed: list[str] = []
+        self.stopped_runs = 0
+        self.stop = threading.Event()
+
+    def open(self, stop: threading.Event) -> str | None:
+        step = self.opens.pop(0)
+        if isinstance(step, LinkError):
+            raise step
+        return step
+
+    def opened_text(self) -> str:
+        return "opened the script"
+
+    def read(self, conn: str, stop: threading.Event, emit: Emit, tracker: StateTracker) -> None:
+        tracker.saw_sentence()
+        if not self.opens:
+            self.stop.set()  # the last connection: stop while reading
+            return
+        raise LinkError(f"{conn} lost", f"lost {conn}")
+
+    def close(self, conn: str) -> None:
+        self.closed.append(conn)
+
+    def counters(self) -> Counters:
+        return Counters(reconnects=self.link.reconnects)
+
+    def stopped(self, emit: Emit) -> None:
+        self.stopped_runs += 1
+
+
+def test_the_reconnect_loop_opens_reads_loses_and_opens_again(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger=LINK_LOG.name)
+    refused = LinkError("refused", "cannot open: refused")
+    d = Scripted([refused, refused, "conn1", "conn2"])
+    records: list[Record] = []
+    assert d.last_data() is None
+    d.run(d.stop, records.append)  # in this thread: the script sets stop in its last read
+    assert d.closed == ["conn1", "conn2"] and d.stopped_runs == 1
+    assert link_messages(caplog) == [
+        (logging.WARNING, "dev0: cannot open: refused"),
+        (logging.INFO, "dev0: opened the script"),
+        (logging.WARNING, "dev0: lost conn1"),
+        (logging.INFO, "dev0: opened the script"),
+    ]
+    states = [(r.state, r.detail) for r in records if isinstance(r, DeviceStatus)]
+    assert states == [
+        (DeviceState.DISCONNECTED, "refused"),
+        (DeviceState.CONNECTED, "port open, waiting for the first fix"),
+        (DeviceState.DISCONNECTED, "conn1 lost"),
+        (DeviceState.CONNECTED, "port open, waiting for the first fix"),
+    ]
+    assert d.counters().reconnects == 2 and d.last_data() is not None
+    connected = [r.counters.reconnects for r in records if isinstance(r, DeviceStatus) and r.state is DeviceState.CONNECTED]
+    assert connected == [1, 2], "the status that says connected again carries the reconnect"
+    # Two failed opens took the backoff two steps; conn1 carried data, so it started over: one step.
+    assert d.link.backoff.attempt == 1
+
+
+def test_the_reconnect_loop_ends_when_open_sees_stop() -> None:
+    class StopsWhileOpening(Scripted):
+        def open(self, stop: threading.Event) -> str | None:
+            stop.set()
+            return None
+
+    d = StopsWhileOpening([])
+    records: list[Record] = []
+    d.run(d.stop, records.append)
+    assert d.closed == [] and d.stopped_runs == 1 and records == []
