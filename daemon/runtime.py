@@ -69,6 +69,7 @@ class Runtime(LinkEvents):
     # LinkEvents (called on the loop thread by MqttLink)
     def connected(self) -> None:
         self._link_changed(True)
+        self.desk.link_up()
         self.publisher.on_connected(self.link.max_packet_size)
         self._status()
 
@@ -128,6 +129,8 @@ class Runtime(LinkEvents):
         what = contract.parse_inbound(self.cfg.node.topic, msg.topic)
         if isinstance(what, contract.UnitBelow):
             self.desk.below(what, msg.payload)  # retained or not: the units below are what their nodes last said
+        elif isinstance(what, contract.CallTaken | contract.NodeBelowState | contract.NodeBelowCall):
+            self._supervision(what, msg.payload)  # retained markers and states are what the broker holds now
         elif what is None or msg.retain:  # a retained call or event would replay an old call at every reconnect
             log.debug("mqtt: ignored message on %s", msg.topic)
         elif isinstance(what, contract.StatusSet):
@@ -138,6 +141,14 @@ class Runtime(LinkEvents):
             self.desk.call_aml(msg.payload)
         else:
             self.desk.event(what.call_id, msg.payload)
+
+    def _supervision(self, what: contract.CallTaken | contract.NodeBelowState | contract.NodeBelowCall, payload: bytes) -> None:
+        if isinstance(what, contract.CallTaken):
+            self.desk.taken(what.call_id, payload)
+        elif isinstance(what, contract.NodeBelowState):
+            self.desk.node_below_state(what.node, payload)
+        else:
+            self.desk.node_below_call(what.node, what.call_id, payload)
 
     def request_stop(self) -> None:
         self.stop_event.set()

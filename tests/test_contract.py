@@ -32,7 +32,7 @@ SCHEMAS = DOCS / "schemas"
 EXAMPLES = DOCS / "examples"
 
 IMPLEMENTED = ("state", "health", "device-status", "device-radio", "unit-position", "unit-status", "unit-status-set",
-               "unit-alert", "unit-emergency", "call-new", "call-state", "call-event", "call-event-result")  # fmt: skip
+               "unit-alert", "unit-emergency", "call-new", "call-state", "call-event", "call-event-result", "call-taken")  # fmt: skip
 PLANNED: tuple[str, ...] = ()
 NAMES = IMPLEMENTED + PLANNED
 PAGES = (*NAMES, "call-aml")  # call/aml carries text, not JSON: a page and an example, no schema

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -31,6 +32,7 @@ from alkomd.daemon.calls import aml, codec, dispatch, fields, intake
 from alkomd.daemon.calls.categories import classify
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.calls.recommend import UnitIndex, recommend
+from alkomd.daemon.calls.supervision import Supervision, Takeover
 from alkomd.daemon.calls.types import CallRequest, CallStateName, Location, LocationStatus, Placement, UnitSnapshot
 from alkomd.daemon.config import Config
 from alkomd.daemon.mqtt import contract
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 
 RETRY_STORE_S = 1.0
 RERANK_DELAY_S = 1.0  # unit changes are gathered this long before the waiting calls are ranked again
+SETTLE_S = 2.0  # after a (re)connect, calls wait this long for the retained `taken` markers of calls the parent took
+MAX_TAKEN = 10_000
 FINAL = (CallStateName.CLOSED, CallStateName.ESCALATED)
 
 
@@ -84,6 +88,13 @@ class CallDesk:
         self._seen_event_ids: deque[str] = deque(maxlen=10_000)
         self.owner: dict[str, str] = {}  # unit of a node below -> that node's topic
         self._rerank_handle: asyncio.TimerHandle | None = None
+        self._taken: OrderedDict[str, str] = OrderedDict()  # call_id -> the parent node that took it from this node
+        self._settle_until = 0.0  # monotonic: calls arriving before then wait (see SETTLE_S)
+        self._held: list[tuple[bool, bytes]] = []  # (aml, payload) of calls waiting for the settle to end
+        self.supervision: Supervision | None = None
+        if self.role.tier != "polres":
+            self.supervision = Supervision(self.node, self._timeout_below, timedelta(seconds=cfg.dispatch.supervision_grace_s))
+        self._supervision_timer: asyncio.TimerHandle | None = None
         for body in store.open_calls():
             try:
                 call = codec.call_from_json(body)
@@ -102,6 +113,8 @@ class CallDesk:
     def reconfigure(self, cfg: Config, removed: Iterable[str] = (), touched: Iterable[str] = ()) -> None:
         """A reloaded configuration: options apply to the next step; removed units leave the index, touched ones are re-read."""
         self.opts, self.ropts, self.calls_cfg = cfg.dispatch, cfg.recommend, cfg.calls
+        if self.supervision is not None:
+            self.supervision.grace = timedelta(seconds=cfg.dispatch.supervision_grace_s)
         for unit in removed:
             self.units.remove(unit)
         for unit in touched:
@@ -146,14 +159,36 @@ class CallDesk:
             self.units.update(replace(old, status=st))
         self._rerank_soon()
 
-    def call_new(self, payload: bytes) -> None:
-        self.receive(intake.parse_call(payload, self._clock()))
+    def call_new(self, payload: bytes, is_aml: bool = False) -> None:
+        """A call on `<node>/call/new` (or `call/aml`). Right after a (re)connect it waits SETTLE_S for the retained
+        `taken` markers: a call queued for this node while it was away may be one its parent took meanwhile."""
+        if time.monotonic() < self._settle_until:
+            if not self._held:
+                self._loop.call_later(max(0.0, self._settle_until - time.monotonic()), self._release)
+            self._held.append((is_aml, payload))
+            return
+        now = self._clock()
+        self.receive(aml.parse_aml(payload, now) if is_aml else intake.parse_call(payload, now))
 
     def call_aml(self, payload: bytes) -> None:
-        self.receive(aml.parse_aml(payload, self._clock()))
+        self.call_new(payload, is_aml=True)
+
+    def link_up(self) -> None:
+        """The broker link is (back) up: hold incoming calls until the retained markers had time to arrive."""
+        self._settle_until = time.monotonic() + SETTLE_S
+
+    def _release(self) -> None:
+        held, self._held = self._held, []
+        for is_aml, payload in held:
+            self.call_new(payload, is_aml)
 
     def receive(self, req: CallRequest) -> None:
         now = self._clock()
+        if req.call_id in self._taken:
+            detail = _detail({"by": self._taken[req.call_id], "sha256": req.raw_sha256})
+            self._commit([AuditEntry(now, "call.taken_by_parent", req.call_id, "", detail)], [])
+            log.info("call %s: already taken by %s while this node was away: not handled here", req.call_id, self._taken[req.call_id])
+            return
         existing = self.calls.get(req.call_id)
         if existing is not None or self.store.has_call(req.call_id):
             self._commit([AuditEntry(now, "call.duplicate", req.call_id, "", _detail({"sha256": req.raw_sha256}))], [])
@@ -217,6 +252,69 @@ class CallDesk:
         if snap.status is UnitStatus.OFFLINE:
             return f"unit {unit} is offline (no fix for a while)"
         return ""
+
+    # -- the nodes below, and the parent above ------------------------------------------------------
+
+    def taken(self, call_id: str, payload: bytes) -> None:
+        """`<node>/call/<call_id>/taken`: the parent took this call while this node was offline or silent."""
+        marker = contract.parse_taken(payload)
+        if marker is None:
+            return
+        self._taken[call_id] = marker.by
+        while len(self._taken) > MAX_TAKEN:
+            self._taken.popitem(last=False)
+        if call_id in self.calls:
+            self._run(call_id, dispatch.TakenOver(marker.by, marker.reason), [])
+
+    def node_below_state(self, node: str, payload: bytes) -> None:
+        if self.supervision is None:
+            return
+        online = contract.parse_node_online(payload)
+        if online is not None:
+            self._take(self.supervision.state(node, online, self._clock()))
+
+    def node_below_call(self, node: str, call_id: str, payload: bytes) -> None:
+        """A call sent to a node below (`call/new`, `call/aml`), or that node's state of one of its calls."""
+        if self.supervision is None or not payload:
+            return
+        now = self._clock()
+        if call_id in ("new", "aml"):
+            req = aml.parse_aml(payload, now) if call_id == "aml" else intake.parse_call(payload, now)
+            self._take(self.supervision.call_sent(node, req, now))
+            return
+        seen = contract.parse_call_progress(payload)
+        if seen is not None:
+            self.supervision.call_state(node, call_id, seen.state, seen.answer_deadline)
+            self._arm_supervision()
+
+    def _timeout_below(self, node: str) -> timedelta:
+        """The answer timeout of the tier `node` is (a node one level under the root is a Polda)."""
+        return self.opts.answer_timeout("polda" if node.count("/") == self.root.count("/") + 1 else "polres")
+
+    def _take(self, takeovers: list[Takeover]) -> None:
+        now = self._clock()
+        for t in takeovers:
+            new, marker = contract.takeover_messages(self.node, t.node, t.request, t.reason, now)
+            detail = _detail({"from": t.node, "reason": t.reason})
+            self._commit([AuditEntry(now, "call.taken_over", t.request.call_id, "", detail)], [new, marker])
+            log.warning("call %s: taken from %s (%s): offered here", t.request.call_id, t.node, t.reason)
+        self._arm_supervision()
+
+    def _arm_supervision(self) -> None:
+        if self._supervision_timer is not None:
+            self._supervision_timer.cancel()
+            self._supervision_timer = None
+        if self.supervision is None:
+            return
+        deadline = self.supervision.next_deadline()
+        if deadline is not None:
+            delay = max(0.0, (deadline - self._clock()).total_seconds())
+            self._supervision_timer = self._loop.call_later(delay, self._supervise)
+
+    def _supervise(self) -> None:
+        self._supervision_timer = None
+        if self.supervision is not None:
+            self._take(self.supervision.due(self._clock()))
 
     # -- the step -------------------------------------------------------------------------------
 

@@ -35,7 +35,12 @@ class DispatchOptions:
     answer_timeout_polda_s: int = spec(90, min=5, max=3600, doc="Seconds a Polda has to answer a call before it escalates to Mabes.")
     answer_timeout_mabes_s: int = spec(120, min=5, max=3600, doc="Seconds Mabes has to answer before the call is re-alerted.")
     accept_timeout_s: int = spec(60, min=5, max=3600, doc="Seconds an alerted unit has to accept before the next candidate is alerted.")
-    realert_s: int = spec(60, min=5, max=3600, doc="Mabes: seconds between re-alerts of a call nobody answers.")
+    realert_s: int = spec(60, min=5, max=3600, doc="Seconds between re-alerts of a call nobody answers (Mabes) or nobody can be sent to.")
+    supervision_grace_s: int = spec(
+        15, min=1, max=600,
+        doc="Polda, Mabes: a call sent to a node below that takes it up after its answer timeout plus this (or that is "
+        "offline) is taken here.",
+    )
 
     def answer_timeout(self, tier: str) -> timedelta:
         if tier == "polres":
@@ -157,6 +162,14 @@ class Close:
 
 
 @dataclass(frozen=True, slots=True)
+class TakenOver:
+    """The parent node took this call (this node was offline or silent): it is the parent's now."""
+
+    by: str  # the parent's <node>
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed: the edge sends it when `next_deadline(call)` is reached (early or extra ticks are harmless)."""
 
@@ -168,7 +181,7 @@ class Recandidate:
     candidates: tuple[Candidate, ...]
 
 
-Event = Receive | Answer | Assign | Accept | Decline | Arrive | Close | Tick | Recandidate
+Event = Receive | Answer | Assign | Accept | Decline | Arrive | Close | Tick | Recandidate | TakenOver
 
 
 # -- actions (out) -------------------------------------------------------------------------------
@@ -244,11 +257,11 @@ def step(call: Call | None, event: Event, now: datetime, role: NodeRole, opts: D
     if isinstance(event, Receive):
         return _receive(call, event, now, role, opts)
     if call is None:
-        if isinstance(event, Tick | Recandidate):
+        if isinstance(event, Tick | Recandidate | TakenOver):
             return None, ()
         return None, _refusal(event, "no such call")
     if call.is_final:
-        if isinstance(event, Tick | Recandidate):
+        if isinstance(event, Tick | Recandidate | TakenOver):
             return call, ()
         return call, _refusal(event, f"the call is {call.state.value} (final)")
     tx = _Tx(call, now, role, opts)
@@ -266,6 +279,8 @@ def step(call: Call | None, event: Event, now: datetime, role: NodeRole, opts: D
         return tx.close(event)
     if isinstance(event, Tick):
         return tx.tick()
+    if isinstance(event, TakenOver):
+        return tx.taken_over(event)
     return tx.recandidate(event)
 
 
@@ -423,6 +438,13 @@ class _Tx:
             self.audits.append(Audit("realert", f"still no unit for it; the dispatchers are alerted again at {utc_iso(realert_at)}"))
             return self.done()
         return c, ()
+
+    def taken_over(self, ev: TakenOver) -> Result:
+        if self.call.state != S.OFFERED:
+            return self.refuse(ev, f"taken over by {ev.by} ({ev.reason}), but the call is {self.call.state.value} here")
+        self.enter(S.ESCALATED, f"taken over by {ev.by} ({ev.reason}): this node was offline or silent",
+                   answer_deadline=None, escalated_to=ev.by)
+        return self.done()
 
     def recandidate(self, ev: Recandidate) -> Result:
         c = self.call

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from alkomd.daemon.calls.categories import classify
@@ -104,6 +104,11 @@ def call_event_topic(node: str, call_id: str) -> str:
     return f"{node}/call/{_level(call_id)}/event"
 
 
+def call_taken_topic(node: str, call_id: str) -> str:
+    """`<node>/call/<call_id>/taken` (retained): the parent node took this call from `<node>` (it was offline or silent)."""
+    return f"{node}/call/{_level(call_id)}/taken"
+
+
 def call_event_result_topic(node: str, call_id: str) -> str:
     """`<node>/call/<call_id>/event/result`: the answer to every event (accepted, or refused with the reason)."""
     return f"{node}/call/{_level(call_id)}/event/result"
@@ -113,12 +118,15 @@ def call_event_result_topic(node: str, call_id: str) -> str:
 
 
 def subscriptions(node: str, tier: str) -> tuple[str, ...]:
-    """What a node of `tier` subscribes to: its own inputs, and at a Polda or Mabes the units of the nodes below."""
-    own = (f"{node}/unit/+/status/set", call_new_topic(node), call_aml_topic(node), f"{node}/call/+/event")
-    below = "/+" * _LEVELS_BELOW.get(tier, 0)
-    if not below:
-        return own
-    return (*own, f"{node}{below}/unit/+/position", f"{node}{below}/unit/+/status")
+    """What a node of `tier` subscribes to: its own inputs; at a Polda or Mabes also the units of every node below
+    (Mabes: the Poldas' own units too) and, to supervise them, those nodes' states and calls."""
+    own = (f"{node}/unit/+/status/set", call_new_topic(node), call_aml_topic(node), f"{node}/call/+/event", f"{node}/call/+/taken")
+    below: list[str] = []
+    for depth in range(1, _LEVELS_BELOW.get(tier, 0) + 1):
+        levels = "/+" * depth
+        below += [f"{node}{levels}/unit/+/position", f"{node}{levels}/unit/+/status", f"{node}{levels}/state",
+                  f"{node}{levels}/call/+"]
+    return (*own, *below)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +162,29 @@ class UnitBelow:
     kind: str  # "position" or "status"
 
 
-Inbound = StatusSet | CallNew | CallAml | CallEvent | UnitBelow
+@dataclass(frozen=True, slots=True)
+class CallTaken:
+    """`<node>/call/<call_id>/taken`: the parent took this node's call (it was offline or silent)."""
+
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBelowState:
+    """`<below>/state` of a node below this one: online, or offline (its will)."""
+
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBelowCall:
+    """`<below>/call/new` (a call sent to a node below) or `<below>/call/<call_id>` (its state there)."""
+
+    node: str
+    call_id: str  # "new" for a call sent to it
+
+
+Inbound = StatusSet | CallNew | CallAml | CallEvent | CallTaken | UnitBelow | NodeBelowState | NodeBelowCall
 
 
 def parse_inbound(node: str, topic: str) -> Inbound | None:
@@ -172,6 +202,16 @@ def parse_inbound(node: str, topic: str) -> Inbound | None:
     if rest.startswith("unit/") and rest.endswith("/status/set"):
         unit = rest[len("unit/") : -len("/status/set")]
         return StatusSet(unit) if unit and "/" not in unit else None
+    if rest.startswith("call/") and rest.endswith("/taken"):
+        call_id = rest[len("call/") : -len("/taken")]
+        return CallTaken(call_id) if call_id and "/" not in call_id else None
+    if rest.endswith("/state") and not rest.startswith(("unit/", "call/", "device/")):
+        below = rest[: -len("/state")]
+        if below and "/unit/" not in f"/{below}/" and "/call/" not in f"/{below}/":
+            return NodeBelowState(f"{node}/{below}")
+    head, sep, call_id = rest.rpartition("/call/")
+    if sep and head and "/" not in call_id and call_id and "/unit/" not in f"/{head}/" and not head.startswith(("unit/", "call/")):
+        return NodeBelowCall(f"{node}/{head}", call_id)
     head, sep, tail = topic.rpartition("/unit/")
     unit, _, kind = tail.partition("/")
     if sep and head != node and head.startswith(node + "/") and unit and kind in ("position", "status"):
@@ -442,6 +482,18 @@ def escalation_message(esc: Escalate) -> Message:
     return Message(esc.msg_id, "escalation", call_new_topic(esc.parent), body, 1, False)
 
 
+def takeover_messages(node: str, child: str, req: CallRequest, reason: str, now: datetime) -> tuple[Message, Message]:
+    """This node takes a call from `child` (offline or silent): the call on its own `call/new` (so its own parent
+    supervises it in turn), and the retained `<child>/call/<call_id>/taken` the child reads when it is back."""
+    msg_id = stable_msg_id(node, req.call_id, "takeover", child)
+    payload = call_new_payload(replace(req, escalated_from=child), msg_id)
+    payload["escalation_reason"] = reason
+    new = Message(msg_id, "takeover", call_new_topic(node), dumps(payload), 1, False)
+    taken_id = stable_msg_id(node, req.call_id, "taken", child)
+    taken = {"call_id": req.call_id, "by": node, "reason": reason, "time": utc_iso(now), "msg_id": taken_id}
+    return new, Message(taken_id, "call_taken", call_taken_topic(child, req.call_id), dumps(taken), 1, True)
+
+
 def handoff_message(node: str, target: str, req: CallRequest) -> Message:
     """`<target>/call/new`: a call for another node's area, handed on as received (same msg_id on every resend)."""
     msg_id = stable_msg_id(node, req.call_id, target)
@@ -591,3 +643,57 @@ def event_result_message(node: str, o: EventOutcome, now: datetime) -> Message:
         "msg_id": msg_id,
     }
     return Message(msg_id, "event_result", call_event_result_topic(node, o.call_id), dumps(payload), 1, False)
+
+
+@dataclass(frozen=True, slots=True)
+class TakenMarker:
+    by: str
+    reason: str
+
+
+def parse_taken(payload: bytes) -> TakenMarker | None:
+    """`{"by", "reason"}` of `<node>/call/<call_id>/taken`; None when unusable (or an empty retained clear)."""
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("by"), str) or not body["by"]:
+        return None
+    reason = body.get("reason")
+    return TakenMarker(body["by"], reason if isinstance(reason, str) else "")
+
+
+def parse_node_online(payload: bytes) -> bool | None:
+    """`<node>/state`: True online, False offline (its will), None unusable."""
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    state = body.get("state") if isinstance(body, dict) else None
+    return {"online": True, "offline": False}.get(state) if isinstance(state, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class CallProgress:
+    """What a node's retained call state says, as far as its parent watches it."""
+
+    state: str
+    answer_deadline: datetime | None
+
+
+def parse_call_progress(payload: bytes) -> CallProgress | None:
+    """The `state` and `answer_deadline` of a `<node>/call/<call_id>` state; None when unusable."""
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("state"), str):
+        return None
+    deadline = None
+    raw = body.get("answer_deadline")
+    if isinstance(raw, str):
+        try:
+            deadline = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            deadline = None
+    return CallProgress(body["state"], deadline if deadline is None or deadline.tzinfo else None)
