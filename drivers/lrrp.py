@@ -178,7 +178,7 @@ class _Reader:
     def ufloatvar(self) -> float:
         whole, _ = self.uintvar()
         frac, n = self.uintvar()
-        return whole + frac / 128**n
+        return whole + frac / float(1 << (7 * n))
 
     def sfloatvar(self) -> float:
         first = self.u8()
@@ -192,7 +192,7 @@ class _Reader:
         else:
             raise LrrpError("sfloatvar too long")
         frac, n = self.uintvar()
-        v = whole + frac / 128**n
+        v = whole + frac / float(1 << (7 * n))
         return -v if negative else v
 
     def latlon(self) -> tuple[float, float]:
