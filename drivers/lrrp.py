@@ -226,22 +226,6 @@ def info_time(raw: bytes) -> datetime | None:
         return None
 
 
-def encode_info_time(t: datetime) -> bytes:
-    t = t.astimezone(UTC)
-    v = t.year << 26 | t.month << 22 | t.day << 17 | t.hour << 12 | t.minute << 6 | t.second
-    return v.to_bytes(5, "big")
-
-
-def encode_lat(lat: float) -> bytes:
-    mag = min(round(abs(lat) / LAT_SCALE), 0x7FFFFFFF)
-    return ((0x80000000 if lat < 0 else 0) | mag).to_bytes(4, "big")
-
-
-def encode_lon(lon: float) -> bytes:
-    v = round(lon / LON_SCALE)
-    return max(-(2**31), min(v, 2**31 - 1)).to_bytes(4, "big", signed=True)
-
-
 def _header(data: bytes) -> tuple[MessageType, _Reader]:
     if len(data) < 2:
         raise LrrpError("shorter than an LRRP header")
@@ -368,11 +352,11 @@ def _shape(t: int, r: _Reader, f: dict[str, object]) -> None:
 # Encoders: what the driver sends to a radio's address, UDP port 4001.
 
 
-def _document(kind: MessageType, body: bytes) -> bytes:
+def document(kind: MessageType, body: bytes) -> bytes:
     return bytes([kind]) + uintvar(len(body)) + body
 
 
-def _rid(request_id: bytes) -> bytes:
+def rid_token(request_id: bytes) -> bytes:
     if not 1 <= len(request_id) <= 16:
         raise ValueError("request id: 1 to 16 bytes")
     return b"\x22" + uintvar(len(request_id)) + request_id
@@ -389,63 +373,18 @@ def triggered_start(request_id: bytes, interval_s: int, speed_direction: bool = 
     """Triggered Location Start Request: report every `interval_s` seconds until stopped."""
     if not 1 <= interval_s <= 86400:
         raise ValueError("interval: 1 to 86400 s")
-    body = _rid(request_id) + _query(info_time, speed_direction) + b"\x34\x31" + uintvar(interval_s)
-    return _document(MessageType.TRIGGERED_START_REQUEST, body)
+    body = rid_token(request_id) + _query(info_time, speed_direction) + b"\x34\x31" + uintvar(interval_s)
+    return document(MessageType.TRIGGERED_START_REQUEST, body)
 
 
 def triggered_stop(request_id: bytes) -> bytes:
     """Triggered Location Stop Request for the periodic report started with `request_id`."""
-    return _document(MessageType.TRIGGERED_STOP_REQUEST, _rid(request_id))
+    return document(MessageType.TRIGGERED_STOP_REQUEST, rid_token(request_id))
 
 
 def immediate_request(request_id: bytes, speed_direction: bool = False, info_time: bool = False) -> bytes:
     """Immediate Location Request: one report now."""
-    return _document(MessageType.IMMEDIATE_REQUEST, _rid(request_id) + _query(info_time, speed_direction))
-
-
-def encode_report(report: LocationReport) -> bytes:
-    """A report's bytes (for simulators and tests): the tokens the fields say, in the usual order."""
-    body = _rid(report.request_id) if report.request_id else b""
-    if report.result is not None:
-        body += b"\x38" if report.result == 0 else b"\x37" + uintvar(report.result)
-    if report.time is not None:
-        body += b"\x34" + encode_info_time(report.time)
-    if report.shape is not None and report.lat is not None and report.lon is not None:
-        ll = encode_lat(report.lat) + encode_lon(report.lon)
-        body += _encode_shape(report, ll)
-    if report.speed_kmh is not None:
-        body += b"\x6c" + _ufloatvar(report.speed_kmh / SPEED_HOR_TO_KMH)
-    if report.course is not None:
-        body += b"\x56" + bytes([round(report.course / 2) % 180])
-    return _document(report.kind, body)
-
-
-def _encode_shape(report: LocationReport, ll: bytes) -> bytes:
-    alt = _sfloatvar(report.alt_m or 0.0)
-    if report.shape is Shape.POINT_2D:
-        return b"\x66" + ll
-    if report.shape is Shape.POINT_3D:
-        return b"\x69" + ll + alt
-    radius = _ufloatvar(report.radius_m or 0.0)
-    if report.shape is Shape.CIRCLE_2D:
-        return b"\x51" + ll + radius
-    return b"\x55" + ll + radius + alt + _ufloatvar(report.alt_accuracy_m or 0.0)
-
-
-def _ufloatvar(v: float) -> bytes:
-    whole = int(v)
-    return uintvar(whole) + uintvar(min(round((v - whole) * 128), 127))
-
-
-def _sfloatvar(v: float) -> bytes:
-    mag = abs(v)
-    whole = int(mag)
-    frac = min(round((mag - whole) * 128), 127)
-    head = uintvar(whole)
-    if head[0] & 0x40:  # the sign bit is taken: one more leading byte
-        head = b"\x80" + head
-    sign = 0x40 if v < 0 else 0
-    return bytes([head[0] | sign]) + head[1:] + uintvar(frac)
+    return document(MessageType.IMMEDIATE_REQUEST, rid_token(request_id) + _query(info_time, speed_direction))
 
 
 # Addressing.

@@ -136,5 +136,5 @@ def ack(refresh_30min: int = 1) -> bytes:
 
 
 def query() -> bytes:
-    """"Are you there?": a radio still on the air answers with a response (`00 01 3f`)."""
+    """The "are you there?" query: a radio still on the air answers with a response (`00 01 3f`)."""
     return b"\x00\x01\x74"
