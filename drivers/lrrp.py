@@ -7,7 +7,9 @@ document is a request or an answer/report (0x34 is `periodic-trigger` in a reque
 in a report). Sources: OK-DMR ok-dmrlib `okdmr/dmrlib/motorola/lrrp.py` and `mbxml.py` (token
 tables, uintvar/ufloatvar/sfloatvar forms, info-time), sdrtrunk `module/decode/ip/mototrbo/lrrp/`
 (hemisphere bit of the latitude, checked on southern-hemisphere data: sdrtrunk issue #1118;
-heading x2; result codes from Moto.Net), TRBO-NET `LOC.pm` (captured requests and reports).
+heading x2; result codes from Moto.Net), TRBO-NET `LOC.pm` (captured requests and reports),
+pboyd04/Moto.Net `Mototrbo/LRRP/` (circle-3d = lat, lon, radius, altitude, altitude accuracy; ret-info
+0x50 accuracy, 0x51 accuracy and time, 0x52 time).
 
 Values:
 - latitude: bit 31 = south, bits 0-30 x 90/2^31; longitude: two's complement x 360/2^32.
@@ -257,7 +259,7 @@ def _request_id(token: int, r: _Reader) -> bytes:
 
 
 _NO_VALUE_QUERY = frozenset({0x33, 0x34, 0x50, 0x51, 0x52, 0x53, 0x54, 0x57, 0x62, 0x64, 0x66, 0x69, 0x74, 0x76})
-_UINTVAR_QUERY = frozenset({0x31, 0x3F, 0x42, 0x4A, 0x55, 0x5F, 0x67, 0x71})
+_UINTVAR_QUERY = frozenset({0x31, 0x3F, 0x42, 0x4A, 0x55, 0x5F, 0x67, 0x71, 0x78})  # 0x78: trigger on move (Moto.Net)
 _UFLOAT_QUERY = frozenset({0x56, 0x60, 0x68, 0x72})
 
 
@@ -364,7 +366,8 @@ def rid_token(request_id: bytes) -> bytes:
 
 def _query(info_time: bool, speed_direction: bool) -> bytes:
     # ret-info 0x50 asks for the accuracy (circle shapes), as the request TRBO-NET captured;
-    # 0x51 also asks for info-time (ok-dmrlib's token table; not verified on a radio).
+    # 0x51 also asks for info-time (ok-dmrlib's token table and Moto.Net's
+    # ImmediateLocationRequestPacket agree; no capture of a radio answering it was found).
     # 0x74/0x69 require speed-hor and direction-hor, as TRBO-NET's request_locs sends.
     return (b"\x51" if info_time else b"\x50") + (b"\x74\x69" if speed_direction else b"")
 
