@@ -68,6 +68,7 @@ class Fix:
     hdop: float | None = None
     sats: int | None = None
     radio: str | None = None
+    accuracy_m: float | None = None  # horizontal uncertainty radius the source states (LRRP circle shapes)
 
 
 @dataclass(frozen=True, slots=True)
