@@ -60,7 +60,7 @@ REASONS: dict[int, str] = {
     20: "user application initiated", 21: "lost ability to determine location", 22: "regained ability to determine location",
     23: "leaving point", 24: "ambience listening call is detected", 25: "start of temporary reporting",
     26: "return to normal reporting", 27: "call setup type 1 detected", 28: "call setup type 2 detected",
-    29: "positioning device in MS on", 30: "positioning device in MS off",
+    29: "positioning device in MS on", 30: "positioning device in MS off", 32: "response to an immediate location request",
     129: "maximum reporting interval exceeded since the last report",
     130: "maximum reporting distance travelled since the last report",
 }  # fmt: skip
