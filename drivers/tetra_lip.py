@@ -30,7 +30,7 @@ seen (their coordinates and the fields after the location data do not depend on 
 for sending 2 "emergency condition detected", a `RadioStatus` with `EMERGENCY_CODE` (99, the
 default `[radio_status] emergency` code), even when the report carries no usable position.
 A LIP altitude is above the WGS84 ellipsoid; the fix carries it as sent (mode 3), not converted
-to mean sea level (the geoid lies some -60 to +70 m from the ellipsoid around Indonesia).
+to mean sea level (the two differ by the geoid height, tens of metres).
 """
 
 from __future__ import annotations
