@@ -53,6 +53,8 @@ class Fix:
 
     `radio` is None for a device that carries one GPS (a unit's own receiver); drivers that
     relay many units over one port (FleetSync base radios) set it to the radio's identity.
+    `accuracy_m` is the horizontal uncertainty the source states, in metres (TETRA LIP position
+    error or circle radius, OwnTracks `acc`); None when the source does not say.
     """
 
     device: str
@@ -68,7 +70,7 @@ class Fix:
     hdop: float | None = None
     sats: int | None = None
     radio: str | None = None
-    accuracy_m: float | None = None  # horizontal uncertainty radius the source states (LRRP circle shapes)
+    accuracy_m: float | None = None  # horizontal uncertainty radius in metres the source states (LRRP circle, LIP error, phone acc)
 
 
 @dataclass(frozen=True, slots=True)
