@@ -333,6 +333,7 @@ def position_message(node: str, up: UnitPosition) -> Message:
         "source": _source(f.device, f.radio),
         "msg_id": msg_id,
         "alt": rounded(f.alt, 1),
+        "accuracy_m": rounded(f.accuracy_m, 1),
     }
     return Message(msg_id, "position", position_topic(node, up.unit), dumps(payload), 1, True)
 

@@ -88,8 +88,8 @@ def payload_size(payload: str) -> int:
 # The hot path (a fix arrives) uses prepared statements: sqlite-utils' insert_all builds its SQL
 # and converts every value on each call, which was half of a fix's time in the store.
 _INSERT_POSITION = (
-    "INSERT INTO positions (unit, device, time, received, lat, lon, alt, speed_kmh, course, hdop, sats, mode, msg_id, radio) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO positions (unit, device, time, received, lat, lon, alt, speed_kmh, course, hdop, sats, mode, msg_id, radio, "
+    "accuracy_m) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_OUTBOX = "INSERT INTO outbox (msg_id, kind, topic, payload, qos, retain, created, sent) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"
 _ADVANCE_UNIT = "UPDATE units SET last_fix_time = ? WHERE id = ? AND (last_fix_time IS NULL OR last_fix_time < ?)"
@@ -231,7 +231,7 @@ class Store:
             t = utc_iso(f.time)
             pos_rows.append(
                 (up.unit, f.device, t, utc_iso(f.received), f.lat, f.lon, f.alt, f.speed_kmh, f.course, f.hdop, f.sats,
-                 f.mode, msg.msg_id if msg else "", f.radio)
+                 f.mode, msg.msg_id if msg else "", f.radio, f.accuracy_m)
             )  # fmt: skip
             if msg is not None:
                 out_rows.append((msg.msg_id, msg.kind, msg.topic, msg.payload, msg.qos, int(msg.retain), created))

@@ -56,4 +56,9 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["positions"].add_column("radio", str)
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1, _v2, _v3)
+def _v4(db: sqlite_utils.Database) -> None:
+    """A fix's stated horizontal uncertainty (LRRP circles, TETRA LIP position error, a phone's accuracy)."""
+    db["positions"].add_column("accuracy_m", float)
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1, _v2, _v3, _v4)
