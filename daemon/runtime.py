@@ -209,6 +209,7 @@ class Runtime(LinkEvents):
         self.station = Station(cfg, self.store, self.publisher, loop, now=self.clock)
         self.desk = CallDesk(cfg, self.store, self.station, self.publisher, loop, self.clock, self.jurisdictions)
         self.station.on_committed = self.desk.units_changed
+        self.station.on_emergency = self.desk.emergency
         self.station.on_device_change = self._status  # STATUS= follows device states at once
         subscriptions = contract.subscriptions(cfg.node.topic, cfg.node.tier)
         self.link = MqttLink(cfg.mqtt, cfg.node.topic, __version__, loop, self, subscriptions)

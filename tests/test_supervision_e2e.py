@@ -156,9 +156,12 @@ def test_the_watch_rules_without_a_broker() -> None:
     assert [(t.node, t.request.call_id, t.reason) for t in taken] == [(POLRES, "A", CHILD_SILENT)]
     assert sup.due(t0 + timedelta(hours=1)) == [] and sup.call_sent(POLRES, _req("A"), t0) == []
     sup.call_sent(POLRES, _req("B"), t0)
-    sup.call_state(POLRES, "B", "offered", t0 + timedelta(seconds=60))
+    sup.call_state(POLRES, "B", "offered", t0 + timedelta(seconds=60), None, t0)
     assert sup.due(t0 + timedelta(seconds=64)) == []
     assert [t.reason for t in sup.due(t0 + timedelta(seconds=65))] == [CHILD_SILENT]
     sup.call_sent(POLRES, _req("C"), t0)
-    sup.call_state(POLRES, "C", "assigned", None)
+    sup.call_state(POLRES, "C", "assigned", None, None, t0)
     assert sup.state(POLRES, False, t0) == [] and not sup.calls, "an answered call is the child's business"
+    sup.state(POLRES, True, t0)
+    sup.call_state(POLRES, "D", "offered", t0 + timedelta(seconds=60), _req("D"), t0)  # made there: an emergency, AML
+    assert [(t.request.call_id, t.reason) for t in sup.state(POLRES, False, t0 + timedelta(seconds=1))] == [("D", CHILD_OFFLINE)]

@@ -20,25 +20,26 @@ must therefore be unique within a Polda's area (Mabes: nationwide).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from alkomd.daemon.calls import aml, codec, dispatch, fields, intake
-from alkomd.daemon.calls.categories import classify
+from alkomd.daemon.calls.categories import EMERGENCY, classify
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.calls.recommend import UnitIndex, recommend
 from alkomd.daemon.calls.supervision import Supervision, Takeover
-from alkomd.daemon.calls.types import CallRequest, CallStateName, Location, LocationStatus, Placement, UnitSnapshot
+from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement, UnitSnapshot
 from alkomd.daemon.config import Config
 from alkomd.daemon.mqtt import contract
 from alkomd.daemon.mqtt.publisher import Publisher
 from alkomd.daemon.positions.station import Station, StatusWanted
-from alkomd.daemon.records import UnitPosition, UnitState, UnitStatus, utc_iso
+from alkomd.daemon.records import Fix, RadioStatus, UnitPosition, UnitState, UnitStatus, utc_iso
 from alkomd.daemon.store.audit import AuditEntry
 from alkomd.daemon.store.database import Message, Store, StoredCall, StoreError
 
@@ -170,6 +171,22 @@ class CallDesk:
         now = self._clock()
         self.receive(aml.parse_aml(payload, now) if is_aml else intake.parse_call(payload, now))
 
+    def emergency(self, unit: str, rs: RadioStatus, fix: Fix | None) -> None:
+        """A unit's radio raised its emergency (the station committed it): a call at top priority, at the unit's last fix."""
+        stamp = rs.received.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+        call_id = f"EMG-{unit}-{stamp}"
+        if len(call_id) > 64:
+            call_id = f"EMG-{hashlib.sha256(unit.encode()).hexdigest()[:16]}-{stamp}"
+        where = Location(fix.lat, fix.lon, fix.accuracy_m) if fix is not None else None
+        note = f"tombol darurat: unit {unit}, radio {rs.radio} via {rs.device}, status code {rs.code}"
+        if fix is not None:
+            note += f"; last fix {utc_iso(fix.time)}"
+        detail = f"{rs.device}:{rs.radio}:{rs.code}:{utc_iso(rs.received)}"
+        req = CallRequest(call_id, unit, where, rs.received, EMERGENCY, "radio-emergency",
+                          () if fix is not None else ("E_LOCATION: the unit has no fix yet; ask it on the radio",),
+                          None, note, hashlib.sha256(detail.encode()).hexdigest())
+        self.receive(req)
+
     def call_aml(self, payload: bytes) -> None:
         self.call_new(payload, is_aml=True)
 
@@ -203,12 +220,16 @@ class CallDesk:
             log.info("call %s: not in this node's area: handed to %s", req.call_id, target)
             return
         flags: tuple[str, ...] = (dispatch.FLAG_REPEAT_CALLER,) if self._repeat(req.caller, now) else ()
+        if req.category == EMERGENCY:
+            flags += (dispatch.FLAG_EMERGENCY,)
         if now - req.received_at > fields.MAX_AGE:  # a replayed capture, or a gateway that held it a day
             flags += (dispatch.FLAG_OLD_CALL,)
             log.warning("call %s: received_at %s is more than %d h before intake: flagged %s", req.call_id,
                         utc_iso(req.received_at), int(fields.MAX_AGE.total_seconds() // 3600), dispatch.FLAG_OLD_CALL)
         needs_unit = classify(req.category).dispatch
-        candidates = recommend(self.units, req.location, placement, now, self.ropts) if req.location and needs_unit else ()
+        candidates: tuple[Candidate, ...] = ()
+        if req.location is not None and needs_unit:
+            candidates = recommend(self.units, req.location, placement, now, self.ropts, self._exclude(req))
         received = _detail({"caller": req.caller, "source": req.source, "problems": list(req.problems),
                             "escalated_from": req.escalated_from, "sha256": req.raw_sha256})
         audit = AuditEntry(now, "call.received", req.call_id, "", received)
@@ -284,7 +305,7 @@ class CallDesk:
             return
         seen = contract.parse_call_progress(payload)
         if seen is not None:
-            self.supervision.call_state(node, call_id, seen.state, seen.answer_deadline)
+            self.supervision.call_state(node, call_id, seen.state, seen.answer_deadline, seen.request, now)
             self._arm_supervision()
 
     def _timeout_below(self, node: str) -> timedelta:
@@ -424,8 +445,13 @@ class CallDesk:
 
     def _recandidate(self, call: dispatch.Call) -> None:
         assert call.request.location is not None
-        candidates = recommend(self.units, call.request.location, call.placement, self._clock(), self.ropts)
+        candidates = recommend(self.units, call.request.location, call.placement, self._clock(), self.ropts, self._exclude(call.request))
         self._run(call.call_id, dispatch.Recandidate(candidates), [])
+
+    @staticmethod
+    def _exclude(req: CallRequest) -> frozenset[str]:
+        """Units never recommended for a call: a unit's own emergency needs another unit."""
+        return frozenset((req.caller,)) if req.category == EMERGENCY else frozenset()
 
     # -- places and units -----------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ FLAG_NO_CANDIDATE = "no_candidate"  # nobody to send: a dispatcher must find a u
 FLAG_INVALID_LOCATION = "invalid_location"  # a human must ask the caller where they are
 FLAG_REALERTED = "realerted"  # Mabes: the answer timer ran out at least once
 FLAG_OLD_CALL = "old_call"  # received_at more than a day before intake: a replayed capture or a long-held message
+FLAG_EMERGENCY = "emergency"  # a unit's radio emergency button: a call at priority 0, the unit itself is never sent
 FLAG_UNKNOWN_CATEGORY = "unknown_category"  # not in the 110 taxonomy (calls/categories.py): kept, handled as a report
 
 S = CallStateName

@@ -83,11 +83,18 @@ class Supervision:
             self.calls[key] = Watched(below, request, now)
         return self.due(now)
 
-    def call_state(self, below: str, call_id: str, state: str, answer_deadline: datetime | None) -> None:
-        """`below` published a state for a call: it took it up (and, once it is not offered, it is its own business)."""
-        w = self.calls.get((below, call_id))
+    def call_state(
+        self, below: str, call_id: str, state: str, answer_deadline: datetime | None, request: CallRequest | None, now: datetime
+    ) -> None:
+        """`below` published a state for a call: it took it up (once it is not offered, it is its own business). An
+        offered call this node did not see arrive (a radio's emergency, an AML call made there) is watched from now."""
+        key = (below, call_id)
+        w = self.calls.get(key)
         if w is not None:
-            self.calls[(below, call_id)] = replace(w, state=state, answer_deadline=answer_deadline)
+            self.calls[key] = replace(w, state=state, answer_deadline=answer_deadline)
+        elif state == "offered" and request is not None and key not in self.taken and answer_deadline is not None \
+                and answer_deadline > now - self.grace:
+            self.calls[key] = Watched(below, request, now, state, answer_deadline)
 
     def due(self, now: datetime) -> list[Takeover]:
         """The calls to take now, each once."""

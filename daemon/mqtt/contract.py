@@ -16,7 +16,7 @@ from datetime import datetime
 
 from alkomd.daemon.calls.categories import classify
 from alkomd.daemon.calls.dispatch import Accept, AlertUnit, Answer, Arrive, Assign, Call, Close, Decline, Escalate, Event, stable_msg_id
-from alkomd.daemon.calls.types import CallRequest, Candidate, LocationStatus
+from alkomd.daemon.calls.types import CallRequest, Candidate, Location, LocationStatus
 from alkomd.daemon.records import SETTABLE, Counters, DeviceStatus, Fix, RadioStatus, UnitPosition, UnitState, UnitStatus, utc_iso
 from alkomd.daemon.store.database import Message
 
@@ -676,10 +676,35 @@ def parse_node_online(payload: bytes) -> bool | None:
 
 @dataclass(frozen=True, slots=True)
 class CallProgress:
-    """What a node's retained call state says, as far as its parent watches it."""
+    """What a node's retained call state says, as far as its parent watches it (`request`: the call as it can be
+    rebuilt from the state, to take it over; None when the state does not carry enough)."""
 
     state: str
     answer_deadline: datetime | None
+    request: CallRequest | None = None
+
+
+def _when(raw: object) -> datetime | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else None
+
+
+def _request_from_state(body: dict[str, object]) -> CallRequest | None:
+    call_id, received = body.get("call_id"), _when(body.get("received_at"))
+    if not isinstance(call_id, str) or not call_id or received is None:
+        return None
+    lat, lon, acc = body.get("lat"), body.get("lon"), body.get("accuracy_m")
+    where = None
+    if isinstance(lat, int | float) and isinstance(lon, int | float) and not isinstance(lat, bool) and not isinstance(lon, bool):
+        where = Location(float(lat), float(lon), float(acc) if isinstance(acc, int | float) and not isinstance(acc, bool) else None)
+    category, note = body.get("category"), body.get("note")
+    return CallRequest(call_id, "", where, received, category if isinstance(category, str) else "", "child-state",
+                       note=note if isinstance(note, str) else "")
 
 
 def parse_call_progress(payload: bytes) -> CallProgress | None:
@@ -690,11 +715,4 @@ def parse_call_progress(payload: bytes) -> CallProgress | None:
         return None
     if not isinstance(body, dict) or not isinstance(body.get("state"), str):
         return None
-    deadline = None
-    raw = body.get("answer_deadline")
-    if isinstance(raw, str):
-        try:
-            deadline = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            deadline = None
-    return CallProgress(body["state"], deadline if deadline is None or deadline.tzinfo else None)
+    return CallProgress(body["state"], _when(body.get("answer_deadline")), _request_from_state(body))

@@ -33,7 +33,7 @@ from alkomd.daemon.mqtt.publisher import Publisher
 from alkomd.daemon.positions import plausibility
 from alkomd.daemon.positions.availability import Availability
 from alkomd.daemon.positions.batch import Batch, HeardRadio, Operation, Tick, status_audit
-from alkomd.daemon.records import DeviceState, DeviceStatus, UnitPosition, UnitState, UnitStatus, utc_now
+from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, RadioStatus, UnitPosition, UnitState, UnitStatus, utc_now
 from alkomd.daemon.store.audit import AuditEntry
 from alkomd.daemon.store.database import Message, Store, StoredCall, StoreError
 
@@ -93,6 +93,7 @@ class Station:
         self._doubted: dict[str, plausibility.Outcome] = {}  # unit -> why its last fix was rejected (logged once)
         self.on_device_change: Callable[[], None] | None = None  # a device's state changed (committed)
         self.on_committed: Committed | None = None  # positions or unit statuses changed (committed)
+        self.on_emergency: Callable[[str, RadioStatus, Fix | None], None] | None = None  # a unit's radio raised one (committed)
         store.sync_units((u.id, u.callsign, u.type, u.device) for u in cfg.units)
         self.last_fix_time: dict[str, str] = store.last_fix_times(now() + plausibility.MAX_LEAD)
         self.availability = Availability(_intervals(cfg), cfg.availability.missed_reports, store.unit_states(), now())
@@ -193,6 +194,9 @@ class Station:
         self.emergencies += len(b.raised)
         for unit, rs in b.raised:
             log.warning("unit %s: EMERGENCY from radio %s on %s (status code %d)", unit, rs.radio, rs.device, rs.code)
+            if self.on_emergency is not None:
+                up = self.latest.get(unit)
+                self.on_emergency(unit, rs, up.fix if up else None)
         self.refused_requests += len(b.refusals)
         for unit, reason in b.refusals:
             log.warning("unit %s: status/set refused: %s", unit, reason)
