@@ -100,13 +100,16 @@ def test_ctrl_c_while_a_daemon_does_not_answer_is_130_without_a_traceback(tmp_pa
 _AS_NOBODY = """
 import os, sys
 from pathlib import Path
-import encodings.idna, gzip, serial.tools.list_ports, serial.tools.list_ports_linux, termios  # noqa: F401 (lazy elsewhere)
+import email.parser, encodings.idna, gzip, serial.tools.list_ports, serial.tools.list_ports_linux, termios  # noqa: F401 (lazy elsewhere)
 from alkomd.daemon import ctl  # noqa: F401
 from alkomd.daemon.ctl import audit as cmd_audit
 from alkomd.daemon.ctl import backup as cmd_backup
 from alkomd.daemon.ctl import ports as cmd_ports
 from alkomd.daemon.ctl import status as cmd_status
 from alkomd.daemon.ctl import support as cmd_support
+from alkomd.daemon.ctl.ports import report, view  # noqa: F401 (run imports them)
+from alkomd.daemon.ctl.support import bundle  # noqa: F401
+from alkomd.daemon.store import audit  # noqa: F401
 from alkomd.drivers import nmea_serial  # noqa: F401
 ctl.parser()
 cmd_ports.DEFAULT_PATH = Path(sys.argv[1])

@@ -12,6 +12,7 @@ chain), synced, and only then renamed to FILE. The file is 0600: it holds caller
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sqlite3
@@ -22,10 +23,41 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
-from alkomd.daemon.exit_codes import EX_CANTCREAT, EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_OK
-from alkomd.daemon.store.audit import verify
+from alkomd.daemon.ctl.common import RAW, Subparsers, db_args, db_path, epilog, wrap
+from alkomd.daemon.exit_codes import EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_OK
 
 STEP_PAGES = 256  # pages copied per step (1 MiB with SQLite's default 4 KiB pages)
+
+
+def add_parser(sub: Subparsers) -> None:
+    b = sub.add_parser(
+        "backup",
+        help="online backup of the station's database, verified",
+        description=wrap(
+            "Copy the station's database while the daemon runs (SQLite's backup API, one consistent snapshot: "
+            "everything committed before the backup started), then check the copy (integrity_check, schema version, "
+            "the audit record's hash chain) and only then rename it to FILE (mode 0600: it holds callers' data). Run "
+            "it as root or as the alkomd user."
+        ),
+        epilog=epilog(
+            "0 written and sound, 65 the copy fails a check (a broken audit chain is still written: the copy is "
+            "faithful), 66 no database, 73 FILE exists (--force) or cannot be created, 77 permission denied, 78 "
+            "--config cannot be read",
+            "sudo alkomctl backup /var/backups/alkomd/alkomd-$(date +%F).db",
+            "alkomctl backup --db /var/lib/alkomd/alkomd.db --json /srv/backup/alkomd.db",
+        ),
+        formatter_class=RAW,
+    )
+    b.add_argument("file", type=Path, metavar="FILE", help="where the copy goes")
+    db_args(b)
+    b.add_argument("--force", action="store_true", help="replace FILE if it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    db = db_path(args)
+    if db is None:
+        return EX_CONFIG
+    return backup_cmd(db, args.file, args.force, args.json)
 
 
 class BackupError(Exception):
@@ -128,6 +160,8 @@ def _copy(source: Path, tmp: Path, step_pages: int) -> tuple[int, int]:
 
 
 def _verify(source: Path, target: Path, tmp: Path, pages: int, steps: int, seconds: float) -> BackupReport:
+    from alkomd.daemon.store.audit import verify
+
     con = sqlite3.connect(tmp.resolve().as_uri() + "?mode=ro", uri=True)
     try:
         problems = [str(r[0]) for r in con.execute("PRAGMA integrity_check")]
@@ -174,7 +208,7 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
 
 
-def run(source: Path, target: Path, force: bool, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def backup_cmd(source: Path, target: Path, force: bool, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Exit 0 when the copy is written and sound; 65 when it is not (or its audit chain is broken); 66, 73, 77."""
     out = out or sys.stdout
     err = err or sys.stderr

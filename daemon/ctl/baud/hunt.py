@@ -1,4 +1,4 @@
-"""`alkomctl baud`: find a port's baud rate and framing by listening at each setting in turn (gpsd's hunt).
+"""`alkomctl baud`'s hunt: find a port's baud rate and framing by listening at each setting in turn, as gpsd does.
 
 Like gpsd, the rates are tried from 4800 up (the rates GPS receivers use), then the slow rates
 of radio data ports (2400, 1200), all in 8N1 and then in 7N2 (gpsd toggles to 7N2 after each
@@ -210,7 +210,7 @@ def _trial_line(t: Trial) -> Text:
     return line
 
 
-def run(
+def find_baud(
     port_name: str,
     rates: Sequence[int] = RATES,
     framings: Sequence[str] = FRAMINGS,
