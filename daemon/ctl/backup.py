@@ -191,7 +191,7 @@ def _verify(source: Path, target: Path, tmp: Path, pages: int, steps: int, secon
             open_calls=one("SELECT count(*) FROM calls WHERE open = 1") if has_calls else 0,
             outbox_unsent=one("SELECT count(*) FROM outbox WHERE sent IS NULL"),
             audit_entries=audit[0], audit_ok=audit[1], audit_first_bad_id=audit[2], audit_reason=audit[3],
-        )  # fmt: skip
+        )
     finally:
         con.close()
 
@@ -226,10 +226,10 @@ def backup_cmd(source: Path, target: Path, force: bool, as_json: bool, out: Text
     print(f"  integrity_check ok; schema version {r.schema_version}", file=out)
     newest = f" (newest {r.newest_position})" if r.newest_position else ""
     print(f"  {r.positions} positions{newest}; {r.units} units; {r.calls} calls ({r.open_calls} open); "
-          f"{r.outbox_unsent} outbox messages not yet sent", file=out)  # fmt: skip
+          f"{r.outbox_unsent} outbox messages not yet sent", file=out)
     if r.audit_ok:
         print(f"  audit record: {r.audit_entries} entries, hash chain verified", file=out)
     else:
         print(f"  AUDIT RECORD BROKEN at entry {r.audit_first_bad_id}: {r.audit_reason} (the copy is faithful: "
-              f"check the station with alkomctl audit verify)", file=out)  # fmt: skip
+              f"check the station with alkomctl audit verify)", file=out)
     return code

@@ -191,7 +191,7 @@ def hunt_dict(h: Hunt) -> dict[str, object]:
         "trials": [asdict(t) for t in h.trials],
         "interrupted": h.interrupted,
         "advice": "" if found else advice(h),
-    }  # fmt: skip
+    }
 
 
 def _trial_line(t: Trial) -> Text:
@@ -235,7 +235,7 @@ def find_baud(
     n = len(settings(rates, framings))
     if not as_json:
         console.print(Text(f"Listening to {port_name} at up to {n} settings, about {dwell_s:g} s each "
-                           f"(Ctrl-C stops)", style="bold"))  # fmt: skip
+                           f"(Ctrl-C stops)", style="bold"))
 
     def progress(t: Trial) -> None:
         if not as_json:

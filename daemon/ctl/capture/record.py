@@ -58,7 +58,7 @@ def capture(
         stop = threading.Event()
         lost = ""
         print(f"alkomctl capture: recording {info.port} at {info.baud} {info.framing} for {info.seconds:g} s into {path} "
-              "(Ctrl-C stops early)", file=err, flush=True)  # fmt: skip
+              "(Ctrl-C stops early)", file=err, flush=True)
         with stop_on_signals(stop):
             try:
                 while not stop.is_set():
@@ -87,7 +87,7 @@ def capture(
         result = {"file": str(path), "port": info.port, "baud": info.baud, "framing": info.framing,
                   "seconds": round(elapsed, 2), "bytes": writer.bytes, "lines": writer.lines, "sentences": decoder.sentences,
                   "checksum_errors": decoder.checksum_errors, "garbage_bytes": decoder.garbage_bytes, "fixes": decoder.fixes,
-                  "lost": lost}  # fmt: skip
+                  "lost": lost}
         out.write(json.dumps(result) + "\n")
     else:
         console = Console(file=out, highlight=False, soft_wrap=True, markup=False)

@@ -46,7 +46,7 @@ class PtySink:
         self.stop = stop
         self.wait_s = wait_s
         print(f"alkomctl replay: {link} -> {self.pty.slave_name}; waiting up to {wait_s:g} s for a program to open it "
-              f'(e.g. alkomd with url = "{link}")', file=err, flush=True)  # fmt: skip
+              f'(e.g. alkomd with url = "{link}")', file=err, flush=True)
         end = time.monotonic() + wait_s
         while self.pty.write(b"\n") == 0:  # a lone newline is nothing to any NMEA reader
             if stop.is_set() or time.monotonic() > end:
@@ -167,7 +167,7 @@ def replay(
             sink.close()
     elapsed = time.monotonic() - start
     result = {"file": str(path), "target": target, "lines": sent, "of": len(p.lines), "bytes": nbytes,
-              "seconds": round(elapsed, 2), "pace": p.pace, "speed": speed, "interrupted": stop.is_set()}  # fmt: skip
+              "seconds": round(elapsed, 2), "pace": p.pace, "speed": speed, "interrupted": stop.is_set()}
     if as_json:
         out.write(json.dumps(result) + "\n")
     else:

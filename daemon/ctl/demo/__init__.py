@@ -175,7 +175,7 @@ def run_demo(
 
         if live_view:
             with Live(render(state, plans, broker, work, 0.0), console=console, refresh_per_second=REFRESH_PER_S,
-                      transient=False) as live:  # fmt: skip
+                      transient=False) as live:
                 while not finished() and not daemon_died():
                     stop.wait(1 / REFRESH_PER_S)
                     live.update(render(state, plans, broker, work, time.monotonic() - started))

@@ -245,7 +245,7 @@ def render(state: LiveState, plans: Sequence[UnitPlan], broker: Broker, workdir:
         units.add_row(
             p.unit, callsigns.get(p.unit, ""), f"{p.lat:.6f}", f"{p.lon:.6f}", _fmt(p.speed_kmh, ".1f"),
             _fmt(p.course, ".0f"), _fmt(p.sats, "d"), _fmt(p.hdop, ".2f"), _clock(p.time), _age(p.time, now),
-        )  # fmt: skip
+        )
     for plan in plans:
         if plan.unit not in seen:
             units.add_row(plan.unit, plan.callsign, "-", "-", "-", "-", "-", "-", "-", "waiting", style="dim")
@@ -258,7 +258,7 @@ def render(state: LiveState, plans: Sequence[UnitPlan], broker: Broker, workdir:
         devs.add_row(
             d.device, d.driver, Text(d.state, style=STATE_STYLE.get(d.state, "")), _clock(d.since),
             str(c.sentences), str(c.checksum_errors), str(c.fixes), str(c.rejected_fixes), str(c.reconnects), d.detail,
-        )  # fmt: skip
+        )
     faulty = [p for p in plans if p.faults]
     footer = Text(
         f"database {workdir / 'alkomd.db'}   daemon log {workdir / 'alkomd.log'}   broker log {broker.log_path}",

@@ -136,7 +136,7 @@ def _report_json(r: MapReport) -> dict[str, Any]:
             for f in r.fields
         ],
         "exceptions": [{"address": a, "code": c, "text": exception_text(c)} for a, c in r.exceptions],
-    }  # fmt: skip
+    }
 
 
 def _print_probe(device: Device, reports: Sequence[MapReport], out: TextIO) -> None:
@@ -145,7 +145,7 @@ def _print_probe(device: Device, reports: Sequence[MapReport], out: TextIO) -> N
         con.print(Text(r.name, style="bold") + Text(f" map on unit {device.unit} at {device.url}"))
         t = Table(show_edge=False, pad_edge=False)
         for col, just in (("field", "left"), ("address", "right"), ("type", "left"), ("registers", "left"), ("value", "right"),
-                          ("meaning", "left")):  # fmt: skip
+                          ("meaning", "left")):
             t.add_column(col, justify=just)  # type: ignore[arg-type]
         for f in r.fields:
             raw = " ".join(f"{x:04X}" for x in f.registers[:4]) + (" ..." if len(f.registers) > 4 else "") if f.registers else "-"

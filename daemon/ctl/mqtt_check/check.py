@@ -131,7 +131,7 @@ class Check:
             client_cert=str(self.m.cert_file or ""), username=self.m.username, client_id=self.client_id,
             protocol=self.m.protocol, probe_topic=self.probe_topic, steps=tuple(self.steps), rtt_ms=self.rtt_ms,
             session=self.session, problem=problem, hint=hint,
-        )  # fmt: skip
+        )
 
     def _step(self, name: str, t0: float, detail: str) -> None:
         self.steps.append(Step(name, True, round((time.monotonic() - t0) * 1000, 1), detail))
@@ -350,7 +350,7 @@ class Check:
         if self.seen.held:
             self.session += f"; {self.seen.held} message(s) for the daemon were left unacknowledged for it"
 
-    # -- waiting and explaining ---------------------------------------------------------------
+    # -- waiting (what a failure means is in `diagnose`) ----------------------------------------
 
     def _wait(self, c: paho.Client, done: Callable[[], bool], t0: float, limit_s: float | None = None, quiet: bool = False) -> None:
         end = t0 + (self.timeout_s if limit_s is None else limit_s)

@@ -205,12 +205,12 @@ def collect(
     findings = thieves(host, ports, scan)
     if config is not None and config.error:
         findings.append(Finding("note", "config", f"the configuration does not validate here ({config.error}); "
-                                "its [[device]] ports were read from the file as written"))  # fmt: skip
+                                "its [[device]] ports were read from the file as written"))
     if not scan.complete:
         findings.append(
             Finding("note", "holders", "some processes belong to other users: who holds a port may be incomplete",
                     "run as root to see every process: sudo alkomctl ports")
-        )  # fmt: skip
+        )
     for user in users:
         try:
             pwd.getpwnam(user)
@@ -220,7 +220,7 @@ def collect(
     return PortsReport(
         ports=tuple(ports), findings=tuple(findings), user=me, groups=groups, complete=scan.complete,
         config=config.source if config is not None else "",
-    )  # fmt: skip
+    )
 
 
 def _port(
@@ -240,7 +240,7 @@ def _port(
     except OSError:
         missing = Finding("warning", "config" if "config" in sources else "missing",
                           f"{name} does not exist: unplugged, or a wrong path?",
-                          "plug the adapter in; `alkomctl ports` lists the ports and their stable /dev/serial/by-id names")  # fmt: skip
+                          "plug the adapter in; `alkomctl ports` lists the ports and their stable /dev/serial/by-id names")
         return PortInfo(name, real, False, sources, devices=tuple(cfg_by_real.get(real, ())), findings=(missing,))
     usb = usb_info(real)
     locked_by = locks.get(lock_key(st), set())
@@ -265,7 +265,7 @@ def _port(
             findings.append(Finding(
                 "warning", "holder", f"held by {h.name} (pid {h.pid}, user {h.user}){lock}: alkomd cannot read it at the same time",
                 _holder_fix(h.name, h.pid),
-            ))  # fmt: skip
+            ))
     access = os.access(real, os.R_OK | os.W_OK)
     group = group_name(st.st_gid)
     if not access:
@@ -273,18 +273,18 @@ def _port(
         findings.append(Finding(
             "warning", "permissions", f"permission denied for user {me} (group {group}, mode {stat.filemode(st.st_mode)})",
             f"sudo usermod -aG {group} {me}, then log out and in again" if group != "root" else "ask an administrator for access",
-        ))  # fmt: skip
+        ))
     if access_for(SERVICE_USER, st) is False:
         findings.append(Finding(
             "warning", "permissions", f"the alkomd service user cannot open it (group {group}, mode {stat.filemode(st.st_mode)})",
             "install systemd/alkomd.sysusers (user alkomd in dialout) and keep GROUP=\"dialout\", MODE=\"0660\" in the udev rule",
-        ))  # fmt: skip
+        ))
     for user in users:
         if user != SERVICE_USER and access_for(user, st) is False:
             findings.append(Finding(
                 "warning", "permissions", f"permission denied for user {user} (group {group}, mode {stat.filemode(st.st_mode)})",
                 f"sudo usermod -aG {group} {user}, then log out and in again (a service: restart it)",
-            ))  # fmt: skip
+            ))
     devices = tuple(cfg_by_real.get(real, ()))
     if have_config and any(h.alkomd for h in holders) and not devices:
         findings.append(Finding("note", "config", "held by alkomd but no [[device]] of the given config names it"))
@@ -294,7 +294,7 @@ def _port(
         manufacturer=usb.manufacturer, product=usb.product, driver=kernel_driver(real, host.sys),
         stable=stable_names(real, host.dev), mode=stat.filemode(st.st_mode), owner=user_name(st.st_uid), group=group,
         access=access, holders=tuple(holders), devices=devices, findings=tuple(findings),
-    )  # fmt: skip
+    )
 
 
 def _holder_fix(name: str, pid: int) -> str:
@@ -328,7 +328,7 @@ def thieves(host: Host, ports: Sequence[PortInfo], scan: Scan) -> list[Finding]:
                 "and holding the port",
                 "sudo cp systemd/99-alkomd.rules /etc/udev/rules.d/ && sudo udevadm control --reload && sudo udevadm trigger "
                 "(add the adapter's idVendor if it is not listed); or, with no modem on this PC: sudo systemctl disable --now ModemManager",
-            ))  # fmt: skip
+            ))
         else:
             out.append(Finding("note", "ModemManager", f"ModemManager is running (pid {mm[0]}); udev keeps it off the adapters{where}"))
 
@@ -343,7 +343,7 @@ def thieves(host: Host, ports: Sequence[PortInfo], scan: Scan) -> list[Finding]:
             "warning", "brltty",
             f"brltty (a braille display driver) is {state}: {what}, so the port vanishes or is busy",
             "sudo apt-get purge brltty (then unplug and replug the adapter)",
-        ))  # fmt: skip
+        ))
 
     gpsd_rules = rules(host, "*gpsd*.rules")
     if gpsd_rules:
@@ -359,21 +359,21 @@ def thieves(host: Host, ports: Sequence[PortInfo], scan: Scan) -> list[Finding]:
                 "warning", "gpsd",
                 f"gpsd's hotplug rule ({rule_files}) hands {', '.join(f'{p.path} ({p.usb})' for p in hit)} to gpsd when plugged in",
                 fix,
-            ))  # fmt: skip
+            ))
         else:
             out.append(Finding(
                 "note", "gpsd",
                 f"gpsd's hotplug rule is installed ({rule_files}): adapters it lists (e.g. Prolific 067b:2303, CP210x 10c4:ea60) "
                 "go to gpsd when plugged in",
                 fix,
-            ))  # fmt: skip
+            ))
     if running["gpsd"]:
         out.append(Finding("note", "gpsd", f"gpsd is running (pid {running['gpsd'][0]}); it opens the ports it is given or hotplugged"))
     if host.use_systemctl and unit_active("gpsd.socket"):
         out.append(Finding(
             "note", "gpsd", "gpsd.socket is active: gpsd starts on demand, with the ports its hotplug rule or /etc/default/gpsd gives it",
             "sudo systemctl disable --now gpsd.socket gpsd if nothing on this PC uses gpsd",
-        ))  # fmt: skip
+        ))
     return out
 
 

@@ -38,15 +38,13 @@ class Host:
     use_pyserial_list: bool = True
 
 
-
-@dataclass
+@dataclass(frozen=True)
 class Scan:
     """One pass over /proc: processes by name, and who has which device open."""
 
     names: dict[int, str] = field(default_factory=dict)
     open_by: dict[str, list[int]] = field(default_factory=dict)
-    complete: bool = True
-
+    complete: bool = True  # every process's open files could be read (root)
 
 
 def read_text(path: Path) -> str:
@@ -59,27 +57,28 @@ def read_text(path: Path) -> str:
 def scan_processes(targets: Iterable[str], proc: Path = Path("/proc")) -> Scan:
     """Names of all processes, and the pids that have any of `targets` (real paths) open."""
     wanted = set(targets)
-    scan = Scan()
+    names: dict[int, str] = {}
+    open_by: dict[str, list[int]] = {}
+    complete = True
     me = os.getpid()
     try:
         pids = [int(p) for p in os.listdir(proc) if p.isdigit()]
     except OSError:
-        scan.complete = False
-        return scan
+        return Scan(complete=False)
     for pid in pids:
         if pid == me:
             continue
         name = read_text(proc / str(pid) / "comm").strip()
         if not name:
             continue
-        scan.names[pid] = name
+        names[pid] = name
         if not wanted:
             continue
         fd_dir = proc / str(pid) / "fd"
         try:
             fds = os.listdir(fd_dir)
         except PermissionError:
-            scan.complete = False
+            complete = False
             continue
         except OSError:
             continue
@@ -89,10 +88,10 @@ def scan_processes(targets: Iterable[str], proc: Path = Path("/proc")) -> Scan:
             except OSError:
                 continue
             if target in wanted:
-                pids_of = scan.open_by.setdefault(target, [])
+                pids_of = open_by.setdefault(target, [])
                 if pid not in pids_of:
                     pids_of.append(pid)
-    return scan
+    return Scan(names, open_by, complete)
 
 
 def file_locks(proc: Path) -> dict[str, set[int]]:
@@ -198,7 +197,7 @@ def udev_properties(real: str) -> dict[str, str]:
         r = subprocess.run(
             [udevadm, "info", "--query=property", f"--name={real}"],
             capture_output=True, text=True, timeout=UDEVADM_TIMEOUT_S, check=False,
-        )  # fmt: skip
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {}
     if r.returncode != 0:

@@ -30,6 +30,8 @@ VERDICT_STYLE = {
 
 @dataclass(frozen=True)
 class SniffSetup:
+    """What the sniff was asked for: the port, its line settings, hex or text, and how long."""
+
     port: str
     baud: int
     framing: str
@@ -76,16 +78,16 @@ def render(sn: Sniffer, setup: SniffSetup, elapsed: float, mono: float, height: 
         Text(f"bad checksum {d.checksum_errors} ({100 * sn.checksum_error_rate():.1f}%)",
              style="red" if d.checksum_errors else ""),
         Text(f"unknown {d.unknown}  unparsable {d.parse_errors}"),
-    )  # fmt: skip
+    )
     stats.add_row(
         Text(f"lines {sn.line_count}"), Text(f"bytes {sn.bytes}"),
         Text(f"garbage {d.garbage_bytes} bytes in {sn.garbage_lines} lines", style="magenta" if d.garbage_bytes else ""),
         Text(f"fixes {d.fixes}  rejected epochs {d.rejected_fixes}"),
-    )  # fmt: skip
+    )
     stats.add_row(
         Text(f"fix: {fix_text}", style=fix_style), Text(f"sats used {_fmt(sats, 'd')} in view {_fmt(in_view, 'd')}"),
         Text(f"HDOP {_fmt(hdop, '.2f')}  quality {quality}"), Text(""),
-    )  # fmt: skip
+    )
     f = sn.last_fix
     if f is not None:
         age = f"{mono - sn.last_fix_mono:.1f} s ago" if sn.last_fix_mono is not None else ""
@@ -107,7 +109,7 @@ def render(sn: Sniffer, setup: SniffSetup, elapsed: float, mono: float, height: 
             units.add_row(
                 u.radio, str(u.fixes), utc_iso(lf.time) if lf else "-", f"{lf.lat:.6f}" if lf else "-",
                 f"{lf.lon:.6f}" if lf else "-", _fmt(lf.speed_kmh if lf else None, ".1f"), _fmt(u.status, "d"),
-            )  # fmt: skip
+            )
         parts.append(units)
         used += len(sn.units) + 5
     text = hint(sn, setup, elapsed)
@@ -124,7 +126,7 @@ def render(sn: Sniffer, setup: SniffSetup, elapsed: float, mono: float, height: 
         lines.add_row(
             h.received.strftime("%H:%M:%S.%f")[:12], Text(v, style=VERDICT_STYLE.get(v, "")), h.kinds[:8],
             h.raw.hex(" ") if setup.raw else printable(h.raw),
-        )  # fmt: skip
+        )
     parts.append(lines)
     if text:
         parts.append(Text("hint: " + text, style="bold yellow"))
@@ -151,7 +153,7 @@ def json_objects(item: Heard | Fix | RadioStatus, raw: bool) -> Iterator[dict[st
         when = utc_iso(item.received)
         for s in item.sentences:
             o: dict[str, object] = {"type": "sentence", "received": when, "verdict": s.verdict.value,
-                                    "sentence": sentence_name(s.raw), "raw": printable(s.raw)}  # fmt: skip
+                                    "sentence": sentence_name(s.raw), "raw": printable(s.raw)}
             if raw:
                 o["hex"] = s.raw.hex()
             yield o
@@ -173,7 +175,7 @@ def summary(sn: Sniffer, elapsed: float) -> dict[str, object]:
         "sentences": d.sentences, "unknown": d.unknown, "checksum_errors": d.checksum_errors,
         "parse_errors": d.parse_errors, "garbage_bytes": d.garbage_bytes, "fixes": d.fixes,
         "rejected_epochs": d.rejected_fixes, "units": sorted(sn.units),
-    }  # fmt: skip
+    }
 
 
 def summary_line(sn: Sniffer, elapsed: float) -> str:

@@ -39,7 +39,7 @@ STATE_STYLE = {
     "connected": "green", "available": "green", "no_fix": "yellow", "silent": "yellow", "degraded": "yellow",
     "starting": "yellow", "disconnected": "red", "offline": "red", "assigned": "cyan", "enroute": "cyan",
     "onscene": "cyan", "unavailable": "dim", "disabled": "dim", "stopped": "dim",
-}  # fmt: skip
+}
 
 
 def _styled(state: str) -> Text:
@@ -92,7 +92,7 @@ def units_view(rows: list[UnitRow]) -> Table:
             u.id, u.callsign or "-", u.type, where, status, u.last_fix or "never", ago(u.age_s),
             "-" if u.lat is None else f"{u.lat:.6f}", "-" if u.lon is None else f"{u.lon:.6f}", u.source or "-",
             str(u.implausible_fixes) if u.implausible_fixes else "",
-        )  # fmt: skip
+        )
     return t
 
 
@@ -107,7 +107,7 @@ def devices_view(rows: list[DeviceRow]) -> Table:
         if d.modem is not None:
             m = d.modem
             parts = [m.network, m.operator, m.sim, None if m.signal_dbm is None else f"{m.signal_dbm} dBm",
-                     None if m.temperature_c is None else f"{m.temperature_c:g} °C"]  # fmt: skip
+                     None if m.temperature_c is None else f"{m.temperature_c:g} °C"]
             modem = "modem " + " ".join(p for p in parts if p)
             detail = f"{detail}; {modem}" if detail else modem
         t.add_row(
@@ -115,5 +115,5 @@ def devices_view(rows: list[DeviceRow]) -> Table:
             str(c.sentences) if c else "-", str(c.fixes) if c else "-",
             str(c.checksum_errors + c.parse_errors) if c else "-", str(c.reconnects) if c else "-",
             ago(d.last_data_age_s), detail or "",
-        )  # fmt: skip
+        )
     return t
