@@ -108,9 +108,10 @@ from alkomd.daemon.ctl import backup as cmd_backup
 from alkomd.daemon.ctl import ports as cmd_ports
 from alkomd.daemon.ctl import status as cmd_status
 from alkomd.daemon.ctl import support as cmd_support
-from alkomd.daemon.ctl.ports import report, view  # noqa: F401 (run imports them)
+from alkomd.daemon.ctl.audit import record  # noqa: F401 (run imports the parts)
+from alkomd.daemon.ctl.backup import snapshot  # noqa: F401
+from alkomd.daemon.ctl.ports import report, view  # noqa: F401
 from alkomd.daemon.ctl.support import bundle  # noqa: F401
-from alkomd.daemon.store import audit  # noqa: F401
 from alkomd.drivers import nmea_serial  # noqa: F401
 ctl.parser()
 cmd_ports.DEFAULT_PATH = Path(sys.argv[1])

@@ -1,6 +1,7 @@
 """`alkomctl`: the technician's and operator's tool, one command per module of this package.
 
-A command module (a package, when its work has several parts) has two functions:
+A command is a module here, or a sub-package whose `__init__` is the command and whose other
+modules do its work. The command module has two functions:
 
 - `add_parser(sub)` adds its parser to alkomctl's subparsers (or several: `status`, `units`,
   `devices`), with its help, a description and an epilog of exit codes and examples
@@ -9,9 +10,11 @@ A command module (a package, when its work has several parts) has two functions:
 - `run(args) -> int` does the work for the parsed arguments and returns the exit code
   (`alkomd.daemon.exit_codes`).
 
-At its top a command module imports only the standard library, `exit_codes` and `common`: every
-`alkomctl ... --help` imports all of them, and must not pay for shapely, numpy, rich, pyserial,
-paho or pymodbus. `run` imports what the work needs.
+At its top a command module imports only `common`, `exit_codes` and small standard modules
+(argparse, pathlib): every `alkomctl ... --help` imports all of them, and must not pay for
+shapely, numpy, rich, pyserial, paho, pymodbus or sqlite-utils. `run` imports the work, which
+lives in the command's package (`ports.scan`, `sniff.watch`, ...) or in the modules the commands
+share (`decoding`, `serial_port`).
 
 Adding a command: one new module, and one line in COMMANDS below (the order of `alkomctl --help`).
 """
