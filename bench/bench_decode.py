@@ -54,7 +54,7 @@ import benchlib as bl
 import make_nmea
 import pynmea2
 
-from alkomd.daemon.ctl import decode as cmd_decode
+from alkomd.daemon.ctl import decoding as cmd_decode
 
 GOAL = 1.0  # alkomctl decode / gpsdecode
 GPSDECODE_INSTALL = "apt-get install -y gpsd-clients"  # Debian 12: gpsdecode is in gpsd-clients
@@ -82,7 +82,7 @@ def run_child(argv: list[str], stdin_path: Path | None) -> tuple[float, float]:
 def alkomd_inprocess(path: Path) -> str:
     err = io.StringIO()
     with open(os.devnull, "w") as out:
-        rc = cmd_decode.run(str(path), True, 20.0, out=out, err=err)
+        rc = cmd_decode.decode_file(str(path), True, 20.0, out=out, err=err)
     if rc != 0:
         raise RuntimeError(f"cmd_decode.run returned {rc}: {err.getvalue()}")
     return err.getvalue().strip()
@@ -156,7 +156,7 @@ def sanity(path: Path, gpsdecode: str | None, workdir: Path) -> dict[str, object
             dst.write(line)
     out = io.StringIO()
     err = io.StringIO()
-    cmd_decode.run(str(prefix), True, 20.0, out=out, err=err)
+    cmd_decode.decode_file(str(prefix), True, 20.0, out=out, err=err)
     result: dict[str, object] = {"lines": SANITY_LINES, "alkomd_fixes": out.getvalue().count("\n"),
                                  "alkomd_summary": err.getvalue().strip()}  # fmt: skip
     if gpsdecode:

@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl
 from rich.console import Console
 
-from alkomd.daemon.ctl.sniff import Sniffer, SniffSetup, json_objects, render
+from alkomd.daemon.ctl.sniff.sniffer import Sniffer
+from alkomd.daemon.ctl.sniff.view import SniffSetup, json_objects, render
 from alkomd.drivers.nmea import Decoder
 from alkomd.drivers.nmea_writer import EpochSpec, epoch
 

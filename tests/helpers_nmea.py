@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from alkomd.daemon.ctl import decode as cmd_decode
+from alkomd.daemon.ctl import decoding as cmd_decode
 from alkomd.daemon.records import Fix
 from alkomd.drivers.nmea import Decoder
 from alkomd.drivers.nmea_writer import lat_field as ddmm

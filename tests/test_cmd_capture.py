@@ -15,7 +15,7 @@ import serial
 from conftest import Daemon, Station, Subscriber, wait_until
 
 from alkomd.daemon import __version__
-from alkomd.daemon.ctl.capture import line_time, plan
+from alkomd.daemon.ctl.capture.file import line_time, plan
 from alkomd.drivers.nmea_writer import EpochSpec, epoch, sentence
 from alkomd.drivers.simulator import PtyGps
 

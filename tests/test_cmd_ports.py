@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import Daemon, Station, wait_until
 
-from alkomd.daemon.ctl import ports as cmd_ports
-from alkomd.daemon.ctl.ports import Host, PortInfo, Scan, scan_processes, thieves
+from alkomd.daemon.ctl.ports import report as cmd_ports
+from alkomd.daemon.ctl.ports import view as ports_view
+from alkomd.daemon.ctl.ports.report import PortInfo, thieves
+from alkomd.daemon.ctl.ports.scan import Host, Scan, scan_processes
 from alkomd.drivers.simulator import PtyGps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,7 +248,7 @@ def test_the_human_view_names_the_stable_path_and_the_fix(tmp_path: Path) -> Non
         assert port.stable == (str(stable),)
         out = tmp_path / "out.txt"
         with out.open("w") as fh:
-            cmd_ports.render(report, cmd_ports.Console(file=fh, highlight=False, soft_wrap=True))
+            ports_view.render(report, ports_view.Console(file=fh, highlight=False, soft_wrap=True))
         text = out.read_text()
         assert str(stable) in text and "gpsd's hotplug rule is installed" in text and "fix: sudo systemctl disable" in text
 

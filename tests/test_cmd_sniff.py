@@ -23,7 +23,8 @@ from conftest import Daemon, Station, wait_until
 from rich.console import Console
 
 from alkomd.daemon.ctl.serial_port import exit_code_for
-from alkomd.daemon.ctl.sniff import Sniffer, SniffSetup, render
+from alkomd.daemon.ctl.sniff.sniffer import Sniffer
+from alkomd.daemon.ctl.sniff.view import SniffSetup, render
 from alkomd.drivers.nmea_writer import EpochSpec, epoch, sentence
 from alkomd.drivers.simulator import PtyGps
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import NODE, Daemon, Feeder, Station, Subscriber, wait_until
 
-from alkomd.daemon.ctl.support import redact, scrub
+from alkomd.daemon.ctl.support.bundle import redact, scrub
 from alkomd.drivers.simulator import PtyGps
 
 PASSWORD = "Sup3r-S3cret-Pa55word"

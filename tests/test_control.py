@@ -197,6 +197,7 @@ _AS_USER = """
 import os, sys
 from alkomd.daemon import control, ctl
 from alkomd.daemon.ctl import status as cmd_status
+from alkomd.daemon.ctl.status import ask  # noqa: F401 (run imports it)
 args = ctl.parser().parse_args(["status", "--json", "--socket", sys.argv[1]])
 os.setgroups([int(g) for g in sys.argv[2].split(",") if g])
 os.setgid(65534)

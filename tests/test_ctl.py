@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import os
@@ -100,13 +101,17 @@ def test_ctrl_c_while_a_daemon_does_not_answer_is_130_without_a_traceback(tmp_pa
 _AS_NOBODY = """
 import os, sys
 from pathlib import Path
-import encodings.idna, gzip, serial.tools.list_ports, serial.tools.list_ports_linux, termios  # noqa: F401 (lazy elsewhere)
+import email.parser, encodings.idna, gzip, serial.tools.list_ports, serial.tools.list_ports_linux, termios  # noqa: F401 (lazy elsewhere)
 from alkomd.daemon import ctl  # noqa: F401
 from alkomd.daemon.ctl import audit as cmd_audit
 from alkomd.daemon.ctl import backup as cmd_backup
 from alkomd.daemon.ctl import ports as cmd_ports
 from alkomd.daemon.ctl import status as cmd_status
 from alkomd.daemon.ctl import support as cmd_support
+from alkomd.daemon.ctl.audit import record  # noqa: F401 (run imports the parts)
+from alkomd.daemon.ctl.backup import snapshot  # noqa: F401
+from alkomd.daemon.ctl.ports import report, view  # noqa: F401
+from alkomd.daemon.ctl.support import bundle  # noqa: F401
 from alkomd.drivers import nmea_serial  # noqa: F401
 ctl.parser()
 cmd_ports.DEFAULT_PATH = Path(sys.argv[1])
@@ -155,3 +160,32 @@ def test_a_database_in_a_folder_the_user_may_not_enter_is_permission_denied_not_
     finally:
         os.chmod(private, 0o700)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_every_command_registers_its_parsers_and_its_run() -> None:
+    """One convention: each module in ctl.COMMANDS adds its parser(s), and each parser runs that module's `run`."""
+    sub = next(a for a in ctl.parser()._actions if isinstance(a, argparse._SubParsersAction))
+    runs = {name: p.get_default("run") for name, p in sub.choices.items()}
+    assert all(callable(r) for r in runs.values()), runs
+    assert {sys.modules[r.__module__] for r in runs.values()} == set(ctl.COMMANDS)
+
+
+def test_help_imports_none_of_the_heavy_libraries() -> None:
+    """`alkomctl --help` and every command's --help stay fast: the parser needs no daemon internals or big libraries."""
+    code = "import sys; from alkomd.daemon import ctl; ctl.parser(); print('\\n'.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    heavy = ("shapely", "numpy", "rich", "serial", "paho", "pymodbus", "sqlite_utils", "pynmea2", "amqtt", "alkomd.drivers")
+    core = ("alkomd.daemon.config", "alkomd.daemon.control", "alkomd.daemon.records", "alkomd.daemon.store")
+    found = sorted(m for m in loaded if m.split(".")[0] in heavy or m.startswith(heavy + core))
+    assert not found, found
+
+
+def test_the_constants_written_out_for_a_fast_help_agree_with_their_sources() -> None:
+    from alkomd.daemon.config import DEFAULT_PATH
+    from alkomd.daemon.ctl import common, modbus
+    from alkomd.drivers import modbus_map, nmea_serial
+
+    assert DEFAULT_PATH == common.DEFAULT_PATH
+    assert nmea_serial.FRAMINGS == common.FRAMINGS
+    assert tuple(modbus_map.TYPES) == modbus.TYPES
+    assert modbus_map.WORD_ORDERS == modbus.WORD_ORDERS

@@ -77,7 +77,7 @@ def test_fix_json_is_exactly_json_dumps_of_fix_dict() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from alkomd.daemon.ctl.decode import fix_dict, fix_json
+    from alkomd.daemon.ctl.decoding import fix_dict, fix_json
     from alkomd.daemon.records import Fix
 
     maybe = st.one_of(st.none(), st.floats(0, 1e4, allow_nan=False))

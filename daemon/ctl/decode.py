@@ -1,150 +1,47 @@
-"""`alkomctl decode`: decode an NMEA capture with the daemon's own decoder, one line per fix.
-
-A base radio's capture also gives relayed radios' fixes (with their `radio`) and status codes.
-"""
+"""`alkomctl decode`: decode an NMEA capture with the daemon's own decoder, one line per fix."""
 
 from __future__ import annotations
 
-import re
-import sys
-from collections.abc import Iterator
-from datetime import date, datetime, time, timezone
-from typing import BinaryIO, TextIO
+import argparse
+from datetime import date
 
-from alkomd.daemon.exit_codes import EX_NOINPUT, EX_OK
-from alkomd.daemon.records import Fix, RadioStatus, utc_iso, utc_now
-from alkomd.drivers.nmea import Decoded, Decoder
-
-CHUNK = 1 << 20
-DATE_HEADER = re.compile(rb"^# *Date: *(\d{4}-\d{2}-\d{2})", re.M)
+from alkomd.daemon.ctl.common import RAW, Subparsers, epilog, wrap
 
 
-def fix_dict(f: Fix) -> dict[str, object]:
-    """The `--json` object of one fix (also the format of tests/captures/*.expected.jsonl)."""
-    return {
-        "time": utc_iso(f.time),
-        "lat": round(f.lat, 7),
-        "lon": round(f.lon, 7),
-        "mode": f.mode,
-        "alt": None if f.alt is None else round(f.alt, 2),
-        "speed_kmh": None if f.speed_kmh is None else round(f.speed_kmh, 2),
-        "course": None if f.course is None else round(f.course, 2),
-        "hdop": None if f.hdop is None else round(f.hdop, 2),
-        "sats": f.sats,
-        **({"radio": f.radio} if f.radio else {}),
-    }
-
-
-def _num(v: float | int | None) -> str:
-    return "null" if v is None else repr(v)
-
-
-def fix_json(f: Fix) -> str:
-    """`fix_dict` as compact JSON, written directly (the same text as json.dumps, 3x faster)."""
-    return (
-        f'{{"time":"{utc_iso(f.time)}","lat":{round(f.lat, 7)!r},"lon":{round(f.lon, 7)!r},"mode":{f.mode},'
-        f'"alt":{_num(None if f.alt is None else round(f.alt, 2))},'
-        f'"speed_kmh":{_num(None if f.speed_kmh is None else round(f.speed_kmh, 2))},'
-        f'"course":{_num(None if f.course is None else round(f.course, 2))},'
-        f'"hdop":{_num(None if f.hdop is None else round(f.hdop, 2))},"sats":{_num(f.sats)}'
-        + (f',"radio":"{f.radio}"}}' if f.radio else "}")
+def add_parser(sub: Subparsers) -> None:
+    d = sub.add_parser(
+        "decode",
+        help="decode an NMEA capture with the daemon's decoder",
+        formatter_class=RAW,
+        description=wrap(
+            "Decode a capture (a file, or - for standard input) with the same code the daemon runs, and print one line "
+            "per valid fix. Lines starting with # are comments (capture headers). A summary of sentences, errors and "
+            "rejected epochs goes to standard error."
+        ),
+        epilog=epilog(
+            "0 decoded (even if nothing in it was valid: the summary and a hint say so), 66 cannot read FILE",
+            "alkomctl decode r2-12.nmea                    one line per fix (alkomctl capture wrote it)",
+            "alkomctl decode --json - < capture.nmea       one JSON object per fix, for scripts",
+            "alkomctl decode --date 2024-10-15 tests/captures/kenwood-gga-only.nmea",
+        ),
+    )
+    d.add_argument("file", metavar="FILE|-", help="a capture (alkomctl capture, tests/captures/*.nmea), or - for standard input")
+    d.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object per fix: {"time","lat","lon","mode","alt","speed_kmh","course","hdop","sats"}',
+    )
+    d.add_argument("--max-hdop", type=float, default=20.0, help="reject fixes with a larger HDOP (default 20)")
+    d.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="date for sentences without one (GGA-only radios); default: the '# Date:' header, else today",
     )
 
 
-def status_json(s: RadioStatus) -> str:
-    """A relayed radio's status code as `--json` (no time: a capture only has the reading time)."""
-    return f'{{"radio":"{s.radio}","status":{s.code}}}'
+def run(args: argparse.Namespace) -> int:
+    from alkomd.daemon.ctl.decoding import decode_file
 
-
-def fix_line(f: Fix) -> str:
-    def opt(v: float | int | None, fmt: str) -> str:
-        return "-" if v is None else format(v, fmt)
-
-    return (
-        f"{utc_iso(f.time)}  {f.lat:11.7f} {f.lon:12.7f}  {f.mode}D"
-        f"  alt {opt(f.alt, '.1f')} m  {opt(f.speed_kmh, '.1f')} km/h  course {opt(f.course, '.1f')}"
-        f"  hdop {opt(f.hdop, '.2f')}  sats {opt(f.sats, 'd')}"
-        + (f"  radio {f.radio}" if f.radio else "")
-    )
-
-
-def status_line(s: RadioStatus) -> str:
-    return f"radio {s.radio} status {s.code}"
-
-
-def strip_comments(chunk: bytes) -> bytes:
-    """Drop lines that start with `#` (capture metadata headers and notes)."""
-    if b"#" not in chunk:
-        return chunk
-    return b"\n".join(line for line in chunk.split(b"\n") if not line.startswith(b"#"))
-
-
-def capture_day(head: bytes) -> date | None:
-    """The `# Date: YYYY-MM-DD` of a capture's metadata header, if it has one."""
-    m = DATE_HEADER.search(head)
-    if m is None:
-        return None
-    try:
-        return date.fromisoformat(m.group(1).decode())
-    except ValueError:
-        return None
-
-
-def decode_stream(src: BinaryIO, decoder: Decoder, day: date | None = None) -> Iterator[Decoded]:
-    """Fixes of a whole capture, read in bounded chunks split at line ends.
-
-    Sentences without a date (a GGA-only radio) are dated from `day`, else from the capture's
-    `# Date:` header, else today: the decoder takes the date closest to its reference clock.
-    """
-    rest = b""
-    now = utc_now()
-    first = True
-    while True:
-        chunk = src.read(CHUNK)
-        if not chunk:
-            break
-        if first:
-            first = False
-            day = day or capture_day(chunk[:4096])
-            if day is not None:
-                now = datetime.combine(day, time(12), timezone.utc)
-        data = rest + chunk
-        cut = data.rfind(b"\n") + 1
-        data, rest = data[:cut], data[cut:]
-        yield from decoder.feed(strip_comments(data), now, 0.0)
-    if rest and not rest.startswith(b"#"):
-        decoder.feed(rest, now, 0.0)
-    yield from decoder.flush()
-
-
-def summary(d: Decoder) -> str:
-    reasons = ", ".join(f"{r.value}: {n}" for r, n in sorted(d.rejected.items(), key=lambda kv: -kv[1]))
-    text = (
-        f"{d.sentences} sentences ({d.unknown} of unknown types), {d.checksum_errors} checksum errors, "
-        f"{d.parse_errors} parse errors, {d.garbage_bytes} garbage bytes, {d.fixes} fixes, "
-        f"{d.rejected_fixes} epochs without a valid fix"
-    )
-    return text + (f" ({reasons})" if reasons else "")
-
-
-def run(
-    path: str, as_json: bool, max_hdop: float, day: date | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr
-) -> int:
-    decoder = Decoder("capture", max_hdop=max_hdop)
-    try:
-        src: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
-    except OSError as exc:
-        print(f"alkomctl decode: cannot read {path}: {exc.strerror}", file=err)
-        return EX_NOINPUT
-    with src:
-        write = out.write
-        if as_json:
-            for r in decode_stream(src, decoder, day):
-                write((fix_json(r) if r.__class__ is Fix else status_json(r)) + "\n")  # type: ignore[arg-type]
-        else:
-            for r in decode_stream(src, decoder, day):
-                write((fix_line(r) if isinstance(r, Fix) else status_line(r)) + "\n")
-    print(summary(decoder), file=err)
-    if decoder.sentences == 0 and decoder.garbage_bytes + decoder.checksum_errors > 0:
-        print("hint: no valid sentence at all: was the capture made at the wrong baud rate?", file=err)
-    return EX_OK
+    return decode_file(args.file, args.json, args.max_hdop, args.date)

@@ -41,7 +41,7 @@ def exit_code_for(exc: BaseException) -> int:
 
 def busy_message(url: str) -> str:
     """Who holds a busy port, and what to do about it."""
-    from alkomd.daemon.ctl.ports import collect
+    from alkomd.daemon.ctl.ports.report import collect
 
     report = collect([url])
     holders = report.ports[0].holders if report.ports else ()

@@ -1,4 +1,4 @@
-"""`alkomctl audit verify` and `alkomctl call show`: read the audit record of a station's database."""
+"""The audit record of a station's database, read-only: its hash chain checked, and one call's timeline."""
 
 from __future__ import annotations
 
@@ -35,8 +35,10 @@ def _open(db: Path, err: TextIO) -> sqlite3.Connection | int:
     return conn
 
 
-def verify_cmd(db: Path, as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def verify_cmd(db: Path, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Exit 0 when the hash chain holds, 65 when it is broken, 66 when there is nothing to read."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     conn = _open(db, err)
     if isinstance(conn, int):
         return conn
@@ -52,8 +54,10 @@ def verify_cmd(db: Path, as_json: bool, out: TextIO = sys.stdout, err: TextIO = 
     return EX_OK if v.ok else EX_DATAERR
 
 
-def call_show(db: Path, call_id: str, as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def call_show(db: Path, call_id: str, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """A call's whole timeline from the audit record (and its last stored state)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     conn = _open(db, err)
     if isinstance(conn, int):
         return conn

@@ -1,4 +1,4 @@
-"""`alkomctl support-bundle`: one tar.gz for the maintainers: versions, ports, config without secrets, counters, recent errors.
+"""What goes into `alkomctl support-bundle`'s tar.gz: versions, ports, config without secrets, counters, recent errors.
 
 What never goes in: the contents of password, key or certificate files (the configuration names
 them by path only), keys whose name says secret, call records and their payloads, unit
@@ -35,8 +35,12 @@ from rich.text import Text
 
 from alkomd.daemon import __version__, control
 from alkomd.daemon.config import DEFAULT_PATH, Config, StoreConfig, load
-from alkomd.daemon.ctl import ports as cmd_ports
-from alkomd.daemon.ctl import status as cmd_status
+from alkomd.daemon.ctl.common import store_path as config_store_path
+from alkomd.daemon.ctl.ports.report import collect as collect_ports
+from alkomd.daemon.ctl.ports.report import config_ports, read_config_ports
+from alkomd.daemon.ctl.ports.scan import UDEV_DIRS
+from alkomd.daemon.ctl.ports.view import render as render_ports
+from alkomd.daemon.ctl.ports.view import report_dict as ports_dict
 from alkomd.daemon.exit_codes import EX_CANTCREAT, EX_OK
 from alkomd.daemon.schema import ConfigError
 
@@ -245,14 +249,14 @@ def collect(config: Path | None, log: Path | None = None, socket_path: Path | No
         try:
             raw = raw_config(cfg_path)
             files["config-raw.json"] = json.dumps(raw, indent=2, default=str)
-            store_path = cmd_status.store_path(cfg_path)
+            store_path = config_store_path(cfg_path)
             notes.append("config-raw.json: the file as written (not validated), secrets redacted")
         except (OSError, tomllib.TOMLDecodeError):
             pass
 
-    report = cmd_ports.collect([], cmd_ports.config_ports(cfg) if cfg is not None else cmd_ports.read_config_ports(cfg_path))
-    files["ports.txt"] = _text(lambda c: cmd_ports.render(report, c))
-    files["ports.json"] = json.dumps(cmd_ports.report_dict(report), indent=2)
+    report = collect_ports([], config_ports(cfg) if cfg is not None else read_config_ports(cfg_path))
+    files["ports.txt"] = _text(lambda c: render_ports(report, c))
+    files["ports.json"] = json.dumps(ports_dict(report), indent=2)
 
     where, status = daemon_status(store_path or StoreConfig().path, socket_path)
     if where:
@@ -279,7 +283,7 @@ def collect(config: Path | None, log: Path | None = None, socket_path: Path | No
     code, text = _run(["systemctl", "status", "alkomd", "--no-pager", "--lines=0"])
     if code != 127 and text:
         files["systemd.txt"] = text + "\n"
-    rules = list(dict.fromkeys(p.resolve() for d in cmd_ports.UDEV_DIRS if d.is_dir() for p in sorted(d.glob("*.rules"))))
+    rules = list(dict.fromkeys(p.resolve() for d in UDEV_DIRS if d.is_dir() for p in sorted(d.glob("*.rules"))))
     udev = ["installed udev rules:"] + [f"  {p}" for p in rules]
     for p in rules:
         if "alkomd" in p.name:
@@ -327,7 +331,7 @@ def write_bundle(out: Path, members: dict[str, bytes]) -> str:
     return folder
 
 
-def run(
+def bundle_cmd(
     out_path: Path,
     config: Path | None,
     log: Path | None = None,

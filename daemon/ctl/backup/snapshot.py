@@ -1,14 +1,4 @@
-"""`alkomctl backup FILE`: an online copy of the station's database (SQLite backup API), verified before it is kept.
-
-The copy is taken inside one read transaction on the source, so it is one consistent snapshot:
-every transaction the daemon committed before the backup started, nothing half-written. The
-database is in WAL mode, where a reader never blocks the writer: the daemon goes on storing
-fixes while the pages are copied, `STEP_PAGES` at a time (a stepped backup without the held
-snapshot would restart from the first page whenever the daemon commits, and might never end on a
-busy station). The pages go to a temporary file next to FILE, which is switched to a plain
-rollback journal, checked (`PRAGMA integrity_check`, schema version, the audit record's hash
-chain), synced, and only then renamed to FILE. The file is 0600: it holds callers' data.
-"""
+"""The online backup: one consistent snapshot copied with SQLite's backup API, checked, then renamed into place."""
 
 from __future__ import annotations
 
@@ -157,7 +147,7 @@ def _verify(source: Path, target: Path, tmp: Path, pages: int, steps: int, secon
             open_calls=one("SELECT count(*) FROM calls WHERE open = 1") if has_calls else 0,
             outbox_unsent=one("SELECT count(*) FROM outbox WHERE sent IS NULL"),
             audit_entries=audit[0], audit_ok=audit[1], audit_first_bad_id=audit[2], audit_reason=audit[3],
-        )  # fmt: skip
+        )
     finally:
         con.close()
 
@@ -174,7 +164,7 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
 
 
-def run(source: Path, target: Path, force: bool, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def backup_cmd(source: Path, target: Path, force: bool, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Exit 0 when the copy is written and sound; 65 when it is not (or its audit chain is broken); 66, 73, 77."""
     out = out or sys.stdout
     err = err or sys.stderr
@@ -192,10 +182,10 @@ def run(source: Path, target: Path, force: bool, as_json: bool, out: TextIO | No
     print(f"  integrity_check ok; schema version {r.schema_version}", file=out)
     newest = f" (newest {r.newest_position})" if r.newest_position else ""
     print(f"  {r.positions} positions{newest}; {r.units} units; {r.calls} calls ({r.open_calls} open); "
-          f"{r.outbox_unsent} outbox messages not yet sent", file=out)  # fmt: skip
+          f"{r.outbox_unsent} outbox messages not yet sent", file=out)
     if r.audit_ok:
         print(f"  audit record: {r.audit_entries} entries, hash chain verified", file=out)
     else:
         print(f"  AUDIT RECORD BROKEN at entry {r.audit_first_bad_id}: {r.audit_reason} (the copy is faithful: "
-              f"check the station with alkomctl audit verify)", file=out)  # fmt: skip
+              f"check the station with alkomctl audit verify)", file=out)
     return code

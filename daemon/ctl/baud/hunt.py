@@ -1,4 +1,4 @@
-"""`alkomctl baud`: find a port's baud rate and framing by listening at each setting in turn (gpsd's hunt).
+"""`alkomctl baud`'s hunt: find a port's baud rate and framing by listening at each setting in turn, as gpsd does.
 
 Like gpsd, the rates are tried from 4800 up (the rates GPS receivers use), then the slow rates
 of radio data ports (2400, 1200), all in 8N1 and then in 7N2 (gpsd toggles to 7N2 after each
@@ -191,7 +191,7 @@ def hunt_dict(h: Hunt) -> dict[str, object]:
         "trials": [asdict(t) for t in h.trials],
         "interrupted": h.interrupted,
         "advice": "" if found else advice(h),
-    }  # fmt: skip
+    }
 
 
 def _trial_line(t: Trial) -> Text:
@@ -210,7 +210,7 @@ def _trial_line(t: Trial) -> Text:
     return line
 
 
-def run(
+def find_baud(
     port_name: str,
     rates: Sequence[int] = RATES,
     framings: Sequence[str] = FRAMINGS,
@@ -235,7 +235,7 @@ def run(
     n = len(settings(rates, framings))
     if not as_json:
         console.print(Text(f"Listening to {port_name} at up to {n} settings, about {dwell_s:g} s each "
-                           f"(Ctrl-C stops)", style="bold"))  # fmt: skip
+                           f"(Ctrl-C stops)", style="bold"))
 
     def progress(t: Trial) -> None:
         if not as_json:

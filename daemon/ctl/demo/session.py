@@ -1,0 +1,169 @@
+"""One demo session: start the broker, the viewer and the daemon, show what arrives, then stop all of it."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import paho.mqtt.client as paho
+from rich.console import Console
+from rich.live import Live
+
+from alkomd.daemon.ctl.demo.broker import Broker, BrokerError
+from alkomd.daemon.ctl.demo.station import NODE_PATH, ROOT, demo_config, plan_units
+from alkomd.daemon.ctl.demo.view import LiveState, render, subscriber
+
+DAEMON_STOP_S = 10.0
+REFRESH_PER_S = 4
+
+
+def _stop_process(proc: subprocess.Popen[bytes], grace_s: float) -> int:
+    """SIGTERM, then SIGKILL after `grace_s`; returns the exit code."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+            return proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_demo(
+    duration_s: float | None = None,
+    units: int = 6,
+    embedded_broker: bool = False,
+    workdir: Path | None = None,
+) -> int:
+    """Run the demo until Ctrl-C/SIGTERM or `duration_s`; leaves no process running. Exit code 0 if clean."""
+    plans = plan_units(units)
+    console = Console()
+    out = sys.stdout
+    live_view = out.isatty()
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    keep = workdir is not None
+    work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="alkomd-demo-"))
+    work = work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "dev").mkdir(exist_ok=True)
+
+    stop = threading.Event()
+    old_handlers: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.signal(sig, on_signal)
+
+    broker: Broker | None = None
+    daemon: subprocess.Popen[bytes] | None = None
+    client: paho.Client | None = None
+    state: LiveState | None = None
+    code = 0
+    try:
+        broker = Broker("amqtt" if embedded_broker else None, workdir=work / "broker")
+        try:
+            broker.start()
+        except BrokerError as exc:
+            say(f"alkomctl demo: cannot start the broker: {exc}")
+            return 1
+        protocol = "5"
+        if broker.kind != "mosquitto":
+            protocol = "3.1.1"
+            say(
+                "alkomctl demo: mosquitto is not installed: using the embedded broker (amqtt), which speaks "
+                "MQTT 3.1.1 only, so the daemon uses 3.1.1 too. Install mosquitto for MQTT 5."
+            )
+        config = work / "alkomd.toml"
+        config.write_text(demo_config(plans, broker.port, work, protocol))
+        log_path = work / "alkomd.log"
+        node_topic = f"{ROOT}/{NODE_PATH}"
+        state = LiveState(node_topic)
+        client = subscriber(state, broker)
+        with log_path.open("ab") as log:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "alkomd.daemon.main", "--config", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the demo, which stops the daemon in order
+                close_fds=True,
+            )
+        say(f"alkomctl demo: broker {broker.kind} on {broker.host}:{broker.port} (log {broker.log_path})")
+        say(f"alkomctl demo: daemon pid {daemon.pid}, config {config}")
+        say(f"alkomctl demo: database {work / 'alkomd.db'}, daemon log {log_path}")
+        say(f"alkomctl demo: {len(plans)} simulated units; topics {node_topic}/#")
+        started = time.monotonic()
+        deadline = None if duration_s is None else started + duration_s
+
+        def finished() -> bool:
+            return stop.is_set() or (deadline is not None and time.monotonic() >= deadline)
+
+        def daemon_died() -> bool:
+            return daemon is not None and daemon.poll() is not None
+
+        if live_view:
+            with Live(render(state, plans, broker, work, 0.0), console=console, refresh_per_second=REFRESH_PER_S,
+                      transient=False) as live:
+                while not finished() and not daemon_died():
+                    stop.wait(1 / REFRESH_PER_S)
+                    live.update(render(state, plans, broker, work, time.monotonic() - started))
+        else:
+            while not finished() and not daemon_died():
+                stop.wait(0.2)
+                for line in state.take_events():
+                    say(line)
+            for line in state.take_events():
+                say(line)
+        if daemon_died():
+            assert daemon is not None
+            code = daemon.returncode or 1
+            say(f"alkomctl demo: the daemon exited early with code {daemon.returncode}; its log ends with:")
+            say(_tail(log_path))
+        _, _, _, (total, npos, nstat, nhealth, _) = state.snapshot()
+        say(f"alkomctl demo: stopping ({total} messages: {npos} positions, {nstat} device status, {nhealth} health)")
+    finally:
+        if daemon is not None:
+            rc = _stop_process(daemon, DAEMON_STOP_S)
+            if rc not in (0, -signal.SIGTERM) and code == 0:
+                say(f"alkomctl demo: the daemon exited with code {rc}")
+                code = rc if rc > 0 else 1
+            if state is not None and client is not None and state.connected:
+                # The daemon's last words: its retained "offline" state.
+                end = time.monotonic() + 1.0
+                while time.monotonic() < end and not (state.node is not None and state.node.state == "offline"):
+                    time.sleep(0.05)
+                if not live_view:
+                    for line in state.take_events():
+                        say(line)
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+        if broker is not None:
+            broker.close()
+        for signum, handler in old_handlers.items():
+            signal.signal(signum, handler)
+        if keep:
+            say(f"alkomctl demo: kept {work} (config, database, logs)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return code

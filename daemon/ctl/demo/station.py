@@ -1,0 +1,133 @@
+"""The demo's simulated station: its units, their radios and routes, and the daemon's configuration for them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = "polri110"
+NODE_PATH = "gorontalo/kota-gorontalo"
+NODE_NAME = "Polres Gorontalo Kota (demo)"
+FAULTY_DEVICE_FAULTS = ("20+10:unplug", "45+10:noise", "70+15:no_fix")
+BASE_RADIO = "base-radio"
+BASE_RADIO_FAULTS = ("40+10:emergency",)
+HANDHELDS = (("HT-01", "Rajawali 01", "100-1001"), ("HT-02", "Rajawali 02", "100-1002"), ("HT-03", "Rajawali 03", "100-1003"))
+MAX_UNITS = 99
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    """One simulated unit of the demo: its [[unit]] and its [[device]]."""
+
+    unit: str
+    callsign: str
+    type: str
+    device: str
+    route: str
+    speed_kmh: float
+    talker: str
+    start_offset_s: float
+    faults: tuple[str, ...] = ()
+    radio: str = ""  # set for a handheld heard through the base radio `device`
+
+
+# (route, unit type, speed km/h, talker): cycled through for --units.
+_TEMPLATES = (
+    ("kota-gorontalo-loop", "car", 40.0, "GP"),
+    ("limboto-gorontalo", "motorcycle", 55.0, "GN"),
+    ("bone-bolango-coast", "car", 60.0, "GP"),
+    ("gorontalo-kwandang", "car", 70.0, "GN"),
+    ("kota-gorontalo-loop", "foot", 5.0, "GL"),
+    ("tilamuta-town", "motorcycle", 30.0, "GA"),
+    ("marisa-town", "car", 35.0, "BD"),
+    ("limboto-gorontalo", "car", 45.0, "GB"),
+)
+
+
+def plan_units(n: int) -> tuple[UnitPlan, ...]:
+    """The demo's units: different routes, start offsets and talkers; the second one has faults."""
+    if not 1 <= n <= MAX_UNITS:
+        raise ValueError(f"units must be between 1 and {MAX_UNITS}, got {n}")
+    faulty = 1 if n > 1 else 0
+    plans = []
+    for i in range(n):
+        route, kind, speed, talker = _TEMPLATES[i % len(_TEMPLATES)]
+        plans.append(
+            UnitPlan(
+                unit=f"R2-{i + 1:02d}",
+                callsign=f"Macan {i + 1:02d}",
+                type=kind,
+                device=f"sim-{i + 1:02d}",
+                route=route,
+                speed_kmh=speed,
+                talker=talker,
+                start_offset_s=float((i * 137) % 900),
+                faults=FAULTY_DEVICE_FAULTS if i == faulty else (),
+            )
+        )
+    for unit, callsign, radio in HANDHELDS:  # officers on foot, heard through one base radio
+        plans.append(UnitPlan(unit, callsign, "foot", BASE_RADIO, "kota-gorontalo-loop", 5.0, "GP", 300.0, BASE_RADIO_FAULTS, radio))
+    return tuple(plans)
+
+
+def _q(value: str | Path) -> str:
+    """A TOML basic string (JSON string escapes are valid TOML for these values)."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def demo_config(plans: Sequence[UnitPlan], broker_port: int, workdir: Path, protocol: str = "5") -> str:
+    """The daemon's config for the demo (TOML text)."""
+    out = [
+        "# alkomd demo station, written by `alkomctl demo`: simulated radios, private broker.",
+        "[node]",
+        f"path = {_q(NODE_PATH)}",
+        f"root = {_q(ROOT)}",
+        f"name = {_q(NODE_NAME)}",
+        'tier = "polres"',
+        "",
+        "[store]",
+        f"path = {_q(workdir / 'alkomd.db')}",
+        'synchronous = "normal"',
+        "",
+        "[mqtt]",
+        'host = "127.0.0.1"',
+        f"port = {broker_port}",
+        "tls = false",
+        f"protocol = {_q(protocol)}",
+        "health_interval_s = 2",
+        "",
+        "[log]",
+        'level = "info"',
+    ]
+    devices: dict[str, list[UnitPlan]] = {}
+    for p in plans:
+        devices.setdefault(p.device, []).append(p)
+    for device, group in devices.items():
+        p = group[0]
+        faults = ", ".join(_q(f) for f in p.faults)
+        radios = ", ".join(_q(g.radio) for g in group if g.radio)
+        out += [
+            "",
+            "[[device]]",
+            f"id = {_q(device)}",
+            'driver = "simulator"',
+            f"route = {_q(p.route)}",
+            f"speed_kmh = {p.speed_kmh}",
+            f"interval_s = {5.0 if radios else 1.0}",
+            f"talker = {_q(p.talker)}",
+            f"start_offset_s = {p.start_offset_s}",
+            f"link = {_q(workdir / 'dev' / device)}",
+            f"faults = [{faults}]",
+        ] + ([f"radios = [{radios}]", "silent_after_s = 30", "no_fix_after_s = 60"] if radios else [])
+    for p in plans:
+        out += [
+            "",
+            "[[unit]]",
+            f"id = {_q(p.unit)}",
+            f"callsign = {_q(p.callsign)}",
+            f"type = {_q(p.type)}",
+            f"device = {_q(p.device)}",
+        ] + ([f"radio = {_q(p.radio)}", "report_interval_s = 5"] if p.radio else [])
+    return "\n".join(out) + "\n"
