@@ -37,7 +37,7 @@ def test_the_exit_codes_are_the_sysexits_values() -> None:
 def test_no_module_defines_its_own_exit_codes() -> None:
     """Every command takes its codes from daemon/exit_codes.py (config.py re-exports EX_CONFIG by import)."""
     own = []
-    for path in sorted([*(ROOT / "daemon").glob("*.py"), *(ROOT / "drivers").glob("*.py")]):
+    for path in sorted([*(ROOT / "daemon").rglob("*.py"), *(ROOT / "drivers").rglob("*.py")]):
         if path.name == "exit_codes.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

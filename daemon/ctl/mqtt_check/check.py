@@ -28,6 +28,7 @@ from alkomd.daemon.ctl.mqtt_check.diagnose import (
     untrusted,
 )
 from alkomd.daemon.exit_codes import EX_CONFIG, EX_NOPERM, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
+from alkomd.daemon.mqtt import contract
 from alkomd.daemon.mqtt.link import LinkEvents, MqttLink
 from alkomd.daemon.records import utc_iso, utc_now
 
@@ -99,7 +100,7 @@ class Check:
         self.timeout_s = timeout_s
         self.node = cfg.node.topic
         self.token = os.urandom(8).hex()
-        self.probe_topic = f"{self.node}/probe/{self.token}"
+        self.probe_topic = contract.probe_topic(self.node, self.token)
         self.steps: list[Step] = []
         self.seen = _Seen()
         self.rtt_ms: float | None = None
