@@ -62,7 +62,7 @@ def pki(d: Path) -> None:
     sh("openssl", "req", *EC, "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr", cwd=d)
     (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     sh("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-       "-extfile", "server.ext", "-out", "server.crt", cwd=d)  # fmt: skip
+       "-extfile", "server.ext", "-out", "server.crt", cwd=d)
     tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     sh(tool, "-c", "-b", "passwd", PUB, "pw", cwd=d)
     for user in WATCHERS:
@@ -114,7 +114,7 @@ class Broker:
         conf = self.dir / "mosquitto.conf"
         if kind == "plain":
             conf.write_text(f"user root\nlistener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-                            "max_queued_messages 0\nmax_inflight_messages 100\n")  # fmt: skip
+                            "max_queued_messages 0\nmax_inflight_messages 100\n")
         else:
             (self.dir / "acl").write_text(national_acl(kind == "central+pattern"))
             conf.write_text(central_conf(self.dir, self.port))
@@ -136,12 +136,12 @@ class Broker:
 def throughput(b: Broker, n: int) -> float:
     """Messages/s from the first publish to the n-th delivery (QoS 1, MQTT 5, C clients)."""
     sub = subprocess.Popen(["mosquitto_sub", "-V", "mqttv5", "-q", "1", "-C", str(n), "-t", "polri110/#", *b.client_args(SUB)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.5)  # connected and subscribed
     data = (PAYLOAD + "\n").encode() * n
     t0 = time.perf_counter()
     pub = subprocess.run(["mosquitto_pub", "-V", "mqttv5", "-q", "1", "-l", "-t", TOPIC, *b.client_args(PUB)],
-                         input=data, capture_output=True, timeout=300)  # fmt: skip
+                         input=data, capture_output=True, timeout=300)
     try:
         sub.wait(120)
     except subprocess.TimeoutExpired:
@@ -177,7 +177,7 @@ def queue_cost(base: Path, n: int, clients: int) -> float:
         before = rss_kib(b.proc.pid)
         data = (PAYLOAD + "\n").encode() * n
         subprocess.run(["mosquitto_pub", "-V", "mqttv5", "-q", "1", "-l", "-t", TOPIC, *b.client_args(PUB)], input=data,
-                       capture_output=True, timeout=300, check=True)  # fmt: skip
+                       capture_output=True, timeout=300, check=True)
         time.sleep(0.5)
         return (rss_kib(b.proc.pid) - before) * 1024 / n
     finally:
@@ -228,12 +228,12 @@ def main() -> int:
         print(bl.dump_json(result))
         return 0
     print(f"QoS 1 end to end, {args.messages} x {len(PAYLOAD)}-byte positions, MQTT 5, mosquitto_pub -l -> mosquitto_sub; "
-          f"median of {args.repeats} interleaved repeats")  # fmt: skip
+          f"median of {args.repeats} interleaved repeats")
     rows = [[k, bl.fmt_int(bl.median(rates[k])), "1.00" if k == "plain" else f"{bl.median(ratios[k]):.2f}"] for k in kinds]
     print(bl.table(["broker", "msg/s", "ratio to plain"], rows))
     print(f"\nbroker RSS growth per message queued for absent clients ({args.queued} positions, central.conf):")
     print(bl.table(["absent clients", "bytes/message", "per further client"],
-                   [[1, f"{queue[1]:.0f}", ""], [4, f"{queue[4]:.0f}", f"{(queue[4] - queue[1]) / 3:.0f}"]]))  # fmt: skip
+                   [[1, f"{queue[1]:.0f}", ""], [4, f"{queue[4]:.0f}", f"{(queue[4] - queue[1]) / 3:.0f}"]]))
     return 0
 
 

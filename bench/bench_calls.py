@@ -55,7 +55,7 @@ def jurisdictions(rng: random.Random, towns: list[tuple[float, float, float]], p
         if geom.is_empty:
             continue
         features.append({"type": "Feature", "properties": {"code": f"J{i:03d}", "name": f"Jurisdiction {i}"},
-                         "geometry": json.loads(shapely.to_geojson(geom))})  # fmt: skip
+                         "geometry": json.loads(shapely.to_geojson(geom))})
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
 
 
@@ -76,10 +76,10 @@ def publish_units(port: int, rng: random.Random, towns: list[tuple[float, float,
         unit = f"U{i:05d}"
         status = "available" if rng.random() < 0.7 else "unavailable"
         pos = {"unit": unit, "lat": round(lat, 7), "lon": round(lon, 7), "time": now, "received": now, "speed_kmh": 0.0,
-               "course": 0.0, "hdop": 1.0, "sats": 9, "fix": "3d", "source": "bench", "msg_id": f"p{i}"}  # fmt: skip
+               "course": 0.0, "hdop": 1.0, "sats": 9, "fix": "3d", "source": "bench", "msg_id": f"p{i}"}
         c.publish(f"{node}/unit/{unit}/position", json.dumps(pos), qos=1, retain=True)
         last = c.publish(f"{node}/unit/{unit}/status", json.dumps({"unit": unit, "status": status, "since": now,
-                                                                     "call_id": None, "msg_id": f"s{i}"}), qos=1, retain=True)  # fmt: skip
+                                                                     "call_id": None, "msg_id": f"s{i}"}), qos=1, retain=True)
         if i % 2000 == 1999:
             last.wait_for_publish(30)
     if last is not None:
@@ -179,7 +179,7 @@ def main() -> int:
                 lon, lat = around(rng, towns)
                 body = json.dumps({"call_id": f"B-{i}", "caller": f"+62812{i:07d}", "lat": round(lat, 6), "lon": round(lon, 6),
                                    "accuracy_m": 20, "received_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                                   "category": "bench"})  # fmt: skip
+                                   "category": "bench"})
                 size = len(body)
                 sent[f"B-{i}"] = time.perf_counter_ns()
                 caller.publish(f"{NODE}/call/new", body, qos=1)
@@ -196,13 +196,13 @@ def main() -> int:
         "daemon_rss_mb": round(rss, 1),
         "call_ms": {"median": median(lat_ms), "p90": pct(lat_ms, 90), "p99": pct(lat_ms, 99), "max": max(lat_ms)},
         "broker_rtt_ms": {"median": median(rtt), "p90": pct(rtt, 90), "p99": pct(rtt, 99)},
-    }  # fmt: skip
+    }
     if a.json:
         print(dump_json(res))
         return 0
     print(f"\n110 call latency: {a.units:,} units over MQTT, 500 synthetic jurisdictions, {a.calls} calls 20 ms apart")
     print(f"units published in {published_s:.1f} s; daemon ready in {ready_s:.2f} s; units taken in after {loaded_s:.1f} s; "
-          f"daemon RSS {rss:.1f} MB; {with_cands}/{len(sent)} calls with candidates\n")  # fmt: skip
+          f"daemon RSS {rss:.1f} MB; {with_cands}/{len(sent)} calls with candidates\n")
     call_row = [f"{v:.3f}" for v in (median(lat_ms), pct(lat_ms, 90), pct(lat_ms, 99), max(lat_ms))]
     rtt_row = [f"{v:.3f}" for v in (median(rtt), pct(rtt, 90), pct(rtt, 99), max(rtt))]
     rows = [["call/new -> first call state", len(lat_ms), *call_row], ["baseline: broker round trip alone", len(rtt), *rtt_row]]
@@ -210,7 +210,7 @@ def main() -> int:
     p99 = pct(lat_ms, 99)
     verdict = "MET" if p99 <= 5.0 else f"MISSED by {p99 - 5.0:.2f} ms"
     print(f"\nGOAL call -> call state p99 <= 5 ms: {p99:.3f} ms -> {verdict} "
-          f"({p99 / max(pct(rtt, 99), 1e-9):.1f}x the broker's p99)")  # fmt: skip
+          f"({p99 / max(pct(rtt, 99), 1e-9):.1f}x the broker's p99)")
     return 0
 
 

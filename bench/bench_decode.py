@@ -158,7 +158,7 @@ def sanity(path: Path, gpsdecode: str | None, workdir: Path) -> dict[str, object
     err = io.StringIO()
     cmd_decode.decode_file(str(prefix), True, 20.0, out=out, err=err)
     result: dict[str, object] = {"lines": SANITY_LINES, "alkomd_fixes": out.getvalue().count("\n"),
-                                 "alkomd_summary": err.getvalue().strip()}  # fmt: skip
+                                 "alkomd_summary": err.getvalue().strip()}
     if gpsdecode:
         with open(prefix, "rb") as fh:
             text = subprocess.run([gpsdecode], stdin=fh, capture_output=True).stdout.decode("utf-8", "replace")
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                 cpus[key].append(cpu)
         if not a.json:
             print(f"  repeat {r + 1}/{a.repeats}: " + "  ".join(f"{k} {nlines / walls[k][-1]:,.0f}/s" for k, _, _ in contenders),
-                  file=sys.stderr, flush=True)  # fmt: skip
+                  file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - t_start
 
     rate = {k: [nlines / w for w in ws] for k, ws in walls.items()}
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((
             f"({k}) {label}", bl.fmt_int(res["median_sentences_per_s"]), bl.fmt_int(min(rs)), bl.fmt_int(max(rs)),
             f"{res['median_us_per_sentence']:.2f}", f"{res['median_wall_s']:.2f}", "-" if cpu is None else f"{cpu:.2f}",
-        ))  # fmt: skip
+        ))
     if not gpsdecode:
         rows.append(("(d) gpsdecode", "n/a", "", "", "", "", ""))
     print(bl.table(("contender", "median lines/s", "min", "max", "us/line", "wall s", "CPU s"), rows))
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ngpsdecode not found: n/a. To measure it: {GPSDECODE_INSTALL}")
     print(f"\nsanity ({check['lines']:,} first lines): alkomd {check['alkomd_fixes']} fixes; "
           + (f"gpsdecode {check.get('gpsdecode_tpv')} TPV reports ({check.get('gpsdecode_fix_times')} distinct fix times), "
-             f"{check.get('gpsdecode_sky')} SKY" if gpsdecode else "gpsdecode n/a"))  # fmt: skip
+             f"{check.get('gpsdecode_sky')} SKY" if gpsdecode else "gpsdecode n/a"))
     print(f"  alkomd: {check['alkomd_summary']}")
     if goal["ratio"] is None:
         print(f"\nGOAL {goal['text']}: n/a (gpsdecode missing)")
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"own time by file: {shares}")
         print(bl.table(("function", "own s", "own %", "cum s", "calls"),
                        [(t["function"], f"{t['own_s']:.3f}", f"{t['own_share']:.1%}", f"{t['cum_s']:.3f}", f"{t['calls']:,}")
-                        for t in prof["top"]], "lrrrr"))  # fmt: skip
+                        for t in prof["top"]], "lrrrr"))
     return 0
 
 

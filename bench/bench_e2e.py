@@ -172,7 +172,7 @@ class PtyProbe:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", READER, str(self.pty.link), str(len(payload))],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != b"READY":
             raise RuntimeError("pty probe reader did not start")
@@ -224,7 +224,7 @@ def make_epochs(base: datetime, n: int, rng: random.Random) -> list[tuple[str, b
 def run_round(
     sync: str, n: int, round_no: int, broker_port: int, sub: Subscriber, pub: ProbePublisher,
     probe: PtyProbe, rng: random.Random, gap_s: tuple[float, float], workdir: Path, base: datetime,
-) -> dict[str, object]:  # fmt: skip
+) -> dict[str, object]:
     rdir = workdir / f"round{round_no:02d}-{sync}"
     rdir.mkdir()
     pty = bl.Pty.create(rdir / "gps0")
@@ -404,11 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nEnd-to-end latency: last byte of an epoch on the pty -> position on {TOPIC}")
     print(f"{per_round * a.rounds} measured epochs per configuration in {a.rounds} daemon runs each (+{WARMUP} warm-up per run), "
           f"epochs {a.gap_ms.replace(',', '-')} ms apart; {elapsed:.0f} s total; "
-          f"position payload {report['position_payload_bytes']} bytes\n")  # fmt: skip
+          f"position payload {report['position_payload_bytes']} bytes\n")
     rows = []
     for sync, c in configs.items():
         for label, key in (("alkomd end to end", "daemon_ms"), ("baseline: broker RTT (paho QoS1 -> on_message)", "broker_rtt_ms"),
-                           ("baseline: pty write -> pyserial chunked read", "pty_read_ms")):  # fmt: skip
+                           ("baseline: pty write -> pyserial chunked read", "pty_read_ms")):
             s = c[key]
             rows.append((f"[{sync}] {label}", s["n"], f"{s['median']:.3f}", f"{s['p90']:.3f}", f"{s['p99']:.3f}", f"{s['max']:.3f}"))
     print(bl.table(("synchronous / path", "n", "median ms", "p90 ms", "p99 ms", "max ms"), rows))
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             sync, f"{c['median_of_round_medians_ms']:.3f}", " ".join(f"{x:.2f}" for x in c["round_medians_ms"]),
             f"{c['ratio_daemon_to_broker_rtt']:.2f}", f"{c['ratio_daemon_to_broker_plus_pty']:.2f}", c["lost"],
             f"{c['ready_s_median']:.2f}",
-        ))  # fmt: skip
+        ))
     heads = ("synchronous", "median of round medians ms", "round medians", "x broker RTT", "x (broker+pty)", "lost", "ready s")
     print(bl.table(heads, rows))
     print()

@@ -173,7 +173,7 @@ def driver_flat_out(framed: list[bytes]) -> dict[str, float]:
         run.wait_for(len(framed), 120)
         cpu, wall, n = run.window()
         return {"sentences": n, "cpu_s": cpu, "wall_s": wall, "cpu_us_per_sentence": cpu / n * 1e6,
-                "share_at_15": RATE * cpu / n, "errors": run.driver.decoder.parse_errors + run.driver.decoder.checksum_errors}  # fmt: skip
+                "share_at_15": RATE * cpu / n, "errors": run.driver.decoder.parse_errors + run.driver.decoder.checksum_errors}
 
 
 def driver_paced(framed: list[bytes], seconds: float) -> dict[str, float]:
@@ -188,7 +188,7 @@ def driver_paced(framed: list[bytes], seconds: float) -> dict[str, float]:
         run.wait_for(n, 10)
         cpu, wall, got = run.window()
         return {"sentences": got, "cpu_s": cpu, "wall_s": wall, "rate": got / wall if wall else 0.0, "share": cpu / wall,
-                "errors": run.driver.decoder.parse_errors + run.driver.decoder.checksum_errors}  # fmt: skip
+                "errors": run.driver.decoder.parse_errors + run.driver.decoder.checksum_errors}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,26 +272,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     print(f"\nFleetSync/NXDN base radio: {n:,} sentences ({nbytes:,} bytes), "
-          + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))  # fmt: skip
+          + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     print(f"decoded: {dict(got)}; {a.repeats} interleaved repeats; {elapsed:.0f} s; load {os.getloadavg()[0]:.2f}\n")
     rows = [
         (f"({k}) {r['label']}", bl.fmt_int(r["sentences_per_cpu_s"]), bl.fmt_int(r["sentences_per_s"]), f"{r['us_per_sentence']:.1f}",
          f"{r['share_at_15']:.3%}")
         for k, r in results.items()
-    ]  # fmt: skip
+    ]
     rows.append((
         "(c) fleetsync driver on a pty, flat out", bl.fmt_int(flat["sentences"] / flat["cpu_s"]),
         bl.fmt_int(flat["sentences"] / flat["wall_s"]), f"{flat['cpu_us_per_sentence']:.1f}", f"{flat['share_at_15']:.3%}",
-    ))  # fmt: skip
+    ))
     print(bl.table(("contender", "sentences/CPU-s", "sentences/s", "CPU us/sentence", "share at 15/s"), rows))
     print(f"\n(a) / (b): the decoder takes {ratio['median']:.2f}x the CPU of bare pynmea2 parsing "
-          f"(median of per-repeat ratios; {ratio['min']:.2f}-{ratio['max']:.2f})")  # fmt: skip
+          f"(median of per-repeat ratios; {ratio['min']:.2f}-{ratio['max']:.2f})")
     print(f"(c) paced at {RATE:g}/s for {paced['wall_s']:.1f} s: {paced['sentences']:.0f} sentences, driver thread "
           f"{paced['cpu_s'] * 1000:.0f} ms CPU = {share_driver:.3%} of one core (idle wake-ups included); "
-          f"errors {paced['errors']:.0f}")  # fmt: skip
+          f"errors {paced['errors']:.0f}")
     verdict = "MET" if met else "MISSED"
     print(f"\nGOAL {GOAL_SHARE:.0%} of one core at {RATE:g} sentences/s: decoder {results['a']['share_at_15']:.3%}, "
-          f"whole driver {share_driver:.3%} -> {verdict}")  # fmt: skip
+          f"whole driver {share_driver:.3%} -> {verdict}")
     return 0
 
 

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: dict[str, list[dict[str, object]]] = {
         "bare": [], "imports": [], "broker_up": [], "broker_down": [], "imports_before_broker_up": [], "imports_before_broker_down": [],
-    }  # fmt: skip
+    }
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="alkomd-bench-idle-", dir="/tmp") as tmp:
         work = Path(tmp)
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                         res = daemon_run(cfg, a.idle, expected_errors=("broker unreachable",) if name == "broker_down" else ())
                         runs[name].append(res)
                         log(f"  repeat {r + 1} {name}: ready {res['ready_s']:.3f} s, RSS {res['rss_mb']:.1f} MB, "
-                            f"HWM {res['hwm_mb']:.1f} MB, idle CPU {res['idle_cpu_pct']:.1f}%, stop {res['stop_s']:.2f} s")  # fmt: skip
+                            f"HWM {res['hwm_mb']:.1f} MB, idle CPU {res['idle_cpu_pct']:.1f}%, stop {res['stop_s']:.2f} s")
         finally:
             for pt in ptys:
                 pt.close()
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     print(f"\nIdle daemon: {UNITS} units, {DEVICES} nmea devices on ptys; memory after {a.idle:g} s idle; "
-          f"{a.repeats} interleaved repeats, {elapsed:.0f} s\n")  # fmt: skip
+          f"{a.repeats} interleaved repeats, {elapsed:.0f} s\n")
     rows = []
     for name, label in (("bare", "python -c pass"), ("imports", f'python -c "{IMPORTS}"')):
         s = summary[name]
@@ -187,9 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         s = summary[name]
         rows.append((label, f"{s['ready_s']:.3f}", f"{s['rss_mb']:.1f}", f"{s['hwm_mb']:.1f}", f"{s['threads']:.0f}",
                      f"{s['idle_cpu_pct']:.2f}", f"{s['stop_s']:.2f}", f"{s['rss_over_imports']:.2f}",
-                     f"{s['ready_over_imports_startup']:.2f}"))  # fmt: skip
+                     f"{s['ready_over_imports_startup']:.2f}"))
     print(bl.table(("process", "startup/ready s", "VmRSS MB", "VmHWM MB", "threads", "idle CPU %", "stop s",
-                    "RSS x imports", "ready x imports"), rows))  # fmt: skip
+                    "RSS x imports", "ready x imports"), rows))
     print(f"\nbroker down / broker up ready time (median of per-repeat ratios): {summary['broker_down']['ready_over_broker_up']:.2f}")
     print()
     for name in ("broker_up", "broker_down"):

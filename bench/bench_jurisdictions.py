@@ -149,7 +149,7 @@ def summarise(per_repeat: list[list[float]]) -> dict[str, float]:
 
 
 def run_set(name: str, index: JurisdictionIndex, q: tuple[np.ndarray, np.ndarray], bulk: tuple[np.ndarray, np.ndarray], repeats: int,
-            rng: np.random.Generator) -> dict[str, Any]:  # fmt: skip
+            rng: np.random.Generator) -> dict[str, Any]:
     naive = Naive(index)
     qlat, qlon = q[0].tolist(), q[1].tolist()
     acc = np.exp(rng.uniform(math.log(20), math.log(2000), len(qlat))).tolist()
@@ -187,7 +187,7 @@ def run_set(name: str, index: JurisdictionIndex, q: tuple[np.ndarray, np.ndarray
                 bulk_fns[k]()
                 bulk_s[k].append(time.perf_counter() - t0)
         print(f"  {name} repeat {r + 1}/{repeats}: a p99 {bl.pct(times['a'][-1], 99):.1f} us, "
-              f"A {blat.size / bulk_s['A'][-1]:,.0f} points/s", file=sys.stderr)  # fmt: skip
+              f"A {blat.size / bulk_s['A'][-1]:,.0f} points/s", file=sys.stderr)
 
     # correctness: bulk == per point; the naive baseline agrees except where a tie rule decides
     ours = index.assign_bulk(blat, blon)
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = res["bulk"]["A"]["points_per_s"]
         goals.append({"text": f"{name}: bulk >= {GOAL_BULK_PER_S:,.0f} points/s", "value": rate, "met": rate >= GOAL_BULK_PER_S})
     report = {"bench": "jurisdictions", "machine": bl.machine(), "repeats": a.repeats, "elapsed_s": round(elapsed, 1),
-              "results": results, "goals": goals}  # fmt: skip
+              "results": results, "goals": goals}
     if a.json:
         print(bl.dump_json(report))
         return 0
@@ -282,9 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, res in results.items():
         print(f"\n{name}: {res['polygons']} jurisdictions, {res['parts']} polygon parts, vertices per part median "
               f"{res['vertices_median']:.0f} max {res['vertices_max']}; built/loaded in {res['build_s'] * 1000:.0f} ms; "
-              f"{res['queries']} queries ({res['queries_at_sea']} at sea), {res['bulk_points']:,} bulk points")  # fmt: skip
+              f"{res['queries']} queries ({res['queries_at_sea']} at sea), {res['bulk_points']:,} bulk points")
         rows = [(f"({k}) {LABELS[k]}", f"{s['median_us']:.1f}", f"{s['p99_us']:.1f}", bl.fmt_int(1e6 / s["median_us"]))
-                for k, s in res["single"].items()]  # fmt: skip
+                for k, s in res["single"].items()]
         print(bl.table(("single lookup", "median us", "p99 us", "per s (1/median)"), rows))
         ratios = res["single_ratio_vs_naive"]
         print(f"speed-up vs naive (median of per-repeat ratios of medians): a {ratios['a']:.1f}x, b {ratios['b']:.1f}x")
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"assign_bulk speed-up: {br['A/N']:.1f}x the naive bulk, {br['A/a*']:.1f}x the per-point loop")
         c = res["check"]
         print(f"check: bulk == per point: {c['bulk_equals_per_point']}; assigned {c['assigned']:,}; "
-              f"differences from the naive baseline (border ties): {c['naive_disagreements']}")  # fmt: skip
+              f"differences from the naive baseline (border ties): {c['naive_disagreements']}")
     print()
     for g in goals:
         unit = "us" if "us" in g["text"] else "points/s"

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         contenders: list[tuple[str, Callable[[], object]]] = [
             ("tcp-per-poll", poll(per_poll)), ("tcp-open", poll(kept)), ("pymodbus-tcp", plain(plain_tcp)),
             ("tcp-1", one_register), ("rtu", poll(rtu)), ("pymodbus-rtu", plain(plain_rtu)),
-        ]  # fmt: skip
+        ]
         baseline = {"tcp-per-poll": "pymodbus-tcp", "tcp-open": "pymodbus-tcp", "tcp-1": "pymodbus-tcp", "rtu": "pymodbus-rtu"}
         rtt: dict[str, list[tuple[float, float]]] = {k: [] for k, _ in contenders}
         ratios: dict[str, list[float]] = {k: [] for k in baseline}
@@ -207,13 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         print(bl.dump_json(result))
         return 0
     print(f"Modbus whole-map poll (Teltonika RUT map: {len(BLOCKS)} requests, "
-          f"{sum(b.count for b in BLOCKS)} registers), {a.repeats} x {a.polls} polls")  # fmt: skip
+          f"{sum(b.count for b in BLOCKS)} registers), {a.repeats} x {a.polls} polls")
     print(bl.table(("contender", "median ms", "p99 ms", "vs pymodbus"), rows))
     print()
     print(f"driver CPU per poll over TCP (transport + decode + gates + Fix): {result['cpu_driver_us']:.0f} us")
     print(f"decode and gates alone (one poll's registers):                   {result['cpu_digest_us']:.1f} us")
     print(f"RS-485 line time of one poll: {result['line_time_9600_ms']:.0f} ms at 9600 baud, "
-          f"{result['line_time_115200_ms']:.1f} ms at 115200 (add it to the rtu row for a real line)")  # fmt: skip
+          f"{result['line_time_115200_ms']:.1f} ms at 115200 (add it to the rtu row for a real line)")
     extra = bl.median([m for m, _ in rtt["tcp-per-poll"]]) - bl.median([m for m, _ in rtt["tcp-open"]])
     print(f"connect + close per poll costs {extra:.3f} ms on loopback (one extra round trip on a real link)")
     print(f"elapsed {result['elapsed_s']:.0f} s; loadavg {bl.machine()['loadavg']}")

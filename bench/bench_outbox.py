@@ -54,7 +54,7 @@ def fix_message(rng: random.Random, unit: int, t: datetime) -> tuple[UnitPositio
         lon=123.0 + rng.uniform(-0.5, 0.5), mode=3, received=t + timedelta(milliseconds=rng.randint(20, 900)),
         received_mono=0.0, alt=round(rng.uniform(0, 400), 1), speed_kmh=rng.uniform(0, 90), course=rng.uniform(0, 360),
         hdop=rng.uniform(0.6, 3), sats=rng.randint(5, 14), radio=f"100-{1000 + unit}" if relayed else None,
-    )  # fmt: skip
+    )
     up = UnitPosition(f"R2-{unit:03d}", f)
     return up, contract.position_message(NODE, up)
 
@@ -73,7 +73,7 @@ def sizes(tmp: Path, rng: random.Random, n: int = 60_000) -> dict[str, float]:
     outbox = sum(v for k, v in pages.items() if k == "outbox" or k.startswith("outbox_"))
     history = sum(v for k, v in pages.items() if k == "positions" or k.startswith("positions_"))
     return {"payload_median": median(payloads), "payload_max": max(payloads), "outbox_disk_per_row": outbox / n,
-            "history_disk_per_row": history / n}  # fmt: skip
+            "history_disk_per_row": history / n}
 
 
 def week(tmp: Path, rng: random.Random, budget_mb: float) -> dict[str, object]:
@@ -91,7 +91,7 @@ def week(tmp: Path, rng: random.Random, budget_mb: float) -> dict[str, object]:
             asyncio.run(budget.thin_round())
             rounds += 1
     kept = [datetime.fromisoformat(t) for (t,) in store.conn.execute(
-        "SELECT json_extract(payload, '$.time') FROM outbox WHERE sent IS NULL AND kind = 'position'")]  # fmt: skip
+        "SELECT json_extract(payload, '$.time') FROM outbox WHERE sent IS NULL AND kind = 'position'")]
     unsent = store.unsent_bytes
     store.close()
     end = T0 + timedelta(days=7)
@@ -100,7 +100,7 @@ def week(tmp: Path, rng: random.Random, budget_mb: float) -> dict[str, object]:
         n = sum(1 for t in kept if lo * 3600 <= (end - t).total_seconds() < hi * 3600)
         by_age[label] = n / (hi - lo)
     return {"unsent_mb_500_units": unsent * UNITS / 1e6, "peak_mb_500_units": peak * UNITS / 1e6, "rounds": rounds,
-            "positions_per_unit_hour_by_age": by_age, "raw_mb_500_units": 7 * 24 * per_hour * UNITS * 270 / 1e6}  # fmt: skip
+            "positions_per_unit_hour_by_age": by_age, "raw_mb_500_units": 7 * 24 * per_hour * UNITS * 270 / 1e6}
 
 
 def round_cost(tmp: Path, rng: random.Random, n: int = 300_000) -> dict[str, float]:
@@ -124,7 +124,7 @@ def round_cost(tmp: Path, rng: random.Random, n: int = 300_000) -> dict[str, flo
     rows, elapsed = asyncio.run(main())
     store.close()
     return {"backlog": n, "rows_thinned": rows, "seconds": elapsed, "rows_per_s": rows / elapsed,
-            "longest_loop_wait_ms": max(gaps) * 1000, "median_loop_wait_ms": median(gaps) * 1000}  # fmt: skip
+            "longest_loop_wait_ms": max(gaps) * 1000, "median_loop_wait_ms": median(gaps) * 1000}
 
 
 def ack_cost(tmp: Path, rng: random.Random, repeats: int) -> dict[str, float]:
@@ -213,31 +213,31 @@ def main() -> int:
         "messages": per_day, "payload_mb": per_day * s["payload_median"] / 1e6,
         "outbox_disk_mb": per_day * s["outbox_disk_per_row"] / 1e6, "history_disk_mb": per_day * s["history_disk_per_row"] / 1e6,
         "days_to_reach_default_budget": budget_mb * 1e6 / (per_day * s["payload_median"])},
-        "week_outage_default_budget": w, "round": rc, "ack": ac, "drain": dr, "budget_mb": budget_mb, "steps_s": STEPS_S}  # fmt: skip
+        "week_outage_default_budget": w, "round": rc, "ack": ac, "drain": dr, "budget_mb": budget_mb, "steps_s": STEPS_S}
     if args.json:
         print(dump_json(result))
         return 0
     pd = result["per_day_500_units"]
     print(f"position message: payload {s['payload_median']:.0f} B median ({s['payload_max']} max); on disk "
           f"{s['outbox_disk_per_row']:.0f} B per unsent row (outbox table + indexes), "
-          f"{s['history_disk_per_row']:.0f} B per history row")  # fmt: skip
+          f"{s['history_disk_per_row']:.0f} B per history row")
     print(f"500 units every 10 s, per day of outage: {pd['messages']:,.0f} messages, {pd['payload_mb']:,.0f} MB payload, "
           f"{pd['outbox_disk_mb']:,.0f} MB outbox on disk (+{pd['history_disk_mb']:,.0f} MB of history, kept anyway); "
-          f"the {budget_mb:.0f} MB budget is reached after {pd['days_to_reach_default_budget'] * 24:.1f} h")  # fmt: skip
+          f"the {budget_mb:.0f} MB budget is reached after {pd['days_to_reach_default_budget'] * 24:.1f} h")
     print(f"\nweek-long outage, 500 units, budget {budget_mb:.0f} MB (raw {w['raw_mb_500_units']:,.0f} MB): "
-          f"{w['unsent_mb_500_units']:.0f} MB unsent at the end, peak {w['peak_mb_500_units']:.0f} MB, {w['rounds']} rounds")  # fmt: skip
+          f"{w['unsent_mb_500_units']:.0f} MB unsent at the end, peak {w['peak_mb_500_units']:.0f} MB, {w['rounds']} rounds")
     ages = w["positions_per_unit_hour_by_age"]
     assert isinstance(ages, dict)
     print(table(["age of the fix", "positions kept per unit and hour"], [[k, f"{v:.1f}"] for k, v in ages.items()]))
     print(f"\nthinning round on a {rc['backlog']:,} message backlog: {rc['rows_thinned']:,.0f} rows in {rc['seconds']:.2f} s "
           f"({rc['rows_per_s']:,.0f} rows/s); longest wait of the event loop {rc['longest_loop_wait_ms']:.1f} ms, "
-          f"median {rc['median_loop_wait_ms']:.2f} ms")  # fmt: skip
+          f"median {rc['median_loop_wait_ms']:.2f} ms")
     print(f"ack path: mark_sent of 20 ids {ac['mark_sent_us']:.0f} us vs plain UPDATE {ac['plain_update_us']:.0f} us: "
-          f"ratio {ac['ratio']:.2f} (median of {args.repeats} interleaved repeats, synchronous=full)")  # fmt: skip
+          f"ratio {ac['ratio']:.2f} (median of {args.repeats} interleaved repeats, synchronous=full)")
     print(f"drain after the outage, loopback mosquitto, inflight 20: {dr['messages']:,.0f} messages in {dr['seconds']:.1f} s "
           f"({dr['msgs_per_s']:,.0f} msg/s); the default budget holds about {budget_mb * 1e6 / s['payload_median']:,.0f} "
           f"messages: {budget_mb * 1e6 / s['payload_median'] / dr['msgs_per_s'] / 60:.0f} min at this rate, "
-          f"{budget_mb * 1e6 / s['payload_median'] / 200 / 3600:.1f} h at 200 msg/s (20 in flight, 100 ms round trip)")  # fmt: skip
+          f"{budget_mb * 1e6 / s['payload_median'] / 200 / 3600:.1f} h at 200 msg/s (20 in flight, 100 ms round trip)")
     return 0
 
 

@@ -134,7 +134,7 @@ class World:
 def anchor_brute(snaps: list[UnitSnapshot], loc: Location, placement: Placement, k: int) -> list[str]:
     """perf-anchors b3: pure-Python haversine over all available units, sort, walk until k inside."""
     rows = [(haversine_m(loc.lat, loc.lon, s.lat, s.lon), s.unit, s.jurisdiction)
-            for s in snaps if s.status is UnitStatus.AVAILABLE and s.lat is not None and s.lon is not None]  # fmt: skip
+            for s in snaps if s.status is UnitStatus.AVAILABLE and s.lat is not None and s.lon is not None]
     rows.sort()
     out = []
     for _, unit, jur in rows:
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "index_load_s": load_s,
     }
     log(f"world: {a.units:,} units, {len(avail):,} available; available per jurisdiction median "
-        f"{bl.median(counts):.0f}, p95 {bl.pct(counts, 95):.0f}, max {max(counts)}; index loaded in {load_s:.2f} s")  # fmt: skip
+        f"{bl.median(counts):.0f}, p95 {bl.pct(counts, 95):.0f}, max {max(counts)}; index loaded in {load_s:.2f} s")
 
     ok_callers = world.callers(a.queries, approximate=False)
     approx_callers = world.callers(a.queries, approximate=True)
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             results[key].append(stats(us))
         ratios.append(results["b"][-1]["median"] / results["a"][-1]["median"])
         log(f"  repeat {r + 1}/{a.repeats}: " + "  ".join(f"{k} p50 {v[-1]['median']:.1f} us p99 {v[-1]['p99']:.1f} us"
-                                                        for k, v in results.items()))  # fmt: skip
+                                                        for k, v in results.items()))
     elapsed = time.perf_counter() - t_all
 
     def med(key: str, stat: str) -> float:
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         k: {"label": labels[k], "calls_per_repeat": counts_n[k], **{s: med(k, s) for s in ("median", "p90", "p99", "max", "mean")},
             "per_s": 1e6 / med(k, "mean"), "per_repeat": results[k]}
         for k in results
-    }  # fmt: skip
+    }
     p50_ms, p99_ms, qps = med("a", "median") / 1000, med("a", "p99") / 1000, 1e6 / med("a", "mean")
     goals = {
         "issue_p99": {"text": f"recommendation p99 <= {GOAL_P99_MS} ms", "value_ms": p99_ms, "met": p99_ms <= GOAL_P99_MS},
@@ -305,24 +305,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     print(f"\nNearest-unit recommendation: {a.units:,} units ({len(avail):,} available), {a.jurisdictions} jurisdictions, K = "
-          f"{opts.candidates}, neighbour reach {opts.neighbour_max_m:.0f} m")  # fmt: skip
+          f"{opts.candidates}, neighbour reach {opts.neighbour_max_m:.0f} m")
     print(f"available units per jurisdiction: median {bl.median(counts):.0f}, p95 {bl.pct(counts, 95):.0f}, max {max(counts)}; "
-          f"index load {load_s:.2f} s ({load_s / a.units * 1e6:.1f} us/unit)")  # fmt: skip
+          f"index load {load_s:.2f} s ({load_s / a.units * 1e6:.1f} us/unit)")
     print(f"{a.repeats} repeats in {elapsed:.0f} s; machine {bl.machine()['cpus']} CPUs, load {os.getloadavg()[0]:.2f}\n")
     rows = []
     for res in summary.values():
         rows.append((res["label"], f"{res['calls_per_repeat']:,}", f"{res['median']:,.1f}", f"{res['p90']:,.1f}",
-                     f"{res['p99']:,.1f}", f"{res['max']:,.1f}", bl.fmt_int(res["per_s"])))  # fmt: skip
+                     f"{res['p99']:,.1f}", f"{res['max']:,.1f}", bl.fmt_int(res["per_s"])))
     print(bl.table(("contender", "calls/repeat", "median us", "p90 us", "p99 us", "max us", "per s (1/mean)"), rows))
     rr = report["brute_over_index"]
     assert isinstance(rr, dict)
     print(f"\nbrute_force / recommend (median of per-repeat ratios of medians): {rr['median']:,.0f}x "
-          f"(min {rr['min']:,.0f}x, max {rr['max']:,.0f}x)")  # fmt: skip
+          f"(min {rr['min']:,.0f}x, max {rr['max']:,.0f}x)")
     print(f"candidates per query (warm-up sample): median {bl.median(found):.0f}, min {min(found)}")
     print(f"answers checked against brute_force: {a.brute * a.repeats}, mismatches: {len(mismatches)}")
     c_med, c_p99 = med("c", "median"), med("c", "p99")
     print(f"position update: {c_med:.1f} us median, {c_p99:.1f} us p99 = {c_med / BUDGET_US:.0%} of the {BUDGET_US:.0f} us "
-          f"per-message budget at 10k msg/s")  # fmt: skip
+          f"per-message budget at 10k msg/s")
     print()
     shown = {"issue_p99": f"p99 {p99_ms:.3f} ms", "g8": f"p50 {p50_ms:.3f} ms, p99 {p99_ms:.3f} ms, {qps:,.0f} q/s"}
     for key, g in goals.items():

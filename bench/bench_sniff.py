@@ -160,13 +160,13 @@ def main() -> int:
             [["(a) sniff", bl.fmt_int(sniff_rate), f"{bl.median(ratios):.2f}x"],
              ["(j) sniff --json", bl.fmt_int(json_rate), f"{bl.median(ratios_json):.2f}x"],
              ["(b) daemon Decoder.feed", bl.fmt_int(base_rate), "1.00x"]],
-        ))  # fmt: skip
+        ))
         print(f"(r) live view frame: median {frame:.2f} ms, p90 {bl.pct(frames, 90):.2f} ms ({FRAMES_PER_S:g} frames/s)")
         print(f"CPU share at 115200 baud ({SENTENCES_PER_S_115200:g} sentences/s): live view {100 * share:.2f}% of a core, "
-              f"--json {100 * share_json:.2f}%")  # fmt: skip
+              f"--json {100 * share_json:.2f}%")
     ok = share < GOAL_SHARE and share_json < GOAL_SHARE
     print(f"GOAL {'met' if ok else 'NOT met'}: sniff at 115200 baud under {100 * GOAL_SHARE:g}% of one core "
-          f"(live view {100 * share:.2f}%, --json {100 * share_json:.2f}%)", file=sys.stderr if args.json else sys.stdout)  # fmt: skip
+          f"(live view {100 * share:.2f}%, --json {100 * share_json:.2f}%)", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

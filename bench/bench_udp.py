@@ -110,7 +110,7 @@ def one_run(senders: int, rate: float, seconds: float) -> dict[str, float]:
     proc = subprocess.Popen(
         [sys.executable, "-c", SENDER, str(port), str(senders), str(rate), str(seconds)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    )
     assert proc.stdout is not None and proc.stdin is not None
     assert proc.stdout.readline().strip() == "ready"
     c0 = cpu_s()

@@ -225,7 +225,7 @@ def daemon_config(
         "[store]", f"path = {toml_str(db)}", f'synchronous = "{synchronous}"', "",
         "[mqtt]", 'host = "127.0.0.1"', f"port = {port}", "tls = false", "",
         "[log]", 'level = "info"', "",
-    ]  # fmt: skip
+    ]
     for dev_id, link in devices:
         out += ["[[device]]", f'id = "{dev_id}"', 'driver = "nmea"', f"url = {toml_str(link)}", f"baud = {baud}", ""]
     for unit_id, dev_id in units:

@@ -135,7 +135,7 @@ def generate(path: Path, sentences: int = DEFAULT_SENTENCES, seed: int = DEFAULT
                 time=t, lat=lat, lon=lon, alt=rng.uniform(5, 40), speed_kmh=speed, course=course,
                 hdop=round(rng.uniform(0.6, 2.5), 2), sats=n_gps + (n_glo if profile == "GN" else 0),
                 valid=valid, talker="GP" if profile == "GP" else profile,
-            )  # fmt: skip
+            )
             head = epoch(spec, ("RMC", "VTG", "GGA", "GSA")).split(b"\r\n")[:-1]
             ep = [s + b"\r\n" for s in head]
             if profile == "GP":
@@ -179,7 +179,7 @@ def generate(path: Path, sentences: int = DEFAULT_SENTENCES, seed: int = DEFAULT
 
 
 def ensure(sentences: int = DEFAULT_SENTENCES, seed: int = DEFAULT_SEED, path: Path | None = None,
-           force: bool = False, quiet: bool = False) -> tuple[Path, dict[str, object]]:  # fmt: skip
+           force: bool = False, quiet: bool = False) -> tuple[Path, dict[str, object]]:
     """The file for (sentences, seed), generated only when missing; returns (path, statistics)."""
     path = path or default_path(sentences, seed)
     meta = path.with_suffix(".json")

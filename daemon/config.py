@@ -49,7 +49,7 @@ class StoreConfig:
         500.0, min=0.01, max=1_000_000,
         doc="Payload megabytes (10^6 bytes) of unsent messages kept during an outage; beyond it old position messages "
         "are thinned (never calls, alerts or statuses; the position history keeps every fix).",
-    )  # fmt: skip
+    )
 
     @property
     def outbox_budget_bytes(self) -> int:
@@ -75,7 +75,7 @@ class MqttConfig:
     keepalive_s: int = spec(
         30, min=5, max=3600, doc="MQTT keepalive; a dead link is noticed after about twice this (paho pings one keepalive "
         "after the last bytes received and gives up one keepalive later).",
-    )  # fmt: skip
+    )
     reconnect_min_s: float = spec(1.0, min=0.1, max=60, doc="First reconnect delay.")
     reconnect_max_s: float = spec(30.0, min=1, max=600, doc="Largest reconnect delay.")
     session_expiry_s: int = spec(
@@ -127,7 +127,7 @@ class RadioStatusConfig:
     emergency: tuple[int, ...] = spec(
         (99,), **_CODE, doc="Radio status codes that mean emergency: published at once on <node>/unit/<unit>/emergency "
         "and recorded in the audit record. Set to what your radios are programmed to send.",
-    )  # fmt: skip
+    )
     available: tuple[int, ...] = spec((), **_CODE, doc="Status codes that set the unit available.")
     assigned: tuple[int, ...] = spec((), **_CODE, doc="... assigned (to its current call).")
     enroute: tuple[int, ...] = spec((), **_CODE, doc="... en route.")
@@ -149,7 +149,7 @@ class UnitConfig:
         "", pattern=r"([0-9]{3}-[0-9]{4}|U[0-9]{5}|U[0-9]{8}|[A-Za-z0-9_.:-]{1,64})?",
         doc="The unit's radio on a device that relays many (a FleetSync base radio: fleet-id, e.g. 100-1001; NXDN/DMR: "
         "U-id, e.g. U00002; a UDP NMEA source: its id or address). With `device`, only that device; without, any.",
-    )  # fmt: skip
+    )
     report_interval_s: float = spec(0.0, min=0, max=86400, doc="Expected seconds between fixes; 0: the type's [availability] value.")
 
 
@@ -188,7 +188,7 @@ class Config:
 _SECTIONS = {
     "node": NodeConfig, "store": StoreConfig, "mqtt": MqttConfig, "log": LogConfig, "availability": AvailabilityConfig,
     "dispatch": DispatchOptions, "recommend": RecommendOptions, "calls": CallsConfig, "radio_status": RadioStatusConfig,
-}  # fmt: skip
+}
 _COMMON = ("id", "driver", "enabled")
 
 

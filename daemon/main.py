@@ -62,11 +62,11 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-c", "--config", type=Path, default=DEFAULT_PATH, metavar="FILE",
-                   help=f"configuration file (TOML; default {DEFAULT_PATH})")  # fmt: skip
+                   help=f"configuration file (TOML; default {DEFAULT_PATH})")
     p.add_argument("--check-config", nargs="?", const=True, default=None, metavar="FILE",
-                   help="validate the configuration (FILE, or --config) and exit: 0 valid, 78 invalid")  # fmt: skip
+                   help="validate the configuration (FILE, or --config) and exit: 0 valid, 78 invalid")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                   help="override [log] level from the configuration")  # fmt: skip
+                   help="override [log] level from the configuration")
     p.add_argument("--version", action="version", version=f"alkomd {__version__}")
     return p
 

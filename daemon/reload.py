@@ -89,7 +89,7 @@ class ReloadPlan:
             ("devices restarted", [d.id for d in self.restart]), ("units added", list(self.units_added)),
             ("units removed", list(self.units_removed)), ("units changed", list(self.units_changed)),
             ("options", list(self.options)),
-        ):  # fmt: skip
+        ):
             if items:
                 parts.append(f"{label} {', '.join(items)}")
         if self.log_level:

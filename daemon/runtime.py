@@ -240,7 +240,7 @@ class Runtime(LinkEvents):
             "alkomd %s ready: node %s (%s), %d devices, %d units, database %s, broker %s:%d",
             __version__, cfg.node.topic, cfg.node.tier, len(self.drivers.running), len(cfg.units), cfg.store.path,
             cfg.mqtt.host, cfg.mqtt.port,
-        )  # fmt: skip
+        )
         await self.stop_event.wait()
         log.info("stopping")
         self.notify.stopping("stopping: storing what the drivers still hold, then disconnecting")
@@ -289,7 +289,7 @@ class Runtime(LinkEvents):
                     rd.driver.counters(), None if last is None else now - last,
                     self.station.implausible_by_device.get(rd.device, 0),
                 )
-            )  # fmt: skip
+            )
         return out
 
     def _publish_health(self) -> None:
@@ -300,7 +300,7 @@ class Runtime(LinkEvents):
             utc_now(), time.monotonic() - self.started_mono, self.store.outbox_depth(), self.device_health(),
             outbox_bytes=self.store.unsent_bytes, outbox_thinned=self.budget.thinned_rows,
             implausible_fixes=self.station.implausible_fixes,
-        )  # fmt: skip
+        )
         self.link.publish(contract.health_topic(self.cfg.node.topic), payload, 1, False)
 
     def _prune(self) -> None:

@@ -54,7 +54,7 @@ class GpsdOptions:
     gpsd_device: str = spec(
         "", pattern=r"([^\s\"\\]{1,255})?",
         doc="Watch only this receiver of the gpsd (its path as gpsd names it, e.g. /dev/ttyUSB0); empty: every receiver.",
-    )  # fmt: skip
+    )
     max_hdop: float = spec(20.0, min=0.5, max=99.99, doc="Fixes with a larger HDOP are rejected.")
     silent_after_s: float = spec(10.0, min=1, max=3600, doc="No report from a receiver for this long: state silent.")
     no_fix_after_s: float = spec(30.0, min=1, max=86400, doc="Reports but no valid fix for this long: state no_fix.")

@@ -288,7 +288,7 @@ def gps_block(valid: bool, when: datetime | None, lat: float, lon: float, knots:
 
 
 def encode_report(op: Opcode, request_id: int, radio_id: int, gps: bytes, result: int = 0, emergency_type: int = 0,
-                  remaining: timedelta = timedelta(0), subnet: int = 10) -> bytes:  # fmt: skip
+                  remaining: timedelta = timedelta(0), subnet: int = 10) -> bytes:
     """A report as a radio sends it (A002, B003 or C003; for simulators and tests)."""
     if op is Opcode.EMERGENCY_REPORT:
         return _message(op, radio_ip_bytes(radio_id, subnet) + bytes([emergency_type]) + gps)

@@ -115,11 +115,11 @@ _DS_FIELDS = (
     _SUBTYPE, ("UTC time", "time"), ("Status (A valid, V void)", "valid"), ("Latitude", "lat"), ("N/S", "lat_dir"),
     ("Longitude", "lon"), ("E/W", "lon_dir"), ("Speed over ground, knots", "sog"), ("Course over ground", "cog"),
     ("Date ddmmyy", "date"), ("Magnetic variation", "var"), ("Variation E/W and sentence version", "var_dir_version"),
-)  # fmt: skip
+)
 _SH_FIELDS = (
     _SUBTYPE, ("Latitude", "lat"), ("N/S", "lat_dir"), ("Longitude", "lon"), ("E/W", "lon_dir"), ("UTC time", "time"),
     ("Status (A valid, V void)", "valid"),
-)  # fmt: skip
+)
 
 
 # The six manufacturers pynmea2 sees: a class each. pynmea2's metaclass files a class under its
@@ -197,7 +197,7 @@ class KLID(KLI):
     """FleetSync identity and status, without a position."""
 
     fields = (_SUBTYPE, ("Sentence version", "version"), ("Fleet", "fleet"), ("Unit id", "unit_id"), ("Unit status", "status"),
-              ("Reserved", "reserved"))  # fmt: skip
+              ("Reserved", "reserved"))
 
     def relayed(self) -> Relayed | None:
         radio = fleetsync_id(self._field("fleet"), self._field("unit_id"))
@@ -208,7 +208,7 @@ class KNID(KNI):
     """NXDN/DMR identity and status, without a position."""
 
     fields = (_SUBTYPE, ("Sentence version", "version"), ("Unit id (U + 5 or 8 digits)", "unit_id"), ("Unit status", "status"),
-              ("Reserved", "reserved"))  # fmt: skip
+              ("Reserved", "reserved"))
 
     def relayed(self) -> Relayed | None:
         radio = nxdn_id(self._field("unit_id"))

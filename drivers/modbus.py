@@ -262,7 +262,7 @@ class ModbusModem:
         fix = Fix(
             device=self.device, time=now, lat=g.lat, lon=g.lon, mode=3 if sats is not None and sats >= 4 else 2,
             received=now, received_mono=mono, speed_kmh=g.speed_kmh, hdop=g.hdop, sats=sats,
-        )  # fmt: skip
+        )
         self._fixes += 1
         tracker.no_fix_reason = ""
         tracker.saw_fix()

@@ -206,7 +206,7 @@ class _SerialClient(ModbusSerialClient):
         super().__init__(
             target.port_url, framer=FramerType.RTU, baudrate=baud, bytesize=bits, parity=parity, stopbits=stop_bits,
             timeout=timeout_s, retries=0,
-        )  # fmt: skip
+        )
         self.target = target
         self.framing = framing
         self.poll_s = max(0.001, 4 * (1 + bits + stop_bits + (parity != "N")) / baud)  # 4 characters' time

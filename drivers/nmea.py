@@ -254,7 +254,7 @@ class _Epoch:
         "sats",
         "speed",
         "tod",
-    )  # fmt: skip
+    )
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -397,7 +397,7 @@ class Decoder:
             else:
                 self.fixes += 1
                 out.append(Fix(self.device, when, rel.lat, rel.lon, 2, self._received, self._mono,
-                               speed_kmh=rel.speed_kmh, course=rel.course, radio=rel.radio))  # fmt: skip
+                               speed_kmh=rel.speed_kmh, course=rel.course, radio=rel.radio))
         if rel.status is not None:
             out.append(RadioStatus(self.device, rel.radio, rel.status, self._received, self._mono))
         return True

@@ -52,7 +52,7 @@ class NmeaUdpOptions:
     bind: str = spec(
         "0.0.0.0", pattern=r"[A-Za-z0-9_.:-]{1,253}",
         doc="Local address to listen on: 0.0.0.0 (every IPv4 interface), :: (IPv6 and IPv4), or one interface's address.",
-    )  # fmt: skip
+    )
     identify: str = spec(
         "address", choices=IDENTIFY, doc="How a sender is named: address (its IP address) or field (an id at the start of each datagram)."
     )
@@ -60,7 +60,7 @@ class NmeaUdpOptions:
         DEFAULT_ID_PATTERN,
         doc="identify = field: regular expression matched at the start of each datagram; its first group is the sender's id "
         "(up to 64 of A-Z a-z 0-9 _ . : -); the whole match is removed before decoding.",
-    )  # fmt: skip
+    )
     allow: tuple[str, ...] = spec((), doc="Accept datagrams only from these networks (CIDR, e.g. 10.64.0.0/16); empty: from any address.")
     max_senders: int = spec(1024, min=1, max=100_000, doc="Senders tracked at once; beyond, the longest-quiet one is forgotten.")
     max_datagram_bytes: int = spec(4096, min=64, max=65507, doc="Larger datagrams are dropped and counted.")

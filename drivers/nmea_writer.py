@@ -106,7 +106,7 @@ def epoch(e: EpochSpec, types: tuple[str, ...] = ("RMC", "VTG", "GGA", "GSA", "G
 
 
 def kenwood_ds(t: datetime, lat: float, lon: float, radio: str, status: int, *, kmh: float = 0.0, course: float = 0.0,
-               valid: bool = True) -> bytes:  # fmt: skip
+               valid: bool = True) -> bytes:
     """A relayed position with status: `$PKLDS` for a FleetSync radio (`100-1001`), `$PKNDS` for a U-id."""
     la, ns = lat_field(lat)
     lo, ew = lon_field(lon)

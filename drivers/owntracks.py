@@ -33,7 +33,7 @@ FUTURE_TOLERANCE = timedelta(minutes=10)  # a phone's fix later than this ahead 
 MAX_PAYLOAD = 256 * 1024  # cards carry a small base64 image; anything larger is not OwnTracks
 MAX_NAME = 64  # user and device names (topic levels, X-Limit headers)
 KNOWN_TYPES = frozenset({"lwt", "transition", "waypoint", "waypoints", "card", "cmd", "status", "steps", "beacon",
-                         "configuration", "encrypted", "request", "dump"})  # fmt: skip
+                         "configuration", "encrypted", "request", "dump"})
 
 
 class OwnTracksError(ValueError):
@@ -96,7 +96,7 @@ def _name(value: str, what: str) -> str:
 
 
 def radio_of(*, topic: str | None = None, headers: Mapping[str, str] | None = None, body: Mapping[str, Any] | None = None,
-             base: str = BASE_TOPIC) -> str:  # fmt: skip
+             base: str = BASE_TOPIC) -> str:
     """`<user>/<device>`: from the MQTT topic; else the X-Limit-U/-D headers; else the body's `topic`."""
     if topic is not None:
         user, device, _ = split_topic(topic, base)
@@ -126,7 +126,7 @@ def parse_json(payload: bytes | str) -> dict[str, Any]:
 
 
 def decode(payload: bytes | str, *, topic: str | None = None, headers: Mapping[str, str] | None = None,
-           base: str = BASE_TOPIC) -> Location | Other:  # fmt: skip
+           base: str = BASE_TOPIC) -> Location | Other:
     """One MQTT message (`topic` set) or HTTP POST body (`headers` or a `topic` element) read."""
     obj = parse_json(payload)
     kind = obj.get("_type")
@@ -155,7 +155,7 @@ def decode(payload: bytes | str, *, topic: str | None = None, headers: Mapping[s
         tid=tid[:MAX_NAME] if isinstance(tid, str) else None,
         trigger=trigger[:8] if isinstance(trigger, str) else None,
         created_at=_epoch(obj.get("created_at")),
-    )  # fmt: skip
+    )
 
 
 def _number(obj: Mapping[str, Any], key: str) -> float | None:
@@ -194,5 +194,5 @@ def to_fix(loc: Location, *, device: str, received: datetime, received_mono: flo
     if when - received > FUTURE_TOLERANCE:
         return None, Reject.FUTURE
     fix = Fix(device, when, lat, lon, 2 if loc.alt is None else 3, received, received_mono, alt=loc.alt, speed_kmh=loc.vel,
-              course=None if loc.cog is None else loc.cog % 360.0, radio=loc.radio, accuracy_m=loc.acc)  # fmt: skip
+              course=None if loc.cog is None else loc.cog % 360.0, radio=loc.radio, accuracy_m=loc.acc)
     return fix, None

@@ -65,7 +65,7 @@ REASONS: dict[int, str] = {
     29: "positioning device in MS on", 30: "positioning device in MS off", 32: "response to an immediate location request",
     129: "maximum reporting interval exceeded since the last report",
     130: "maximum reporting distance travelled since the last report",
-}  # fmt: skip
+}
 
 EXTENSIONS: dict[int, str] = {
     1: "immediate location report request", 3: "long location report", 4: "location report acknowledgement",
@@ -73,7 +73,7 @@ EXTENSIONS: dict[int, str] = {
     7: "remove trigger request/response", 8: "report trigger request/response",
     9: "report basic location parameters request/response", 10: "location reporting enable/disable request/response",
     11: "location reporting temporary control request/response", 12: "backlog request/response",
-}  # fmt: skip
+}
 EXTENSION_LONG_REPORT = 3
 
 
@@ -269,7 +269,7 @@ def _short(r: BitReader) -> LocationReport:
         long=False, shape=None, lat=lat, lon=lon, accuracy_m=POSITION_ERROR_M[error], position_error=error, speed_kmh=speed,
         course=None if speed is None else direction * 22.5, time_elapsed=elapsed, time_elapsed_s=TIME_ELAPSED_S[elapsed],
         reason=None if user_defined else extra, user_data=extra if user_defined else None,
-    )  # fmt: skip
+    )
 
 
 def _long(r: BitReader) -> LocationReport:
@@ -292,7 +292,7 @@ def _long(r: BitReader) -> LocationReport:
         altitude_m=loc.altitude_m, altitude_accuracy_m=loc.altitude_accuracy_m, speed_kmh=speed, course=course,
         time_elapsed=elapsed, time_elapsed_s=None if elapsed is None else TIME_ELAPSED_S[elapsed], time_of_position=tpos,
         ack_requested=ack, reason=None if user_defined else extra, user_data=extra if user_defined else None,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +331,7 @@ def _location(r: BitReader) -> _Location:
         error = r.take(3)
         acc = POSITION_ERROR_M[error]
     if shape in (Shape.POINT_ALTITUDE, Shape.CIRCLE_ALTITUDE, Shape.CIRCLE_ALTITUDE_UNCERTAINTY, Shape.ELLIPSE_ALTITUDE,
-                 Shape.ELLIPSE_ALTITUDE_UNCERTAINTY):  # fmt: skip
+                 Shape.ELLIPSE_ALTITUDE_UNCERTAINTY):
         alt = altitude(r.take(12))
     if shape in (Shape.CIRCLE_ALTITUDE_UNCERTAINTY, Shape.ELLIPSE_ALTITUDE_UNCERTAINTY):
         alt_acc = ALTITUDE_ACCURACY_M[r.take(3)]
@@ -420,5 +420,5 @@ def to_records(
         return Mapped(None, status, reject or Reject.NO_POSITION)
     alt = report.altitude_m
     fix = Fix(device, when, lat, lon, 2 if alt is None else 3, received, received_mono, alt=alt, speed_kmh=report.speed_kmh,
-              course=report.course, radio=radio, accuracy_m=report.accuracy_m)  # fmt: skip
+              course=report.course, radio=radio, accuracy_m=report.accuracy_m)
     return Mapped(fix, status, None)

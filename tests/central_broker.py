@@ -70,7 +70,7 @@ class Pki:
         d.mkdir(parents=True, exist_ok=True)
         for ca in ("ca", "rogue-ca"):
             _run("openssl", "req", "-x509", *EC, "-days", "2", "-subj", f"/CN=alkomd-test-{ca}", "-keyout", f"{ca}.key",
-                 "-out", f"{ca}.crt", cwd=d)  # fmt: skip
+                 "-out", f"{ca}.crt", cwd=d)
         (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
         (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
         for name, ca, cn, ext in (
@@ -80,7 +80,7 @@ class Pki:
         ):
             _run("openssl", "req", *EC, "-subj", f"/CN={cn}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
             _run("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-                 "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.crt", cwd=d)  # fmt: skip
+                 "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.crt", cwd=d)
         return cls(d)
 
 
@@ -144,7 +144,7 @@ class StationBroker:
         assert binary, "mosquitto is required (./run-tests installs it)"
         with (self.dir / "stderr.log").open("ab") as err:
             self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                         start_new_session=True)  # fmt: skip
+                                         start_new_session=True)
         wait_until(lambda: port_open("127.0.0.1", self.port) or self.proc.poll() is not None, 10, "station broker listening")  # type: ignore[union-attr]
         assert self.proc.poll() is None, f"mosquitto exited: {(self.dir / 'stderr.log').read_text()}"
         return self
@@ -171,7 +171,7 @@ class CentralBroker:
     """mosquitto running the shipped central.conf and acl (plus `acl_extra`), on 127.0.0.1:<free port>."""
 
     def __init__(self, d: Path, pki: Pki, users: dict[str, str] | None = None, acl_extra: str = "",
-                 require_certificate: bool = False) -> None:  # fmt: skip
+                 require_certificate: bool = False) -> None:
         self.dir = d
         self.pki = pki
         self.users = dict(USERS if users is None else users)
@@ -193,7 +193,7 @@ class CentralBroker:
         assert binary, "mosquitto is required (./run-tests installs it)"
         with (self.dir / "stderr.log").open("ab") as err:
             self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                         start_new_session=True)  # fmt: skip
+                                         start_new_session=True)
         wait_until(lambda: port_open("127.0.0.1", self.port) or self.proc.poll() is not None, 10, "central broker listening")  # type: ignore[union-attr]
         assert self.proc.poll() is None, f"mosquitto exited: {(self.dir / 'stderr.log').read_text()}\n{self.log}"
         return self
@@ -273,12 +273,12 @@ class Client:
         self._lock = threading.Lock()
         proto = MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311
         c = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id or (self.user or "anon"),
-                        protocol=proto)  # fmt: skip
+                        protocol=proto)
         if self.user is not None:
             c.username_pw_set(self.user, self.password if self.password is not None else self.broker.users.get(self.user))
         cert, key = self.cert if self.cert else (None, None)
         c.tls_set(ca_certs=str(self.ca or self.broker.pki.ca), certfile=cert and str(cert), keyfile=key and str(key),
-                  cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
+                  cert_reqs=ssl.CERT_REQUIRED)
         c.on_connect = lambda cl, ud, fl, rc, pr: (self.connack.append(rc.value), self.session_present.append(bool(fl.session_present)))
         c.on_disconnect = lambda cl, ud, fl, rc, pr: self.disconnects.append(rc.value if rc is not None else -1)
         c.on_publish = lambda cl, ud, mid, rc, pr: self.pubacks.__setitem__(mid, rc.value)

@@ -158,7 +158,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "alkomd.daemon.main", "--config", str(self.config), "--log-level", "debug"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
+        )
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         wait_until(lambda: any("ready:" in ln for ln in self.lines) or self.proc.poll() is not None, 20, "daemon ready")  # type: ignore[union-attr]
         assert self.proc.poll() is None, "daemon exited at start:\n" + self.log

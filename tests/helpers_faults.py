@@ -63,7 +63,7 @@ class Mosquitto:
             self.proc = subprocess.Popen(
                 [self.binary, "-c", str(self.conf_path)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, cwd=self.workdir,
-            )  # fmt: skip
+            )
         deadline = time.monotonic() + 5
         while not port_open("127.0.0.1", self.port):
             assert self.proc.poll() is None, f"mosquitto exited:\n{self.log()[-2000:]}"

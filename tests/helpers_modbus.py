@@ -64,7 +64,7 @@ def teltonika(
     lat: float = LAT, lon: float = LON, order: str = "big", *, speed: float = 42.5, sats: int = 9, hdop: float = 0.9,
     uptime: int = 86_400, signal: int = -71, temp_c: float = 41.5, operator: str = "Telkomsel", sim: str = "sim1",
     network: str = "LTE", gps: bool = True,
-) -> dict[int, int]:  # fmt: skip
+) -> dict[int, int]:
     """A Teltonika RUT's registers by 0-based address: health always, GPS unless `gps` is False (a RUT240).
 
     The GPS floats are laid out in `order`; the integers (satellites too) are big-endian, as on

@@ -117,7 +117,7 @@ def _status(sub: Subscriber, unit: str) -> list[dict[str, object]]:
 def test_unit_status_over_mqtt_set_offline_and_back(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     station.write_config()
     text = station.config.read_text().replace('device = "gps0"\n', 'device = "gps0"\nreport_interval_s = 0.5\n')
     station.config.write_text(text + "\n[availability]\nmissed_reports = 2\n")
@@ -163,7 +163,7 @@ def test_alkomctl_audit_verify_and_call_show(tmp_path: Path) -> None:
     s = Store(db)
     s.record([], [], at(0), [AuditEntry(at(0), "call.received", "C-1", "", '{"caller":"+62811"}'),
                              AuditEntry(at(1), "call.transition", "C-1", "R2-01", '{"to":"assigned"}'),
-                             AuditEntry(at(2), "unit.status", "", "R2-01", "{}")])  # fmt: skip
+                             AuditEntry(at(2), "unit.status", "", "R2-01", "{}")])
     s.close()
     r = _ctl("audit", "verify", "--db", str(db))
     assert r.returncode == 0 and "3 entries" in r.stdout

@@ -30,7 +30,7 @@ def _prefill(db: Path, rows: int) -> None:
             "INSERT INTO positions (unit, device, time, received, lat, lon, msg_id) VALUES ('R2-00', 'gps0', ?, ?, ?, ?, '')",
             [((t0 + timedelta(seconds=i)).isoformat(), (t0 + timedelta(seconds=i)).isoformat(), 0.5 + i * 1e-6, 123.0)
              for i in range(rows)],
-        )  # fmt: skip
+        )
     store.close()
 
 
@@ -44,7 +44,7 @@ def run_ctl(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 def test_backup_while_the_daemon_writes_fixes(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], capsys: pytest.CaptureFixture[str], tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     """Pass: the copy passes integrity_check, holds 100% of the positions committed before the backup started, its
     audit chain verifies, and the daemon publishes every fix fed during the backup."""
     station.write_config()

@@ -29,7 +29,7 @@ def round_trip(port: int, protocol: MQTTProtocolVersion, topic: str = "polri110/
     rt = RoundTrip()
     done = threading.Event()
     c = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"t-{os.getpid()}-{time.monotonic_ns()}",
-                    protocol=protocol)  # fmt: skip
+                    protocol=protocol)
 
     def on_connect(cl: paho.Client, ud: object, flags: object, reason: object, props: object = None) -> None:
         rt.connack.append(str(reason))

@@ -565,7 +565,7 @@ SPECIAL = ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "9" * 5000, "[" * 
     st.binary(max_size=200).map(lambda b: b'A"ML=2;' + b),
     st.binary(max_size=200).map(lambda b: b'{"call_id":"A","lat":' + b),
     st.text(max_size=200).map(lambda s: s.encode("utf-8", "surrogatepass")),
-))  # fmt: skip
+))
 @FUZZ
 def test_any_bytes_give_a_call(payload: bytes) -> None:
     for req in (parse_call(payload, NOW), parse_aml(payload, NOW)):
@@ -575,7 +575,7 @@ def test_any_bytes_give_a_call(payload: bytes) -> None:
 
 AML_KEYS = ["lt", "lg", "rd", "top", "lc", "pm", "si", "ei", "mcc", "mnc", "ml", "en", "et", "lo", "ls", "nc"]
 ELS_KEYS = ["location_latitude", "location_longitude", "location_accuracy", "location_time", "location_confidence",
-            "location_source", "device_number", "device_imei", "time", "emergency_number"]  # fmt: skip
+            "location_source", "device_number", "device_imei", "time", "emergency_number"]
 AML_VALUES = st.one_of(
     st.text(max_size=20),
     st.sampled_from(["N", "0", "+00.00000", "-0", "1e999", "nan", "-inf", "99999999999999", "G", "N", "1,2,3", "", "9" * 30]),

@@ -33,7 +33,7 @@ def _configure(station: Station) -> None:
 def _call(call_id: str, lat: float = 0.5450, lon: float = 123.0620) -> bytes:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     return json.dumps({"call_id": call_id, "caller": "+6281234567890", "lat": lat, "lon": lon, "accuracy_m": 15,
-                       "received_at": now, "category": "pencurian"}).encode()  # fmt: skip
+                       "received_at": now, "category": "pencurian"}).encode()
 
 
 def _states(sub: Subscriber, call_id: str) -> list[dict[str, object]]:
@@ -52,7 +52,7 @@ def _event(sub: Subscriber, call_id: str, **body: str) -> None:
 def test_a_call_answered_at_the_polres_goes_to_the_nearest_unit_and_is_on_record(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     _configure(station)
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
@@ -96,14 +96,14 @@ def test_a_call_answered_at_the_polres_goes_to_the_nearest_unit_and_is_on_record
     r = subprocess.run([*ctl, "call", "show", "C-1", "--db", str(station.db), "--json"], capture_output=True, text=True, timeout=60)
     kinds = [e["kind"] for e in json.loads(r.stdout)["timeline"]]
     for k in ("call.received", "call.new", "call.offered", "call.answered", "call.assigned", "call.enroute", "call.onscene",
-              "call.closed", "call.duplicate", "call.event_refused", "unit.status"):  # fmt: skip
+              "call.closed", "call.duplicate", "call.event_refused", "unit.status"):
         assert k in kinds, (k, kinds)
 
 
 def test_an_unanswered_call_escalates_to_the_polda_even_across_a_restart(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     _configure(station)
     sub = subscriber_factory(broker.port, topic="polri110/gorontalo/#")
     ptys(station.links[0])
@@ -129,7 +129,7 @@ def test_an_unanswered_call_escalates_to_the_polda_even_across_a_restart(
 def test_a_call_with_an_unusable_location_is_still_a_call(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     _configure(station)
     sub = subscriber_factory(broker.port)
     ptys(station.links[0])
@@ -149,7 +149,7 @@ def test_a_call_with_an_unusable_location_is_still_a_call(
 def test_aml_sms_becomes_a_call_and_a_repeat_caller_is_flagged_but_served(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     _configure(station)
     station.config.write_text(station.config.read_text() + "\n[calls]\nrepeat_caller_count = 2\n")
     sub = subscriber_factory(broker.port)

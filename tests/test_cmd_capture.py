@@ -36,7 +36,7 @@ def record(pty: PtyGps, out: Path, epochs: int, *extra: str) -> tuple[subprocess
     proc = subprocess.Popen(
         [sys.executable, "-m", "alkomd.daemon.ctl", "capture", str(pty.link), "4", str(out), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    )
     try:
         wait_until(lambda: pty.write(SYNC) > 0, 20, "capture to open the port")
         time.sleep(0.3)  # pyserial flushes its input right after opening: what came before may be gone
@@ -57,7 +57,7 @@ def test_capture_writes_the_header_timing_and_bytes_that_decode_reads(tmp_path: 
     out = tmp_path / "r2-12.nmea"
     with PtyGps(tmp_path / "ttyGPS") as pty:
         r, times = record(pty, out, 5, "--device", "R2-12 test receiver, GP talker", "--place", "Jl. Nani Wartabone\nKota Gorontalo",
-                          "--notes", "car parked")  # fmt: skip
+                          "--notes", "car parked")
     assert r.returncode == 0, r.stderr
     text = out.read_text()
     head = dict(re.findall(r"^# ([A-Za-z-]+): (.*)$", text, re.M))
@@ -103,7 +103,7 @@ def test_a_capture_replayed_into_a_daemon_publishes_its_positions(
     assert result["lines"] == result["of"] and result["pace"] == "the capture's #t= times"
     want = [iso(t) for t in times]
     wait_until(lambda: [m.payload["time"] for m in sub.on("/unit/R2-00/position")][-len(want):] == want, 20,
-               "every captured fix published as R2-00's position")  # fmt: skip
+               "every captured fix published as R2-00's position")
     positions = [m.payload for m in sub.on("/unit/R2-00/position")]
     assert positions[-1]["lat"] == round(0.5412 + 5e-4, 7) and positions[-1]["source"].startswith("gps0")
     assert not link.exists()  # replay removed its pty when done
@@ -114,7 +114,7 @@ def test_replay_sends_every_byte_in_order_at_speed_0(tmp_path: Path) -> None:
     body = b"".join(ln for ln in capture.read_bytes().splitlines(keepends=True) if not ln.startswith(b"#"))
     link = tmp_path / "ttyREPLAY"
     proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.ctl", "replay", str(capture), "--to", f"pty:{link}", "--speed", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     got = bytearray()
     try:
         wait_until(link.exists, 20, "replay's pty")
@@ -190,7 +190,7 @@ def test_replay_gives_up_when_nobody_reads_and_without_a_file(tmp_path: Path) ->
 def test_replay_stops_on_ctrl_c(tmp_path: Path) -> None:
     link = tmp_path / "ttySLOW"
     proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.ctl", "replay", str(CAPTURES / "kenwood-gga-only.nmea"),
-                             "--to", f"pty:{link}", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                             "--to", f"pty:{link}", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(link.exists, 20, "replay's pty")
         with serial.Serial(str(link), 9600, timeout=0.2) as port:

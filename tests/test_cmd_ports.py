@@ -132,7 +132,7 @@ def test_a_daemon_started_with_a_short_relative_config_option_is_named_too(
     station.write_config()
     pty = ptys(station.links[0])
     proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.main", "-c", station.config.name], cwd=station.dir,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
 
         def holder() -> dict[str, object] | None:

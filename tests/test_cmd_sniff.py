@@ -47,7 +47,7 @@ class Sniff:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "alkomd.daemon.ctl", "sniff", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -170,7 +170,7 @@ def test_no_valid_sentence_suggests_the_baud_hunt(tmp_path: Path, sniffs: Callab
 def test_a_silent_port_says_so_after_seconds(tmp_path: Path) -> None:
     with PtyGps(tmp_path / "ttyGPS") as pty:
         r = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", "sniff", str(pty.link), "--seconds", "1"],
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
+                           capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "no byte at all" in r.stderr and "alkomctl ports" in r.stderr
 
@@ -184,7 +184,7 @@ def test_sniff_refuses_the_port_the_daemon_holds(
     assert daemon.proc is not None
     wait_until(lambda: "opened" in daemon.log, 15, "the daemon opening its port")
     r = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", "sniff", str(pty.link), "--seconds", "1"],
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 75, r.stderr
     assert f"the alkomd daemon (pid {daemon.proc.pid}, [[device]] gps0)" in r.stderr and "not shared" in r.stderr
     assert daemon.proc.poll() is None  # the daemon keeps its port
@@ -192,7 +192,7 @@ def test_sniff_refuses_the_port_the_daemon_holds(
 
 def test_missing_port_is_66_and_errors_map_to_exit_codes(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", "sniff", str(tmp_path / "ttyUSB7"), "--seconds", "1"],
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 66 and "no such port" in r.stderr
     assert exit_code_for(serial.SerialException(errno.EACCES, "could not open port: [Errno 13] Permission denied")) == 77
     assert exit_code_for(serial.SerialException(errno.EWOULDBLOCK, "Could not exclusively lock port /dev/ttyUSB0")) == 75
@@ -310,7 +310,7 @@ def test_live_view_in_a_terminal_shows_counts_verdicts_and_ctrl_c_leaves_nothing
             pty.write(bad_checksum(sentence("GPGGA,120000.00,0032.4000,N,12303.6000,E,1,08,1.0,20.0,M,18.5,M,,")))
             wait_until(lambda: _count(tmux.screen(), "bad checksum") == 1, 20, "the bad checksum counted")
             wait_until(lambda: any(" bad checksum " in ln and "$GPGGA,120000.00" in ln for ln in tmux.screen().splitlines()),
-                       20, "the bad sentence's verdict in the recent lines")  # fmt: skip
+                       20, "the bad sentence's verdict in the recent lines")
             pty.write(b"junk [/x] and [red]red[/red]\r\n")  # noise is data, not rich markup (`[/x]` crashed the view)
             wait_until(lambda: "junk [/x] and [red]red[/red]" in tmux.screen(), 20, "the noise shown as it came")
             pids = _sniff_pids(link)

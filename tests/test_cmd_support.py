@@ -23,7 +23,7 @@ CALLER_FORMS = ("6281234567890", "081234567890", "812-3456-7890", "0812 3456 789
 
 def bundle(out: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, bytes]]:
     r = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", "support-bundle", str(out), *args],
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+                       capture_output=True, text=True, timeout=120)
     members: dict[str, bytes] = {}
     if r.returncode == 0:
         with tarfile.open(out, "r:gz") as tar:
@@ -70,14 +70,14 @@ def test_the_bundle_has_versions_ports_config_status_and_errors_but_no_secret(
     wait_until(lambda: len(sub.on("/unit/R2-00/position")) >= 4, 20, "positions")
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     call = {"call_id": "C-77", "caller": CALLER, "lat": 0.545, "lon": 123.062, "accuracy_m": 15, "received_at": now,
-            "category": "pencurian", "note": f"caller {CALLER} says: blue car"}  # fmt: skip
+            "category": "pencurian", "note": f"caller {CALLER} says: blue car"}
     sub.client.publish(f"{NODE}/call/new", json.dumps(call), qos=1)
     wait_until(lambda: station.query("SELECT count(*) FROM calls")[0][0] == 1, 20, "the call on record")
     log = tmp_path / "alkomd.log"
     log.write_text(daemon.log + f"\n2026-11-22 09:00:00,000 WARNING alkomd.daemon.calls.desk: call C-77 from {CALLER}: refused\n"
                    "2026-11-22 09:00:01,000 ERROR alkomd.daemon.runtime: driver gps9 crashed\nTraceback (most recent call last):\n"
                    '  File "x.py", line 1, in <module>\nOSError: [Errno 5] Input/output error\n'
-                   "2026-11-22 09:00:02,000 INFO alkomd.daemon.runtime: all good\n")  # fmt: skip
+                   "2026-11-22 09:00:02,000 INFO alkomd.daemon.runtime: all good\n")
 
     r, members = bundle(tmp_path / "support.tar.gz", "--config", str(station.config), "--log", str(log))
     assert r.returncode == 0, r.stderr
@@ -147,6 +147,6 @@ def test_scrub_takes_phone_numbers_and_leaves_times_ids_and_counts() -> None:
         assert kept in out
     assert redact({"password_file": "/run/x", "secret": "s", "nested": [{"psk": "k", "port": 1}]}) == {
         "password_file": "/run/x", "secret": "<redacted>", "nested": [{"psk": "<redacted>", "port": 1}],
-    }  # fmt: skip
+    }
 
 

@@ -32,7 +32,7 @@ SCHEMAS = DOCS / "schemas"
 EXAMPLES = DOCS / "examples"
 
 IMPLEMENTED = ("state", "health", "device-status", "device-radio", "unit-position", "unit-status", "unit-status-set",
-               "unit-alert", "unit-emergency", "call-new", "call-state", "call-event", "call-event-result", "call-taken")  # fmt: skip
+               "unit-alert", "unit-emergency", "call-new", "call-state", "call-event", "call-event-result", "call-taken")
 PLANNED: tuple[str, ...] = ()
 NAMES = IMPLEMENTED + PLANNED
 PAGES = (*NAMES, "call-aml")  # call/aml carries text, not JSON: a page and an example, no schema
@@ -89,7 +89,7 @@ def fix(**kw: Any) -> Fix:
         "device": "car12-gps", "time": T0, "lat": 0.5435121, "lon": 123.0595387, "mode": 3,
         "received": T0 + timedelta(milliseconds=184), "received_mono": 100.0,
         "alt": 14.26, "speed_kmh": 42.35, "course": 87.44, "hdop": 0.9, "sats": 9,
-    }  # fmt: skip
+    }
     base.update(kw)
     return Fix(**base)
 
@@ -186,7 +186,7 @@ def test_readme_lists_every_v1_topic() -> None:
         "<node>/unit/<unit>/position", "<node>/unit/<unit>/status", "<node>/unit/<unit>/status/set",
         "<node>/unit/<unit>/alert", "<node>/call/new", "<node>/call/aml", "<node>/call/<call_id>",
         "<node>/call/<call_id>/event",
-    ):  # fmt: skip
+    ):
         assert f"`{topic}`" in text, topic
     for name in PAGES:
         assert f"({name}.md)" in text, name
@@ -248,7 +248,7 @@ def test_position_extremes_validate() -> None:
 def test_any_valid_fix_publishes_a_valid_position(
     lat: float, lon: float, mode: int, speed: float | None, course: float | None, hdop: float | None,
     sats: int | None, alt: float | None, radio: str | None, t: datetime,
-) -> None:  # fmt: skip
+) -> None:
     f = fix(lat=lat, lon=lon, mode=mode, speed_kmh=speed, course=course, hdop=hdop, sats=sats, alt=alt, radio=radio, time=t)
     assert_valid("unit-position", json.loads(contract.position_message(NODE, UnitPosition("R2-12", f)).payload))
 
@@ -493,7 +493,7 @@ def test_emergency_message_validates() -> None:
     assert p == {
         "unit": "HT-0417", "lat": 0.5435121, "lon": 123.0595387, "time": "2025-03-14T02:15:09.250Z",
         "source": "base-radio:100-0417", "msg_id": m.msg_id, "code": 99, "fix_time": "2025-03-14T02:15:07.250Z",
-    }  # fmt: skip
+    }
 
 
 def test_emergency_of_a_unit_without_a_fix_validates() -> None:
@@ -512,7 +512,7 @@ def test_radio_message_validates() -> None:
     assert p == {
         "device": "base-radio", "radio": "100-1099", "heard": "2025-03-14T02:15:08.250Z", "lat": 0.5435121,
         "lon": 123.0595387, "time": "2025-03-14T02:15:07.250Z", "status": 10, "msg_id": m.msg_id,
-    }  # fmt: skip
+    }
     for last, code in ((None, 207), (f, None), (None, None)):  # a status without a position, and the reverse
         p = json.loads(contract.radio_message(NODE, "base-radio", "U00000042", last, code, T0).payload)
         assert_valid("device-radio", p)
@@ -526,7 +526,7 @@ def test_radio_message_validates() -> None:
         {"time": None}, {"lat": 90.5}, {"lon": "123.06"}, {"source": ""}, {"unit": "HT/0417"}, {"msg_id": ""},
     ],
     ids=repr,
-)  # fmt: skip
+)
 def test_broken_emergency_is_rejected(change: dict[str, Any]) -> None:
     assert_invalid("unit-emergency", _emergency() | change)
 
@@ -545,7 +545,7 @@ def test_emergency_without_a_required_field_is_rejected(field: str) -> None:
         {"device": "base+radio"}, {"heard": None}, {"time": "2025-03-14 02:15:07.250"}, {"lat": -90.5}, {"lon": 181},
     ],
     ids=repr,
-)  # fmt: skip
+)
 def test_broken_radio_report_is_rejected(change: dict[str, Any]) -> None:
     assert_invalid("device-radio", _radio_report() | change)
 

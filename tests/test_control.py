@@ -61,7 +61,7 @@ def raw(sock: Path, data: bytes, shut: bool = True) -> dict[str, Any]:
 def test_status_units_devices_with_the_broker_up_then_down(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     station.write_config()
     sock = station.dir / "control.sock"
     pty = ptys(station.links[0])
@@ -124,7 +124,7 @@ def test_status_units_devices_with_the_broker_up_then_down(
 def test_units_after_a_restart_show_the_stored_fix_and_the_socket_is_removed_on_exit(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """Under systemd the socket is $RUNTIME_DIRECTORY/control.sock; a stale one left by a kill is replaced."""
     station.write_config()
     runtime = tmp_path / "run"
@@ -208,13 +208,13 @@ sys.exit(ctl.dispatch(args))
 
 def _as_user(sock: Path, groups: list[int]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", _AS_USER, str(sock), ",".join(map(str, groups))],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_garbage_and_slow_clients_do_not_hurt_the_daemon(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     station.write_config()
     sock = station.dir / "control.sock"
     pty = ptys(station.links[0])
@@ -268,7 +268,7 @@ def test_reply_records_survive_encode_and_decode() -> None:
     from alkomd.daemon.records import Counters, ModemHealth
 
     row = control.DeviceRow("m1", "teltonika", True, "connected", "2024-01-01T00:00:00.000Z", "", Counters(fixes=3),
-                            1.5, ModemHealth(signal_dbm=-71, network="LTE"))  # fmt: skip
+                            1.5, ModemHealth(signal_dbm=-71, network="LTE"))
     data = json.loads(json.dumps(control.encode([row])))
     data[0]["added_later"] = 1
     assert control.decode(list[control.DeviceRow], data) == [row]

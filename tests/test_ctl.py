@@ -81,7 +81,7 @@ def test_ctrl_c_while_a_daemon_does_not_answer_is_130_without_a_traceback(tmp_pa
         server.listen(1)
         server.settimeout(30)
         proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.ctl", "status", "--socket", str(path)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             conn, _ = server.accept()
             with conn:
@@ -141,10 +141,10 @@ def test_a_database_in_a_folder_the_user_may_not_enter_is_permission_denied_not_
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run([sys.executable, "-c", _AS_NOBODY, str(private / "alkomd.toml"), *args],
-                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+                                  capture_output=True, text=True, timeout=120)
 
         for args in (["backup", str(public / "copy.db"), "--db", str(private / "alkomd.db")],
-                     ["audit", "verify", "--config", str(cfg)], ["call", "show", "C-1", "--config", str(cfg)]):  # fmt: skip
+                     ["audit", "verify", "--config", str(cfg)], ["call", "show", "C-1", "--config", str(cfg)]):
             r = run(*args)
             assert r.returncode == exit_codes.EX_NOPERM and "permission denied" in r.stderr, (args, r.stderr)
             assert "Traceback" not in r.stderr and "as the alkomd user" in r.stderr

@@ -84,9 +84,9 @@ def test_fix_json_is_exactly_json_dumps_of_fix_dict() -> None:
 
     @settings(max_examples=300, deadline=None)
     @given(st.floats(-90, 90), st.floats(-180, 180), st.sampled_from([2, 3]), maybe, maybe, maybe, maybe,
-           st.one_of(st.none(), st.integers(0, 99)), st.integers(0, 10**9))  # fmt: skip
+           st.one_of(st.none(), st.integers(0, 99)), st.integers(0, 10**9))
     def check(lat: float, lon: float, mode: int, alt: float | None, spd: float | None, crs: float | None,
-              hdop: float | None, sats: int | None, ms: int) -> None:  # fmt: skip
+              hdop: float | None, sats: int | None, ms: int) -> None:
         t = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
         f = Fix("d", t, lat, lon, mode, t, 0.0, alt=alt, speed_kmh=spd, course=crs, hdop=hdop, sats=sats)
         assert fix_json(f) == json.dumps(fix_dict(f), separators=(",", ":"))

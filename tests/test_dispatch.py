@@ -69,7 +69,7 @@ def request(call_id: str = "GTO-1", location: Location | None = LOC, escalated_f
     return CallRequest(
         call_id=call_id, caller="+6281234500000", location=location, received_at=T0 - timedelta(seconds=1), category="kecelakaan",
         source="mqtt", escalated_from=escalated_from, note="Tabrakan motor di depan pasar",
-    )  # fmt: skip
+    )
 
 
 RECEIVE = Receive(request(), Placement(LocationStatus.OK, "bone-bolango"), CANDS, ("repeat_caller",))
@@ -276,7 +276,7 @@ SCENARIOS: dict[str, tuple[NodeRole, list[Row]]] = {
         (7, Arrive("A"), S.ONSCENE, REFUSED),
         (7, Answer("op-1"), S.ONSCENE, REFUSED),
     ]),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -348,7 +348,7 @@ def test_answer_stops_the_answer_timer_and_arms_the_accept_timer() -> None:
         "call_id": "GTO-1", "lat": 0.5568, "lon": 123.0702, "category": "kecelakaan",
         "caller_note": "Tabrakan motor di depan pasar / unit terdekat", "distance_m": 1842.5,
         "msg_id": alert.msg_id, "unit": "A", "attempt": 1,
-    }  # fmt: skip
+    }
     assert re.fullmatch(r"[0-9a-f]{32}", alert.msg_id)
     call, _ = run(POLRES, [(11, Accept("A"))], call)
     assert call.accept_deadline is None and next_deadline(call) is None
@@ -449,7 +449,7 @@ def test_call_state_payload_matches_the_contract() -> None:
     assert {k: payload[k] for k in ("call_id", "state", "tier", "node", "jurisdiction", "location_status")} == {
         "call_id": "GTO-1", "state": "assigned", "tier": "polres", "node": "polri110/gorontalo/bone-bolango",
         "jurisdiction": "bone-bolango", "location_status": "ok",
-    }  # fmt: skip
+    }
     assert payload["candidates"] == [
         {"unit": "A", "distance_m": 1842.5, "eta_s": 184.2, "fix_age_s": 3.1, "in_jurisdiction": True},
         {"unit": "B", "distance_m": 4210.0, "eta_s": 421.0, "fix_age_s": 3.1, "in_jurisdiction": True},
@@ -492,7 +492,7 @@ def test_options_are_a_strict_config_section(tmp_path: Path) -> None:
     assert all(doc for _, _, _, doc in describe(DispatchOptions))
     assert [f.name for f in fields(DispatchOptions)] == [
         "answer_timeout_polres_s", "answer_timeout_polda_s", "answer_timeout_mabes_s", "accept_timeout_s", "realert_s",
-    ]  # fmt: skip
+    ]
 
 
 def test_node_role() -> None:
@@ -536,7 +536,7 @@ WORKING = {S.ASSIGNED: UnitStatus.ASSIGNED, S.ENROUTE: UnitStatus.ENROUTE, S.ONS
 UNITS = st.sampled_from(["A", "B", "C", "D"])
 BY = st.sampled_from(["op-1", "A", "B"])
 CANDIDATE_LISTS = st.lists(st.sampled_from([cand(u, d) for u, d in (("A", 10.0), ("B", 20.0), ("C", 30.0), ("D", 40.0))]),
-                           unique_by=lambda c: c.unit, max_size=4).map(tuple)  # fmt: skip
+                           unique_by=lambda c: c.unit, max_size=4).map(tuple)
 RECEIVES = st.builds(
     Receive,
     st.sampled_from([request(), request(location=None), request("GTO-2")]),

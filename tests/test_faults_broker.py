@@ -65,7 +65,7 @@ def kill_and_restart(
 def test_b1_broker_sigkill_during_a_stream_20_times_loses_nothing(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """B1. Default (non-persistent) mosquitto SIGKILLed 20 times at random moments while 2 units
     stream 25 fixes/s each; restarted after 0.2-1 s on the same port.
 
@@ -93,7 +93,7 @@ def test_b1_broker_sigkill_during_a_stream_20_times_loses_nothing(
 def test_b2_persistent_broker_sigkill_loses_nothing_and_duplicates_carry_one_msg_id(
     tmp_path: Path, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """B2. mosquitto with `persistence true`, `autosave_interval 1`, `autosave_on_changes true`
     SIGKILLed 5 times during a stream (its snapshot replays sessions and messages on restart).
 
@@ -103,7 +103,7 @@ def test_b2_persistent_broker_sigkill_loses_nothing_and_duplicates_carry_one_msg
     broker = Mosquitto(
         tmp_path / "broker",
         "persistence true\npersistence_location ./\nautosave_interval 1\nautosave_on_changes true\n",
-    ).start()  # fmt: skip
+    ).start()
     try:
         station = Station(tmp_path / "station", broker.port)
         configure(station, devices=1)
@@ -122,7 +122,7 @@ def test_b2_persistent_broker_sigkill_loses_nothing_and_duplicates_carry_one_msg
         broker.kill()
     extra = {m: n - 1 for m, n in got.items() if n > 1}
     print(f"\nB2: 5 SIGKILLs of a persistent broker, {len(stored)} messages, lost {len(stored - set(got))}, "
-          f"duplicates {sum(extra.values())} of {len(extra)} messages")  # fmt: skip
+          f"duplicates {sum(extra.values())} of {len(extra)} messages")
     assert not stored - set(got)
     # A duplicate repeats the msg_id of the first copy (never a new id for the same fix), and one msg_id is one
     # payload: deduplicating on msg_id yields each position exactly once.
@@ -141,7 +141,7 @@ def test_b2_persistent_broker_sigkill_loses_nothing_and_duplicates_carry_one_msg
 def test_b3_daemon_sigkill_three_times_while_offline_then_every_queued_message_is_delivered(
     tmp_path: Path, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """B3. No broker at all; the daemon is SIGKILLed three times, 40 fixes stored each time (120 in
     all, plus device and unit statuses), then the broker comes up and the daemon starts again.
 
@@ -174,7 +174,7 @@ def test_b3_daemon_sigkill_three_times_while_offline_then_every_queued_message_i
 def test_b4_half_open_path_is_noticed_within_two_keepalives_and_nothing_is_lost(
     tmp_path: Path, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """B4. The daemon reaches the broker through a TCP proxy that stops forwarding without closing
     anything (a dead router or NAT entry), while a unit streams; the path heals 4 s later.
 
@@ -209,7 +209,7 @@ def test_b4_half_open_path_is_noticed_within_two_keepalives_and_nothing_is_lost(
         proxy.close()
     lost = outbox_ids(station) - set(received_ids(sub))
     print(f"\nB4: keepalive {KEEPALIVE_S} s: dead path noticed after {noticed:.1f} s, reconnected {back:.1f} s after "
-          f"the heal; {fed} fixes, lost {len(lost)}")  # fmt: skip
+          f"the heal; {fed} fixes, lost {len(lost)}")
     assert not lost
     assert re.search(r"mqtt: disconnected from \S+ \(Keep alive timeout\)", d.log), "noticed by the keepalive"
 
@@ -220,7 +220,7 @@ def test_b4_half_open_path_is_noticed_within_two_keepalives_and_nothing_is_lost(
 def test_b5_broker_down_at_start_the_daemon_is_ready_records_and_delivers_later(
     tmp_path: Path, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """B5. Nothing listens on the broker port when the daemon starts (systemd's NOTIFY_SOCKET set).
 
     Pass criteria: READY=1 once, with a STATUS line saying the broker is unreachable, within 20 s
@@ -242,7 +242,7 @@ def test_b5_broker_down_at_start_the_daemon_is_ready_records_and_delivers_later(
         wait_until(lambda: "gps0: starting -> connected" in d.log, what="device open")
         feed.write(30, gap_s=0.02)
         wait_until(lambda: station.query("SELECT count(*) FROM outbox WHERE kind = 'position' AND sent IS NULL")[0][0] == 30,
-                   what="30 positions waiting")  # fmt: skip
+                   what="30 positions waiting")
         queued = outbox_ids(station, "sent IS NULL")
         with Broker(kind="mosquitto", port=port, workdir=tmp_path / "broker") as broker:
             sub = subscriber_factory(broker.port)
@@ -270,7 +270,7 @@ def acl_broker(workdir: Path, conf: str = "") -> Mosquitto:
 def test_b7_refused_publish_0x87_is_kept_logged_once_and_not_retried_in_a_loop(
     tmp_path: Path, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """B7 (0x87). The broker's ACL denies `<node>/device/#`: device statuses get PUBACK 0x87.
 
     Pass criteria over 8 s: each denied message reaches the broker exactly once (denied PUBLISHes =
@@ -300,7 +300,7 @@ def test_b7_refused_publish_0x87_is_kept_logged_once_and_not_retried_in_a_loop(
 def test_b7_no_subscriber_0x10_after_a_connect_is_retried_until_a_consumer_is_there(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """B7 (0x10). Nobody subscribes for the first 3 s after the daemon connects; 15 fixes in that time.
 
     Pass criterion: a consumer that subscribes afterwards with a fresh session receives all 15
@@ -324,7 +324,7 @@ def test_b7_no_subscriber_0x10_after_a_connect_is_retried_until_a_consumer_is_th
 def test_b7_a_message_over_the_brokers_maximum_packet_size_is_kept_and_the_link_stays_up(
     tmp_path: Path, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """B7 (oversize). The broker announces `max_packet_size 300`: a position (~330 bytes as a packet)
     is too large, a unit status (~200) is not. mosquitto disconnects a client that sends more.
 
@@ -386,7 +386,7 @@ def publisher(tmp_path: Path) -> Iterator[tuple[Publisher, Store, list[tuple[str
 def test_b7_any_refusal_code_keeps_the_row_and_blocks_it_for_a_minute(
     publisher: tuple[Publisher, Store, list[tuple[str, int]], asyncio.AbstractEventLoop], reason: int,
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     """B7 (0x97 quota exceeded and every other refusal: mosquitto 2.0 sends 0x97 only for a full
     QoS 2 receive queue, so this runs the publisher with a real store and loop instead of a broker).
 
@@ -418,7 +418,7 @@ def test_b7_oversize_is_measured_as_the_broker_measures_it() -> None:
 
 MATRIX_ROWS = [f"S{i}" for i in range(1, 10)] + [f"M{i}" for i in range(1, 4)] + [f"B{i}" for i in range(1, 8)] + \
     [f"Q{i}" for i in range(1, 7)] + [f"I{i}" for i in range(1, 8)] + [f"E{i}" for i in range(1, 9)] + \
-    [f"D{i}" for i in range(1, 6)] + [f"Y{i}" for i in range(1, 5)]  # fmt: skip
+    [f"D{i}" for i in range(1, 6)] + [f"Y{i}" for i in range(1, 5)]
 
 
 def test_the_fault_matrix_page_names_every_row_and_only_tests_that_exist() -> None:
@@ -433,5 +433,5 @@ def test_the_fault_matrix_page_names_every_row_and_only_tests_that_exist() -> No
     named = set(re.findall(r"`(tests/[a-z0-9_]+\.py)::(test_[a-z0-9_]+)`", page))
     assert len(named) > 50
     missing = [f"{f}::{t}" for f, t in sorted(named)
-               if not re.search(rf"^(async )?def {t}\(", (root / f).read_text(), re.MULTILINE)]  # fmt: skip
+               if not re.search(rf"^(async )?def {t}\(", (root / f).read_text(), re.MULTILINE)]
     assert not missing, missing

@@ -51,7 +51,7 @@ def _iso(t: datetime) -> str:
 def _call(call_id: str, received_at: datetime | None = None, caller: str = "+6281234567890", lat: float = 0.5450) -> bytes:
     when = received_at or datetime.now(UTC)
     return json.dumps({"call_id": call_id, "caller": caller, "lat": lat, "lon": 123.0620, "accuracy_m": 15,
-                       "received_at": _iso(when), "category": "pencurian"}).encode()  # fmt: skip
+                       "received_at": _iso(when), "category": "pencurian"}).encode()
 
 
 def _states(sub: Subscriber, node: str, call_id: str) -> list[dict[str, Any]]:
@@ -60,12 +60,12 @@ def _states(sub: Subscriber, node: str, call_id: str) -> list[dict[str, Any]]:
 
 def _online(sub: Subscriber, node: str = NODE) -> None:
     wait_until(lambda: any(m.topic == f"{node}/state" and m.payload.get("state") == "online" for m in sub.on("/state")),
-               20, f"{node} online")  # fmt: skip
+               20, f"{node} online")
 
 
 def _timeline(db: Path, call_id: str) -> list[dict[str, Any]]:
     r = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", "call", "show", call_id, "--db", str(db), "--json"],
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     timeline: list[dict[str, Any]] = json.loads(r.stdout)["timeline"]
     return timeline
@@ -83,7 +83,7 @@ def _one(timeline: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def _verify(db: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", "audit", "verify", "--db", str(db)],
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout
 
 
@@ -98,7 +98,7 @@ def _configure(station: Station, dispatch: str = "answer_timeout_polres_s = 3600
 def test_i4_a_replayed_call_is_never_a_second_call_and_an_old_one_is_flagged_on_record(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """I4. (a) A captured call is answered and closed, then re-published byte for byte and once more with the same
     call_id but another place and caller (a forged replay). Pass: calls created by the 2 replays: 0 (the call stays
     closed, no new state is published), and 2 `call.duplicate` audit rows carry the SHA-256 of each replayed
@@ -123,7 +123,7 @@ def test_i4_a_replayed_call_is_never_a_second_call_and_an_old_one_is_flagged_on_
     sub.client.publish(f"{NODE}/call/new", captured, qos=1)
     sub.client.publish(f"{NODE}/call/new", forged, qos=1)
     wait_until(lambda: len([e for e in _timeline(station.db, "I4-A") if e["kind"] == "call.duplicate"]) == 2,
-               what="2 duplicate rows")  # fmt: skip
+               what="2 duplicate rows")
     time.sleep(0.5)
     assert len(_states(sub, NODE, "I4-A")) == versions and _states(sub, NODE, "I4-A")[-1]["state"] == "closed"
     assert station.query("SELECT count(*) FROM calls WHERE call_id = 'I4-A'") == [(1,)]
@@ -166,7 +166,7 @@ def _rss_kib(pid: int) -> tuple[int, int]:
 def test_i6_flood_every_call_is_recorded_memory_stays_bounded_and_the_watchdog_keeps_pinging(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """I6, scaled: 3000 calls on the intake topic at 1500 calls/s (bursts of 150 every 0.1 s for 2 s, QoS 1), two to
     five times what the daemon handles here (about 300-650 calls/s, one fsync'ed transaction each), half from one
     number. WATCHDOG_USEC = 2 s (pings every 1 s; the shipped unit has 30 s). The broker's per-client queue
@@ -223,7 +223,7 @@ def test_i6_flood_every_call_is_recorded_memory_stays_bounded_and_the_watchdog_k
         assert rss_after - rss_before < 64 * 1024 and hwm < 256 * 1024
         print(f"I6: {FLOOD_CALLS} calls published in {sent:.1f} s ({FLOOD_CALLS / sent:.0f}/s), all recorded after "
               f"{done:.1f} s ({FLOOD_CALLS / done:.0f}/s); largest watchdog gap {max(gaps):.2f} s; RSS {rss_before / 1024:.1f}"
-              f" -> {rss_after / 1024:.1f} MiB, peak {hwm / 1024:.1f} MiB")  # fmt: skip
+              f" -> {rss_after / 1024:.1f} MiB, peak {hwm / 1024:.1f} MiB")
     finally:
         wd.close()
 
@@ -233,7 +233,7 @@ def test_i6_the_repeat_caller_memory_forgets_callers_whose_calls_left_the_window
     desk remembers at most the 61 numbers heard within the last 60 s (it kept all 500, for ever, before), and a
     number calling 4 times within the window is still flagged on its 4th call."""
     cfg = parse({"node": {"path": "gorontalo/kota-gorontalo"}, "calls": {"repeat_caller_window_s": 60, "repeat_caller_count": 3}},
-                tmp_path / "alkomd.toml")  # fmt: skip
+                tmp_path / "alkomd.toml")
     store = Store(tmp_path / "a.db", "normal")
     loop = asyncio.new_event_loop()
     t0 = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
@@ -277,7 +277,7 @@ def _polda_config(path: Path, port: int) -> Path:
 def test_e1_an_unanswered_call_escalates_at_t1_then_t2_and_every_step_is_on_record(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     """E1 with short deadlines: Polres T1 = 5 s, Polda T2 = 6 s, nobody answers. Pass: the Polres escalates T1 after it
     received the call and the Polda T2 after it received the escalation, each within [T, T + 3 s] by the daemons'
     own audit times (never early: also checked against the test's clock, which saw the escalations no sooner than
@@ -314,7 +314,7 @@ def test_e1_an_unanswered_call_escalates_at_t1_then_t2_and_every_step_is_on_reco
     late2 = (_at(_one(polda, "call.escalated")) - _at(_one(polda, "call.received"))).total_seconds() - T2
     assert 0 <= late1 <= TOLERANCE_S and 0 <= late2 <= TOLERANCE_S, (late1, late2)
     print(f"E1: escalated {late1 * 1000:.0f} ms after T1 and {late2 * 1000:.0f} ms after T2 (daemon clocks); "
-          f"seen by the test at {seen_polda:.2f} s and {seen_mabes:.2f} s")  # fmt: skip
+          f"seen by the test at {seen_polda:.2f} s and {seen_mabes:.2f} s")
     _verify(station.db)
     _verify(tmp_path / "polda" / "alkomd.db")
 
@@ -331,7 +331,7 @@ def _libfaketime() -> str:
 def test_e2_a_wall_clock_step_of_plus_or_minus_an_hour_does_not_move_a_pending_escalation(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """E2. The daemon runs under libfaketime with its wall clock read from a file we rewrite while it runs
     (CLOCK_REALTIME only: CLOCK_MONOTONIC stays real, as in an NTP step). Call A is pending when the wall clock
     steps +1 h, call B when it steps back -1 h; T1 = 5 s. Pass: the step is real inside the daemon (its health
@@ -346,7 +346,7 @@ def test_e2_a_wall_clock_step_of_plus_or_minus_an_hour_does_not_move_a_pending_e
     ptys(station.links[0])
     with monkeypatch.context() as m:
         for key, value in (("LD_PRELOAD", _libfaketime()), ("FAKETIME_TIMESTAMP_FILE", str(rc)), ("FAKETIME_NO_CACHE", "1"),
-                           ("FAKETIME_DONT_FAKE_MONOTONIC", "1")):  # fmt: skip
+                           ("FAKETIME_DONT_FAKE_MONOTONIC", "1")):
             m.setenv(key, value)
         daemons(station.config)
     _online(sub)

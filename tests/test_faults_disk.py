@@ -46,7 +46,7 @@ def integrity(db: Path) -> str:
 
 def audit_verify(db: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", "audit", "verify", "--db", str(db)],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+                          capture_output=True, text=True, timeout=60)
 
 
 def contiguous(station: Station, table: str) -> bool:
@@ -84,7 +84,7 @@ KILLS = 10
 def test_d1_sigkill_at_random_moments_while_writing_loses_no_commit(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """D1. The daemon is SIGKILLed 10 times at random moments (0.2-1.5 s after it is ready) while
     two units stream 40 fixes/s each and a dispatcher sets R2-01 unavailable and back 4 times a
     second (each change is an audit entry).
@@ -131,14 +131,14 @@ def test_d1_sigkill_at_random_moments_while_writing_loses_no_commit(
     audits = station.query("SELECT count(*) FROM audit")[0][0]
     print(f"\nD1: {KILLS} SIGKILLs, integrity ok every time; {len(seen['positions'])} positions, {len(seen['outbox'])} "
           f"outbox rows and {len(seen['audit'])} audit entries seen committed before a kill, lost 0; {fed} fixes fed, "
-          f"{len(stored)} messages delivered, {audits} audit entries verified")  # fmt: skip
+          f"{len(stored)} messages delivered, {audits} audit entries verified")
     assert len(seen["audit"]) >= 10 and audits >= len(seen["audit"])
 
 
 def test_d3_disk_full_keeps_records_in_memory_sends_nothing_twice_and_recovers(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """D3. 20 positions wait in the outbox (broker down); then the database's files may not grow
     (RLIMIT_FSIZE on the daemon) while the broker comes back and 20 more fixes arrive; 4 s later
     the space is back.
@@ -158,7 +158,7 @@ def test_d3_disk_full_keeps_records_in_memory_sends_nothing_twice_and_recovers(
     broker.kill()
     feed.write(20, gap_s=0.02)
     wait_until(lambda: station.query("SELECT count(*) FROM outbox WHERE kind = 'position' AND sent IS NULL")[0][0] == 20,
-               what="20 positions waiting")  # fmt: skip
+               what="20 positions waiting")
     backlog = outbox_ids(station, "kind = 'position' AND sent IS NULL")
     assert d.proc is not None
     limit = max(p.stat().st_size for p in station.dir.glob("alkomd.db*"))
@@ -197,7 +197,7 @@ def test_d3_a_batch_the_database_refuses_is_counted_and_logged_once_when_it_comm
     audit record holds one refusal and one emergency."""
     cfg = parse({"node": {"path": "gorontalo/bone-bolango"}, "device": [{"id": "gps1", "driver": "nmea", "url": "/dev/null"}],
                  "unit": [{"id": "R2-01", "device": "gps1"}, {"id": "HT-1", "type": "foot", "radio": "100-1001"}]},
-                tmp_path / "alkomd.toml")  # fmt: skip
+                tmp_path / "alkomd.toml")
     store = Store(tmp_path / "alkomd.db", "normal")
     loop = asyncio.new_event_loop()
     blocker = sqlite3.connect(store.path, isolation_level=None)

@@ -128,7 +128,7 @@ def _configure(station: Station) -> None:
 def test_s7_valid_checksum_bad_semantics_never_become_a_position_nor_a_candidate(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """S7. Injected with valid checksums, one epoch each, between good fixes: a 500 km jump in 1 s, RMC status V,
     GGA quality 0, lat 91, a 1980-01-06 date. Pass: positions published from the 5 bad epochs: 0 (every published
     position is one of the 6 good fixes, all 6 are published); position rows stored from them: 0; the decoder
@@ -171,7 +171,7 @@ def test_s7_valid_checksum_bad_semantics_never_become_a_position_nor_a_candidate
     rows = station.query("SELECT time, lat FROM positions WHERE unit = 'R2-00'")
     assert len(rows) == 6 and all(lat < 1.0 and t >= "2020" for t, lat in rows)
     wait_until(lambda: any(m.payload["devices"]["gps0"]["rejected_fixes"] >= 3 for m in sub.on(f"{NODE}/health")),
-               what="rejected fixes counted by the decoder")  # fmt: skip
+               what="rejected fixes counted by the decoder")
     wait_until(lambda: any(m.payload["implausible_fixes"] == 2 for m in sub.on(f"{NODE}/health")), what="health counts both")
     health = sub.on(f"{NODE}/health")[-1].payload
     assert health["implausible_fixes"] == 2 and health["devices"]["gps0"]["implausible_fixes"] == 2, health
@@ -182,7 +182,7 @@ def test_s7_valid_checksum_bad_semantics_never_become_a_position_nor_a_candidate
     now = datetime.now(UTC)
     for call_id, lat in (("S7-FAR", far), ("S7-HOME", rx.lat)):
         body = {"call_id": call_id, "caller": "+6281234567890", "lat": lat, "lon": rx.lon, "accuracy_m": 10,
-                "received_at": _iso(now), "category": "pencurian"}  # fmt: skip
+                "received_at": _iso(now), "category": "pencurian"}
         sub.client.publish(f"{NODE}/call/new", json.dumps(body), qos=1)
     wait_until(lambda: bool(sub.on("/call/S7-FAR")) and bool(sub.on("/call/S7-HOME")), what="both calls offered")
     assert sub.on("/call/S7-FAR")[-1].payload["candidates"] == []
@@ -213,7 +213,7 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
 def test_s6_baud_mismatch_is_reported_with_its_reason_and_the_device_recovers(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], notify: NotifySocket, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """S6, scaled down: 5 s of high-bit garbage at 9600 baud's byte rate (about 960 bytes/s, 96 bytes every 0.1 s;
     the matrix says 30 s) between clean data, silent_after_s = 2. Pass: the device goes degraded and/or silent
     with its reason in `detail` (checksum errors or no valid sentence), the daemon's sd_notify STATUS= names it
@@ -248,7 +248,7 @@ def test_s6_baud_mismatch_is_reported_with_its_reason_and_the_device_recovers(
     wait_until(lambda: _device_states(sub)[-1][0] == "connected", what="connected again")
     wait_until(lambda: len(_positions(sub)) == before + 5, what="positions from the clean data")
     wait_until(lambda: any("devices 1/1 connected" in s and "(" not in s for s in notify.fields("STATUS")[marker:]),
-               what="STATUS connected again")  # fmt: skip
+               what="STATUS connected again")
     health = [m.payload["devices"]["gps0"] for m in sub.on(f"{NODE}/health")]
     assert health[-1]["checksum_errors"] > 0 and health[-1]["garbage_bytes"] > 1000
 
@@ -271,7 +271,7 @@ def _open_ttys(pid: int) -> set[str]:
 def test_s3_path_taken_over_by_another_receiver_the_daemon_follows_the_configured_path_and_logs_the_new_track(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], subscriber_factory: Callable[..., Subscriber],
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     """S3. Receiver A (talker GP) on the configured path is unplugged; an unconfigured pty C is created first (so it
     can get A's old /dev/pts number) and fed a position 160 km away; then receiver B (talker GN, another car 30 km
     away) appears on the configured path. Pass: the daemon holds B's pty open and never C's; positions published

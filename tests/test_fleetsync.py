@@ -84,19 +84,19 @@ def test_the_registry_holds_the_six_manufacturers_and_not_the_base_class() -> No
     assert "KenwoodSentence" not in registry
     assert {m: registry[m].__name__ for m in ("KLD", "KND", "KLS", "KNS", "KLI", "KNI")} == {
         "KLD": "KLD", "KND": "KND", "KLS": "KLS", "KNS": "KNS", "KLI": "KLI", "KNI": "KNI",
-    }  # fmt: skip
+    }
     assert registry["KWD"].__module__.startswith("pynmea2")  # pynmea2's own Kenwood APRS waypoints still work
 
 
 def test_pklds_fields_by_attribute_and_relayed() -> None:
     msg = pynmea2.parse(REFERENCE["KLDS"], check=True)
     got = {n: getattr(msg, n) for n in ("time", "valid", "lat", "lat_dir", "lon", "lon_dir", "sog", "cog", "date", "var",
-                                        "var_dir_version", "fleet", "unit_id", "status", "reserved")}  # fmt: skip
+                                        "var_dir_version", "fleet", "unit_id", "status", "reserved")}
     assert got == {
         "time": "122434", "valid": "A", "lat": "4954.1474", "lat_dir": "N", "lon": "11923.6044", "lon_dir": "W",
         "sog": "001.1", "cog": "194.9", "date": "130223", "var": "19.20", "var_dir_version": "W00", "fleet": "100",
         "unit_id": "1001", "status": "80", "reserved": "00",
-    }  # fmt: skip
+    }
     rel = msg.relayed()
     assert rel is not None
     assert (rel.radio, rel.status, rel.has_position, rel.valid) == ("100-1001", 80, True, True)
@@ -171,7 +171,7 @@ def test_unreadable_radio_ids_are_parse_errors_and_emit_nothing(body: str) -> No
 
 
 SHORT = ["PKLDS,122434,A", "PKLDS", "PKNDS,124640,A,4954.1458,N", "PKLSH,0033.8700,N", "PKNSH", "PKLID,00", "PKNID,00",
-         "PKLD", "PKLDX,1,2,3"]  # fmt: skip
+         "PKLD", "PKLDX,1,2,3"]
 
 
 @pytest.mark.parametrize("body", SHORT)
@@ -188,7 +188,7 @@ def test_short_sentences_are_padded_parse_errors_never_exceptions(body: str) -> 
 
 
 @pytest.mark.parametrize(("body", "radio"), [("PKLID,00,100,1001", "100-1001"), ("PKNID,00,U00002", "U00002"),
-                                             ("PKLID,00,100,1001,ZZ,00,", "100-1001")])  # fmt: skip
+                                             ("PKLID,00,100,1001,ZZ,00,", "100-1001")])
 def test_a_status_only_sentence_without_a_status_is_a_sentence_with_nothing_to_emit(body: str, radio: str) -> None:
     msg = pynmea2.parse(sentence(body).decode().strip(), check=True)
     assert msg.relayed() == kenwood.Relayed(radio, None, has_position=False)
@@ -207,7 +207,7 @@ LATS, LONS = st.floats(-90, 90), st.floats(-180, 180)
 @settings(max_examples=300, deadline=None)
 @given(lat=LATS, lon=LONS, radio_code=RADIO_AND_CODE, t=FIX_TIME, kmh=st.floats(0, 1800), course=st.floats(0, 359.9))
 def test_property_any_kenwood_ds_reads_back(lat: float, lon: float, radio_code: tuple[str, int], t: datetime, kmh: float,
-                                            course: float) -> None:  # fmt: skip
+                                            course: float) -> None:
     radio, code = radio_code
     line = kenwood_ds(t, lat, lon, radio, code, kmh=kmh, course=course)
     msg = pynmea2.parse(line.decode().strip(), check=True)
@@ -233,7 +233,7 @@ def test_property_any_kenwood_ds_reads_back(lat: float, lon: float, radio_code: 
 @settings(max_examples=200, deadline=None)
 @given(lat=LATS, lon=LONS, radio_code=RADIO_AND_CODE, t=FIX_TIME, valid=st.booleans())
 def test_property_any_kenwood_sh_and_id_read_back(lat: float, lon: float, radio_code: tuple[str, int], t: datetime,
-                                                  valid: bool) -> None:  # fmt: skip
+                                                  valid: bool) -> None:
     radio, code = radio_code
     sh = pynmea2.parse(kenwood_sh(t, lat, lon, radio, valid=valid).decode().strip(), check=True).relayed()
     assert sh is not None and (sh.radio, sh.status, sh.valid, sh.day) == (radio, None, valid, None)
@@ -293,7 +293,7 @@ EXPECTED_STREAM = [
     ("status", "100-1003", 15),
     ("fix", None, T0, BASE_LAT),  # the base's first RMC epoch closes when its next one arrives
     ("fix", None, T0 + timedelta(seconds=30), BASE_LAT),  # and the last one at the end of input
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("eol", [b"\r\n", b"\n", b""], ids=["crlf", "lf", "no line end"])
@@ -301,7 +301,7 @@ EXPECTED_STREAM = [
 def test_stx_etx_framing_with_and_without_line_ends_mixed_with_the_base_rmc(eol: bytes, split: str) -> None:
     data = base_stream(eol)
     chunks = {"whole": [data], "bytewise": [data[i : i + 1] for i in range(len(data))],
-              "17-byte chunks": [data[i : i + 17] for i in range(0, len(data), 17)]}[split]  # fmt: skip
+              "17-byte chunks": [data[i : i + 17] for i in range(0, len(data), 17)]}[split]
     dec = Decoder("base")
     recs = records(dec, chunks)
     assert summary(recs) == EXPECTED_STREAM
@@ -324,7 +324,7 @@ def test_the_technicians_path_gives_the_same_records() -> None:
 
 
 def ds_body(*, time_: str = "010001", valid: str = "A", lat: str = "0033.0060", lon: str = "12309.0120", day: str = "151024",
-            radio: str = "100,1001", code: str = "10") -> bytes:  # fmt: skip
+            radio: str = "100,1001", code: str = "10") -> bytes:
     return sentence(f"PKLDS,{time_},{valid},{lat},N,{lon},E,002.4,040.0,{day},00.00,E00,{radio},{code},00,")
 
 
@@ -392,7 +392,7 @@ def config(tmp_path: Path, radio_status: dict[str, Any] | None = None) -> Config
             {"emergency": [99], "available": [10], "enroute": [20], "onscene": [30], "unavailable": [40]},
         },
         tmp_path / "alkomd.toml",
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -468,9 +468,9 @@ def test_an_emergency_is_published_once_per_signal_and_audited(core: tuple[CoreS
     first, second = sent[0][1], sent[1][1]
     # The position of the report that carried the signal, and the newest one for the second.
     assert (first["lat"], first["lon"], first["fix_time"], first["time"]) == (0.5602, 123.1, utc_iso(ST0 + timedelta(seconds=2)),
-                                                                             utc_iso(ST0 + timedelta(seconds=2)))  # fmt: skip
+                                                                             utc_iso(ST0 + timedelta(seconds=2)))
     assert (second["lat"], second["fix_time"], second["time"]) == (0.5603, utc_iso(ST0 + timedelta(seconds=3)),
-                                                                   utc_iso(ST0 + timedelta(seconds=7)))  # fmt: skip
+                                                                   utc_iso(ST0 + timedelta(seconds=7)))
     entries = audits(store, "unit.emergency")
     assert [(unit, d["radio"], d["device"], d["code"], d["msg_id"]) for unit, d in entries] == [
         ("HT-02", "100-1002", "base", 99, msg_id) for *_, msg_id in sent
@@ -525,7 +525,7 @@ def test_status_codes_set_the_unit_status_only_when_the_code_changes(core: tuple
     assert st_.availability.states["HT-01"].status.value == "unavailable"
     changes = [(d["previous"], d["status"]) for u, d in audits(store, "unit.status") if u == "HT-01"]
     assert changes == [("offline", "available"), ("available", "enroute"), ("enroute", "available"), ("available", "onscene"),
-                       ("onscene", "unavailable")]  # fmt: skip
+                       ("onscene", "unavailable")]
     assert verify(store.audit_rows()).ok
 
 
@@ -633,7 +633,7 @@ def fleetsync_config(station: Station, link: Path) -> Path:
 def test_a_base_radio_end_to_end(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     link = station.dir / "ttyBASE"
     sub = subscriber_factory(broker.port)
     pty = ptys(link)
@@ -662,7 +662,7 @@ def test_a_base_radio_end_to_end(
 
     wait_until(lambda: len(sub.on("/unit/HT-01/position")) == 4, what="HT-01's last position")
     wait_until(lambda: bool(sub.on("/unit/CAR-17/status")) and sub.on("/unit/CAR-17/status")[-1].payload["status"] == "enroute",
-               what="CAR-17 en route")  # fmt: skip
+               what="CAR-17 en route")
     pos = {u: [m.payload for m in sub.on(f"/unit/{u}/position")] for u in ("HT-01", "HT-02", "CAR-17")}
     assert [len(pos[u]) for u in pos] == [4, 5, 3]
     for unit, radio in (("HT-01", "100-1001"), ("HT-02", "100-1002"), ("CAR-17", "U00017")):
@@ -677,7 +677,7 @@ def test_a_base_radio_end_to_end(
     e = emergency.payload
     assert_valid("unit-emergency", e)
     assert (e["unit"], e["source"], e["code"], e["lat"], e["fix_time"]) == ("HT-02", "base:100-1002", 99, 0.5224,
-                                                                             utc_iso(t + timedelta(seconds=2)))  # fmt: skip
+                                                                             utc_iso(t + timedelta(seconds=2)))
 
     # Three reports within a minute, always code 10: one message, or two when the first report's fix
     # and its code reached the station in two batches (first heard, then its code "changed" from none).
@@ -700,7 +700,7 @@ def test_a_base_radio_end_to_end(
     assert sum("EMERGENCY from radio 100-1002" in ln for ln in d.lines) == 1
     assert sum("radio 100-1099 is not in any [[unit]]" in ln for ln in d.lines) == 1
     wait_until(lambda: bool(sub.on("/health")) and sub.on("/health")[-1].payload["devices"]["base"]["sentences"] >= 20,
-               what="health counting the base radio's sentences")  # fmt: skip
+               what="health counting the base radio's sentences")
     health = sub.on("/health")[-1].payload["devices"]["base"]
     assert (health["driver"], health["checksum_errors"], health["parse_errors"], health["garbage_bytes"]) == ("fleetsync", 0, 0, 0)
     assert d.stop() == 0 and "Traceback" not in d.log

@@ -181,7 +181,7 @@ def test_no_fix_then_silent_then_connected(tmp_path: Path, gpsds: Callable[..., 
         try:
             # no_fix comes after no_fix_after_s whether or not gpsd has sent its first TPV yet.
             wait_until(lambda: DeviceState.NO_FIX in run.states() and run.driver.stream.rejected.get(TpvReject.NO_FIX, 0) >= 1,
-                       15, "no_fix, and a TPV without a fix rejected")  # fmt: skip
+                       15, "no_fix, and a TPV without a fix rejected")
             assert not run.fixes()
             feed.paused = True  # the receiver goes quiet: gpsd sends nothing at all
             wait_until(lambda: run.states()[-1] is DeviceState.SILENT, 15, "silent")

@@ -396,7 +396,7 @@ def write_fc(tmp_path: Path, features: list[dict[str, Any]] | str) -> Path:
         "not-json", "not-a-collection", "linestring", "null-geometry", "missing-id", "duplicate-id", "open-ring",
         "swapped-lat-lon", "missing-name", "nested-levels", "no-area", "bad-child", "empty",
     ],
-)  # fmt: skip
+)
 def test_bad_files_name_the_problem(tmp_path: Path, content: list[dict[str, Any]] | str, message: str) -> None:
     path = write_fc(tmp_path, content)
     with pytest.raises(JurisdictionError, match=message) as info:

@@ -167,9 +167,9 @@ times = st.datetimes(datetime(2000, 1, 1), datetime(2099, 12, 31)).map(lambda t:
     st.integers(-500, 5000),
 )
 def test_reports_round_trip(kind: MessageType, shape: Shape, lat: float, lon: float, t: datetime, speed: float,
-                            course: float, alt: int) -> None:  # fmt: skip
+                            course: float, alt: int) -> None:
     rep = LocationReport(kind, b"\x01\x02", 0, shape=shape, lat=lat, lon=lon, radius_m=12.5, alt_m=float(alt),
-                         alt_accuracy_m=3.0, time=t, speed_kmh=speed, course=course)  # fmt: skip
+                         alt_accuracy_m=3.0, time=t, speed_kmh=speed, course=course)
     back = lrrp.decode(lrrp_build.encode_report(rep))
     assert isinstance(back, LocationReport) and back.unknown_token is None
     assert back.lat == pytest.approx(lat, abs=1e-7) and back.lon == pytest.approx(lon, abs=1e-7)
@@ -228,10 +228,10 @@ def test_gates() -> None:
 def test_fix_record() -> None:
     t = RECEIVED - timedelta(seconds=5)
     rep = LocationReport(MessageType.TRIGGERED_REPORT, b"\x01", shape=Shape.CIRCLE_3D, lat=-6.2, lon=106.8, radius_m=20.0,
-                         alt_m=12.0, time=t, speed_kmh=30.0, course=90.0)  # fmt: skip
+                         alt_m=12.0, time=t, speed_kmh=30.0, course=90.0)
     m = to_records(rep.position(RECEIVED), "trbo", "1234567", RECEIVED, 5.0)
     assert m.fix == Fix("trbo", t, -6.2, 106.8, 3, RECEIVED, 5.0, alt=12.0, speed_kmh=30.0, course=90.0, radio="1234567",
-                        accuracy_m=20.0)  # fmt: skip
+                        accuracy_m=20.0)
     assert m.status is None
 
 

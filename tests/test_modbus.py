@@ -230,7 +230,7 @@ def _map_file(tmp_path: Path, body: str, name: str = "modem.toml") -> Path:
 
 
 GPS_FIELDS = '[[field]]\nname = "lat"\naddress = 0\ntype = "float32"\nmeaning = "lat"\n' \
-             '[[field]]\nname = "lon"\naddress = 2\ntype = "float32"\nmeaning = "lon"\n'  # fmt: skip
+             '[[field]]\nname = "lon"\naddress = 2\ntype = "float32"\nmeaning = "lon"\n'
 
 
 @pytest.mark.parametrize(
@@ -248,7 +248,7 @@ GPS_FIELDS = '[[field]]\nname = "lat"\naddress = 0\ntype = "float32"\nmeaning = 
         ('[[field]]\nname = "lat"\naddress = 0\ntype = "float32"\nmeaning = "lat"\n', "field", "meaning = 'lon'"),
         (GPS_FIELDS + "[extra]\n", "extra", "unknown section"),
     ],
-)  # fmt: skip
+)
 def test_map_file_errors_name_the_key_and_the_file(tmp_path: Path, body: str, key: str, message: str) -> None:
     path = _map_file(tmp_path, body)
     with pytest.raises(ConfigError) as err:
@@ -322,7 +322,7 @@ def test_tcp_fix_and_health_in_every_word_order(sims: Callable[..., ModbusSim], 
     assert fix.time == fix.received  # the modem's GPS time register is not trusted: time of reading
     assert status.detail == ""
     assert status.modem == ModemHealth(uptime_s=86400, signal_dbm=-71, temperature_c=41.5, network="LTE", operator="Telkomsel",
-                                       sim="sim1")  # fmt: skip
+                                       sim="sim1")
     # The first status already says connected, with the modem's health: no "waiting" flicker before it.
     assert run.statuses()[0].state is DeviceState.CONNECTED and run.statuses()[0].modem is not None
     c = run.driver.counters()
@@ -460,7 +460,7 @@ def line(tmp_path: Path) -> Iterator[PtyLink]:
 def test_rtu_two_units_share_one_port(sims: Callable[..., ModbusSim], line: PtyLink) -> None:
     sims({1: teltonika(order="big"), 7: teltonika(lat=-6.1754, lon=106.8272, order="little")}, serial_port=str(line.b))
     with running(str(line.a), "car1", unit_id=1, poll_interval_s=0.1) as car1, \
-         running(str(line.a), "car7", unit_id=7, poll_interval_s=0.1) as car7:  # fmt: skip
+         running(str(line.a), "car7", unit_id=7, poll_interval_s=0.1) as car7:
         wait_until(lambda: len(car1.fixes()) >= 3 and len(car7.fixes()) >= 3, 15, "fixes from both units")
     assert math.isclose(car7.fixes()[0].lat, -6.1754, abs_tol=F32_EPS)
     assert math.isclose(car1.fixes()[0].lat, LAT, abs_tol=F32_EPS)
@@ -493,7 +493,7 @@ def test_rtu_port_missing(tmp_path: Path) -> None:
 def test_daemon_publishes_position_and_modem_status(
     tmp_path: Path, broker: Broker, sims: Callable[..., ModbusSim], daemons: Callable[[Path], Daemon],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     sim = sims({1: teltonika(order="little-byteswap")})
     (tmp_path / "modbus").mkdir()
     (tmp_path / "modbus" / "rut.toml").write_text((ROOT / "config" / "modbus" / "teltonika-rut.toml").read_text())
@@ -518,7 +518,7 @@ def test_daemon_publishes_position_and_modem_status(
     assert_valid("device-status", status.payload)
     assert status.payload["driver"] == "modbus" and status.payload["state"] == "connected"
     assert status.payload["modem"] == {"uptime_s": 86400, "signal_dbm": -71, "temperature_c": 41.5, "network": "LTE",
-                                       "operator": "Telkomsel", "sim": "sim1"}  # fmt: skip
+                                       "operator": "Telkomsel", "sim": "sim1"}
     wait_until(lambda: bool(sub.on(f"{NODE}/health")), 5, "health")
     health = sub.on(f"{NODE}/health")
     assert "rut-r2-07" in json.dumps(health[-1].payload)

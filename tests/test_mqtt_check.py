@@ -54,7 +54,7 @@ def central(tmp_path: Path, pki: Pki) -> Iterator[CentralBroker]:
 
 
 def tls_station(tmp_path: Path, broker: CentralBroker, user: str = "gorontalo/kota-gorontalo", password: str | None = None,
-                node_path: str | None = None, mqtt: str = "") -> Station:  # fmt: skip
+                node_path: str | None = None, mqtt: str = "") -> Station:
     """A station configured for the central broker (TLS, user, password file), like tests/test_security.py's."""
     st = Station(tmp_path / "station", broker.port)
     secret = tmp_path / "mqtt-password"
@@ -80,7 +80,7 @@ def test_plain_broker_round_trip_and_nothing_left_behind(station: Station, broke
     assert report["rtt_ms"] > 0 and report["probe_topic"].startswith(f"{KOTA}/probe/")
     assert report["client_id"] == "alkomd-polri110-gorontalo-kota-gorontalo" and report["tls"] is False
     out = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", "mqtt-check", "--config", str(station.config)],
-                         capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+                         capture_output=True, text=True, timeout=60).stdout
     assert "OK: the probe came back, round trip" in out and "receive" in out
     c = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=report["client_id"], protocol=MQTTProtocolVersion.MQTTv5)
     present: list[bool] = []

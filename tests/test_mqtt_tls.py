@@ -36,7 +36,7 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     _run("openssl", "req", *ec, "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr", cwd=d)
     (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     _run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-         "-days", "2", "-extfile", "server.ext", "-out", "server.crt", cwd=d)  # fmt: skip
+         "-days", "2", "-extfile", "server.ext", "-out", "server.crt", cwd=d)
     passwd_tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     _run(passwd_tool, "-c", "-b", "passwd", "polres-kota", PASSWORD, cwd=d)
     _run(passwd_tool, "-b", "passwd", "consumer", "consumer-pw", cwd=d)

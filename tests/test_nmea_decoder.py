@@ -45,7 +45,7 @@ def spec(k: int = 0, **kw: object) -> EpochSpec:
     args: dict[str, object] = dict(
         time=T0 + timedelta(seconds=k), lat=LAT, lon=LON + k * 0.0001, alt=25.0,
         speed_kmh=36.0, course=87.5, hdop=0.9, sats=9,
-    )  # fmt: skip
+    )
     args.update(kw)
     return EpochSpec(**args)  # type: ignore[arg-type]
 
@@ -461,7 +461,7 @@ def test_untimed_sentences_of_a_receiver_without_time_do_not_pile_up() -> None:
     nofix = (
         sentence("GPRMC,,V,,,,,,,,,,N") + sentence("GPVTG,,T,,M,,N,,K,N")
         + sentence("GPGGA,,,,,,0,00,99.99,,,,,,") + sentence("GPGSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99")
-    )  # fmt: skip
+    )
     dec = Decoder("cold")
     for k in range(500):
         assert dec.feed(nofix, RECEIVED, float(k)) == []
@@ -659,7 +659,7 @@ def test_counters_have_exact_values() -> None:
         sentence("PGRME,15.0,M,45.0,M,25.0,M"),         # proprietary, a sentence
         rmc(t[2]), gga(t[2]),
         rmc(t[3], status="V"), gga(t[3], quality="0"),  # rejected epoch
-    ])  # fmt: skip
+    ])
     dec, fixes = decode(data)
     assert len(fixes) == 3
     assert dec.sentences == 10
@@ -706,7 +706,7 @@ SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 PIECES = [
     b"$", b"\n", b"\r\n", b"*", b",", b"\x02", b"\x03", b"\x00", b"$GPGGA,", b"$GNRMC,", b"*4F",
     gga(T0), rmc(T0), gll(T0), gsa("3"), vtg(), zda(T0), gsv(3, 1),
-]  # fmt: skip
+]
 noisy_chunks = st.lists(st.one_of(st.binary(max_size=80), st.sampled_from(PIECES)), max_size=40)
 
 

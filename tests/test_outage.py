@@ -32,7 +32,7 @@ T0 = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
 NODE = "polri110/gorontalo/bone-bolango"
 UNITS = ("R2-01", "R2-02", "R2-03")
 NEVER_THINNED = ("call_state", "alert", "escalation", "call_handoff", "unit_status", "device_status", "emergency",
-                 "unit_status_set")  # fmt: skip
+                 "unit_status_set")
 
 
 @pytest.fixture
@@ -269,7 +269,7 @@ FIXES_PER_UNIT = 300
 def test_b6_long_outage_with_a_tiny_budget_loses_no_call_status_or_newest_position(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """B6. Broker SIGKILLed, 3 units fed fast (3 x 300 fixes) with pauses that make devices silent and
     units offline, `outbox_budget_mb = 0.06`.
 
@@ -281,7 +281,7 @@ def test_b6_long_outage_with_a_tiny_budget_loses_no_call_status_or_newest_positi
     configure(
         station, devices=3, store=f"outbox_budget_mb = {BUDGET_MB}\n",
         extra="[availability]\nmissed_reports = 2\ninterval_car_s = 0.5\n",
-    )  # fmt: skip
+    )
     sub = subscriber_factory(broker.port)
     pads = [ptys(link) for link in station.links]
     d = daemons(station.config)
@@ -338,7 +338,7 @@ def test_b6_long_outage_with_a_tiny_budget_loses_no_call_status_or_newest_positi
     health = [m.payload for m in sub.on("/health") if m.payload.get("outbox_depth") == 0][-1]
     assert health["outbox_bytes"] == 0 and health["outbox_thinned"] == thinned
     print(f"\nB6: fed {fed} fixes in {feed_s:.1f} s, budget {budget} B, max unsent {max(samples)} B, "
-          f"thinned {thinned}, kept {len(kept_ids)} ({len(non_position)} non-position), all delivered")  # fmt: skip
+          f"thinned {thinned}, kept {len(kept_ids)} ({len(non_position)} non-position), all delivered")
 
 
 def test_the_helper_measures_what_the_daemon_limits(tmp_path: Path, store: Store) -> None:

@@ -122,7 +122,7 @@ def test_gates() -> None:
     "payload",
     [b"", b"[]", b"null", b"{}", b'{"_type": 5}', b'{"_type":"nonsense"}', b"\xff\xfe\x00", b"{" * 100000, b"[" * 5000 + b"]" * 5000,
      b"x" * (ot.MAX_PAYLOAD + 1), b'{"_type":"location","lat":' + b"9" * 5000 + b"}"],
-)  # fmt: skip
+)
 def test_bad_payloads_are_typed_errors(payload: bytes) -> None:
     with pytest.raises(OwnTracksError):
         ot.decode(payload, topic="owntracks/u/d")
@@ -143,7 +143,7 @@ FIELDS = st.fixed_dictionaries(
     {"_type": st.sampled_from(["location", "lwt", "transition", "card", "x"])},
     optional={k: JSON | st.floats(min_value=-200, max_value=200) | st.integers(min_value=-10**12, max_value=10**12)
               for k in ("lat", "lon", "tst", "acc", "alt", "vel", "cog", "batt", "tid", "t", "topic", "created_at")},
-)  # fmt: skip
+)
 
 
 @settings(max_examples=500, deadline=None)

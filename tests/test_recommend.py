@@ -189,7 +189,7 @@ def test_eta_from_the_speed_class_of_each_type() -> None:
 def test_equal_distances_break_ties_by_fix_age_then_unit_id() -> None:
     here = unit("X", 700)
     same = [UnitSnapshot(uid, "car", UnitStatus.AVAILABLE, here.lat, here.lon, NOW - timedelta(seconds=age), "J1")
-            for uid, age in (("C", 10), ("A", 10), ("B", 10), ("D", 5))]  # fmt: skip
+            for uid, age in (("C", 10), ("A", 10), ("B", 10), ("D", 5))]
     got = ask(same)
     assert ids(got) == ["D", "A", "B", "C"]
     assert len({c.distance_m for c in got}) == 1

@@ -57,7 +57,7 @@ def lines(d: Daemon, text: str) -> list[str]:
 def test_sighup_adds_a_device_and_a_unit_and_restarts_only_a_changed_driver(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], notify: NotifySocket,
-) -> None:  # fmt: skip
+) -> None:
     """Pass: the new unit's fixes are published within 20 s of the SIGHUP, the old device never stops publishing,
     systemd hears RELOADING=1 (with MONOTONIC_USEC) then READY=1."""
     station.write_config(devices=1)
@@ -105,7 +105,7 @@ def test_sighup_adds_a_device_and_a_unit_and_restarts_only_a_changed_driver(
 def test_an_invalid_file_keeps_the_running_configuration_and_restart_only_keys_are_reported(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], notify: NotifySocket,
-) -> None:  # fmt: skip
+) -> None:
     """Pass: exactly one log line, naming the file and the key; the daemon keeps publishing (3 of 3 fixes)."""
     station.write_config(devices=1)
     good = station.config.read_text()
@@ -116,7 +116,7 @@ def test_an_invalid_file_keeps_the_running_configuration_and_restart_only_keys_a
     wait_until(lambda: bool(sub.on("/device/gps0/status")), what="gps0 status")
 
     station.config.write_text(good.replace("reconnect_max_s = 1\n", 'reconnect_max_s = 1\nbaud = "fast"\n', 1)
-                              + '[[unit]]\nid = "R2-99"\ndevice = "gps9"\n')  # fmt: skip
+                              + '[[unit]]\nid = "R2-99"\ndevice = "gps9"\n')
     hup(d, notify)
     refused = lines(d, "keeping the running configuration")
     assert len(refused) == 1, d.log
@@ -146,7 +146,7 @@ def test_an_invalid_file_keeps_the_running_configuration_and_restart_only_keys_a
 def test_removing_a_device_stops_it_and_frees_its_port(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], notify: NotifySocket,
-) -> None:  # fmt: skip
+) -> None:
     """Pass: before the reload another process cannot lock gps1's port; after it, it can; gps1's retained status
     says why it stopped, and gps0 keeps publishing."""
     station.write_config(devices=2)
@@ -183,7 +183,7 @@ def test_removing_a_device_stops_it_and_frees_its_port(
     hup(d, notify)
     assert lines(d, "reload: devices stopped gps1")[-1].endswith("reload: devices stopped gps1"), d.log  # units stay
     wait_until(lambda: sub.on("/device/gps1/status")[-1].payload["detail"] == "disabled in the configuration",
-               what="gps1 disabled")  # fmt: skip
+               what="gps1 disabled")
     assert [x["state"] for x in control.request(station.dir / "control.sock", "devices")] == ["connected", "disabled"]
 
 
@@ -200,7 +200,7 @@ def test_log_level_follows_the_file_unless_given_on_the_command_line(station: St
     station.config.write_text(station.config.read_text() + '[log]\nlevel = "warning"\n')
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.main", "--config", str(station.config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     out: list[str] = []
     threading.Thread(target=lambda: out.extend(proc.stderr or []), daemon=True).start()
     try:
@@ -271,7 +271,7 @@ def _square(code: str) -> str:
 def test_reloaded_jurisdictions_take_the_next_call_and_a_broken_file_is_refused(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], notify: NotifySocket,
-) -> None:  # fmt: skip
+) -> None:
     """Pass: the call after the reload lies in the new polygon id with the unit as its candidate; a file that is not
     GeoJSON is refused with one line naming jurisdictions.file, and the next call still uses the reloaded polygons."""
     areas = station.dir / "areas.geojson"
@@ -288,7 +288,7 @@ def test_reloaded_jurisdictions_take_the_next_call_and_a_broken_file_is_refused(
     def call(call_id: str) -> dict[str, Any]:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         body = {"call_id": call_id, "caller": "+6281234567890", "lat": 0.545, "lon": 123.062, "accuracy_m": 15,
-                "received_at": now, "category": "pencurian"}  # fmt: skip
+                "received_at": now, "category": "pencurian"}
         sub.client.publish(f"{sub.topic[:-2]}/call/new", json.dumps(body), qos=1)
         wait_until(lambda: bool(sub.on(f"/call/{call_id}")), what=f"call {call_id} state")
         state: dict[str, Any] = sub.on(f"/call/{call_id}")[-1].payload

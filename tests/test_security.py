@@ -176,7 +176,7 @@ def test_polda_reads_its_polres_escalations_and_units_and_nothing_of_another_pol
     to its Polres and to Mabes (PUBACK < 0x80) but not into the other Polda's Polres (0x87)."""
     extra = ("\nuser sulawesi-utara\ntopic readwrite polri110/sulawesi-utara/#\ntopic write polri110/call/new\n"
              "\nuser sulawesi-utara/manado\ntopic readwrite polri110/sulawesi-utara/manado/#\n"
-             "topic write polri110/sulawesi-utara/call/new\n")  # fmt: skip
+             "topic write polri110/sulawesi-utara/call/new\n")
     users = dict(USERS, **{"sulawesi-utara": "pw-sulut", "sulawesi-utara/manado": "pw-manado"})
     with running(CentralBroker(tmp_path / "central", pki, users=users, acl_extra=extra)) as b:
         polda = {p: connected(clients, b, p) for p in ("gorontalo", "sulawesi-utara")}
@@ -339,7 +339,7 @@ def test_bridge_station_conf_carries_the_station_both_ways_without_loops(tmp_pat
                 assert polda.publish(f"{BONE}/call/new", b'{"call_id":"C-1"}') == 0
                 wait_until(lambda: got == [f"{BONE}/call/new"], 10, "the call reaches the station")
                 wait_until(lambda: {m.topic for m in mabes.messages} >= {f"{BONE}/unit/R2-01/position", "polri110/gorontalo/call/new"}, 10,
-                           "position and escalation at the centre")  # fmt: skip
+                           "position and escalation at the centre")
                 time.sleep(1)  # a loop or a stray forward would show up by now
                 topics = [m.topic for m in mabes.messages]
                 assert topics.count(f"{BONE}/call/new") == 1, topics
@@ -389,14 +389,14 @@ def test_three_tiers_of_alkomd_work_through_the_shipped_acl(
         polres = _tier(tmp_path / "polres", b, "gorontalo/kota-gorontalo", "polres", "gorontalo/kota-gorontalo",
                        f'[jurisdictions]\nfile = "{JUR}/gorontalo-adm2.geojson"\ninclude_property = "code"\ninclude_values = ["75.71"]\n'
                        "[dispatch]\nanswer_timeout_polres_s = 5\n[recommend]\nmax_fix_age_s = 3600\n"
-                       f'[[device]]\nid = "gps0"\ndriver = "nmea"\nurl = "{link}"\n[[unit]]\nid = "R2-00"\ndevice = "gps0"\n')  # fmt: skip
+                       f'[[device]]\nid = "gps0"\ndriver = "nmea"\nurl = "{link}"\n[[unit]]\nid = "R2-00"\ndevice = "gps0"\n')
         polda = _tier(tmp_path / "polda", b, "gorontalo", "polda", "gorontalo",
                       f'[jurisdictions]\nfile = "{JUR}/gorontalo-adm2.geojson"\ninclude_property = "level"\n'
                       'include_values = ["regency", "city"]\nchildren = ["75.71=gorontalo/kota-gorontalo"]\n'
-                      "[dispatch]\nanswer_timeout_polda_s = 5\n[recommend]\nmax_fix_age_s = 3600\n")  # fmt: skip
+                      "[dispatch]\nanswer_timeout_polda_s = 5\n[recommend]\nmax_fix_age_s = 3600\n")
         mabes = _tier(tmp_path / "mabes", b, "", "mabes", "mabes",
                       f'[jurisdictions]\nfile = "{JUR}/indonesia-adm1.geojson"\noutside_max_m = 3000\nchildren = ["75=gorontalo"]\n'
-                      "[dispatch]\nanswer_timeout_mabes_s = 5\nrealert_s = 5\n[recommend]\nmax_fix_age_s = 3600\n")  # fmt: skip
+                      "[dispatch]\nanswer_timeout_mabes_s = 5\nrealert_s = 5\n[recommend]\nmax_fix_age_s = 3600\n")
         pty = ptys(link)
         running_daemons = [daemons(polres), daemons(polda), daemons(mabes)]
         for node in (KOTA, "polri110/gorontalo", "polri110"):
@@ -407,7 +407,7 @@ def test_three_tiers_of_alkomd_work_through_the_shipped_acl(
 
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
         call = {"call_id": "C-9", "caller": "+6285200000000", "lat": 0.5450, "lon": 123.0620, "accuracy_m": 10,
-                "received_at": now, "category": "kecelakaan"}  # fmt: skip
+                "received_at": now, "category": "kecelakaan"}
         gateway = connected(clients, b, "gateway-110")
         assert gateway.publish(f"{KOTA}/call/new", json.dumps(call).encode()) == 0
         wait_until(lambda: state(KOTA).get("state") == "escalated", 20, "escalated at the Polres")

@@ -58,7 +58,7 @@ def angle_diff(a: float, b: float) -> float:
 
 def test_routes_are_named_and_inside_gorontalo() -> None:
     assert {"kota-gorontalo-loop", "limboto-gorontalo", "bone-bolango-coast", "gorontalo-kwandang",
-            "marisa-town", "tilamuta-town"} <= set(ROUTES)  # fmt: skip
+            "marisa-town", "tilamuta-town"} <= set(ROUTES)
     lat0, lat1, lon0, lon1 = GORONTALO_BBOX
     for name, r in ROUTES.items():
         assert r.name == name and r.length_m > 1000
@@ -155,7 +155,7 @@ def test_fault_grammar_valid(text: str, fault: Fault) -> None:
     "text",
     ["", "unplug", "120+30", "120:unplug", "120-30:unplug", "-5+3:noise", "120+30:explode", "120+30:Unplug",
      "12a+3:noise", "1e3+5:noise", "120+30:unplug:x", "120 + 30 : unplug", "10+0:noise", ".5+1:noise"],
-)  # fmt: skip
+)
 def test_fault_grammar_invalid(text: str) -> None:
     with pytest.raises(ValueError, match="fault"):
         parse_fault(text)
@@ -351,7 +351,7 @@ def test_receiver_through_the_nmea_serial_driver_yields_fixes_on_the_route_and_s
     link = tmp_path / "ttyGPS0"
     pty = PtyGps(link)
     rx = SimulatedReceiver(pty, route, speed_kmh=60, interval_s=0.1, talker="GN",
-                           faults=[parse_fault("1.0+0.5:unplug")], start_offset_s=300, name="gps0")  # fmt: skip
+                           faults=[parse_fault("1.0+0.5:unplug")], start_offset_s=300, name="gps0")
     drv = NmeaSerial("gps0", NmeaOptions(url=str(link), reconnect_max_s=0.5))
     out = Collector()
     stop = threading.Event()
@@ -426,7 +426,7 @@ def test_standalone_mode_writes_nmea_until_interrupted(tmp_path: Path) -> None:
         [sys.executable, "-m", "alkomd.drivers.simulator", "--route", "marisa-town", "--link", str(link),
          "--interval", "0.1", "--talker", "GN", "--faults", "100+1:noise"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    )
     try:
         wait_until(lambda: link.is_symlink() or proc.poll() is not None, what="the link")
         assert proc.poll() is None
@@ -452,6 +452,6 @@ def test_standalone_mode_rejects_a_bad_fault(tmp_path: Path) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "alkomd.drivers.simulator", "--link", str(tmp_path / "x"), "--faults", "5+5:explode"],
         capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    )
     assert r.returncode == 2 and "explode" in r.stderr
     assert not (tmp_path / "x").exists()

@@ -20,7 +20,7 @@ def _device_states(sub: Subscriber, device: str) -> list[str]:
 def test_positions_are_stored_and_published_retained_and_sigterm_is_clean(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     station.write_config()
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
@@ -71,7 +71,7 @@ def test_sigint_stops_cleanly(
 def test_unplug_reports_disconnected_and_replug_resumes(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     station.write_config()
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
@@ -98,7 +98,7 @@ def test_unplug_reports_disconnected_and_replug_resumes(
 def test_broker_sigkill_mid_stream_loses_no_message(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     """Pass criterion: every msg_id the daemon stored reaches the consumer (messages lost: 0)."""
     station.write_config()
     sub = subscriber_factory(broker.port)
@@ -126,7 +126,7 @@ def test_broker_sigkill_mid_stream_loses_no_message(
 def test_daemon_sigkill_with_undelivered_outbox_delivers_after_restart(
     tmp_path: Path, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     port = free_port()
     station = Station(tmp_path / "station", port)  # nothing listens on the port yet
     station.write_config()

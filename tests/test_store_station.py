@@ -164,7 +164,7 @@ def test_superseded_and_prune_keep_the_retained_position_correct(store: Store) -
 
 def test_position_payload_matches_the_contract(store: Store) -> None:
     f = Fix("gps1", T0, -0.123456789, 123.05, 3, T0 + timedelta(milliseconds=40), 0.0, alt=12.34, speed_kmh=50.04,
-            course=359.95, hdop=0.8, sats=11, radio=None)  # fmt: skip
+            course=359.95, hdop=0.8, sats=11, radio=None)
     m = contract.position_message(NODE, UnitPosition("R2-01", f))
     p = json.loads(m.payload)
     assert m.topic == f"{NODE}/unit/R2-01/position" and m.retain and m.qos == 1

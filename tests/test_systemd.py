@@ -41,7 +41,7 @@ def test_unit_passes_systemd_analyze_verify(unit_copy: Path) -> None:
 
 def test_unit_exposure_is_at_most_1_5(unit_copy: Path) -> None:
     r = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=15", str(unit_copy)],
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+                       capture_output=True, text=True, timeout=60)
     m = re.search(r"Overall exposure level for alkomd.service: ([0-9.]+)", r.stdout)
     assert m is not None, r.stdout[-500:]
     assert float(m.group(1)) <= 1.5 and r.returncode == 0, m.group(0)
@@ -51,7 +51,7 @@ def test_unit_keeps_the_promises_the_readme_makes() -> None:
     text = UNIT.read_text()
     for line in ("Type=notify", "NotifyAccess=main", "Restart=on-failure", "RestartPreventExitStatus=78", "User=alkomd",
                  "SupplementaryGroups=dialout", "StateDirectory=alkomd", "RuntimeDirectory=alkomd",
-                 "ConfigurationDirectory=alkomd", "LoadCredential=mqtt-password:"):  # fmt: skip
+                 "ConfigurationDirectory=alkomd", "LoadCredential=mqtt-password:"):
         assert line in text, line
     assert re.search(r"^WatchdogSec=\d+", text, re.M)
     sysusers = (ROOT / "systemd" / "alkomd.sysusers").read_text()
@@ -111,7 +111,7 @@ def test_sd_notify_contract_ready_status_watchdog_stopping(
     pty = PtyGps(station.links[0])
     env = dict(os.environ, NOTIFY_SOCKET=notify.env, WATCHDOG_USEC="400000", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.main", "--config", str(station.config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_until(lambda: bool(notify.fields("READY")), 20, "READY=1")
         wait_until(lambda: len(notify.fields("WATCHDOG")) >= 3, 20, "watchdog pings")

@@ -170,7 +170,7 @@ GORONTALO = (0.5435, 123.0568)
 
 
 def _long(shape: int, location: Bits | None, velocity: tuple[int, list[tuple[int, int]]] = (0, []), reason: int = 0,
-          time: tuple[int, list[tuple[int, int]]] = (0, [])) -> tuple[bytes, int]:  # fmt: skip
+          time: tuple[int, list[tuple[int, int]]] = (0, [])) -> tuple[bytes, int]:
     b = Bits().put(1, 2).put(3, 4).put(time[0], 2)
     for v, n in time[1]:
         b.put(v, n)

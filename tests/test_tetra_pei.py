@@ -144,7 +144,7 @@ def test_bad_identities_and_data() -> None:
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.one_of(st.text(max_size=80), st.from_regex(r"\+CTSDSR: ?[0-9]{1,3}(,[0-9]{0,16}){2,6}", fullmatch=True),
-                          st.from_regex(r"[0-9A-Fa-f]{0,70}", fullmatch=True)), max_size=12))  # fmt: skip
+                          st.from_regex(r"[0-9A-Fa-f]{0,70}", fullmatch=True)), max_size=12))
 def test_fuzz_reader_never_raises(lines: list[str]) -> None:
     reader = PeiReader()
     for line in lines:

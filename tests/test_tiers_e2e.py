@@ -36,7 +36,7 @@ def _state(sub: Subscriber, node: str, call_id: str) -> dict[str, object] | None
 def test_a_call_nobody_answers_reaches_mabes_which_alerts_the_polres_unit(
     tmp_path: Path, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber],
-) -> None:  # fmt: skip
+) -> None:
     sub = subscriber_factory(broker.port, topic="polri110/#")
     polres = Station(tmp_path / "polres", broker.port)
     polres.write_config()
@@ -48,24 +48,24 @@ def test_a_call_nobody_answers_reaches_mabes_which_alerts_the_polres_unit(
     polda = _node_config(tmp_path / "polda", "gorontalo", "polda", broker.port,
                          f'file = "{JUR}/gorontalo-adm2.geojson"\ninclude_property = "level"\n'
                          'include_values = ["regency", "city"]\nchildren = ["75.71=gorontalo/kota-gorontalo"]',
-                         "answer_timeout_polda_s = 5")  # fmt: skip
+                         "answer_timeout_polda_s = 5")
     mabes = _node_config(tmp_path / "mabes", "", "mabes", broker.port,
                          f'file = "{JUR}/indonesia-adm1.geojson"\noutside_max_m = 3000\nchildren = ["75=gorontalo"]',
-                         "answer_timeout_mabes_s = 5\nrealert_s = 5")  # fmt: skip
+                         "answer_timeout_mabes_s = 5\nrealert_s = 5")
     pty = ptys(polres.links[0])
     d_polres = daemons(polres.config)
     daemons(polda)
     daemons(mabes)
     for node in (POLRES, POLDA, MABES):
         wait_until(lambda n=node: any(m.topic == f"{n}/state" and m.payload["state"] == "online" for m in sub.on("/state")),  # type: ignore[misc]
-                   what=f"{node} online")  # fmt: skip
+                   what=f"{node} online")
     wait_until(lambda: "gps0: starting -> connected" in d_polres.log, what="port open")
     Feeder(pty).write(3, gap_s=0.1)
     wait_until(lambda: any(m.payload.get("status") == "available" for m in sub.on(f"{POLRES}/unit/R2-00/status")), what="unit available")
 
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     call = {"call_id": "C-9", "caller": "+6285200000000", "lat": 0.5450, "lon": 123.0620, "accuracy_m": 10,
-            "received_at": now, "category": "kecelakaan"}  # fmt: skip
+            "received_at": now, "category": "kecelakaan"}
     sub.client.publish(f"{POLRES}/call/new", json.dumps(call), qos=1)
 
     # Polres: offered, nobody answers for 5 s -> escalated to the Polda.

@@ -31,7 +31,7 @@ HOLD_S = 3.0  # the lock is held this long: under the daemon's 5 s busy timeout,
 def test_y2_a_blocked_event_loop_stops_the_watchdog_pings_until_it_turns_again(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """Y2. WATCHDOG_USEC = 1 s (pings every 0.5 s); the test holds the database's write lock for 3 s while a receiver
     sends 5 fixes a second. Pass: a gap of at least 2 s (twice WatchdogSec: systemd would have killed and restarted
     the daemon) with no WATCHDOG=1, which ends only after the lock was released; pings resume (3 more within
@@ -84,7 +84,7 @@ def test_y2_a_blocked_event_loop_stops_the_watchdog_pings_until_it_turns_again(
         assert after >= released and before >= held - WATCHDOG_USEC / 1e6, (before - held, after - released)
         normal = [g for g, a, _ in gaps if a < held - 1.0 or a > released]
         print(f"Y2: lock held {released - held:.2f} s; pings stopped for {gap:.2f} s (from {before - held:+.2f} s to "
-              f"{after - released:+.2f} s after release); other gaps at most {max(normal):.2f} s")  # fmt: skip
+              f"{after - released:+.2f} s after release); other gaps at most {max(normal):.2f} s")
 
         stamp = {t.strftime("%Y-%m-%dT%H:%M:%S.000Z") for t in sent}
         wait_until(lambda: len(stamp - {r[0] for r in station.query("SELECT time FROM positions")}) == 0, 10, "every fix stored")

@@ -39,7 +39,7 @@ def call_to_json(call: Call) -> str:
         "created": call.created.isoformat(), "updated": call.updated.isoformat(),
         "alerts_sent": [[u, n] for u, n in call.alerts_sent], "version": call.version, "note": call.note,
         "realert_at": _iso(call.realert_at),
-    }  # fmt: skip
+    }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -61,7 +61,7 @@ def call_from_json(text: str) -> Call:
         call_id=r.text("call_id"), caller=r.text("caller"), location=loc, received_at=r.when("received_at"),
         category=r.text("category"), source=r.text("source"), problems=r.texts("problems"),
         escalated_from=r.opt_text("escalated_from"), note=r.text("note"), raw_sha256=r.text("raw_sha256"),
-    )  # fmt: skip
+    )
     p = doc.obj("placement")
     placement = Placement(LocationStatus(p.text("status")), p.opt_text("jurisdiction"), p.texts("others"), p.opt_number("distance_m"))
     candidates = []
@@ -82,7 +82,7 @@ def call_from_json(text: str) -> Call:
         accept_deadline=doc.opt_when("accept_deadline"), escalated_to=doc.opt_text("escalated_to"), flags=doc.texts("flags"),
         created=doc.when("created"), updated=doc.when("updated"), alerts_sent=tuple(alerts), version=doc.integer("version"),
         note=doc.text("note"), realert_at=doc.opt_when("realert_at") if doc.integer("format") >= 2 else None,
-    )  # fmt: skip
+    )
 
 
 def _iso(value: datetime | None) -> str | None:

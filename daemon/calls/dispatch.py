@@ -319,7 +319,7 @@ def _receive(call: Call | None, event: Receive, now: datetime, role: NodeRole, o
         call_id=req.call_id, request=req, placement=event.placement, state=S.OFFERED, tier=role.tier, node=role.node,
         candidates=candidates, assigned_unit=None, declined=(), answered_by=None, answer_deadline=deadline,
         accept_deadline=None, escalated_to=None, flags=flags, created=now, updated=now, alerts_sent=(), version=1,
-    )  # fmt: skip
+    )
     where = event.placement.jurisdiction or "no jurisdiction"
     origin = f", escalated from {req.escalated_from}" if req.escalated_from else ""
     audits = (
@@ -493,7 +493,7 @@ class _Tx:
             assigned_unit=unit, declined=tuple(u for u in c.declined if u != unit), answer_deadline=None,
             accept_deadline=self.now + timedelta(seconds=self.opts.accept_timeout_s),
             alerts_sent=(*c.alerts_sent, (unit, attempt)), flags=_without(c.flags, FLAG_NO_CANDIDATE), realert_at=None,
-        )  # fmt: skip
+        )
         loc = c.request.location
         self.effects.append(SetUnitStatus(unit, UnitStatus.ASSIGNED, c.call_id))
         self.effects.append(
@@ -503,7 +503,7 @@ class _Tx:
                 distance_m=cand.distance_m if cand is not None and loc is not None else None, attempt=attempt,
                 msg_id=stable_msg_id(c.node, c.call_id, "alert", unit, str(attempt)),
             )
-        )  # fmt: skip
+        )
 
     def _replace_unit(self, kind: str, detail: str, by: str = "") -> None:
         c = self.call
@@ -517,7 +517,7 @@ class _Tx:
     def _escalate(self, parent: str) -> Result:
         c = self.call
         self.enter(S.ESCALATED, f"unanswered at {self.role.tier} by {utc_iso(self.now)}: escalated to {parent}",
-                   answer_deadline=None, escalated_to=parent)  # fmt: skip
+                   answer_deadline=None, escalated_to=parent)
         request = replace(c.request, escalated_from=self.role.node)
         self.effects.append(Escalate(parent, request, stable_msg_id(c.node, c.call_id, "escalate", parent)))
         return self.done()

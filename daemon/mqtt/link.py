@@ -172,7 +172,7 @@ class MqttLink:
             if topic not in self._too_large:
                 self._too_large.add(topic)
                 log.error("mqtt: a message for %s is larger than the broker's maximum packet size (%d bytes): not sent",
-                          topic, self.max_packet_size)  # fmt: skip
+                          topic, self.max_packet_size)
             return 0
         info = self.client.publish(topic, payload.encode("utf-8"), qos=qos, retain=retain)
         return info.mid

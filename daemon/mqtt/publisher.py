@@ -105,7 +105,7 @@ class Publisher:
                     "broker refused a %s message (reason 0x%02X %s): kept in the outbox, retried every %.0f s; "
                     "check the broker ACL for this station's topics",
                     kind, ack.reason, ack.reason_text, REFUSED_RETRY_S,
-                )  # fmt: skip
+                )
         self.pump()
 
     def inflight_ids(self) -> set[int]:
@@ -183,4 +183,4 @@ class Publisher:
                 "a %s message of %d bytes exceeds the broker's maximum packet size (%d bytes): kept in the outbox, "
                 "not sent; raise max_packet_size on the broker",
                 row.message.kind, size, self.max_packet,
-            )  # fmt: skip
+            )

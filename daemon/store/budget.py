@@ -131,14 +131,14 @@ class OutboxBudget:
                 "outbox over its budget (%.2f MB > %.2f MB): thinned %d old position messages (%.2f MB), "
                 "down to one per %d s per unit; %.2f MB unsent now; the position history keeps every fix",
                 before / MB, budget / MB, rows, freed / MB, used, done.after / MB,
-            )  # fmt: skip
+            )
         if not done.under_budget and not self._over_logged:
             self._over_logged = True
             log.error(
                 "outbox still over its budget after thinning (%.2f MB > %.2f MB): what remains is never thinned "
                 "(calls, alerts, statuses, the newest position of each unit, one position per %d s); nothing is dropped",
                 done.after / MB, budget / MB, STEPS_S[-1],
-            )  # fmt: skip
+            )
         elif done.under_budget and self._over_logged:
             self._over_logged = False
             log.info("outbox back under its budget (%.2f MB of %.2f MB)", done.after / MB, budget / MB)

@@ -232,7 +232,7 @@ class Store:
             pos_rows.append(
                 (up.unit, f.device, t, utc_iso(f.received), f.lat, f.lon, f.alt, f.speed_kmh, f.course, f.hdop, f.sats,
                  f.mode, msg.msg_id if msg else "", f.radio, f.accuracy_m)
-            )  # fmt: skip
+            )
             if msg is not None:
                 out_rows.append((msg.msg_id, msg.kind, msg.topic, msg.payload, msg.qos, int(msg.retain), created))
                 if t > latest.get(up.unit, ""):
@@ -287,7 +287,7 @@ class Store:
             UnitState(u, UnitStatus(st), datetime.fromisoformat(since.replace("Z", "+00:00")), cid,
                       UnitStatus(res) if res else None)
             for u, st, since, cid, res in rows
-        ]  # fmt: skip
+        ]
 
     def open_calls(self) -> list[str]:
         """The stored JSON of every call still open (reloaded at start: timers are re-armed)."""

@@ -19,7 +19,7 @@ def _v1(db: sqlite_utils.Database) -> None:
         },
         pk="id",
         not_null={"unit", "device", "time", "received", "lat", "lon", "msg_id"},
-    )  # fmt: skip
+    )
     db["positions"].create_index(["unit", "time"], index_name="positions_unit_time")
     db["positions"].create_index(["received"], index_name="positions_received")
     db["outbox"].create(
@@ -29,7 +29,7 @@ def _v1(db: sqlite_utils.Database) -> None:
         },
         pk="id",
         not_null={"msg_id", "kind", "topic", "payload", "qos", "retain", "created"},
-    )  # fmt: skip
+    )
     db["outbox"].create_index(["msg_id"], unique=True, index_name="outbox_msg_id")
     db["outbox"].create_index(["topic", "id"], index_name="outbox_topic_id")
     db.execute("CREATE INDEX outbox_unsent ON outbox(id) WHERE sent IS NULL")
