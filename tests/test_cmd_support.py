@@ -114,7 +114,8 @@ def test_the_bundle_has_versions_ports_config_status_and_errors_but_no_secret(
     db = json.loads(members["database.json"])
     assert db["open_calls"] >= 1 and "calls" not in db  # a count, never the calls themselves
     [dev] = db["devices"]
-    assert dev["device"] == "gps0" and dev["state"] == "connected" and dev["counters"]["fixes"] >= 0
+    published = [m.payload["state"] for m in sub.on("/device/gps0/status")]  # silent by now on a slow machine: the last one
+    assert dev["device"] == "gps0" and dev["state"] == published[-1] and dev["counters"]["fixes"] >= 0
     assert "last state change" in db["devices_note"]
     assert [u["id"] for u in db["units"]] == ["R2-00"] and isinstance(db["outbox_depth"], int)
 
