@@ -148,16 +148,17 @@ class CallDesk:
                 return
             jur = self.jurisdictions.jurisdiction_of(pos.lat, pos.lon) if self.jurisdictions else None
             status = old.status if old else UnitStatus.OFFLINE
-            self.units.update(UnitSnapshot(msg.unit, old.type if old else "car", status, pos.lat, pos.lon, pos.time, jur))
+            kind = pos.type or (old.type if old else "car")  # older nodes do not say: a car, as before
+            self.units.update(UnitSnapshot(msg.unit, kind, status, pos.lat, pos.lon, pos.time, jur))
             self._rerank_soon()
             return
         st = contract.parse_below_status(payload)
         if st is None:
             return
         if old is None:
-            self.units.update(UnitSnapshot(msg.unit, "car", st, None, None, None, None))
+            self.units.update(UnitSnapshot(msg.unit, st.type or "car", st.status, None, None, None, None))
         else:
-            self.units.update(replace(old, status=st))
+            self.units.update(replace(old, status=st.status, type=st.type or old.type))
         self._rerank_soon()
 
     def call_new(self, payload: bytes, is_aml: bool = False) -> None:

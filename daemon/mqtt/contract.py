@@ -315,7 +315,15 @@ def _source(device: str, radio: str | None) -> str:
     return f"{device}:{radio}" if radio else device
 
 
-def position_message(node: str, up: UnitPosition) -> Message:
+@dataclass(frozen=True, slots=True)
+class UnitLabel:
+    """What travels with a unit's messages so that every tier knows it (`type` sets its speed class for the ETA)."""
+
+    type: str  # car, motorcycle, foot, boat
+    callsign: str
+
+
+def position_message(node: str, up: UnitPosition, label: UnitLabel | None = None) -> Message:
     """`<node>/unit/<unit>/position` (retained): the unit's newest fix."""
     f = up.fix
     msg_id = new_msg_id()
@@ -334,14 +342,17 @@ def position_message(node: str, up: UnitPosition) -> Message:
         "msg_id": msg_id,
         "alt": rounded(f.alt, 1),
         "accuracy_m": rounded(f.accuracy_m, 1),
+        "type": label.type if label else None,
+        "callsign": label.callsign if label else None,
     }
     return Message(msg_id, "position", position_topic(node, up.unit), dumps(payload), 1, True)
 
 
-def unit_status_message(node: str, s: UnitState) -> Message:
+def unit_status_message(node: str, s: UnitState, label: UnitLabel | None = None) -> Message:
     """`<node>/unit/<unit>/status` (retained, on change)."""
     msg_id = new_msg_id()
-    payload = {"unit": s.unit, "status": s.status.value, "since": utc_iso(s.since), "call_id": s.call_id, "msg_id": msg_id}
+    payload = {"unit": s.unit, "status": s.status.value, "since": utc_iso(s.since), "call_id": s.call_id, "msg_id": msg_id,
+               "type": label.type if label else None, "callsign": label.callsign if label else None}
     return Message(msg_id, "unit_status", unit_status_topic(node, s.unit), dumps(payload), 1, True)
 
 
@@ -531,11 +542,20 @@ def parse_status_set(payload: bytes) -> StatusSetRequest:
     return StatusSetRequest(UnitStatus(value), by, "")
 
 
+UNIT_TYPES = ("car", "motorcycle", "foot", "boat")
+
+
 @dataclass(frozen=True, slots=True)
 class BelowPosition:
     lat: float
     lon: float
     time: datetime
+    type: str | None = None  # as the unit's node says (older nodes do not: None)
+
+
+def _unit_type(body: dict[str, object]) -> str | None:
+    t = body.get("type")
+    return t if isinstance(t, str) and t in UNIT_TYPES else None
 
 
 def parse_below_position(payload: bytes) -> BelowPosition | None:
@@ -548,14 +568,20 @@ def parse_below_position(payload: bytes) -> BelowPosition | None:
         return None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180) or t.tzinfo is None:
         return None
-    return BelowPosition(lat, lon, t)
+    return BelowPosition(lat, lon, t, _unit_type(body))
 
 
-def parse_below_status(payload: bytes) -> UnitStatus | None:
+@dataclass(frozen=True, slots=True)
+class BelowStatus:
+    status: UnitStatus
+    type: str | None = None
+
+
+def parse_below_status(payload: bytes) -> BelowStatus | None:
     """The status of a unit's retained `status` from a node below; None when unusable."""
     try:
         body = json.loads(payload)
-        return UnitStatus(str(body.get("status")))
+        return BelowStatus(UnitStatus(str(body.get("status"))), _unit_type(body))
     except (ValueError, RecursionError, AttributeError):
         return None
 

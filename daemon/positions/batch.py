@@ -66,6 +66,8 @@ class Committed(Protocol):
 
     def unit_of_radio(self, device: str, radio: str | None) -> str | None: ...
 
+    def label(self, unit: str) -> contract.UnitLabel | None: ...
+
 
 def status_audit(st: UnitState, previous: UnitState, now: datetime, call_id: str) -> AuditEntry:
     """The audit entry of one unit status change (`call_id`: the call it belongs to on record)."""
@@ -117,7 +119,7 @@ class Batch:
     def finish(self) -> None:
         """After the last record: the unit status messages, the unknown radios' reports, the audit of every change."""
         for st in self.changes.values():
-            self.messages.append(contract.unit_status_message(self.st.node, st))
+            self.messages.append(contract.unit_status_message(self.st.node, st, self.st.label(st.unit)))
         if self.unknown:
             self._report_unknown()
         self.audits.extend(status_audit(st, self.before[st.unit], self.now, st.call_id or "") for st in self.changes.values())
@@ -161,7 +163,7 @@ class Batch:
                 return
         self.last_time[unit] = t
         self.latest[unit] = up
-        self.positions.append((up, contract.position_message(self.st.node, up)))
+        self.positions.append((up, contract.position_message(self.st.node, up, self.st.label(unit))))
         self._changed(self.st.availability.fix(unit, self.now))
 
     def radio_status(self, r: RadioStatus) -> None:

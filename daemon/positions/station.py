@@ -131,6 +131,11 @@ class Station:
         self.emergency_codes = frozenset(cfg.radio_status.emergency)
         self.code_status = {code: UnitStatus(name) for code, name in cfg.radio_status.statuses().items()}
 
+    def label(self, unit: str) -> contract.UnitLabel | None:
+        """The type and callsign that travel with the unit's messages."""
+        info = self.units.get(unit)
+        return None if info is None else contract.UnitLabel(info.type, info.callsign)
+
     def unit_of_radio(self, device: str, radio: str | None) -> str | None:
         """The unit a fix or status from `device` (relaying `radio`, if any) belongs to."""
         if radio is None:
@@ -244,7 +249,7 @@ class Station:
             if st is not None:
                 changes[st.unit] = st
         for st in changes.values():
-            messages.append(contract.unit_status_message(self.node, st))
+            messages.append(contract.unit_status_message(self.node, st, self.label(st.unit)))
             audits.append(status_audit(st, before[st.unit], now, call_id))
         try:
             self.store.record([], messages, now, audits, tuple(changes.values()), calls)
