@@ -120,3 +120,57 @@ def test_i7_events_are_answered_and_an_unknown_unit_is_refused(
     wait_until(lambda: bool(_states(sub, "EV-3")), what="unknown category call")
     odd = _states(sub, "EV-3")[-1]
     assert "unknown_category" in odd["flags"] and odd["priority"] == 3 and odd["category"] == "ufo sighting"  # type: ignore[operator]
+
+
+def test_the_repeat_caller_count_survives_a_restart_and_travels_with_an_escalation(tmp_path: Path) -> None:
+    """Three calls from one number, the daemon restarted (a new desk on the same database), a fourth: flagged, as
+    without the restart. The escalation carries the count (caller_calls), and the parent flags with it."""
+    import asyncio
+    from datetime import timedelta
+
+    from alkomd.daemon.calls import dispatch, intake
+    from alkomd.daemon.calls.desk import CallDesk
+    from alkomd.daemon.config import parse
+    from alkomd.daemon.mqtt import contract
+    from alkomd.daemon.mqtt.publisher import Publisher
+    from alkomd.daemon.positions.station import Station as Core
+    from alkomd.daemon.store.database import Store
+
+    t0 = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+    now = [t0]
+
+    def desk_on(store: Store, loop: asyncio.AbstractEventLoop, node: str, tier: str) -> CallDesk:
+        cfg = parse({"node": {"path": node, "tier": tier}, "calls": {"repeat_caller_count": 3}}, tmp_path / "alkomd.toml")
+        core = Core(cfg, store, Publisher(store, loop), loop, now=lambda: now[0])
+        return CallDesk(cfg, store, core, core.publisher, loop, lambda: now[0], None)
+
+    def call(call_id: str, **extra: object) -> bytes:
+        return json.dumps({"call_id": call_id, "caller": "+6281111111111", "lat": 0.545, "lon": 123.06,
+                           "received_at": now[0].strftime("%Y-%m-%dT%H:%M:%S.000Z"), "category": "informasi", **extra}).encode()
+
+    loop = asyncio.new_event_loop()
+    store = Store(tmp_path / "polres.db", "normal")
+    try:
+        desk = desk_on(store, loop, "gorontalo/kota-gorontalo", "polres")
+        for i in range(3):
+            now[0] = t0 + timedelta(minutes=i)
+            desk.receive(intake.parse_call(call(f"P-{i}"), now[0]))
+        assert "repeat_caller" not in desk.calls["P-2"].flags
+        restarted = desk_on(store, loop, "gorontalo/kota-gorontalo", "polres")
+        now[0] = t0 + timedelta(minutes=3)
+        restarted.receive(intake.parse_call(call("P-3"), now[0]))
+        fourth = restarted.calls["P-3"]
+        assert "repeat_caller" in fourth.flags and fourth.request.caller_calls == 4
+        esc = contract.escalation_payload(dispatch.Escalate("polri110/gorontalo", fourth.request, "m"))
+        assert esc["caller_calls"] == 4
+        parent_store = Store(tmp_path / "polda.db", "normal")
+        parent = desk_on(parent_store, loop, "gorontalo", "polda")
+        parent.receive(intake.parse_call(json.dumps(esc).encode(), now[0]))
+        assert "repeat_caller" in parent.calls["P-3"].flags, "the parent saw this caller once, the Polres four times"
+        for d in (desk, restarted, parent):
+            for timer in d._timers.values():
+                timer.cancel()
+        parent_store.close()
+    finally:
+        loop.close()
+        store.close()

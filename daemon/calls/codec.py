@@ -23,6 +23,7 @@ def call_to_json(call: Call) -> str:
             "location": None if loc is None else {"lat": loc.lat, "lon": loc.lon, "accuracy_m": loc.accuracy_m},
             "received_at": req.received_at.isoformat(), "category": req.category, "source": req.source,
             "problems": list(req.problems), "escalated_from": req.escalated_from, "note": req.note, "raw_sha256": req.raw_sha256,
+            "caller_calls": req.caller_calls,
         },
         "placement": {
             "status": call.placement.status.value, "jurisdiction": call.placement.jurisdiction,
@@ -61,6 +62,7 @@ def call_from_json(text: str) -> Call:
         call_id=r.text("call_id"), caller=r.text("caller"), location=loc, received_at=r.when("received_at"),
         category=r.text("category"), source=r.text("source"), problems=r.texts("problems"),
         escalated_from=r.opt_text("escalated_from"), note=r.text("note"), raw_sha256=r.text("raw_sha256"),
+        caller_calls=r.integer("caller_calls") if doc.integer("format") >= 2 else 0,
     )
     p = doc.obj("placement")
     placement = Placement(LocationStatus(p.text("status")), p.opt_text("jurisdiction"), p.texts("others"), p.opt_number("distance_m"))

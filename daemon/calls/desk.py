@@ -106,6 +106,7 @@ class CallDesk:
             self._arm(call)
         if self.calls:
             log.info("reloaded %d open calls; their deadlines are re-armed", len(self.calls))
+        self._remember_callers()
         for unit, state in station.availability.states.items():
             self._index_unit(unit, state=state)
         for up in station.latest.values():
@@ -220,7 +221,10 @@ class CallDesk:
                          [StoredCall(req.call_id, "handed_off", False, msg.payload)])
             log.info("call %s: not in this node's area: handed to %s", req.call_id, target)
             return
-        flags: tuple[str, ...] = (dispatch.FLAG_REPEAT_CALLER,) if self._repeat(req.caller, now) else ()
+        calls_from = max(self._count_caller(req.caller, now), req.caller_calls)  # the escalating node's count travels along
+        req = replace(req, caller_calls=calls_from)
+        repeat = bool(req.caller) and calls_from > self.calls_cfg.repeat_caller_count
+        flags: tuple[str, ...] = (dispatch.FLAG_REPEAT_CALLER,) if repeat else ()
         if req.category == EMERGENCY:
             flags += (dispatch.FLAG_EMERGENCY,)
         if now - req.received_at > fields.MAX_AGE:  # a replayed capture, or a gateway that held it a day
@@ -475,13 +479,14 @@ class CallDesk:
             return self.role.parent
         return None
 
-    def _repeat(self, caller: str, now: datetime) -> bool:
+    def _count_caller(self, caller: str, now: datetime) -> int:
+        """Calls from `caller` within the repeat-caller window, this one included (0 for an unknown number)."""
         window = timedelta(seconds=self.calls_cfg.repeat_caller_window_s)
         callers = self._callers
         while callers and now - next(iter(callers.values()))[-1] > window:
             callers.popitem(last=False)
         if not caller:
-            return False
+            return 0
         q = callers.get(caller)
         if q is None:
             q = callers[caller] = deque()
@@ -490,7 +495,16 @@ class CallDesk:
         q.append(now)
         while q and now - q[0] > window:
             q.popleft()
-        return len(q) > self.calls_cfg.repeat_caller_count
+        return len(q)
+
+    def _remember_callers(self) -> None:
+        """The callers of the window from the database: a restart does not reset a prank caller's count."""
+        now = self._clock()
+        since = now - timedelta(seconds=self.calls_cfg.repeat_caller_window_s)
+        for caller, created in sorted(self.store.recent_callers(since), key=lambda row: row[1]):
+            q = self._callers.setdefault(caller, deque())
+            q.append(created)
+            self._callers.move_to_end(caller)
 
     def units_changed(self, positions: list[UnitPosition], states: list[UnitState]) -> None:
         """The station committed new positions or unit statuses (keeps the recommender's index)."""

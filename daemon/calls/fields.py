@@ -212,6 +212,7 @@ def make_call(
     category: str = DEFAULT_CATEGORY,
     escalated_from: str | None = None,
     note: str = "",
+    caller_calls: int = 0,
 ) -> CallRequest:
     return CallRequest(
         call_id=call_id,
@@ -224,6 +225,7 @@ def make_call(
         escalated_from=escalated_from,
         note=note,
         raw_sha256=raw,
+        caller_calls=caller_calls,
     )
 
 def decode_text(payload: bytes, problems: list[str]) -> str | None:

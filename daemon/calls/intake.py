@@ -162,7 +162,18 @@ def _parse_new(payload: bytes, now: datetime, problems: list[str]) -> CallReques
         category=_text("category", f.get("category"), MAX_CATEGORY, problems, required=True) or DEFAULT_CATEGORY,
         escalated_from=_escalated_from(f.get("escalated_from"), problems),
         note=" / ".join(notes)[:MAX_NOTE],
+        caller_calls=_caller_calls(f.get("caller_calls"), problems),
     )
+
+
+def _caller_calls(value: object, problems: list[str]) -> int:
+    """How many calls the escalating node counted from this caller in its window (0: not given)."""
+    if value is Absent.MISSING or value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
+        problems.append(f"{Problem.TYPE}: caller_calls must be an integer 0..1000000, got {show(value)}; ignored")
+        return 0
+    return value
 
 def _derive(derived: str, reason: str, problems: list[str]) -> str:
     problems.append(

@@ -56,6 +56,7 @@ class CallRequest:
     escalated_from: str | None = None  # node topic of the child that escalated it
     note: str = ""
     raw_sha256: str = ""  # of the payload as received (audit)
+    caller_calls: int = 0  # calls from this caller in the repeat-caller window, as the node that escalated it counted
 
 
 @dataclass(frozen=True, slots=True)

@@ -480,6 +480,7 @@ def call_new_payload(req: CallRequest, msg_id: str) -> dict[str, object]:
         "escalated_from": req.escalated_from,
         "msg_id": msg_id,
         "note": req.note,
+        "caller_calls": req.caller_calls,
     }
 
 

@@ -293,6 +293,25 @@ class Store:
         """The stored JSON of every call still open (reloaded at start: timers are re-armed)."""
         return [body for (body,) in self.conn.execute("SELECT call FROM calls WHERE open = 1 ORDER BY updated")]
 
+    def recent_callers(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(caller, when the call was taken in) of the calls taken in since `since` with a known number, oldest first."""
+        rows = self.conn.execute(
+            "SELECT json_extract(call, '$.request.caller'), json_extract(call, '$.created') FROM calls "
+            "WHERE updated >= ? AND json_valid(call) AND json_extract(call, '$.format') IS NOT NULL",
+            (utc_iso(since),),
+        )
+        out = []
+        for caller, created in rows:
+            if not caller or not isinstance(created, str):
+                continue
+            try:
+                t = datetime.fromisoformat(created)
+            except ValueError:
+                continue
+            if t.tzinfo is not None and t >= since:
+                out.append((str(caller), t))
+        return sorted(out, key=lambda row: row[1])
+
     def has_call(self, call_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM calls WHERE call_id = ?", (call_id,)).fetchone() is not None
 
