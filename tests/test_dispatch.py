@@ -491,7 +491,8 @@ def test_options_are_a_strict_config_section(tmp_path: Path) -> None:
             build(DispatchOptions, bad, "dispatch", tmp_path / "a.toml")
     assert all(doc for _, _, _, doc in describe(DispatchOptions))
     assert [f.name for f in fields(DispatchOptions)] == [
-        "answer_timeout_polres_s", "answer_timeout_polda_s", "answer_timeout_mabes_s", "accept_timeout_s", "realert_s", "supervision_grace_s",
+        "answer_timeout_polres_s", "answer_timeout_polda_s", "answer_timeout_mabes_s", "accept_timeout_s", "realert_s",
+        "supervision_grace_s",
     ]
 
 
