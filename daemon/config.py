@@ -117,6 +117,16 @@ class AvailabilityConfig:
 class CallsConfig:
     repeat_caller_count: int = spec(3, min=1, max=1000, doc="More calls than this from one number in the window: flag repeat_caller.")
     repeat_caller_window_s: float = spec(3600.0, min=60, max=7 * 86400, doc="The window for repeat_caller.")
+    closed_retention_s: float = spec(
+        3600.0, min=5, max=30 * 86400,
+        doc="A closed or escalated call's retained state is cleared from the broker this long after its last change "
+        "(it stays in the database and the audit record).",
+    )
+    taken_retention_s: float = spec(
+        2 * 86400.0, min=3600, max=30 * 86400,
+        doc="Polda, Mabes: a taken marker on a node below is cleared after this long (keep it above that node's "
+        "[mqtt] session_expiry_s: a node away longer gets no queued call to mistake).",
+    )
 
 
 _CODE = dict(min=0, max=999)

@@ -40,6 +40,7 @@ from alkomd.daemon.supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_S = 3600.0
+CLEAR_INTERVAL_S = 5.0  # how often retained topics due for clearing (closed calls, taken markers) are cleared
 AVAILABILITY_TICK_S = 1.0
 INBOX_SLICE_S = 0.05  # incoming MQTT messages are handled at most this long per loop turn (timers run in between)
 
@@ -228,6 +229,7 @@ class Runtime(LinkEvents):
         tasks = [
             asyncio.create_task(self._every(cfg.mqtt.health_interval_s, self._publish_health), name="health"),
             asyncio.create_task(self._every(PRUNE_INTERVAL_S, self._prune), name="prune"),
+            asyncio.create_task(self._every(CLEAR_INTERVAL_S, self._clear_retained), name="clear-retained"),
             asyncio.create_task(self.budget.run(), name="outbox-budget"),
             asyncio.create_task(self._every(AVAILABILITY_TICK_S, self.station.tick), name="availability"),
         ]
@@ -302,6 +304,15 @@ class Runtime(LinkEvents):
             implausible_fixes=self.station.implausible_fixes,
         )
         self.link.publish(contract.health_topic(self.cfg.node.topic), payload, 1, False)
+
+    def _clear_retained(self) -> None:
+        """Clear the retained topics whose time came (empty retained messages through the outbox, in one transaction)."""
+        now = utc_now()
+        topics = self.store.due_clears(now)
+        if topics:
+            self.store.record([], [contract.clear_message(t) for t in topics], now, cleared=topics)
+            self.publisher.pump()
+            log.info("cleared %d retained messages from the broker (closed calls, taken markers)", len(topics))
 
     def _prune(self) -> None:
         s = self.cfg.store

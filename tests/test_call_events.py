@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,7 +59,7 @@ def _call(call_id: str, category: str) -> bytes:
 
 
 def _states(sub: Subscriber, call_id: str) -> list[dict[str, object]]:
-    return [m.payload for m in sub.on(f"/call/{call_id}") if m.topic.endswith(f"/call/{call_id}")]
+    return [m.payload for m in sub.on(f"/call/{call_id}") if m.topic.endswith(f"/call/{call_id}") and "state" in m.payload]
 
 
 def _result(sub: Subscriber, event_id: str) -> dict[str, object]:
@@ -174,3 +175,27 @@ def test_the_repeat_caller_count_survives_a_restart_and_travels_with_an_escalati
     finally:
         loop.close()
         store.close()
+
+
+def test_a_closed_call_is_cleared_from_the_broker_after_its_retention(
+    station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
+    subscriber_factory: Callable[..., Subscriber],
+) -> None:
+    """A closed call's retained state is cleared (an empty retained message) closed_retention_s (5 s here) after it
+    closed: a console subscribing later no longer gets it; the database keeps the call."""
+    _configure(station)
+    station.config.write_text(station.config.read_text() + "\n[calls]\nclosed_retention_s = 5\n")
+    sub = subscriber_factory(broker.port)
+    ptys(station.links[0])
+    daemons(station.config)
+    wait_until(lambda: any(m.payload.get("state") == "online" for m in sub.on(f"{NODE}/state")), what="node online")
+    sub.client.publish(f"{NODE}/call/new", _call("CL-1", "informasi"), qos=1)
+    wait_until(lambda: bool(_states(sub, "CL-1")), what="call offered")
+    sub.client.publish(f"{NODE}/call/CL-1/event", json.dumps({"action": "close", "by": "piket-1", "msg_id": "c-1"}), qos=1)
+    wait_until(lambda: _states(sub, "CL-1")[-1]["state"] == "closed", what="closed")
+    cleared = {"_raw": ""}  # the subscriber's form of an empty payload
+    wait_until(lambda: any(m.topic == f"{NODE}/call/CL-1" and m.payload == cleared for m in sub.on("/call/CL-1")), 30, "the clear")
+    late = subscriber_factory(broker.port, client_id="late-console", topic=f"{NODE}/call/+")
+    time.sleep(1.0)  # a retained message would arrive right after the subscription: none may
+    assert not [m for m in late.on("/call/CL-1") if m.payload != cleared], "the broker still holds the closed call"
+    assert station.query("SELECT state FROM calls WHERE call_id = 'CL-1'") == [("closed",)]

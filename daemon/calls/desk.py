@@ -321,6 +321,7 @@ class CallDesk:
         now = self._clock()
         for t in takeovers:
             new, marker = contract.takeover_messages(self.node, t.node, t.request, t.reason, now)
+            marker = replace(marker, clear_after=now + timedelta(seconds=self.calls_cfg.taken_retention_s))
             detail = _detail({"from": t.node, "reason": t.reason})
             self._commit([AuditEntry(now, "call.taken_over", t.request.call_id, "", detail)], [new, marker])
             log.warning("call %s: taken from %s (%s): offered here", t.request.call_id, t.node, t.reason)
@@ -363,7 +364,10 @@ class CallDesk:
                 audits.append(AuditEntry(now, f"call.{a.kind}", call.call_id, call.assigned_unit or "",
                                          _detail({"detail": a.detail, "by": a.by})))
             elif isinstance(a, dispatch.PublishState):
-                messages.append(contract.call_state_message(a.call))
+                msg = contract.call_state_message(a.call)
+                if a.call.is_final:  # the broker forgets it after a while; the database and the audit record keep it
+                    msg = replace(msg, clear_after=now + timedelta(seconds=self.calls_cfg.closed_retention_s))
+                messages.append(msg)
             elif isinstance(a, dispatch.AlertUnit):
                 messages.append(contract.alert_message(self.owner.get(a.unit, self.node), a))
             elif isinstance(a, dispatch.Escalate):

@@ -440,6 +440,12 @@ def call_state_payload(call: Call) -> dict[str, object]:
     }
 
 
+def clear_message(topic: str) -> Message:
+    """An empty retained message: the broker forgets the topic's retained message (a closed call's state, after its
+    retention; consumers drop the call from their lists)."""
+    return Message(new_msg_id(), "clear", topic, "", 1, True)
+
+
 def call_state_message(call: Call) -> Message:
     """`<node>/call/<call_id>` (retained): the call's state after a transition."""
     payload = call_state_payload(call)

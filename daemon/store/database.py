@@ -42,6 +42,7 @@ class Message:
     payload: str
     qos: int = 1
     retain: bool = False
+    clear_after: datetime | None = None  # a retained message: clear its topic on the broker at this time (not stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,7 @@ _UPSERT_CALL = (
     "INSERT INTO calls (call_id, state, open, updated, call) VALUES (?, ?, ?, ?, ?) ON CONFLICT(call_id) DO UPDATE SET "
     "state = excluded.state, open = excluded.open, updated = excluded.updated, call = excluded.call"
 )
+_SCHEDULE_CLEAR = "INSERT INTO retained_clears (topic, due) VALUES (?, ?) ON CONFLICT(topic) DO UPDATE SET due = excluded.due"
 _ID_CHUNK = 500  # ids per `IN (...)` list (SQLite allows 32766 parameters; small lists plan well)
 _INSERT_AUDIT = "INSERT INTO audit (time, kind, call_id, unit, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
@@ -220,8 +222,10 @@ class Store:
         audits: Sequence[AuditEntry] = (),
         unit_states: Sequence[UnitState] = (),
         calls: Sequence[StoredCall] = (),
+        cleared: Sequence[str] = (),
     ) -> None:
-        """One transaction: positions, their outbox rows, other messages, audit entries, unit states."""
+        """One transaction: positions, their outbox rows, other messages, audit entries, unit states, calls; a message
+        with `clear_after` schedules its topic's clearing, a topic in `cleared` has had its clearing queued."""
         created = utc_iso(now)
         pos_rows = []
         out_rows = []
@@ -265,6 +269,11 @@ class Store:
                     conn.executemany(_INSERT_AUDIT, audit_rows)
                 for c in calls:
                     conn.execute(_UPSERT_CALL, (c.call_id, c.state, int(c.open), created, c.body))
+                for msg in messages:
+                    if msg.clear_after is not None:
+                        conn.execute(_SCHEDULE_CLEAR, (msg.topic, utc_iso(msg.clear_after)))
+                if cleared:
+                    conn.executemany("DELETE FROM retained_clears WHERE topic = ?", [(topic,) for topic in cleared])
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to {self.path}: {exc}") from exc
         self._audit_head = head
@@ -311,6 +320,14 @@ class Store:
             if t.tzinfo is not None and t >= since:
                 out.append((str(caller), t))
         return sorted(out, key=lambda row: row[1])
+
+    def due_clears(self, now: datetime, limit: int = 500) -> list[str]:
+        """Retained topics whose clearing is due (oldest first, at most `limit`)."""
+        try:
+            rows = self.conn.execute("SELECT topic FROM retained_clears WHERE due <= ? ORDER BY due LIMIT ?", (utc_iso(now), limit))
+            return [str(topic) for (topic,) in rows]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from exc
 
     def has_call(self, call_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM calls WHERE call_id = ?", (call_id,)).fetchone() is not None

@@ -61,4 +61,10 @@ def _v4(db: sqlite_utils.Database) -> None:
     db["positions"].add_column("accuracy_m", float)
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1, _v2, _v3, _v4)
+def _v5(db: sqlite_utils.Database) -> None:
+    """Retained topics to clear on the broker when their time comes (closed calls' states, taken markers)."""
+    db["retained_clears"].create({"topic": str, "due": str}, pk="topic", not_null={"due"})
+    db["retained_clears"].create_index(["due"], index_name="retained_clears_due")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1, _v2, _v3, _v4, _v5)
