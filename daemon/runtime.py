@@ -12,6 +12,7 @@ answers `alkomctl status|units|devices`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import time
@@ -33,6 +34,7 @@ from alkomd.daemon.queries import Queries
 from alkomd.daemon.records import Record, SteadyClock, utc_iso, utc_now
 from alkomd.daemon.schema import ConfigError
 from alkomd.daemon.sdnotify import Notifier
+from alkomd.daemon.store.audit import AuditEntry
 from alkomd.daemon.store.budget import OutboxBudget
 from alkomd.daemon.store.database import Store
 from alkomd.daemon.supervisor import Supervisor
@@ -130,6 +132,8 @@ class Runtime(LinkEvents):
         what = contract.parse_inbound(self.cfg.node.topic, msg.topic)
         if isinstance(what, contract.UnitBelow):
             self.desk.below(what, msg.payload)  # retained or not: the units below are what their nodes last said
+        elif isinstance(what, contract.NodeBelowAnchor):
+            self._keep_anchor(what.node, msg.payload)
         elif isinstance(what, contract.CallTaken | contract.NodeBelowState | contract.NodeBelowCall):
             self._supervision(what, msg.payload)  # retained markers and states are what the broker holds now
         elif what is None or msg.retain:  # a retained call or event would replay an old call at every reconnect
@@ -142,6 +146,21 @@ class Runtime(LinkEvents):
             self.desk.call_aml(msg.payload)
         else:
             self.desk.event(what.call_id, msg.payload)
+
+    def _keep_anchor(self, node: str, payload: bytes) -> None:
+        """A node below published its audit chain's end: keep it; a chain that went back is an alarm on record."""
+        head = contract.parse_audit_head(payload)
+        if head is None:
+            return
+        now = utc_now()
+        before = self.store.keep_anchor(node, head, now)
+        if before is None or head.count > before.count or (head.count == before.count and head.hash == before.hash):
+            return
+        detail = json.dumps({"node": node, "before": [before.count, before.hash], "now": [head.count, head.hash]})
+        log.error("node %s: its audit record went back from %d to %d entries (or was rewritten): its database was cut "
+                  "short or restored from an older copy", node, before.count, head.count)
+        self.store.record([], [], now, [AuditEntry(now, "node.audit_rollback", "", "", detail)])
+        self.publisher.pump()
 
     def _supervision(self, what: contract.CallTaken | contract.NodeBelowState | contract.NodeBelowCall, payload: bytes) -> None:
         if isinstance(what, contract.CallTaken):
@@ -207,6 +226,9 @@ class Runtime(LinkEvents):
         self.store = Store(cfg.store.path, cfg.store.synchronous)
         self.publisher = Publisher(self.store, loop, cfg.mqtt.inflight)
         self.budget = OutboxBudget(self.store, lambda: self.cfg.store.outbox_budget_bytes, self.publisher.inflight_ids)
+        self.store.anchor = lambda head: contract.audit_head_message(cfg.node.topic, head)
+        # The anchor again at every start: a database put back to an older copy says so at once, not at its next entry.
+        self.store.record([], [contract.audit_head_message(cfg.node.topic, self.store.audit_head(utc_now()))], utc_now())
         self.station = Station(cfg, self.store, self.publisher, loop, now=self.clock)
         self.desk = CallDesk(cfg, self.store, self.station, self.publisher, loop, self.clock, self.jurisdictions)
         self.station.on_committed = self.desk.units_changed

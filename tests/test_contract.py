@@ -25,6 +25,7 @@ from jsonschema.exceptions import ValidationError
 from alkomd.daemon import __version__
 from alkomd.daemon.config import ID_PATTERN, NODE_PATTERN, NodeConfig
 from alkomd.daemon.mqtt import contract
+from alkomd.daemon.mqtt.contract import topics
 from alkomd.daemon.records import Counters, DeviceState, DeviceStatus, Fix, RadioStatus, UnitPosition, UnitStatus
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "contract"
@@ -409,7 +410,7 @@ BAD_LEVELS = ["", "+", "#", "R2+12", "R2#12", "R2/12", "/", "a\0b"]
 @pytest.mark.parametrize("bad", BAD_LEVELS, ids=repr)
 def test_topic_builders_reject_bad_levels(bad: str) -> None:
     with pytest.raises(ValueError):
-        contract._level(bad)
+        topics._level(bad)
     with pytest.raises(ValueError):
         contract.position_topic(NODE, bad)
     with pytest.raises(ValueError):

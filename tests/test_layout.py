@@ -85,10 +85,10 @@ TOPIC_LITERAL = re.compile(r"""f["'][^"']*\{[^}]*\}/(unit|call|device|state|heal
 
 
 def test_topics_are_built_only_in_the_contract() -> None:
-    """An f-string that builds `<node>/unit/...`, `<node>/call/...` and the like appears only in mqtt/contract.py."""
+    """An f-string that builds `<node>/unit/...`, `<node>/call/...` and the like appears only in mqtt/contract/."""
     offenders = []
     for name, path in MODULES.items():
-        if name == "alkomd.daemon.mqtt.contract":
+        if name.startswith("alkomd.daemon.mqtt.contract"):
             continue
         for i, line in enumerate(path.read_text().splitlines(), 1):
             if TOPIC_LITERAL.search(line):

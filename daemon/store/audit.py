@@ -26,6 +26,26 @@ class AuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditHead:
+    """The end of the chain: how many entries, the last one's hash. Published outside the database (the anchor),
+    it lets `verify` tell a record cut short or a database put back to an older copy from an intact one."""
+
+    count: int
+    hash: str
+    time: datetime
+
+
+def against_anchor(rows: list[tuple[int, str, str, str, str, str, str, str]], anchor: AuditHead) -> str:
+    """Why an intact chain `rows` (id order) does not reach `anchor` ("" when it does: it holds the anchor's entry)."""
+    if len(rows) < anchor.count:
+        return (f"the record has {len(rows)} entries, the anchor of {anchor.time.isoformat()} says {anchor.count}: "
+                "its last entries were removed, or this is an older copy of the database")
+    if anchor.count and rows[anchor.count - 1][7] != anchor.hash:
+        return f"entry {anchor.count} does not hash to the anchor's: the record was rewritten from there"
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     ok: bool
     checked: int

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,7 @@ from pathlib import Path
 import sqlite_utils
 
 from alkomd.daemon.records import UnitPosition, UnitState, UnitStatus, utc_iso
-from alkomd.daemon.store.audit import GENESIS, AuditEntry, entry_hash
+from alkomd.daemon.store.audit import GENESIS, AuditEntry, AuditHead, entry_hash
 from alkomd.daemon.store.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,10 @@ class Store:
         )
         last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
         self._audit_head = last[0] if last else GENESIS
+        self._audit_count = int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+        # The anchor: set, every transaction that appends to the audit record also queues the chain's new head
+        # (count, hash) as a message, so the record's end is known outside this file (audit.py).
+        self.anchor: Callable[[AuditHead], Message] | None = None
 
     def _migrate(self) -> None:
         version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
@@ -251,6 +255,9 @@ class Store:
             h = entry_hash(head, t, a.kind, a.call_id, a.unit, a.detail)
             audit_rows.append((t, a.kind, a.call_id, a.unit, a.detail, head, h))
             head = h
+        if audit_rows and self.anchor is not None:
+            m = self.anchor(AuditHead(self._audit_count + len(audit_rows), head, now))
+            out_rows.append((m.msg_id, m.kind, m.topic, m.payload, m.qos, int(m.retain), created))
         conn = self.conn
         try:
             with self.db.atomic():
@@ -277,6 +284,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to {self.path}: {exc}") from exc
         self._audit_head = head
+        self._audit_count += len(audit_rows)
         self.unsent_bytes += added
 
     def newest_fixes(self) -> dict[str, StoredFix]:
@@ -320,6 +328,26 @@ class Store:
             if t.tzinfo is not None and t >= since:
                 out.append((str(caller), t))
         return sorted(out, key=lambda row: row[1])
+
+    def audit_head(self, now: datetime) -> AuditHead:
+        """The chain's end as it is now."""
+        return AuditHead(self._audit_count, self._audit_head, now)
+
+    def keep_anchor(self, node: str, head: AuditHead, received: datetime) -> AuditHead | None:
+        """Keep a node below's newest audit anchor; the one kept before (None: the first)."""
+        try:
+            with self.db.atomic():
+                row = self.conn.execute("SELECT count, hash, time FROM anchors WHERE node = ?", (node,)).fetchone()
+                self.conn.execute(
+                    "INSERT INTO anchors (node, count, hash, time, received) VALUES (?, ?, ?, ?, ?) ON CONFLICT(node) DO UPDATE "
+                    "SET count = excluded.count, hash = excluded.hash, time = excluded.time, received = excluded.received",
+                    (node, head.count, head.hash, utc_iso(head.time), utc_iso(received)),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to {self.path}: {exc}") from exc
+        if row is None:
+            return None
+        return AuditHead(int(row[0]), str(row[1]), datetime.fromisoformat(str(row[2]).replace("Z", "+00:00")))
 
     def due_clears(self, now: datetime, limit: int = 500) -> list[str]:
         """Retained topics whose clearing is due (oldest first, at most `limit`)."""

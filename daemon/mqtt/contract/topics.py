@@ -1,0 +1,197 @@
+"""Every MQTT topic alkomd publishes or reads, built and parsed here only; what each node subscribes to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_LEVELS_BELOW = {"polres": 0, "polda": 1, "mabes": 2}  # how many node levels below a node of this tier own units
+
+
+def _level(name: str) -> str:
+    if not name or any(c in name for c in "+#/\0"):
+        raise ValueError(f"not a valid topic level: {name!r}")
+    return name
+
+
+def state_topic(node: str) -> str:
+    return f"{node}/state"
+
+
+def health_topic(node: str) -> str:
+    return f"{node}/health"
+
+
+def audit_head_topic(node: str) -> str:
+    """`<node>/audit/head` (retained): the end of the node's audit chain, kept by its parent (the anchor)."""
+    return f"{node}/audit/head"
+
+
+def probe_topic(node: str, token: str) -> str:
+    """`<node>/probe/<token>`: alkomctl mqtt-check's round trip."""
+    return f"{node}/probe/{_level(token)}"
+
+
+def device_status_topic(node: str, device: str) -> str:
+    return f"{node}/device/{_level(device)}/status"
+
+
+def radio_topic(node: str, device: str, radio: str) -> str:
+    return f"{node}/device/{_level(device)}/radio/{_level(radio)}"
+
+
+def position_topic(node: str, unit: str) -> str:
+    return f"{node}/unit/{_level(unit)}/position"
+
+
+def unit_status_topic(node: str, unit: str) -> str:
+    return f"{node}/unit/{_level(unit)}/status"
+
+
+def status_set_topic(node: str, unit: str) -> str:
+    return f"{node}/unit/{_level(unit)}/status/set"
+
+
+def emergency_topic(node: str, unit: str) -> str:
+    return f"{node}/unit/{_level(unit)}/emergency"
+
+
+def alert_topic(node: str, unit: str) -> str:
+    return f"{node}/unit/{_level(unit)}/alert"
+
+
+def call_new_topic(node: str) -> str:
+    return f"{node}/call/new"
+
+
+def call_aml_topic(node: str) -> str:
+    return f"{node}/call/aml"
+
+
+def call_topic(node: str, call_id: str) -> str:
+    return f"{node}/call/{_level(call_id)}"
+
+
+def call_event_topic(node: str, call_id: str) -> str:
+    return f"{node}/call/{_level(call_id)}/event"
+
+
+def call_taken_topic(node: str, call_id: str) -> str:
+    """`<node>/call/<call_id>/taken` (retained): the parent node took this call from `<node>` (it was offline or silent)."""
+    return f"{node}/call/{_level(call_id)}/taken"
+
+
+def call_event_result_topic(node: str, call_id: str) -> str:
+    """`<node>/call/<call_id>/event/result`: the answer to every event (accepted, or refused with the reason)."""
+    return f"{node}/call/{_level(call_id)}/event/result"
+
+
+def subscriptions(node: str, tier: str) -> tuple[str, ...]:
+    """What a node of `tier` subscribes to: its own inputs; at a Polda or Mabes also the units of every node below
+    (Mabes: the Poldas' own units too) and, to supervise them, those nodes' states and calls."""
+    own = (f"{node}/unit/+/status/set", call_new_topic(node), call_aml_topic(node), f"{node}/call/+/event", f"{node}/call/+/taken")
+    below: list[str] = []
+    for depth in range(1, _LEVELS_BELOW.get(tier, 0) + 1):
+        levels = "/+" * depth
+        below += [f"{node}{levels}/unit/+/position", f"{node}{levels}/unit/+/status", f"{node}{levels}/state",
+                  f"{node}{levels}/call/+", f"{node}{levels}/audit/head"]
+    return (*own, *below)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSet:
+    """`<node>/unit/<unit>/status/set`: a dispatcher or the unit's app sets a unit's status."""
+
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallNew:
+    """`<node>/call/new`: a 110 call (or a child's escalation or hand-off)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallAml:
+    """`<node>/call/aml`: an AML SMS or ELS body."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """`<node>/call/<call_id>/event`: a dispatcher's or a unit's action on a call."""
+
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnitBelow:
+    """`<owner>/unit/<unit>/position|status` of a node below this one (a Polda or Mabes follows them)."""
+
+    owner: str  # the owning node's topic
+    unit: str
+    kind: str  # "position" or "status"
+
+
+@dataclass(frozen=True, slots=True)
+class CallTaken:
+    """`<node>/call/<call_id>/taken`: the parent took this node's call (it was offline or silent)."""
+
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBelowState:
+    """`<below>/state` of a node below this one: online, or offline (its will)."""
+
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBelowCall:
+    """`<below>/call/new` (a call sent to a node below) or `<below>/call/<call_id>` (its state there)."""
+
+    node: str
+    call_id: str  # "new" for a call sent to it
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBelowAnchor:
+    """`<below>/audit/head`: the end of a node below's audit chain (this node keeps it)."""
+
+    node: str
+
+
+Inbound = StatusSet | CallNew | CallAml | CallEvent | CallTaken | UnitBelow | NodeBelowState | NodeBelowCall | NodeBelowAnchor
+
+
+def parse_inbound(node: str, topic: str) -> Inbound | None:
+    """What a message on `topic` is for this node, or None when it is none of the contract's inputs."""
+    if not topic.startswith(node + "/"):
+        return None
+    rest = topic[len(node) + 1 :]
+    if rest == "call/new":
+        return CallNew()
+    if rest == "call/aml":
+        return CallAml()
+    if rest.startswith("call/") and rest.endswith("/event"):
+        call_id = rest[len("call/") : -len("/event")]
+        return CallEvent(call_id) if call_id and "/" not in call_id else None
+    if rest.startswith("unit/") and rest.endswith("/status/set"):
+        unit = rest[len("unit/") : -len("/status/set")]
+        return StatusSet(unit) if unit and "/" not in unit else None
+    if rest.startswith("call/") and rest.endswith("/taken"):
+        call_id = rest[len("call/") : -len("/taken")]
+        return CallTaken(call_id) if call_id and "/" not in call_id else None
+    if rest.endswith("/audit/head"):
+        below = rest[: -len("/audit/head")]
+        return NodeBelowAnchor(f"{node}/{below}") if below and "/unit/" not in f"/{below}/" else None
+    if rest.endswith("/state") and not rest.startswith(("unit/", "call/", "device/")):
+        below = rest[: -len("/state")]
+        if below and "/unit/" not in f"/{below}/" and "/call/" not in f"/{below}/":
+            return NodeBelowState(f"{node}/{below}")
+    head, sep, call_id = rest.rpartition("/call/")
+    if sep and head and "/" not in call_id and call_id and "/unit/" not in f"/{head}/" and not head.startswith(("unit/", "call/")):
+        return NodeBelowCall(f"{node}/{head}", call_id)
+    head, sep, tail = topic.rpartition("/unit/")
+    unit, _, kind = tail.partition("/")
+    if sep and head != node and head.startswith(node + "/") and unit and kind in ("position", "status"):
+        return UnitBelow(head, unit, kind)
+    return None
