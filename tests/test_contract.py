@@ -33,7 +33,7 @@ SCHEMAS = DOCS / "schemas"
 EXAMPLES = DOCS / "examples"
 
 IMPLEMENTED = ("state", "health", "device-status", "device-radio", "unit-position", "unit-status", "unit-status-set",
-               "unit-alert", "unit-emergency", "call-new", "call-state", "call-event", "call-event-result", "call-taken")
+               "unit-alert", "unit-emergency", "call-new", "call-state", "call-event", "call-event-result", "call-taken", "audit-head")
 PLANNED: tuple[str, ...] = ()
 NAMES = IMPLEMENTED + PLANNED
 PAGES = (*NAMES, "call-aml")  # call/aml carries text, not JSON: a page and an example, no schema
@@ -567,3 +567,15 @@ def test_radio_topic_builders_reject_bad_levels(bad: str) -> None:
     with pytest.raises(ValueError):
         contract.radio_topic(NODE, bad, "100-1099")
     assert contract.radio_topic(NODE, "base-radio", "U00017") == f"{NODE}/device/base-radio/radio/U00017"
+
+
+def test_audit_head_message_validates_and_reads_back() -> None:
+    from alkomd.daemon.store.audit import GENESIS, AuditHead
+
+    for head in (AuditHead(0, GENESIS, T0), AuditHead(18342, "ab" * 32, T0)):
+        msg = contract.audit_head_message(NODE, head)
+        assert msg.topic == f"{NODE}/audit/head" and msg.retain and msg.qos == 1
+        assert_valid("audit-head", json.loads(msg.payload))
+        back = contract.parse_audit_head(msg.payload.encode())
+        assert back is not None and (back.count, back.hash) == (head.count, head.hash)
+    assert contract.parse_audit_head(b'{"count": -1, "hash": "x", "time": "2025-03-14T02:15:07.250Z"}') is None
