@@ -117,6 +117,15 @@ class AvailabilityConfig:
 class CallsConfig:
     repeat_caller_count: int = spec(3, min=1, max=1000, doc="More calls than this from one number in the window: flag repeat_caller.")
     repeat_caller_window_s: float = spec(3600.0, min=60, max=7 * 86400, doc="The window for repeat_caller.")
+    aml_window_s: float = spec(
+        600.0, min=10, max=3600,
+        doc="An AML SMS or ELS report is attached to the open voice call received this close in time (and to the same "
+        "caller number when the report carries one); else it is a call of its own, flagged aml_unmatched.",
+    )
+    aml_match_m: float = spec(
+        10000.0, min=100, max=200_000,
+        doc="... and, when the voice call has a location, no farther from it than this.",
+    )
     closed_retention_s: float = spec(
         3600.0, min=5, max=30 * 86400,
         doc="A closed or escalated call's retained state is cleared from the broker this long after its last change "

@@ -199,3 +199,67 @@ def test_a_closed_call_is_cleared_from_the_broker_after_its_retention(
     time.sleep(1.0)  # a retained message would arrive right after the subscription: none may
     assert not [m for m in late.on("/call/CL-1") if m.payload != cleared], "the broker still holds the closed call"
     assert station.query("SELECT state FROM calls WHERE call_id = 'CL-1'") == [("closed",)]
+
+
+def test_an_aml_report_is_attached_to_its_voice_call_either_way_round(tmp_path: Path) -> None:
+    """A voice call without a location, then the phone's AML SMS within the window: one call, located by the SMS
+    (flag aml_merged, a new version), and a resend of the SMS changes nothing. The other way round: the SMS first (a
+    call of its own, aml_unmatched), then the voice call: the voice call takes the SMS's place and the SMS call is
+    closed as merged. An SMS far from the only open voice call stays a call of its own."""
+    import asyncio
+    from datetime import timedelta
+
+    from alkomd.daemon.calls import aml, intake
+    from alkomd.daemon.calls.desk import CallDesk
+    from alkomd.daemon.config import parse
+    from alkomd.daemon.mqtt.publisher import Publisher
+    from alkomd.daemon.positions.station import Station as Core
+    from alkomd.daemon.store.database import Store
+
+    t0 = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+    now = [t0]
+    sms = 'A"ML=1;lt=+0.54500;lg=+123.06200;rd=35;top=20261122070000;lc=68;pm=G;si=510100000000000;ei=356938035643809;mcc=510;mnc=10;ml=124'
+    far = sms.replace("lt=+0.54500", "lt=+0.94500")
+    loop = asyncio.new_event_loop()
+    store = Store(tmp_path / "a.db", "normal")
+    try:
+        cfg = parse({"node": {"path": "gorontalo/kota-gorontalo"}}, tmp_path / "alkomd.toml")
+        core = Core(cfg, store, Publisher(store, loop), loop, now=lambda: now[0])
+        desk = CallDesk(cfg, store, core, core.publisher, loop, lambda: now[0], None)
+
+        def voice(call_id: str, **where: float) -> None:
+            desk.receive(intake.parse_call(json.dumps({"call_id": call_id, "caller": "+6281234567890", **where,
+                                                       "received_at": now[0].isoformat(), "category": "kecelakaan"}).encode(), now[0]))
+
+        voice("V-1")
+        assert desk.calls["V-1"].request.location is None
+        now[0] = t0 + timedelta(seconds=20)
+        desk.receive(aml.parse_aml(sms.encode(), now[0]))
+        v1 = desk.calls["V-1"]
+        assert v1.request.location is not None and abs(v1.request.location.lat - 0.545) < 1e-9 and v1.request.location.accuracy_m == 35
+        assert "aml_merged" in v1.flags and "invalid_location" not in v1.flags and v1.version == 2
+        assert len(desk.calls) == 1
+        desk.receive(aml.parse_aml(sms.encode(), now[0]))
+        assert desk.calls["V-1"].version == 2 and len(desk.calls) == 1, "a resent SMS is a duplicate"
+
+        now[0] = t0 + timedelta(hours=1)  # out of V-1's window: the other way round
+        sms2 = sms.replace("ei=356938035643809", "ei=356938035643810")
+        desk.receive(aml.parse_aml(sms2.encode(), now[0]))
+        [first] = [c for c in desk.calls.values() if c.request.source == "aml-sms"]
+        assert "aml_unmatched" in first.flags
+        now[0] += timedelta(seconds=15)
+        voice("V-2")
+        v2 = desk.calls["V-2"]
+        assert v2.request.location is not None and "aml_merged" in v2.flags
+        assert first.call_id not in desk.calls, "the SMS call is closed, merged into the voice call"
+
+        now[0] += timedelta(seconds=15)
+        voice("V-3", lat=0.545, lon=123.062)
+        desk.receive(aml.parse_aml(far.replace("ei=356938035643809", "ei=356938035643811").encode(), now[0]))
+        lone = [c for c in desk.calls.values() if c.request.source == "aml-sms"]
+        assert len(lone) == 1 and "aml_unmatched" in lone[0].flags, "44 km from the voice call: not its phone"
+        for timer in desk._timers.values():
+            timer.cancel()
+    finally:
+        loop.close()
+        store.close()

@@ -36,6 +36,7 @@ from alkomd.daemon.calls.recommend import UnitIndex, recommend
 from alkomd.daemon.calls.supervision import Supervision, Takeover
 from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement, UnitSnapshot
 from alkomd.daemon.config import Config
+from alkomd.daemon.geodesy import geodesic_m
 from alkomd.daemon.mqtt import contract
 from alkomd.daemon.mqtt.publisher import Publisher
 from alkomd.daemon.positions.station import Station, StatusWanted
@@ -46,6 +47,7 @@ from alkomd.daemon.store.database import Message, Store, StoredCall, StoreError
 log = logging.getLogger(__name__)
 
 RETRY_STORE_S = 1.0
+AML_SOURCES = ("aml-sms", "els-https")  # intake's sources of a phone's own location report
 RERANK_DELAY_S = 1.0  # unit changes are gathered this long before the waiting calls are ranked again
 SETTLE_S = 2.0  # after a (re)connect, calls wait this long for the retained `taken` markers of calls the parent took
 MAX_TAKEN = 10_000
@@ -212,6 +214,16 @@ class CallDesk:
         if existing is not None or self.store.has_call(req.call_id):
             self._commit([AuditEntry(now, "call.duplicate", req.call_id, "", _detail({"sha256": req.raw_sha256}))], [])
             return
+        if req.source in AML_SOURCES and req.location is not None:
+            voice = self._voice_call_of(req, now)
+            if voice is not None:
+                self._attach_aml(voice, req, now)
+                return
+        absorbed = self._aml_call_of(req, now) if req.source not in AML_SOURCES else None
+        if absorbed is not None and absorbed.request.location is not None and (
+            req.location is None or (req.location.accuracy_m or 1e9) > (absorbed.request.location.accuracy_m or 1e9)
+        ):
+            req = replace(req, location=absorbed.request.location)  # the phone knew better where its caller is
         placement = self._place(req.location)
         target = self._handoff(req, placement)
         if target is not None:
@@ -238,7 +250,51 @@ class CallDesk:
         received = _detail({"caller": req.caller, "source": req.source, "problems": list(req.problems),
                             "escalated_from": req.escalated_from, "sha256": req.raw_sha256})
         audit = AuditEntry(now, "call.received", req.call_id, "", received)
+        if req.source in AML_SOURCES:
+            flags += (dispatch.FLAG_AML_UNMATCHED,)
+        elif absorbed is not None:
+            flags += (dispatch.FLAG_AML,)
         self._run(req.call_id, dispatch.Receive(req, placement, candidates, flags), [audit])
+        if absorbed is not None and absorbed.call_id in self.calls:
+            self._run(absorbed.call_id, dispatch.Close(by=self.node, note=f"the phone's report of voice call {req.call_id}: merged"), [])
+
+    # -- a phone's own location report (AML SMS, ELS) and the voice call it belongs to --------------
+
+    def _aml_fits(self, report: CallRequest, voice: dispatch.Call, now: datetime) -> bool:
+        """Whether a phone's report and a voice call can be the same call (the rules: [calls] aml_window_s, aml_match_m)."""
+        if abs((voice.created - now).total_seconds()) > self.calls_cfg.aml_window_s:
+            return False
+        if report.caller and voice.request.caller and report.caller != voice.request.caller:
+            return False
+        a, b = report.location, voice.request.location
+        return a is None or b is None or geodesic_m(a.lat, a.lon, b.lat, b.lon) <= self.calls_cfg.aml_match_m
+
+    def _voice_call_of(self, report: CallRequest, now: datetime) -> dispatch.Call | None:
+        """The open voice call a phone's report belongs to: the same caller if it says, else the newest that fits."""
+        fits = [c for c in self.calls.values() if c.request.source not in AML_SOURCES and self._aml_fits(report, c, now)]
+        same = [c for c in fits if report.caller and c.request.caller == report.caller]
+        return max(same or fits, key=lambda c: c.created, default=None)
+
+    def _aml_call_of(self, voice: CallRequest, now: datetime) -> dispatch.Call | None:
+        """An open call made from a phone's report that this voice call turns out to be (the report came first)."""
+        waiting = [c for c in self.calls.values() if dispatch.FLAG_AML_UNMATCHED in c.flags and c.request.source in AML_SOURCES]
+        fits = [c for c in waiting if self._aml_fits(c.request, replace(c, request=voice, created=now), now)
+                and abs((c.created - now).total_seconds()) <= self.calls_cfg.aml_window_s]
+        return max(fits, key=lambda c: c.created, default=None)
+
+    def _attach_aml(self, voice: dispatch.Call, report: CallRequest, now: datetime) -> None:
+        assert report.location is not None
+        placement = self._place(report.location)
+        candidates: tuple[Candidate, ...] = ()
+        if classify(voice.request.category).dispatch:
+            candidates = recommend(self.units, report.location, placement, now, self.ropts, self._exclude(voice.request))
+        detail = f"{report.call_id}: {report.note}".strip(": ")
+        merged = AuditEntry(now, "call.aml_merged", voice.call_id, "", _detail({"report": report.call_id, "source": report.source,
+                                                                            "sha256": report.raw_sha256}))
+        log.info("call %s: the caller's phone reported its location (%s): attached", voice.call_id, report.source)
+        self._run(voice.call_id, dispatch.Refine(report.location, placement, candidates, report.source, detail), [merged])
+        # The report is on record under its own id too, so a resend of it is a duplicate, not a second refinement.
+        self._commit([], [], [StoredCall(report.call_id, "aml_merged", False, _detail({"into": voice.call_id}))])
 
     def event(self, call_id: str, payload: bytes) -> None:
         """A dispatcher's or unit's action: applied or refused, recorded, and answered on `event/result`."""

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alkomd.daemon.calls.categories import classify
-from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, LocationStatus, Placement
+from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement
 from alkomd.daemon.records import UnitStatus, utc_iso
 from alkomd.daemon.schema import spec
 
@@ -19,6 +19,8 @@ FLAG_NO_CANDIDATE = "no_candidate"  # nobody to send: a dispatcher must find a u
 FLAG_INVALID_LOCATION = "invalid_location"  # a human must ask the caller where they are
 FLAG_REALERTED = "realerted"  # Mabes: the answer timer ran out at least once
 FLAG_OLD_CALL = "old_call"  # received_at more than a day before intake: a replayed capture or a long-held message
+FLAG_AML = "aml_merged"  # the phone's AML/ELS location was attached to this (voice) call
+FLAG_AML_UNMATCHED = "aml_unmatched"  # an AML/ELS report that matched no voice call: a call of its own
 FLAG_EMERGENCY = "emergency"  # a unit's radio emergency button: a call at priority 0, the unit itself is never sent
 FLAG_UNKNOWN_CATEGORY = "unknown_category"  # not in the 110 taxonomy (calls/categories.py): kept, handled as a report
 
@@ -163,6 +165,17 @@ class Close:
 
 
 @dataclass(frozen=True, slots=True)
+class Refine:
+    """The caller's phone sent its location (AML SMS or ELS) for this call: a better place, placed and ranked anew."""
+
+    location: Location
+    placement: Placement
+    candidates: tuple[Candidate, ...]
+    source: str  # aml-sms, els-https
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class TakenOver:
     """The parent node took this call (this node was offline or silent): it is the parent's now."""
 
@@ -182,7 +195,7 @@ class Recandidate:
     candidates: tuple[Candidate, ...]
 
 
-Event = Receive | Answer | Assign | Accept | Decline | Arrive | Close | Tick | Recandidate | TakenOver
+Event = Receive | Answer | Assign | Accept | Decline | Arrive | Close | Tick | Recandidate | TakenOver | Refine
 
 
 # -- actions (out) -------------------------------------------------------------------------------
@@ -282,6 +295,8 @@ def step(call: Call | None, event: Event, now: datetime, role: NodeRole, opts: D
         return tx.tick()
     if isinstance(event, TakenOver):
         return tx.taken_over(event)
+    if isinstance(event, Refine):
+        return tx.refine(event)
     return tx.recandidate(event)
 
 
@@ -439,6 +454,21 @@ class _Tx:
             self.audits.append(Audit("realert", f"still no unit for it; the dispatchers are alerted again at {utc_iso(realert_at)}"))
             return self.done()
         return c, ()
+
+    def refine(self, ev: Refine) -> Result:
+        c = self.call
+        req = replace(c.request, location=ev.location)
+        flags = _without(_with(c.flags, FLAG_AML), FLAG_INVALID_LOCATION)
+        changes: dict[str, Any] = {"request": req, "placement": ev.placement, "flags": flags}
+        if c.state in (S.OFFERED, S.ANSWERED) and classify(req.category).dispatch:
+            changes["candidates"] = tuple(x for x in ev.candidates if x.unit not in c.declined)
+        self.call = replace(c, **changes)
+        where = ev.placement.jurisdiction or "no jurisdiction"
+        self.audits.append(Audit("refined", f"location from the caller's phone ({ev.source}): {ev.placement.status.value} in "
+                                            f"{where}; {ev.detail}"))
+        if c.state == S.ANSWERED and FLAG_NO_CANDIDATE in c.flags:
+            self._assign_next("", "top candidate at the place the phone gave")
+        return self.done()
 
     def taken_over(self, ev: TakenOver) -> Result:
         if self.call.state != S.OFFERED:
