@@ -135,37 +135,42 @@ def test_excluded_units_are_skipped_and_the_next_ones_fill_in() -> None:
     assert ids(got) == ["U1", "U3", "U4"]
 
 
-def test_own_jurisdiction_ranks_before_closer_neighbours() -> None:
+def test_nearer_neighbours_rank_with_the_own_jurisdiction_by_eta() -> None:
     snaps = [
-        unit("OWN-FAR", 40_000),  # 40 km, but in the caller's jurisdiction
+        unit("OWN-FAR", 40_000),  # 40 km, in the caller's jurisdiction: still a candidate
         unit("NEXT-DOOR", 50, jur="J2"),
         unit("AT-SEA", 500, jur=None),  # a boat in no polygon
         unit("OWN-NEAR", 3_000),
     ]
     got = ask(snaps)
     assert [(c.unit, c.in_jurisdiction) for c in got] == [
-        ("OWN-NEAR", True),
-        ("OWN-FAR", True),
         ("NEXT-DOOR", False),
         ("AT-SEA", False),
+        ("OWN-NEAR", True),
+        ("OWN-FAR", True),
     ]
+
+
+def test_a_car_farther_away_comes_before_an_officer_on_foot() -> None:
+    snaps = [unit("FOOT", 1_000, kind="foot"), unit("CAR", 5_000, kind="car")]  # 720 s on foot, 450 s by car
+    got = ask(snaps)
+    assert ids(got) == ["CAR", "FOOT"] and got[0].eta_s < got[1].eta_s
 
 
 def test_neighbours_are_cut_at_neighbour_max_m() -> None:
     opts = RecommendOptions(neighbour_max_m=10_000)
     snaps = [unit("IN", 9_999.0, jur="J2"), unit("OUT", -10_001.0, jur="J2"), unit("OWN", 80_000)]
     got = ask(snaps, opts=opts)
-    assert ids(got) == ["OWN", "IN"]
-    assert got[1].distance_m == pytest.approx(9_999.0, rel=1e-5)
+    assert ids(got) == ["IN", "OWN"]
+    assert got[0].distance_m == pytest.approx(9_999.0, rel=1e-5)
     assert ids(ask(snaps, opts=RecommendOptions(neighbour_max_m=0))) == ["OWN"]
 
 
-def test_neighbour_search_when_the_own_jurisdiction_has_too_few() -> None:
-    # Neighbours only fill what the jurisdiction's own units leave free.
-    snaps = [unit("OWN", 5_000), *[unit(f"N{i}", 100 * (i + 1), jur="J2") for i in range(6)]]
+def test_neighbours_are_looked_at_even_when_the_own_jurisdiction_has_enough() -> None:
+    snaps = [*[unit(f"OWN{i}", 5_000 + i) for i in range(6)], *[unit(f"N{i}", 100 * (i + 1), jur="J2") for i in range(2)]]
     got = ask(snaps, opts=RecommendOptions(candidates=3))
-    assert ids(got) == ["OWN", "N0", "N1"]
-    assert ids(ask(snaps, opts=RecommendOptions(candidates=1))) == ["OWN"]
+    assert ids(got) == ["N0", "N1", "OWN0"]
+    assert ids(ask(snaps, opts=RecommendOptions(candidates=1))) == ["N0"]
 
 
 def test_eta_from_the_speed_class_of_each_type() -> None:
@@ -221,13 +226,13 @@ def test_invalid_placement_or_no_location_gets_no_candidates() -> None:
 def test_approximate_placement_counts_the_other_jurisdictions_as_in() -> None:
     snaps = [unit("J1-FAR", 30_000), unit("J2-NEAR", 2_000, jur="J2"), unit("J3", 1_000, jur="J3")]
     got = ask(snaps, placement=Placement(LocationStatus.APPROXIMATE, "J1", others=("J2",)))
-    assert [(c.unit, c.in_jurisdiction) for c in got] == [("J2-NEAR", True), ("J1-FAR", True), ("J3", False)]
+    assert [(c.unit, c.in_jurisdiction) for c in got] == [("J3", False), ("J2-NEAR", True), ("J1-FAR", True)]
 
 
 def test_outside_uses_the_nearest_jurisdiction_or_only_neighbours() -> None:
     snaps = [unit("J1", 50_000), unit("J2", 3_000, jur="J2"), unit("FAR", 30_000, jur="J2")]
     got = ask(snaps, placement=Placement(LocationStatus.OUTSIDE, "J1", distance_m=800.0))
-    assert [(c.unit, c.in_jurisdiction) for c in got] == [("J1", True), ("J2", False)]
+    assert [(c.unit, c.in_jurisdiction) for c in got] == [("J2", False), ("J1", True)]
     assert ids(ask(snaps, placement=Placement(LocationStatus.OUTSIDE, None))) == ["J2"]
 
 
@@ -417,8 +422,9 @@ def test_index_equals_brute_force_after_random_updates(
 
 def _geodesic_oracle(
     snaps: list[UnitSnapshot], loc: Location, placement: Placement, opts: RecommendOptions, exclude: frozenset[str]
-) -> tuple[list[tuple[bool, float]], bool]:
-    """The rules written plainly over geographiclib: sorted (not in, geodesic m) of the top K, and whether the cut is unambiguous."""
+) -> tuple[list[tuple[float, bool, float]], bool]:
+    """The rules written plainly over geographiclib: (ETA, not in, geodesic m) of the top K by ETA, and whether the cut is
+    unambiguous."""
     inside = {placement.jurisdiction, *placement.others} - {None}
     rows = []
     ambiguous = False
@@ -433,7 +439,7 @@ def _geodesic_oracle(
             ambiguous = True
         if out and g > opts.neighbour_max_m:
             continue
-        rows.append((out, g))
+        rows.append((g / opts.speed_mps(s.type), out, g))
     return sorted(rows)[: opts.candidates], ambiguous
 
 
@@ -452,8 +458,7 @@ def test_ranking_matches_a_geodesic_brute_force(
     want, ambiguous = _geodesic_oracle(snaps, loc, placement, opts, exclude)
     if not ambiguous:
         assert len(got) == len(want)
-    for c, (out, g) in zip(got, want, strict=False):
-        # Same group at each rank; the k-th distance agrees with the k-th geodesic distance to 2e-6
-        # (units closer to each other than that may swap ranks, nothing else can).
-        assert c.in_jurisdiction is not out
-        assert c.distance_m == pytest.approx(g, rel=2e-6, abs=1e-6)
+    for c, (eta, _out, _g) in zip(got, want, strict=False):
+        # The k-th ETA agrees with the k-th geodesic ETA to 2e-6 (units whose ETAs are closer than that may swap
+        # ranks, nothing else can).
+        assert c.eta_s == pytest.approx(eta, rel=2e-6, abs=1e-6)

@@ -19,10 +19,12 @@ Rules (decisions):
   clock is wrong and the fix is not trusted: the unit is no candidate.
 - "In" the call's jurisdiction: the placement's `jurisdiction` plus its `others` (the
   jurisdictions an APPROXIMATE caller's uncertainty circle reaches: the caller may be in any).
-  Those units rank first, at any distance. Then every other unit (another jurisdiction, or in
-  none, like a boat at sea) within `neighbour_max_m` of the caller, `in_jurisdiction` False.
-- Order: in-jurisdiction first, then distance, then fix age (fresher first), then unit id.
-- ETA = distance / the speed of the unit's type; an unknown type moves at car speed.
+  Those units are candidates at any distance; every other unit (another jurisdiction, or in
+  none, like a boat at sea) within `neighbour_max_m` of the caller is one too, `in_jurisdiction`
+  False: a neighbour's car 2 km away comes before the jurisdiction's own 30 km away.
+- Order: ETA (the first unit there is sent), then fix age (fresher first), then unit id.
+- ETA = distance / the speed of the unit's type; an unknown type moves at car speed. A unit
+  below another node carries its type in its position and status (contract `type`).
 - INVALID placements and calls without a location get no candidates; OUTSIDE uses its
   (nearest) jurisdiction; OUTSIDE without one gets only units within `neighbour_max_m`.
 - Times are UTC; a naive datetime is read as UTC. Ages are exact integer microseconds.
@@ -62,7 +64,7 @@ class RecommendOptions:
     max_fix_age_s: float = spec(300.0, min=1, max=86400, doc="A unit whose last fix is older than this is not recommended.")
     candidates: int = spec(5, min=1, max=20, doc="How many ranked units go into the call state (K).")
     neighbour_max_m: float = spec(
-        10000.0, min=0, max=100000, doc="Units of other jurisdictions within this distance of the caller rank after the jurisdiction's own."
+        10000.0, min=0, max=100000, doc="Units of other jurisdictions within this distance of the caller are candidates too (by ETA)."
     )
     speed_car_kmh: float = spec(40.0, min=1, max=200, doc="Speed for the ETA of a car (also of a unit of unknown type).")
     speed_motorcycle_kmh: float = spec(35.0, min=1, max=200, doc="Speed for the ETA of a motorcycle.")
@@ -139,12 +141,19 @@ def _prepare(location: Location | None, placement: Placement, now: datetime, opt
     )
 
 
-def _candidates(ranked: list[tuple[bool, float, int, str, str]], opts: RecommendOptions, k: int) -> tuple[Candidate, ...]:
-    """Top k of (not in, distance, age us, unit, type) keys, as Candidates."""
+Key = tuple[float, int, str, float, bool]  # (ETA s, fix age us, unit, distance m, not in the jurisdiction): the order
+
+
+def _key(d: float, kind: str, age_us: int, unit: str, out: bool, opts: RecommendOptions) -> Key:
+    return (d / opts.speed_mps(kind), age_us, unit, d, out)
+
+
+def _candidates(ranked: list[Key], k: int) -> tuple[Candidate, ...]:
+    """Top k of the ranking keys, as Candidates."""
     ranked.sort()
     return tuple(
-        Candidate(unit=unit, distance_m=d, eta_s=d / opts.speed_mps(kind), fix_age_s=age / 1_000_000, in_jurisdiction=not out)
-        for out, d, age, unit, kind in ranked[:k]
+        Candidate(unit=unit, distance_m=d, eta_s=eta, fix_age_s=age / 1_000_000, in_jurisdiction=not out)
+        for eta, age, unit, d, out in ranked[:k]
     )
 
 
@@ -160,7 +169,7 @@ def brute_force(
     q = _prepare(location, placement, now, opts)
     if q is None:
         return ()
-    ranked: list[tuple[bool, float, int, str, str]] = []
+    ranked: list[Key] = []
     for s in snapshots:
         if not _has_fix(s) or s.unit in exclude:
             continue
@@ -173,13 +182,14 @@ def brute_force(
         out = s.jurisdiction not in q.inside
         if out and d > opts.neighbour_max_m:
             continue
-        ranked.append((out, d, max(0, q.now_us - ft), s.unit, s.type))
-    return _candidates(ranked, opts, q.k)
+        ranked.append(_key(d, s.type, max(0, q.now_us - ft), s.unit, out, opts))
+    return _candidates(ranked, q.k)
 
 
 # -- the maintained index --------------------------------------------------------------------------
 
-_ROWS = 5  # reduced latitude, longitude (rad), cos(reduced latitude), fix time (us), jurisdiction code
+_ROWS = 6  # reduced latitude, longitude (rad), cos(reduced latitude), fix time (us), jurisdiction code, type code
+_TYPE_CODES = {"car": 0, "motorcycle": 1, "foot": 2, "boat": 3}  # anything else moves at car speed (code 0)
 _NONE_CODE = -1.0
 
 
@@ -194,7 +204,7 @@ class _Columns:
         self.pos: dict[str, int] = {}
         self.n = 0
 
-    def put(self, unit: str, row: tuple[float, float, float, float, float]) -> None:
+    def put(self, unit: str, row: tuple[float, float, float, float, float, float]) -> None:
         i = self.pos.get(unit)
         if i is None:
             i = self.n
@@ -296,7 +306,7 @@ class UnitIndex:
             self._entries.pop(s.unit, None)
             return
         self._entries[s.unit] = new
-        row = (new.beta, new.lon, new.cos_beta, float(new.fix_us), self._code(new.jkey))
+        row = (new.beta, new.lon, new.cos_beta, float(new.fix_us), self._code(new.jkey), float(_TYPE_CODES.get(s.type, 0)))
         if new.jkey is not None:
             bucket = self._jur.get(new.jkey)
             if bucket is None:
@@ -339,11 +349,14 @@ class UnitIndex:
         return found
 
     def _shortlist(
-        self, buckets: list[_Columns], q: _Query, exclude: frozenset[str], k: int, outside: frozenset[str] | None, max_sigma: float
+        self, buckets: list[_Columns], q: _Query, exclude: frozenset[str], k: int, outside: frozenset[str] | None,
+        max_sigma: float, speeds: npt.NDArray[np.float64],
     ) -> list[str]:
-        """Units of `buckets` that may make the top k: the exact ranking of these equals the exact ranking of all.
+        """Units of `buckets` that may make the top k by ETA: the exact ranking of these equals the exact ranking of all.
 
-        `outside`: neighbour pass, skip units of these jurisdictions and those beyond `max_sigma`.
+        `outside`: neighbour pass, skip units of these jurisdictions and those beyond `max_sigma`. `speeds`: metres per
+        second by type code. On the reduced sphere a unit's ETA is A*sigma/v within the factor 0.9928 of the exact one
+        (for sigma <= 2 rad), so keeping every unit within _SLACK of the k-th smallest sigma/v loses none.
         """
         if len(buckets) == 1:
             data = buckets[0].data[:, : buckets[0].n]
@@ -374,34 +387,33 @@ class UnitIndex:
             ok &= h <= math.sin(min(max_sigma, math.pi) * 0.5) ** 2
         idx = np.flatnonzero(ok)
         if len(idx) > k:
-            hk = float(np.partition(h[idx], k - 1)[k - 1])
-            sigma = 2.0 * math.asin(math.sqrt(min(1.0, hk))) * _SLACK + 1e-15
-            if sigma < _SHORTLIST_MAX_SIGMA:
-                idx = idx[h[idx] <= math.sin(sigma * 0.5) ** 2]
+            sigma = 2.0 * np.arcsin(np.sqrt(np.minimum(1.0, h[idx])))
+            time = sigma / speeds[data[5][idx].astype(np.intp)]
+            kth = float(np.partition(time, k - 1)[k - 1])
+            idx = idx[(time <= kth * _SLACK + 1e-15) | (sigma >= _SHORTLIST_MAX_SIGMA)]
         return [ids[i] for i in idx.tolist()]
 
-    def _rank(self, units: list[str], q: _Query, out: bool, max_m: float) -> list[tuple[bool, float, int, str, str]]:
+    def _rank(self, units: list[str], q: _Query, out: bool, max_m: float, opts: RecommendOptions) -> list[Key]:
         ranked = []
         for u in units:
             e = self._entries[u]
             d = lambert_m(q.beta, q.cos_beta, q.lon, e.beta, e.cos_beta, e.lon)
             if out and d > max_m:
                 continue
-            ranked.append((out, d, max(0, q.now_us - e.fix_us), u, e.snap.type))
+            ranked.append(_key(d, e.snap.type, max(0, q.now_us - e.fix_us), u, out, opts))
         return ranked
 
-    def _query(self, q: _Query, opts: RecommendOptions, exclude: frozenset[str]) -> list[tuple[bool, float, int, str, str]]:
-        """Ranking keys of the units that may make the top K (see `recommend`)."""
+    def _query(self, q: _Query, opts: RecommendOptions, exclude: frozenset[str]) -> list[Key]:
+        """Ranking keys of the units that may make the top K (see `recommend`): the jurisdiction's own top K by ETA
+        and its neighbours' top K within reach (the top K of all is among them)."""
+        speeds = np.array([opts.speed_mps(t) for t in _TYPE_CODES])
         own = [b for b in (self._jur.get(j) for j in q.inside) if b is not None and b.n]
-        ranked = self._rank(self._shortlist(own, q, exclude, q.k, None, 0.0), q, False, 0.0) if own else []
-        # The shortlist holds at least min(K, every eligible unit): with K of them, no neighbour can rank.
-        if len(ranked) >= q.k:
-            return ranked
+        ranked = self._rank(self._shortlist(own, q, exclude, q.k, None, 0.0, speeds), q, False, 0.0, opts) if own else []
         sigma = opts.neighbour_max_m * _SLACK / WGS84_A + 1e-15
         near = self._cells_near(q, sigma)
         if near:
-            found = self._shortlist(near, q, exclude, q.k - len(ranked), q.inside, sigma)
-            ranked += self._rank(found, q, True, opts.neighbour_max_m)
+            found = self._shortlist(near, q, exclude, q.k, q.inside, sigma, speeds)
+            ranked += self._rank(found, q, True, opts.neighbour_max_m, opts)
         return ranked
 
 
@@ -417,4 +429,4 @@ def recommend(
     q = _prepare(location, placement, now, opts)
     if q is None:
         return ()
-    return _candidates(index._query(q, opts, exclude), opts, q.k)
+    return _candidates(index._query(q, opts, exclude), q.k)
