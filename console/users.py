@@ -61,7 +61,11 @@ def verify(path: Path, name: str, password: str) -> bool:
 
 
 def set_password(path: Path, name: str, password: str) -> bool:
-    """Add `name` or change its password; returns True when the account is new. The file is replaced atomically (0600)."""
+    """Add `name` or change its password; returns True when the account is new.
+
+    The file is replaced atomically, mode 0640, in the group of the file it replaces (or of its folder: /etc/alkomd is
+    the alkomd group's), so that the console's service reads it and nobody else does.
+    """
     if not valid_name(name):
         raise UsersFileError(f"not a valid account name: {name!r} (letters, digits, . _ @ -, at most 64)")
     if len(password) < 8:
@@ -78,9 +82,18 @@ def set_password(path: Path, name: str, password: str) -> bool:
             fh.write(body)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
+        _share_with_group(tmp, path)
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise UsersFileError(f"{path}: cannot write: {exc.strerror}") from None
     return new
+
+
+def _share_with_group(tmp: str, path: Path) -> None:
+    os.chmod(tmp, 0o640)
+    try:
+        gid = path.stat().st_gid if path.exists() else path.parent.stat().st_gid
+        os.chown(tmp, -1, gid)
+    except PermissionError:  # not root and not in that group: the file keeps the caller's group
+        pass

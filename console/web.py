@@ -167,7 +167,7 @@ class ConsoleWeb:
         return web.json_response(
             {"user": session.user, "csrf": session.csrf, "node": node.topic, "name": node.name, "tier": node.tier,
              "tile_url": self.site.console.tile_url, "name_property": self.site.name_property, "actions": list(contract.EVENT_ACTIONS)}
-        )  # fmt: skip
+        )
 
     async def jurisdictions(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text=self.site.jurisdictions, content_type="application/geo+json")

@@ -42,7 +42,7 @@ class Console:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "alkomd.console.main", "--config", str(config), "--log-level", "debug"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )  # fmt: skip
+        )
         threading.Thread(target=self._read, daemon=True).start()
         wait_until(lambda: port_open("127.0.0.1", port) or self.proc.poll() is not None, 20, "console listening")
         assert self.proc.poll() is None, "console exited at start:\n" + self.log
@@ -102,7 +102,7 @@ def _add_user(config: Path, name: str, password: str) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "alkomd.console.main", "--config", str(config), "adduser", name],
         input=password + "\n", capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -113,7 +113,7 @@ def browser() -> Iterator[playwright_api.Browser]:
             executable_path=CHROMIUM,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--no-first-run"],
-        )  # fmt: skip
+        )
         yield b
         b.close()
 
@@ -129,7 +129,7 @@ def login(page: playwright_api.Page, base: str, name: str = USER, password: str 
 def desk(
     tmp_path: Path, station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
     subscriber_factory: Callable[..., Subscriber], browser: playwright_api.Browser,
-) -> Iterator[Desk]:  # fmt: skip
+) -> Iterator[Desk]:
     port = free_port()
     _configure(station, port)
     _add_user(station.config, USER, PASSWORD)
@@ -163,7 +163,7 @@ def desk(
 
 def _call(call_id: str, lat: float = 0.5450, lon: float = 123.0620) -> bytes:
     return json.dumps({"call_id": call_id, "caller": "+6281234567890", "lat": lat, "lon": lon, "accuracy_m": 150,
-                       "received_at": iso(datetime.now(UTC)), "category": "pencurian"}).encode()  # fmt: skip
+                       "received_at": iso(datetime.now(UTC)), "category": "pencurian"}).encode()
 
 
 def _states(sub: Subscriber, call_id: str) -> list[str]:
@@ -203,7 +203,7 @@ def test_the_console_is_offline_live_and_its_actions_reach_the_daemon(desk: Desk
     page.wait_for_selector("#replies li.accepted, #replies li.noreply")
     if not page.query_selector("#replies li.accepted"):
         result = {"call_id": "C-1", "event_id": event_id, "action": "answer", "by": USER, "result": "accepted", "reason": "",
-                  "state": "assigned", "version": 4, "msg_id": "r-" + str(event_id)}  # fmt: skip
+                  "state": "assigned", "version": 4, "msg_id": "r-" + str(event_id)}
         sub.client.publish(f"{NODE}/call/C-1/event/result", json.dumps(result), qos=1)
     page.wait_for_selector("#replies li.accepted")
 
@@ -248,7 +248,7 @@ def test_a_wrong_password_is_refused_and_a_logged_out_browser_cannot_act(desk: D
         r = logged.request.post(desk.console.url + "/api/event", data=body, headers={"Origin": desk.console.url})
         assert r.status == 403
         r = logged.request.post(desk.console.url + "/api/event", data=body,
-                                headers={"Origin": "http://evil.example", "X-CSRF-Token": "x"})  # fmt: skip
+                                headers={"Origin": "http://evil.example", "X-CSRF-Token": "x"})
         assert r.status == 403
         # After logging out, the old cookie is worth nothing.
         desk.page.click("#logout")
@@ -264,7 +264,7 @@ def test_an_emergency_raises_the_alarm_until_acknowledged(desk: Desk) -> None:
     page, sub = desk.page, desk.sub
     assert page.is_hidden("#alarm")
     emergency = {"unit": "R2-00", "lat": 0.545, "lon": 123.06, "time": iso(datetime.now(UTC)), "source": "gps0",
-                 "msg_id": "e-1", "code": 99, "fix_time": None}  # fmt: skip
+                 "msg_id": "e-1", "code": 99, "fix_time": None}
     sub.client.publish(f"{NODE}/unit/R2-00/emergency", json.dumps(emergency), qos=1)
     page.wait_for_selector("#alarm:not([hidden]) li:has-text('EMERGENCY from R2-00')")
     page.click("#alarm li button.ack")
@@ -276,7 +276,7 @@ def test_an_emergency_raises_the_alarm_until_acknowledged(desk: Desk) -> None:
     state = {"call_id": "P-1", "state": "offered", "tier": "polres", "node": NODE, "jurisdiction": "75.71", "location_status": "ok",
              "candidates": [], "assigned_unit": None, "answer_deadline": deadline, "escalated_to": None, "flags": [],
              "msg_id": "s-p1", "priority": 0, "category": "kebakaran", "lat": 0.55, "lon": 123.05, "accuracy_m": 30,
-             "note": "rumah terbakar", "version": 2}  # fmt: skip
+             "note": "rumah terbakar", "version": 2}
     sub.client.publish(f"{NODE}/call/P-1", json.dumps(state), qos=1)
     page.wait_for_selector("#alarm:not([hidden]) li:has-text('PRIORITY CALL P-1')")
     page.wait_for_selector("#queue tbody tr:first-child[data-call='P-1'].prio-0")

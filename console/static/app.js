@@ -75,7 +75,7 @@
     return bits.join(" · ");
   }
 
-  function drawUnit(u) {
+  function drawUnit(u, fresh) {
     let m = S.markers.get(u.unit);
     if (u.lat === null || u.lon === null) return;
     if (!m) {
@@ -83,7 +83,7 @@
       m.bindTooltip(() => unitTooltip(S.units.get(u.unit)));
       m._status = u.status;
       S.markers.set(u.unit, m);
-      cluster.addLayer(m);
+      fresh.push(m); // added to the cluster in one go (chunked): thousands at a snapshot
       return;
     }
     const ll = m.getLatLng();
@@ -114,10 +114,12 @@
   // -- live data --------------------------------------------------------------------------------
 
   function applyUnits(list) {
+    const fresh = [];
     for (const u of list) {
       S.units.set(u.unit, u);
-      drawUnit(u);
+      drawUnit(u, fresh);
     }
+    if (fresh.length) cluster.addLayers(fresh);
     if (list.length) S.unitsDirty = true;
   }
 
