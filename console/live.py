@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 
 from aiohttp import web
@@ -59,37 +60,43 @@ def batch(model: Model, ch: Changes) -> str:
 
 
 class Hub:
-    """The pages connected now; `run()` sends them what changed every BATCH_S seconds."""
+    """The pages connected now; `run()` sends them what changed every BATCH_S seconds.
 
-    def __init__(self, model: Model) -> None:
+    Each page's WebSocket belongs to a session: while it is open the session stays alive (an officer watching the
+    screen is active), and when the session ends (logout) its sockets are closed at the next turn.
+    """
+
+    def __init__(self, model: Model, alive: Callable[[str], bool]) -> None:
         self.model = model
-        self.sockets: set[web.WebSocketResponse] = set()
+        self.alive = alive
+        self.sockets: dict[web.WebSocketResponse, str] = {}
 
-    async def serve(self, ws: web.WebSocketResponse) -> None:
+    async def serve(self, ws: web.WebSocketResponse, token: str) -> None:
         """Send the snapshot, then keep the socket until the page goes (batches are sent by `run`)."""
         await ws.send_str(snapshot(self.model))
-        self.sockets.add(ws)
+        self.sockets[ws] = token
         try:
             async for _msg in ws:  # the page sends nothing we act on; pings are answered by aiohttp
                 pass
         finally:
-            self.sockets.discard(ws)
+            self.sockets.pop(ws, None)
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(BATCH_S)
+            for ws, token in list(self.sockets.items()):
+                if ws.closed or not self.alive(token):
+                    self.sockets.pop(ws, None)
+                    await ws.close()
             if self.model.changes.empty():
                 continue
             text = batch(self.model, self.model.take_changes())
             for ws in list(self.sockets):
-                if ws.closed:
-                    self.sockets.discard(ws)
-                    continue
                 try:
                     await ws.send_str(text)
                 except (ConnectionError, RuntimeError) as exc:
                     log.debug("console: a page went away: %s", exc)
-                    self.sockets.discard(ws)
+                    self.sockets.pop(ws, None)
 
     async def close_all(self) -> None:
         for ws in list(self.sockets):

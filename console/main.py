@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from alkomd.console import users
+from alkomd.console.auth import Sessions
 from alkomd.console.link import ConsoleLink
 from alkomd.console.live import Hub
 from alkomd.console.model import Model
@@ -130,8 +131,9 @@ async def serve(cfg: Config, site: Site, ssl_ctx: ssl.SSLContext | None) -> None
     client_id = console.client_id or "alkomd-console-" + cfg.node.topic.replace("/", "-")
     subs = contract.console_subscriptions(cfg.node.topic, cfg.node.tier)
     link = ConsoleLink(cfg.mqtt, console, client_id, subs, loop, model.message, model.link_up, model.link_down)
-    hub = Hub(model)
-    runner = web.AppRunner(ConsoleWeb(site, model, link, hub).app(), access_log=None)
+    sessions = Sessions(console.session_hours * 3600)
+    hub = Hub(model, lambda token: sessions.get(token) is not None)
+    runner = web.AppRunner(ConsoleWeb(site, model, link, sessions, hub).app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, console.listen_address, console.listen_port, ssl_context=ssl_ctx).start()
     link.start()

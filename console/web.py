@@ -41,12 +41,12 @@ class Site:
 
 
 class ConsoleWeb:
-    def __init__(self, site: Site, model: Model, link: ConsoleLink, hub: Hub) -> None:
+    def __init__(self, site: Site, model: Model, link: ConsoleLink, sessions: Sessions, hub: Hub) -> None:
         self.site = site
         self.model = model
         self.link = link
         self.hub = hub
-        self.sessions = Sessions(site.console.session_hours * 3600)
+        self.sessions = sessions
         self.limiter = LoginLimiter(site.console.login_max_failures, site.console.login_lockout_s)
 
     def app(self) -> web.Application:
@@ -174,8 +174,9 @@ class ConsoleWeb:
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
+        session = self._session(request)
         await ws.prepare(request)
-        await self.hub.serve(ws)
+        await self.hub.serve(ws, session.token)
         return ws
 
     # -- actions -------------------------------------------------------------------------------

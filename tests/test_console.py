@@ -230,6 +230,12 @@ def test_a_wrong_password_is_refused_and_a_logged_out_browser_cannot_act(desk: D
         page.wait_for_selector("#login-error:not([hidden])")
         assert "/login" in page.url and "Wrong" in page.inner_text("#login-error")
         wait_until(lambda: "failed login for 'piket-01'" in desk.console.log, what="the bad login logged")
+        # After login_max_failures (5) failures the name is locked out, even with the right password.
+        for password in ("wrong 2", "wrong 3", "wrong 4", "wrong 5", PASSWORD):
+            r = ctx.request.post(desk.console.url + "/login", form={"name": USER, "password": password}, max_redirects=0)
+            assert r.status == 303
+        assert r.headers["location"] == "/login?error=locked"
+        wait_until(lambda: "too many failures" in desk.console.log, what="the lockout logged")
 
         # Without a session: refused, and the page itself sends the browser to the login form.
         body = {"call_id": "C-9", "action": "close"}
@@ -253,6 +259,7 @@ def test_a_wrong_password_is_refused_and_a_logged_out_browser_cannot_act(desk: D
         # After logging out, the old cookie is worth nothing.
         desk.page.click("#logout")
         desk.page.wait_for_url(re.compile(r".*/login$"))
+        wait_until(lambda: "piket-01 logged out" in desk.console.log, what="the logout logged")
         r = ctx.request.post(desk.console.url + "/api/event", data=body, headers={"Origin": desk.console.url})
         assert r.status == 401
     finally:
@@ -295,3 +302,55 @@ def test_a_lost_daemon_or_broker_is_shown_at_once(desk: Desk) -> None:
     assert "stale" in (page.get_attribute("body", "class") or "")
     desk.broker.kill()
     page.wait_for_selector("#link-banner:not([hidden]):has-text('Broker connection lost')")
+
+
+def test_five_thousand_units_stay_usable(
+    tmp_path: Path, station: Station, broker: Broker, browser: playwright_api.Browser, subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    """5,000 units (retained before the console starts, then all moving at once): the page shows them all, clustered, and
+    still answers; a filtered unit's row follows its moves. A bound on waiting, not a timing claim."""
+    port = free_port()
+    station.write_config(devices=0)
+    station.config.write_text(
+        station.config.read_text() + f'\n[console]\nlisten_address = "127.0.0.1"\nlisten_port = {port}\nusers_file = "{tmp_path}/u"\n'
+    )
+    _add_user(station.config, USER, PASSWORD)
+    pub = subscriber_factory(broker.port, topic=f"{NODE}/nothing", client_id="fleet")
+    wait_until(pub.client.is_connected, what="publisher connected")
+    now = iso(datetime.now(UTC))
+
+    def fleet(shift: float) -> None:
+        info = None
+        for i in range(5000):
+            unit = f"U{i:04d}"
+            lat, lon = 0.3 + (i % 100) * 0.005 + shift, 122.5 + (i // 100) * 0.02
+            pos = {"unit": unit, "lat": lat, "lon": lon, "time": now, "received": now, "msg_id": f"p{i}-{shift}", "type": "car"}
+            info = pub.client.publish(f"{NODE}/unit/{unit}/position", json.dumps(pos), qos=0, retain=True)
+            if shift == 0:
+                status = {"unit": unit, "status": ("available", "assigned", "offline")[i % 3], "since": now, "call_id": None}
+                info = pub.client.publish(f"{NODE}/unit/{unit}/status", json.dumps(status), qos=0, retain=True)
+        assert info is not None
+        info.wait_for_publish(60)
+
+    fleet(0.0)
+    console = Console(station.config, port)
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(60_000)
+        login(page, console.url)
+        page.wait_for_function("() => document.getElementById('unit-count').textContent === '5000 of 5000'")
+        page.wait_for_selector(".marker-cluster")  # clustered, not 5,000 icons
+        page.select_option("#unit-status", "offline")
+        page.wait_for_function("() => document.getElementById('unit-count').textContent.startsWith('1666 of')")
+        page.select_option("#unit-status", "")
+        page.fill("#unit-search", "U4999")
+        row = page.wait_for_selector("#units tr[data-unit='U4999']")
+        assert row is not None
+        lat0 = float(row.get_attribute("data-lat") or "nan")
+        fleet(0.001)
+        page.wait_for_function(f"() => Number(document.querySelector(\"#units tr[data-unit='U4999']\").dataset.lat) > {lat0}")
+        assert page.evaluate("() => 1 + 1") == 2
+    finally:
+        ctx.close()
+        console.stop()
