@@ -82,21 +82,29 @@ class Hub:
             self.sockets.pop(ws, None)
 
     async def run(self) -> None:
+        """Forever: a turn every BATCH_S; a turn that fails is logged with its traceback and the next one goes on."""
         while True:
             await asyncio.sleep(BATCH_S)
-            for ws, token in list(self.sockets.items()):
-                if ws.closed or not self.alive(token):
-                    self.sockets.pop(ws, None)
-                    await ws.close()
-            if self.model.changes.empty():
-                continue
-            text = batch(self.model, self.model.take_changes())
-            for ws in list(self.sockets):
-                try:
-                    await ws.send_str(text)
-                except (ConnectionError, RuntimeError) as exc:
-                    log.debug("console: a page went away: %s", exc)
-                    self.sockets.pop(ws, None)
+            try:
+                await self._turn()
+            except Exception:  # the supervision boundary of the pages' feed: never let it die silently
+                log.exception("console: sending a batch to the pages failed")
+
+    async def _turn(self) -> None:
+        """Close the sockets of ended sessions, then send what changed to the others."""
+        for ws, token in list(self.sockets.items()):
+            if ws.closed or not self.alive(token):
+                self.sockets.pop(ws, None)
+                await ws.close()
+        if self.model.changes.empty():
+            return
+        text = batch(self.model, self.model.take_changes())
+        for ws in list(self.sockets):
+            try:
+                await ws.send_str(text)
+            except (ConnectionError, RuntimeError) as exc:
+                log.debug("console: a page went away: %s", exc)
+                self.sockets.pop(ws, None)
 
     async def close_all(self) -> None:
         for ws in list(self.sockets):

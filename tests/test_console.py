@@ -354,3 +354,35 @@ def test_five_thousand_units_stay_usable(
     finally:
         ctx.close()
         console.stop()
+
+
+def test_over_https_the_session_cookie_is_secure_and_httponly(
+    tmp_path: Path, station: Station, broker: Broker, browser: playwright_api.Browser
+) -> None:
+    port = free_port()
+    cert, key = tmp_path / "console.crt", tmp_path / "console.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    station.write_config(devices=0)
+    station.config.write_text(
+        station.config.read_text() + f'\n[console]\nlisten_address = "127.0.0.1"\nlisten_port = {port}\nusers_file = "{tmp_path}/u"\n'
+        f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\n'
+    )
+    _add_user(station.config, USER, PASSWORD)
+    console = Console(station.config, port)
+    ctx = browser.new_context(ignore_https_errors=True)
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(WAIT_MS)
+        login(page, f"https://127.0.0.1:{port}")
+        page.wait_for_selector("#link-state[data-state=up]")
+        (cookie,) = ctx.cookies()
+        assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        headers = ctx.request.get(f"https://127.0.0.1:{port}/").headers
+        assert "script-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
+    finally:
+        ctx.close()
+        console.stop()
