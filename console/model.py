@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 OPEN_STATES = ("new", "offered", "answered", "assigned", "enroute", "onscene")
 MAX_TIMELINE = 200
+MAX_FINISHED = 500  # closed or escalated calls kept for the page (the oldest go first); open calls are all kept
+MAX_ACKED = 200  # acknowledged alarms kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,8 +294,10 @@ class Model:
         old = self.calls.get(call_id)
         if old is not None and old.version is not None and call.version is not None and call.version < old.version:
             return  # an older state arriving late
+        self.calls.pop(call_id, None)  # re-inserted: the dict's order is the order of the last change
         self.calls[call_id] = call
         self.changes.calls.add(call_id)
+        self._prune_calls()
         if old is None or old.state != call.state or old.version != call.version:
             who = f" by {call.answered_by}" if call.answered_by and call.state == "answered" else ""
             unit = f" ({call.assigned_unit})" if call.assigned_unit and call.state in ("assigned", "enroute", "onscene") else ""
@@ -313,6 +317,12 @@ class Model:
         why = f": {r.reason}" if r.reason else ""
         self.note(r.call_id, now_iso(), "reply", f"{r.action} by {r.by} {r.result}{why}")
 
+    def _prune_calls(self) -> None:
+        finished = [c for c, v in self.calls.items() if v.state not in OPEN_STATES]
+        for call_id in finished[: max(0, len(finished) - MAX_FINISHED)]:
+            del self.calls[call_id]
+            self.timelines.pop(call_id, None)
+
     # -- officers ------------------------------------------------------------------------------
 
     def note(self, call_id: str, when: str, what: str, text: str) -> None:
@@ -326,6 +336,9 @@ class Model:
         if a is None or a.acked_by:
             return False
         self.alarms[alarm_id] = replace(a, acked_by=by)
+        acked = [k for k, v in self.alarms.items() if v.acked_by]
+        for k in acked[: max(0, len(acked) - MAX_ACKED)]:
+            del self.alarms[k]
         self.changes.alarms = True
         log.info("console: alarm %s acknowledged by %s", alarm_id, by)
         return True

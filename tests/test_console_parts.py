@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from alkomd.console import model as modelmod
 from alkomd.console import users
 from alkomd.console.auth import LoginLimiter, Sessions
 from alkomd.console.model import Model, is_priority, parse_call
@@ -124,6 +125,15 @@ def test_the_picture_degrades_when_new_fields_are_absent_and_uses_them_when_pres
     changes = model.take_changes()
     assert changes.units == {"R2-12", "R3-01"} and changes.calls == {"C-1"} and changes.alarms and changes.link
     assert model.take_changes().empty()
+
+
+def test_finished_calls_are_forgotten_oldest_first_and_open_ones_never() -> None:
+    model = Model(NODE)
+    _msg(model, f"{NODE}/call/OPEN", {"state": "offered", "version": 1})
+    for i in range(modelmod.MAX_FINISHED + 10):
+        _msg(model, f"{NODE}/call/F-{i}", {"state": "closed", "version": 1})
+    assert "OPEN" in model.calls and "F-0" not in model.calls and f"F-{modelmod.MAX_FINISHED + 9}" in model.calls
+    assert len(model.calls) == modelmod.MAX_FINISHED + 1 and "F-0" not in model.timelines
 
 
 def test_the_console_section_is_optional_strict_and_documented(tmp_path: Path) -> None:
