@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ssl.SSLError) as exc:
             print(f"alkomd-console: config error: {args.config}: console.tls_cert_file: {exc}", file=sys.stderr)
             return EX_CONFIG
-    name_prop = juris.name_property if juris else "name"
-    site = Site(cfg.node, console, ssl_ctx is not None, geojson, name_prop)
+    props = (juris.name_property, juris.id_property) if juris else ("name", "code")
+    site = Site(cfg.node, console, ssl_ctx is not None, geojson, *props)
     try:
         asyncio.run(serve(cfg, site, ssl_ctx))
     except KeyboardInterrupt:

@@ -38,6 +38,7 @@ class Site:
     secure: bool  # served over HTTPS: the cookie gets Secure
     jurisdictions: str  # the GeoJSON drawn on the map (already filtered), as text
     name_property: str  # the feature property the map labels polygons with
+    id_property: str  # the feature property holding the jurisdiction id a call state names
 
 
 class ConsoleWeb:
@@ -166,7 +167,8 @@ class ConsoleWeb:
         node = self.site.node
         return web.json_response(
             {"user": session.user, "csrf": session.csrf, "node": node.topic, "name": node.name, "tier": node.tier,
-             "tile_url": self.site.console.tile_url, "name_property": self.site.name_property, "actions": list(contract.EVENT_ACTIONS)}
+             "tile_url": self.site.console.tile_url, "name_property": self.site.name_property,
+             "id_property": self.site.id_property, "actions": list(contract.EVENT_ACTIONS)}
         )
 
     async def jurisdictions(self, request: web.Request) -> web.StreamResponse:

@@ -7,7 +7,7 @@
   const S = {
     session: null, units: new Map(), calls: new Map(), alarms: [], link: { broker: false, node: "unknown" },
     wsUp: false, offsetMs: 0, selected: null, sent: [], unitsDirty: true, queueDirty: true,
-    markers: new Map(), callLayers: new Map(), audio: null,
+    markers: new Map(), callLayers: new Map(), audio: null, jurisdictionNames: new Map(),
   };
   const $ = (id) => document.getElementById(id);
   const now = () => Date.now() + S.offsetMs; // the server's clock
@@ -57,6 +57,11 @@
     fetch("/api/jurisdictions", { credentials: "same-origin" }).then((r) => r.json()).then((geo) => {
       if (!geo || !geo.features || !geo.features.length) return;
       const prop = S.session.name_property || "name";
+      for (const f of geo.features) {
+        const props = f.properties || {};
+        if (props[S.session.id_property] !== undefined) S.jurisdictionNames.set(String(props[S.session.id_property]), String(props[prop] || ""));
+      }
+      S.queueDirty = true;
       const layer = L.geoJSON(geo, {
         style: { color: "#1565c0", weight: 2, fillOpacity: 0.05 },
         onEachFeature: (f, l) => l.bindTooltip(String((f.properties || {})[prop] || ""), { sticky: true }),
@@ -205,6 +210,11 @@
 
   // -- the call queue ---------------------------------------------------------------------------
 
+  function juris(id) {
+    const name = S.jurisdictionNames.get(String(id));
+    return name ? name + " (" + id + ")" : String(id);
+  }
+
   function prio(c) {
     if (c.emergency || c.priority === 0) return 0;
     return typeof c.priority === "number" ? c.priority : 3;
@@ -225,9 +235,9 @@
       const p = prio(c);
       return el("tr", { "data-call": c.call_id, class: ["prio-" + p, c.state, S.selected === c.call_id ? "selected" : ""].join(" "), onclick: () => select(c.call_id) },
         el("td", { text: c.emergency || c.priority === 0 ? "0" : c.priority ?? "–" }),
-        el("td", {}, el("span", { text: c.call_id }), ...flags, c.note ? el("div", { class: "muted", text: c.note }) : null),
+        el("td", {}, el("span", { class: "callid", text: c.call_id }), ...flags, c.note ? el("div", { class: "muted", text: c.note }) : null),
         el("td", { text: (c.category || "?") + (c.dispatch === false ? " (no unit)" : "") + (c.unknown_category ? " (unknown)" : "") }),
-        el("td", { text: c.location_status + (c.jurisdiction ? " · " + c.jurisdiction : "") }),
+        el("td", { text: c.location_status + (c.jurisdiction ? " · " + juris(c.jurisdiction) : "") }),
         el("td", { class: "state", text: state + " · " + c.tier }),
         cd);
     });
@@ -261,7 +271,7 @@
     if (!c) return;
     $("detail-id").textContent = c.call_id;
     const f = [["state", c.state], ["tier", c.tier], ["category", c.category], ["priority", c.priority], ["caller's note", c.note],
-      ["location", c.location_status], ["jurisdiction", c.jurisdiction], ["uncertainty", c.accuracy_m ? c.accuracy_m + " m" : null],
+      ["location", c.location_status], ["jurisdiction", c.jurisdiction ? juris(c.jurisdiction) : null], ["uncertainty", c.accuracy_m ? c.accuracy_m + " m" : null],
       ["assigned unit", c.assigned_unit], ["answered by", c.answered_by], ["answer by", c.answer_deadline ? new Date(c.answer_deadline).toLocaleTimeString() : null],
       ["escalated to", c.escalated_to], ["escalated from", c.escalated_from], ["flags", (c.flags || []).join(", ")], ["received", c.received_at]];
     $("detail-fields").replaceChildren(...f.filter(([, v]) => v !== null && v !== undefined && v !== "").flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v) })]));
