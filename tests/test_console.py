@@ -292,7 +292,7 @@ def test_an_emergency_raises_the_alarm_until_acknowledged(desk: Desk) -> None:
     page.wait_for_selector("#alarm", state="hidden")
 
 
-def test_a_lost_daemon_or_broker_is_shown_at_once(desk: Desk) -> None:
+def test_a_lost_daemon_or_broker_is_shown_at_once_and_cleared_when_back(desk: Desk, daemons: Callable[[Path], Daemon]) -> None:
     page = desk.page
     page.wait_for_selector("#units tr[data-unit='R2-00']")
     assert page.is_hidden("#link-banner")
@@ -302,6 +302,16 @@ def test_a_lost_daemon_or_broker_is_shown_at_once(desk: Desk) -> None:
     assert "stale" in (page.get_attribute("body", "class") or "")
     desk.broker.kill()
     page.wait_for_selector("#link-banner:not([hidden]):has-text('Broker connection lost')")
+    assert page.get_attribute("#link-state", "data-state") == "down"
+
+    # The broker and then the daemon come back: the console reconnects by itself and the page is live again.
+    desk.broker.start()
+    page.wait_for_selector("#link-banner:not([hidden]):has-text('daemon is offline')")
+    daemons(desk.station.config)
+    page.wait_for_selector("#link-state[data-state=up]")
+    assert page.is_hidden("#link-banner") and "stale" not in (page.get_attribute("body", "class") or "")
+    desk.feeder.write(2, gap_s=0.1)
+    page.wait_for_selector("#units tr[data-unit='R2-00'][data-status='available']")
 
 
 def test_five_thousand_units_stay_usable(
