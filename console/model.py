@@ -55,6 +55,7 @@ class CallView:
     escalated_from: str | None = None
     flags: tuple[str, ...] = ()
     category: str | None = None
+    category_label: str | None = None  # the daemon's reading of the category, in Indonesian
     note: str | None = None
     lat: float | None = None
     lon: float | None = None
@@ -156,7 +157,8 @@ def parse_call(call_id: str, body: dict[str, object]) -> CallView | None:
         location_status=_str(body.get("location_status")) or "", candidates=candidates,
         assigned_unit=_str(body.get("assigned_unit")), answer_deadline=_str(body.get("answer_deadline")),
         escalated_to=_str(body.get("escalated_to")), escalated_from=_str(body.get("escalated_from")), flags=flags,
-        category=_str(body.get("category")), note=note, lat=lat, lon=lon, accuracy_m=_num(body.get("accuracy_m")),
+        category=_str(body.get("category")), category_label=_str(body.get("category_label")), note=note,
+        lat=lat, lon=lon, accuracy_m=_num(body.get("accuracy_m")),
         priority=_int(body.get("priority")), dispatch=dispatch if isinstance(dispatch, bool) else None,
         emergency=body.get("emergency") is True or "emergency" in flags,
         unknown_category=body.get("unknown_category") is True or "unknown_category" in flags,

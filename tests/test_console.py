@@ -195,17 +195,16 @@ def test_the_console_is_offline_live_and_its_actions_reach_the_daemon(desk: Desk
     assert events and events[-1]["by"] == USER and events[-1]["action"] == "answer" and len(events[-1]["msg_id"]) == 32
     page.wait_for_selector("#timeline li:has-text('assigned (R2-00)')")
 
-    # The daemon's reply to that event is shown (published here in the reply's contract form if the daemon has not).
+    # The daemon's reply to that event (on call/<id>/event/result, matched by the event's msg_id) is shown.
     reply = page.wait_for_selector("#replies li.reply[data-msg-id]:not([data-msg-id=''])")
-    assert reply is not None
-    event_id = reply.get_attribute("data-msg-id")
-    assert event_id == events[-1]["msg_id"]
-    page.wait_for_selector("#replies li.accepted, #replies li.noreply")
-    if not page.query_selector("#replies li.accepted"):
-        result = {"call_id": "C-1", "event_id": event_id, "action": "answer", "by": USER, "result": "accepted", "reason": "",
-                  "state": "assigned", "version": 4, "msg_id": "r-" + str(event_id)}
-        sub.client.publish(f"{NODE}/call/C-1/event/result", json.dumps(result), qos=1)
-    page.wait_for_selector("#replies li.accepted")
+    assert reply is not None and reply.get_attribute("data-msg-id") == events[-1]["msg_id"]
+    page.wait_for_selector(f"#replies li.accepted[data-msg-id='{events[-1]['msg_id']}']")
+
+    # An action that does not fit the call's state is refused by the daemon, with its reason shown.
+    page.fill("#action-unit", "R2-00")
+    page.click("#actions button[data-action='arrive']")
+    refused = page.wait_for_selector("#replies li.refused")
+    assert refused is not None and "not enroute" in refused.inner_text()
 
     # On the unit's behalf: en route, on scene; then the officer closes it and it leaves the queue.
     page.fill("#action-unit", "R2-00")
@@ -300,6 +299,13 @@ def test_a_lost_daemon_or_broker_is_shown_at_once_and_cleared_when_back(desk: De
     page.wait_for_selector("#link-banner:not([hidden]):has-text('daemon is offline')")
     assert page.get_attribute("#link-state", "data-state") == "down"
     assert "stale" in (page.get_attribute("body", "class") or "")
+    # An action now reaches the broker but nobody answers it: the page says so instead of waiting silently.
+    state = {"call_id": "Q-1", "state": "offered", "tier": "polres", "node": NODE, "jurisdiction": "75.71", "location_status": "ok",
+             "candidates": [], "assigned_unit": None, "answer_deadline": None, "escalated_to": None, "flags": [], "msg_id": "q1"}
+    desk.sub.client.publish(f"{NODE}/call/Q-1", json.dumps(state), qos=1)
+    page.click("#queue tr[data-call='Q-1']")
+    page.click("#actions button[data-action='answer']")
+    page.wait_for_selector("#replies li.noreply:has-text('no reply yet')")
     desk.broker.kill()
     page.wait_for_selector("#link-banner:not([hidden]):has-text('Broker connection lost')")
     assert page.get_attribute("#link-state", "data-state") == "down"

@@ -236,7 +236,7 @@
       return el("tr", { "data-call": c.call_id, class: ["prio-" + p, c.state, S.selected === c.call_id ? "selected" : ""].join(" "), onclick: () => select(c.call_id) },
         el("td", { text: c.emergency || c.priority === 0 ? "0" : c.priority ?? "–" }),
         el("td", {}, el("span", { class: "callid", text: c.call_id }), ...flags, c.note ? el("div", { class: "muted", text: c.note }) : null),
-        el("td", { text: (c.category || "?") + (c.dispatch === false ? " (no unit)" : "") + (c.unknown_category ? " (unknown)" : "") }),
+        el("td", { text: (c.category_label || c.category || "?") + (c.dispatch === false ? " (no unit)" : "") + (c.unknown_category ? " (unknown)" : "") }),
         el("td", { text: c.location_status + (c.jurisdiction ? " · " + juris(c.jurisdiction) : "") }),
         el("td", { class: "state", text: state + " · " + c.tier }),
         cd);
@@ -270,7 +270,7 @@
     const c = S.calls.get(S.selected);
     if (!c) return;
     $("detail-id").textContent = c.call_id;
-    const f = [["state", c.state], ["tier", c.tier], ["category", c.category], ["priority", c.priority], ["caller's note", c.note],
+    const f = [["state", c.state], ["tier", c.tier], ["category", c.category_label ? c.category_label + " (" + c.category + ")" : c.category], ["priority", c.priority], ["caller's note", c.note],
       ["location", c.location_status], ["jurisdiction", c.jurisdiction ? juris(c.jurisdiction) : null], ["uncertainty", c.accuracy_m ? c.accuracy_m + " m" : null],
       ["assigned unit", c.assigned_unit], ["answered by", c.answered_by], ["answer by", c.answer_deadline ? new Date(c.answer_deadline).toLocaleTimeString() : null],
       ["escalated to", c.escalated_to], ["escalated from", c.escalated_from], ["flags", (c.flags || []).join(", ")], ["received", c.received_at]];
