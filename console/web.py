@@ -82,7 +82,7 @@ class ConsoleWeb:
         )
         resp.headers.setdefault("X-Frame-Options", "DENY")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")  # "no-referrer" would make form posts say Origin: null
         resp.headers.setdefault("Cache-Control", "no-store")
         return resp
 
@@ -126,6 +126,8 @@ class ConsoleWeb:
         return web.FileResponse(STATIC / "login.html")
 
     async def login(self, request: web.Request) -> web.StreamResponse:
+        if "Origin" in request.headers and not self._same_origin(request):  # a login forced from another site
+            raise web.HTTPForbidden(text="wrong origin")
         form = await request.post()
         name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
         address = request.remote or "?"

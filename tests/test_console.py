@@ -229,6 +229,9 @@ def test_a_wrong_password_is_refused_and_a_logged_out_browser_cannot_act(desk: D
         page.wait_for_selector("#login-error:not([hidden])")
         assert "/login" in page.url and "Wrong" in page.inner_text("#login-error")
         wait_until(lambda: "failed login for 'piket-01'" in desk.console.log, what="the bad login logged")
+        r = ctx.request.post(desk.console.url + "/login", form={"name": USER, "password": PASSWORD}, max_redirects=0,
+                             headers={"Origin": "http://evil.example"})
+        assert r.status == 403  # a login forced from another site
         # After login_max_failures (5) failures the name is locked out, even with the right password.
         for password in ("wrong 2", "wrong 3", "wrong 4", "wrong 5", PASSWORD):
             r = ctx.request.post(desk.console.url + "/login", form={"name": USER, "password": password}, max_redirects=0)
