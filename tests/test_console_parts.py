@@ -178,3 +178,10 @@ def test_the_console_unit_is_hardened(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60)
     m = re.search(r"Overall exposure level for alkomd-console.service: ([0-9.]+)", r.stdout)
     assert m is not None and float(m.group(1)) <= 2.0 and r.returncode == 0, r.stdout[-300:]
+
+
+def test_without_a_console_section_the_console_says_so_and_exits_78(tmp_path: Path) -> None:
+    conf = tmp_path / "alkomd.toml"
+    conf.write_text('[node]\npath = "gorontalo/kota-gorontalo"\n')
+    r = subprocess.run([sys.executable, "-m", "alkomd.console.main", "--config", str(conf)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 78 and "console: missing" in r.stderr and str(conf) in r.stderr
