@@ -173,6 +173,24 @@ class UnitConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    """The `[console]` section: read only by `alkomd-console`, the dispatchers' web page (the daemon ignores it)."""
+
+    listen_address: str = spec("127.0.0.1", doc="Address the web console listens on (the station's LAN address, or 0.0.0.0).")
+    listen_port: int = spec(8110, min=1, max=65535, doc="TCP port of the web console.")
+    tls_cert_file: Path | None = spec(None, doc="Certificate (PEM) for HTTPS; without it the console speaks plain HTTP.")
+    tls_key_file: Path | None = spec(None, doc="Private key (PEM) of tls_cert_file.")
+    users_file: Path = spec(Path("/etc/alkomd/console-users"), doc="Dispatcher accounts: name and argon2 hash per line.")
+    tile_url: str = spec("", doc="Optional map tile server, e.g. http://tiles.polres.lan/{z}/{x}/{y}.png; empty: polygons only.")
+    client_id: str = spec("", pattern=f"({ID_PATTERN})?", doc="The console's MQTT client id; default alkomd-console-<node>.")
+    username: str = spec("", doc="The console's own MQTT user name.")
+    password_file: Path | None = spec(None, doc="File holding the console's MQTT password (a systemd credential).")
+    session_hours: float = spec(12.0, min=0.1, max=168, doc="A login lasts this long without activity.")
+    login_max_failures: int = spec(5, min=1, max=1000, doc="Failed logins per name or address before a lockout.")
+    login_lockout_s: float = spec(300.0, min=1, max=86400, doc="How long that lockout lasts.")
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     id: str
     driver: str
@@ -202,6 +220,7 @@ class Config:
     jurisdictions: JurisdictionOptions | None
     devices: tuple[DeviceConfig, ...]
     units: tuple[UnitConfig, ...]
+    console: ConsoleConfig | None = None  # only alkomd-console reads it
 
 
 _SECTIONS = {
@@ -228,7 +247,7 @@ def load(path: Path | str) -> Config:
 
 def parse(raw: dict[str, Any], path: Path) -> Config:
     """Validate an already-parsed TOML document (see `load`)."""
-    known = set(_SECTIONS) | {"device", "unit", "jurisdictions"}
+    known = set(_SECTIONS) | {"device", "unit", "jurisdictions", "console"}
     for key in raw:
         if key not in known:
             raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -240,7 +259,8 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
     _cross_check(devices, units, path)
     _check_codes(sections["radio_status"], path)
     juris = build(JurisdictionOptions, raw["jurisdictions"], "jurisdictions", path) if "jurisdictions" in raw else None
-    return Config(source=path, devices=devices, units=units, jurisdictions=juris, **sections)
+    console = build(ConsoleConfig, raw["console"], "console", path) if "console" in raw else None
+    return Config(source=path, devices=devices, units=units, jurisdictions=juris, console=console, **sections)
 
 
 def _array(raw: dict[str, Any], key: str, path: Path) -> list[Any]:

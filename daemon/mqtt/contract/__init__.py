@@ -152,6 +152,9 @@ from alkomd.daemon.mqtt.contract.topics import (
     CallTaken as CallTaken,
 )
 from alkomd.daemon.mqtt.contract.topics import (
+    ConsoleTopic as ConsoleTopic,
+)
+from alkomd.daemon.mqtt.contract.topics import (
     Inbound as Inbound,
 )
 from alkomd.daemon.mqtt.contract.topics import (
@@ -194,6 +197,9 @@ from alkomd.daemon.mqtt.contract.topics import (
     call_topic as call_topic,
 )
 from alkomd.daemon.mqtt.contract.topics import (
+    console_subscriptions as console_subscriptions,
+)
+from alkomd.daemon.mqtt.contract.topics import (
     device_status_topic as device_status_topic,
 )
 from alkomd.daemon.mqtt.contract.topics import (
@@ -201,6 +207,9 @@ from alkomd.daemon.mqtt.contract.topics import (
 )
 from alkomd.daemon.mqtt.contract.topics import (
     health_topic as health_topic,
+)
+from alkomd.daemon.mqtt.contract.topics import (
+    parse_console_topic as parse_console_topic,
 )
 from alkomd.daemon.mqtt.contract.topics import (
     parse_inbound as parse_inbound,

@@ -195,3 +195,35 @@ def parse_inbound(node: str, topic: str) -> Inbound | None:
     if sep and head != node and head.startswith(node + "/") and unit and kind in ("position", "status"):
         return UnitBelow(head, unit, kind)
     return None
+
+
+def console_subscriptions(node: str, tier: str) -> tuple[str, ...]:
+    """What a dispatcher console of `node` follows: the node's will, its units (and those of the nodes below), its calls
+    and the replies to events."""
+    units = [f"{node}{'/+' * depth}/unit/+/{k}" for depth in range(_LEVELS_BELOW.get(tier, 0) + 1)
+             for k in ("position", "status", "emergency")]
+    return (state_topic(node), *units, f"{node}/call/+", f"{node}/call/+/event/result")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleTopic:
+    """What a message a console receives is: `kind` is "state", "position", "status", "emergency", "call" or "result"."""
+
+    kind: str
+    key: str  # the unit id or the call id; "" for the node's state
+
+
+def parse_console_topic(node: str, topic: str) -> ConsoleTopic | None:
+    """Classify a topic of `console_subscriptions`; None for anything else (call/new, call/aml, an event)."""
+    if topic == state_topic(node):
+        return ConsoleTopic("state", "")
+    if not topic.startswith(node + "/"):
+        return None
+    rest = topic[len(node) + 1 :].split("/")
+    if len(rest) == 2 and rest[0] == "call" and rest[1] not in ("new", "aml"):
+        return ConsoleTopic("call", rest[1])
+    if len(rest) == 4 and rest[0] == "call" and rest[2:] == ["event", "result"]:
+        return ConsoleTopic("result", rest[1])
+    if len(rest) >= 3 and rest[-3] == "unit" and rest[-1] in ("position", "status", "emergency") and rest[-2]:
+        return ConsoleTopic(rest[-1], rest[-2])
+    return None

@@ -1,0 +1,187 @@
+"""The dispatcher console's parts without a browser: accounts, sessions, the login limit, its topics, its picture of
+the node, its configuration section, its unit file and its place in the tree."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alkomd.console import model as modelmod
+from alkomd.console import users
+from alkomd.console.auth import LoginLimiter, Sessions
+from alkomd.console.model import Model, is_priority, parse_call
+from alkomd.daemon import config as cfgmod
+from alkomd.daemon.mqtt import contract
+from alkomd.daemon.schema import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE = "polri110/gorontalo/kota-gorontalo"
+
+
+def test_accounts_are_argon2_hashes_and_only_the_right_password_passes(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "console-users"
+    assert users.set_password(path, "piket-01", "kata sandi satu") is True
+    assert users.set_password(path, "piket-02", "kata sandi dua!") is True
+    assert users.set_password(path, "piket-01", "sandi baru 123") is False  # a change, not a new account
+    text = path.read_text()
+    assert "$argon2id$" in text and "sandi" not in text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert users.verify(path, "piket-01", "sandi baru 123")
+    assert not users.verify(path, "piket-01", "kata sandi satu")
+    assert not users.verify(path, "nobody", "sandi baru 123")
+    with pytest.raises(users.UsersFileError, match="at least 8"):
+        users.set_password(path, "piket-03", "short")
+    with pytest.raises(users.UsersFileError, match="account name"):
+        users.set_password(path, "no spaces", "long enough password")
+    path.write_text(text + "garbage line\n")
+    with pytest.raises(users.UsersFileError, match=":4:"):
+        users.read(path)
+
+
+def test_adduser_takes_the_password_from_stdin_and_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "console-users"
+    cmd = [sys.executable, "-m", "alkomd.console.main", "adduser", "piket-09", "--users-file", str(path)]
+    r = subprocess.run(cmd, input="a good password\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and f"added piket-09 in {path}" in r.stdout, r.stderr
+    assert users.verify(path, "piket-09", "a good password")
+    r = subprocess.run(cmd, input="short\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 64 and "at least 8" in r.stderr
+
+
+def test_sessions_check_the_csrf_token_and_logins_are_limited() -> None:
+    sessions = Sessions(idle_s=3600)
+    s = sessions.create("piket-01")
+    assert sessions.get(s.token) == s and sessions.get("forged") is None and sessions.get(None) is None
+    assert Sessions.csrf_ok(s, s.csrf) and not Sessions.csrf_ok(s, "x") and not Sessions.csrf_ok(s, None)
+    sessions.drop(s.token)
+    assert sessions.get(s.token) is None
+
+    limit = LoginLimiter(max_failures=3, window_s=300)
+    for _ in range(3):
+        assert not limit.locked("piket-01", "10.0.0.5")
+        limit.failed("piket-01", "10.0.0.5")
+    assert limit.locked("piket-01", "10.0.0.9")  # the name is locked from any address
+    assert limit.locked("piket-02", "10.0.0.5")  # and the address for any name
+    assert not limit.locked("piket-02", "10.0.0.9")
+
+
+def test_the_console_topics_come_from_the_contract() -> None:
+    assert contract.call_event_result_topic(NODE, "C-1") == f"{NODE}/call/C-1/event/result"
+    subs = contract.console_subscriptions(NODE, "polres")
+    assert contract.state_topic(NODE) in subs and f"{NODE}/call/+" in subs and f"{NODE}/call/+/event/result" in subs
+    assert any(s.endswith("/+/unit/+/position") for s in contract.console_subscriptions("polri110/gorontalo", "polda"))
+    parse = contract.parse_console_topic
+    assert parse(NODE, f"{NODE}/state") == contract.ConsoleTopic("state", "")
+    assert parse(NODE, f"{NODE}/unit/R2-12/position") == contract.ConsoleTopic("position", "R2-12")
+    assert parse(NODE, f"{NODE}/unit/R2-12/emergency") == contract.ConsoleTopic("emergency", "R2-12")
+    assert parse(NODE, f"{NODE}/call/C-1") == contract.ConsoleTopic("call", "C-1")
+    assert parse(NODE, f"{NODE}/call/C-1/event/result") == contract.ConsoleTopic("result", "C-1")
+    for other in (f"{NODE}/call/new", f"{NODE}/call/aml", f"{NODE}/call/C-1/event", f"{NODE}/unit/R2-12/alert", "other/state"):
+        assert parse(NODE, other) is None, other
+
+
+def _msg(model: Model, topic: str, body: dict[str, object]) -> None:
+    model.message(topic, json.dumps(body).encode())
+
+
+def test_the_picture_degrades_when_new_fields_are_absent_and_uses_them_when_present() -> None:
+    example = json.loads((ROOT / "docs/contract/examples/call-state.json").read_text())
+    old = parse_call("C-1", example)
+    assert old is not None and old.priority is None and old.note is None and not is_priority(old)
+    new = parse_call("C-1", {**example, "priority": 0, "dispatch": True, "note": "kebakaran", "unknown_category": True})
+    assert new is not None and new.priority == 0 and new.note == "kebakaran" and new.unknown_category and is_priority(new)
+    assert parse_call("C-1", {"no": "state"}) is None
+
+    model = Model(NODE, {"R2-12": ("car", "Macan 12")})
+    _msg(model, f"{NODE}/unit/R2-12/position", {"unit": "R2-12", "lat": 0.54, "lon": 123.06, "time": "2025-03-14T02:00:00.000Z"})
+    _msg(model, f"{NODE}/unit/R2-12/status", {"unit": "R2-12", "status": "available", "since": "x", "call_id": None})
+    _msg(model, f"{NODE}/unit/R3-01/status", {"unit": "R3-01", "status": "offline", "type": "boat", "callsign": "Hiu 1"})
+    assert model.units["R2-12"].callsign == "Macan 12" and model.units["R2-12"].status == "available"
+    assert model.units["R3-01"].type == "boat" and model.units["R3-01"].callsign == "Hiu 1"
+    _msg(model, f"{NODE}/unit/R2-12/position", {"unit": "R2-12", "lat": float("nan"), "lon": 1})  # ignored, not a crash
+    model.message(f"{NODE}/unit/R2-12/position", b"not json")
+    assert model.units["R2-12"].lat == 0.54
+
+    _msg(model, f"{NODE}/call/C-1", {**example, "version": 3, "state": "assigned"})
+    _msg(model, f"{NODE}/call/C-1", {**example, "version": 2, "state": "offered"})  # late: an older version
+    assert model.calls["C-1"].state == "assigned"
+    emergency = {"unit": "R2-12", "lat": 0.5, "lon": 123.0, "time": "2025-03-14T02:00:00.000Z", "msg_id": "e1"}
+    _msg(model, f"{NODE}/unit/R2-12/emergency", emergency)
+    _msg(model, f"{NODE}/unit/R2-12/emergency", emergency)  # a QoS 1 resend
+    assert len(model.alarms) == 1 and "Macan 12" in next(iter(model.alarms.values())).text
+    alarm = next(iter(model.alarms))
+    assert model.acknowledge(alarm, "piket-01") and not model.acknowledge(alarm, "piket-02")
+    _msg(model, f"{NODE}/state", {"state": "offline", "since": "2025-03-14T02:00:00.000Z"})
+    assert model.link.node == "offline"
+    changes = model.take_changes()
+    assert changes.units == {"R2-12", "R3-01"} and changes.calls == {"C-1"} and changes.alarms and changes.link
+    assert model.take_changes().empty()
+
+
+def test_finished_calls_are_forgotten_oldest_first_and_open_ones_never() -> None:
+    model = Model(NODE)
+    _msg(model, f"{NODE}/call/OPEN", {"state": "offered", "version": 1})
+    for i in range(modelmod.MAX_FINISHED + 10):
+        _msg(model, f"{NODE}/call/F-{i}", {"state": "closed", "version": 1})
+    assert "OPEN" in model.calls and "F-0" not in model.calls and f"F-{modelmod.MAX_FINISHED + 9}" in model.calls
+    assert len(model.calls) == modelmod.MAX_FINISHED + 1 and "F-0" not in model.timelines
+
+
+def test_the_console_section_is_optional_strict_and_documented(tmp_path: Path) -> None:
+    base = {"node": {"path": "gorontalo/kota-gorontalo"}}
+    assert cfgmod.parse(base, tmp_path / "a.toml").console is None
+    cfg = cfgmod.parse({**base, "console": {"listen_port": 8443, "users_file": "users"}}, tmp_path / "a.toml")
+    assert cfg.console is not None and cfg.console.listen_port == 8443 and cfg.console.users_file == tmp_path / "users"
+    with pytest.raises(ConfigError, match=r"console\.listen_prot"):
+        cfgmod.parse({**base, "console": {"listen_prot": 1}}, tmp_path / "a.toml")
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+)`", readme.split("### `[console]`", 1)[1].split("\n## ", 1)[0]))
+    missing = [f.name for f in dataclasses.fields(cfgmod.ConsoleConfig) if f.name not in documented]
+    assert not missing, f"README's [console] reference lacks {missing}"
+
+
+CONSOLE_MODULES = sorted((ROOT / "console").glob("*.py"))
+TOPIC_LITERAL = re.compile(r"""f["'][^"']*\{[^}]*\}/(unit|call|device|state|health|probe)\b""")
+
+
+@pytest.mark.parametrize("path", CONSOLE_MODULES, ids=lambda p: p.name)
+def test_every_console_module_says_its_job_and_builds_no_topic(path: Path) -> None:
+    text = path.read_text()
+    tree = ast.parse(text)
+    doc = ast.get_docstring(tree)
+    assert doc and len(doc.strip().splitlines()[0]) > 10, f"{path.name}: no one-line docstring"
+    assert len(text.splitlines()) <= 400, f"{path.name}: too long"
+    assert not TOPIC_LITERAL.search(text), f"{path.name} builds a topic: use alkomd.daemon.mqtt.contract"
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m.startswith(("alkomd.daemon.store", "sqlite"))}, "the console never opens the database"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_the_console_unit_is_hardened(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "alkomd-console"
+    assert exe.is_file(), "the test environment has the alkomd-console script"
+    unit = tmp_path / "alkomd-console.service"
+    unit.write_text((ROOT / "systemd/alkomd-console.service").read_text().replace("/opt/alkomd/venv/bin/alkomd-console", str(exe)))
+    r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=20", str(unit)],
+                       capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for alkomd-console.service: ([0-9.]+)", r.stdout)
+    assert m is not None and float(m.group(1)) <= 2.0 and r.returncode == 0, r.stdout[-300:]
+
+
+def test_without_a_console_section_the_console_says_so_and_exits_78(tmp_path: Path) -> None:
+    conf = tmp_path / "alkomd.toml"
+    conf.write_text('[node]\npath = "gorontalo/kota-gorontalo"\n')
+    r = subprocess.run([sys.executable, "-m", "alkomd.console.main", "--config", str(conf)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 78 and "console: missing" in r.stderr and str(conf) in r.stderr
