@@ -91,6 +91,7 @@ class CallDesk:
         self._seen_event_ids: deque[str] = deque(maxlen=10_000)
         self.owner: dict[str, str] = {}  # unit of a node below -> that node's topic
         self._rerank_handle: asyncio.TimerHandle | None = None
+        self._waiting_ids: set[str] = set()  # open calls still looking for a unit (kept by _run: no scan per position)
         self._taken: OrderedDict[str, str] = OrderedDict()  # call_id -> the parent node that took it from this node
         self._settle_until = 0.0  # monotonic: calls arriving before then wait (see SETTLE_S)
         self._held: list[tuple[bool, bytes]] = []  # (aml, payload) of calls waiting for the settle to end
@@ -106,6 +107,8 @@ class CallDesk:
                 continue
             self.calls[call.call_id] = call
             self._arm(call)
+            if self._waiting(call):
+                self._waiting_ids.add(call.call_id)
         if self.calls:
             log.info("reloaded %d open calls; their deadlines are re-armed", len(self.calls))
         self._remember_callers()
@@ -452,7 +455,12 @@ class CallDesk:
         if open_:
             self.calls[call.call_id] = call
             self._arm(call)
+            if self._waiting(call):
+                self._waiting_ids.add(call.call_id)
+            else:
+                self._waiting_ids.discard(call.call_id)
         else:
+            self._waiting_ids.discard(call.call_id)
             self.calls.pop(call.call_id, None)
             timer = self._timers.pop(call.call_id, None)
             if timer is not None:
@@ -495,22 +503,26 @@ class CallDesk:
 
     def _rerank_soon(self) -> None:
         """Units changed: rank the waiting calls again shortly (changes within RERANK_DELAY_S are taken together)."""
-        if self._rerank_handle is None and any(self._waiting(c) for c in self.calls.values()):
+        if self._rerank_handle is None and self._waiting_ids:
             self._rerank_handle = self._loop.call_later(RERANK_DELAY_S, self._rerank)
 
     def _rerank(self) -> None:
         """Offer what changed to the waiting calls, most urgent first (a freed unit goes to the call that needs it most)."""
         self._rerank_handle = None
-        waiting = [c for c in self.calls.values() if self._waiting(c)]
+        waiting = [self.calls[i] for i in self._waiting_ids if i in self.calls]
         waiting.sort(key=lambda c: (classify(c.request.category).priority, c.created))
         for call in waiting:
             fresh = self.calls.get(call.call_id)
             if fresh is not None and self._waiting(fresh):
-                self._recandidate(fresh)
+                self._recandidate(fresh, same_set_is_news=fresh.state is CallStateName.ANSWERED)
 
-    def _recandidate(self, call: dispatch.Call) -> None:
+    def _recandidate(self, call: dispatch.Call, same_set_is_news: bool = True) -> None:
+        """Rank a waiting call again. An offered call only takes a new list when other units are in it (units moving
+        reorder it all the time; the answer ranks again anyway): no new version per position."""
         assert call.request.location is not None
         candidates = recommend(self.units, call.request.location, call.placement, self._clock(), self.ropts, self._exclude(call.request))
+        if not same_set_is_news and {c.unit for c in candidates} - set(call.declined) == {c.unit for c in call.candidates}:
+            return
         self._run(call.call_id, dispatch.Recandidate(candidates), [])
 
     @staticmethod
