@@ -93,6 +93,17 @@ def caller_id(frame: bytes) -> tuple[str, bool] | None:
     return None
 
 
+def caller_id_frame(radio: str, keyed: bool) -> bytes | None:
+    """The caller-ID frame a base radio prints for `radio` (STX ... ETX), the reverse of `caller_id`; None for a numeric id."""
+    flag = b"1" if keyed else b"0"
+    if fleetsync_id(radio[:3], radio[4:]) == radio:
+        digits = (radio[:3] + radio[4:]).encode()
+        return b"\x02I" + flag + digits + digits + b"\x03"
+    if nxdn_id(radio) == radio and radio[0] == "U":
+        return b"\x02gI" + flag + radio.encode() * 2 + b"\x03"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class RelayEcho:
     """A relayed report's time and place: the base radio's next standard sentences may repeat it."""

@@ -221,3 +221,14 @@ def test_a_caller_id_after_a_line_end_is_heard_whatever_came_before(parts: list[
     data = b"".join(junk + b"\n" + frame for junk, frame in parts)
     _, out = decode([data])
     assert set(heard(out)) == {"100-4002" if frame[1:2] == b"I" else "U03001" for _, frame in parts}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.from_regex(r"[0-9]{3}-[0-9]{4}", fullmatch=True), st.from_regex(r"U[0-9]{5}|U[0-9]{8}", fullmatch=True)),
+       st.booleans())
+def test_any_caller_id_frame_the_simulator_writes_reads_back(radio: str, keyed: bool) -> None:
+    frame = kenwood.caller_id_frame(radio, keyed)
+    assert frame is not None and kenwood.caller_id(frame[1:-1]) == (radio, keyed)
+    dec, out = decode([frame])
+    assert heard(out) == [radio] and dec.garbage_bytes == 0
+    assert kenwood.caller_id_frame("004332199", keyed) is None  # no caller-ID format is known for numeric ids
