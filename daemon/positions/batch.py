@@ -99,8 +99,8 @@ class Batch:
         self.warnings: list[tuple[str, str]] = []  # (unit, text): logged after the commit
         self.unmapped_devices: set[str] = set()  # devices whose own fixes no [[unit]] takes
         self.reported_radios: list[tuple[str, str]] = []  # (device, radio) of unknown radios reported
-        self.heard_units: dict[str, datetime] = {}  # unit -> when its radio was last heard keying up in this batch
-        self.heard_records = 0
+        self.heard_units: dict[str, datetime] = {}  # unit -> when anything of it was last read in this batch
+        self.heard_records = 0  # RadioHeard records of configured units (key-ups without GPS or code)
         self.stale = 0
         self.unmapped = 0
 
@@ -146,6 +146,7 @@ class Batch:
                 h = self.unknown.get(key) or self.heard.get(key) or HeardRadio()
                 self.unknown[key] = replace(h, fix=r, mono=r.received_mono)
             return
+        self.heard_units[unit] = r.received  # heard, even if the fix is not believed
         up = UnitPosition(unit, r)
         wrong = plausibility.time_wrong(r)
         if wrong is not None:  # before the never-move-back rule: only a plausible time may become the newest
@@ -178,6 +179,7 @@ class Batch:
             h = self.unknown.get(key) or self.heard.get(key) or HeardRadio()
             self.unknown[key] = replace(h, code=r.code, mono=r.received_mono)
             return
+        self.heard_units[unit] = r.received
         previous = self.codes.get(unit)
         self.codes[unit] = r.code
         if r.code in self.st.emergency_codes:
@@ -198,7 +200,7 @@ class Batch:
                 self.warnings.append((unit, f"radio status code {r.code} not applied: {exc}"))
 
     def radio_heard(self, r: RadioHeard) -> None:
-        """A radio keyed up: its unit's "last heard"; an unknown radio is reported like one that sent a fix."""
+        """A radio keyed up (no position, no code): its unit's "last heard"; an unknown radio is reported like one that sent a fix."""
         unit = self.st.unit_of_radio(r.device, r.radio)
         if unit is None:
             key = (r.device, r.radio)

@@ -106,8 +106,9 @@ class Station:
         self.radio_codes: dict[str, int] = {}
         self.emergencies = 0
         self.unknown_radios: dict[tuple[str, str], HeardRadio] = {}  # (device, radio) -> what was last heard
-        self.last_heard: dict[str, datetime] = {}  # unit -> when its radio last keyed up (RadioHeard), not stored
-        self.radios_heard = 0  # RadioHeard records of configured units' radios
+        # unit -> when anything of it was last read (a fix, a status code, a key-up: RadioHeard); not stored
+        self.last_heard: dict[str, datetime] = {}
+        self.radios_heard = 0  # RadioHeard records of configured units' radios (key-ups without GPS or code)
 
     def reconfigure(self, cfg: Config) -> None:
         """Apply a reloaded configuration's units: maps, stored rows, availability intervals (loop thread).
