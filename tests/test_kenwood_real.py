@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_contract import assert_valid
 from test_fleetsync import Clock, outbox, send
 
 from alkomd.daemon.config import ConfigError, parse
@@ -195,6 +196,7 @@ def test_the_station_keeps_when_a_unit_was_last_heard(station: tuple[CoreStation
     assert "HT-4002" not in st_.latest and outbox(store, "position") == []
     reports = outbox(store, "radio")  # a radio no [[unit]] names is reported, as when it sends a fix
     assert [(p["radio"], p["lat"], p["status"]) for _, p, *_ in reports] == [("100-4099", None, None)]
+    assert_valid("device-radio", reports[0][1])
     # "Last heard" is any report: a status code or a fix counts too (not as a key-up).
     later = NOW + timedelta(seconds=40)
     send(st_, clock, RadioStatus("base", "U00001205", 10, later, 41.0), Fix("base", later, 0.55, 123.1, 2, later, 41.0, radio="004332199"))
