@@ -121,12 +121,27 @@ class RadioStatus:
     """A relayed radio sent a status code (FleetSync/NXDN), with or without a position.
 
     `radio` is the radio's identity as the [[unit]] `radio` key spells it: `<fleet>-<id>` for
-    FleetSync (e.g. 100-1001), `U<digits>` for NXDN/DMR (e.g. U00002).
+    FleetSync (e.g. 100-1001), `U<digits>` for NXDN/DMR (e.g. U00002), the digits as sent for a
+    numeric id (dPMR through a Kenwood base radio, e.g. 004332199).
     """
 
     device: str
     radio: str
     code: int
+    received: datetime
+    received_mono: float
+
+
+@dataclass(frozen=True, slots=True)
+class RadioHeard:
+    """A relayed radio was heard without a position or a status code: it keyed up (a Kenwood
+    caller-ID frame) or sent its id alone (`$PKLID`/`$PKNID` without a status).
+
+    `radio` is spelled as for `RadioStatus`; the station keeps it as the unit's "last heard".
+    """
+
+    device: str
+    radio: str
     received: datetime
     received_mono: float
 
@@ -159,4 +174,4 @@ class UnitState:
     resume: UnitStatus | None = None  # the status to return to when an offline unit reports again
 
 
-Record = Fix | DeviceStatus | RadioStatus
+Record = Fix | DeviceStatus | RadioStatus | RadioHeard

@@ -18,7 +18,13 @@ Layouts (mission-anchors section 4.1; fields after the sentence name):
 
 `relayed()` reads one sentence into a `Relayed` value without judging it; the decoder applies
 the same validity gates as to the radio's own NMEA. A radio is named the way `[[unit]] radio`
-spells it: `<fleet>-<id>` for FleetSync (`100-1001`), the `U` id for NXDN/DMR (`U00002`).
+spells it: `<fleet>-<id>` for FleetSync (`100-1001`), the `U` id for NXDN/DMR (`U00002`), and
+the digits exactly as sent, leading zeros kept, for the numeric ids of dPMR radios heard through
+a Kenwood base radio (`004332199`: tests/captures/kenwood-dpmr-numeric-id).
+
+Around the sentences a base radio also prints who keys up (`caller_id`), and after a
+`$PKNDS`/`$PKNSH` it may repeat the same report as `$GPRMC`/`$GPGGA`/`$GPGLL` carrying the
+relayed radio's time and position, not its own (`RelayEcho`).
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ import pynmea2
 from alkomd.drivers.nmea_fields import coord, date_of, to_float, to_int, tod_of, within
 
 KNOTS_TO_KMH = 1.852
+NUMERIC_ID_MAX = 10  # digits of a numeric radio id (dPMR ids are sent as 9, zero-padded)
+ECHO_WINDOW_S = 5.0  # a base radio's standard sentences repeat a relayed report within this
+ECHO_TOLERANCE_DEG = 2e-5  # and at the same place (about 2 m: the sentences may round differently)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +67,70 @@ def fleetsync_id(fleet: str, ident: str) -> str | None:
 
 
 def nxdn_id(value: str) -> str | None:
-    """`U00002` (NXDN, 5 digits) or `U00000001` (DMR, 8 digits); None otherwise."""
-    if len(value) in (6, 9) and value[0] == "U" and value[1:].isdigit():
+    """`U00002` (NXDN, 5 digits), `U00000001` (DMR, 8 digits) or a numeric id as sent (`004332199`); None otherwise."""
+    if len(value) in (6, 9) and value[0] == "U" and value[1:].isascii() and value[1:].isdigit():
+        return value
+    if 0 < len(value) <= NUMERIC_ID_MAX and value.isascii() and value.isdigit():
         return value
     return None
+
+
+def caller_id(frame: bytes) -> tuple[str, bool] | None:
+    """The radio and whether it keyed up (True) or unkeyed (False) of a caller-ID frame without its STX.
+
+    FleetSync `I1` + fleet (3 digits) + id (4 digits), usually twice: `I110040021004002` is
+    100-4002 keying up; NXDN `gI1` + U-id, usually twice: `gI0U03001U03001` is U03001 unkeying.
+    """
+    text = frame.decode("ascii", "replace")
+    if text[:2] in ("I1", "I0") and len(text) >= 9 and text[2:].isdigit():
+        radio = fleetsync_id(text[2:5], text[5:9])
+        return None if radio is None else (radio, text[1] == "1")
+    if text[:3] in ("gI1", "gI0"):
+        rest = text[3:]
+        second = rest.find("U", 1)
+        radio = nxdn_id(rest if second < 0 else rest[:second])
+        return None if radio is None or radio[0] != "U" else (radio, text[2] == "1")
+    return None
+
+
+def caller_id_frame(radio: str, keyed: bool) -> bytes | None:
+    """The caller-ID frame a base radio prints for `radio` (STX ... ETX), the reverse of `caller_id`; None for a numeric id."""
+    flag = b"1" if keyed else b"0"
+    if fleetsync_id(radio[:3], radio[4:]) == radio:
+        digits = (radio[:3] + radio[4:]).encode()
+        return b"\x02I" + flag + digits + digits + b"\x03"
+    if nxdn_id(radio) == radio and radio[0] == "U":
+        return b"\x02gI" + flag + radio.encode() * 2 + b"\x03"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayEcho:
+    """A relayed report's time and place: the base radio's next standard sentences may repeat it."""
+
+    radio: str
+    tod: time
+    lat: float
+    lon: float
+    mono: float
+
+    def repeated_by(self, stype: str, d: list[str], mono: float) -> bool:
+        """Whether a standard sentence (`RMC`, `GGA`, `GLL`; fields padded) repeats this report."""
+        if stype == "RMC":
+            tod_s, lat_s, ns, lon_s, ew = d[0], d[2], d[3], d[4], d[5]
+        elif stype == "GGA":
+            tod_s, lat_s, ns, lon_s, ew = d[0], d[1], d[2], d[3], d[4]
+        elif stype == "GLL":
+            tod_s, lat_s, ns, lon_s, ew = d[4], d[0], d[1], d[2], d[3]
+        else:
+            return False
+        if mono - self.mono > ECHO_WINDOW_S or tod_of(tod_s) != self.tod:
+            return False
+        lat, lon = coord(lat_s, ns), coord(lon_s, ew)
+        return (
+            lat is not None and lon is not None
+            and abs(lat - self.lat) <= ECHO_TOLERANCE_DEG and abs(lon - self.lon) <= ECHO_TOLERANCE_DEG
+        )
 
 
 def _status(value: str) -> int | None:
@@ -162,9 +231,9 @@ class KLDS(KLD):
 
 
 class KNDS(KND):
-    """NXDN/DMR position and status: RMC-like position, then U-id, status."""
+    """NXDN/DMR/dPMR position and status: RMC-like position, then U-id (or numeric id), status."""
 
-    fields = (*_DS_FIELDS, ("Unit id (U + 5 or 8 digits)", "unit_id"), ("Unit status", "status"), ("Reserved", "reserved"))
+    fields = (*_DS_FIELDS, ("Unit id (U + 5 or 8 digits, or digits)", "unit_id"), ("Unit status", "status"), ("Reserved", "reserved"))
 
     def relayed(self) -> Relayed | None:
         radio = nxdn_id(self._field("unit_id"))
@@ -186,7 +255,7 @@ class KLSH(KLS):
 class KNSH(KNS):
     """NXDN/DMR short position: position, time, status flag, U-id."""
 
-    fields = (*_SH_FIELDS, ("Unit id (U + 5 or 8 digits)", "unit_id"))
+    fields = (*_SH_FIELDS, ("Unit id (U + 5 or 8 digits, or digits)", "unit_id"))
 
     def relayed(self) -> Relayed | None:
         radio = nxdn_id(self._field("unit_id"))
@@ -207,7 +276,7 @@ class KLID(KLI):
 class KNID(KNI):
     """NXDN/DMR identity and status, without a position."""
 
-    fields = (_SUBTYPE, ("Sentence version", "version"), ("Unit id (U + 5 or 8 digits)", "unit_id"), ("Unit status", "status"),
+    fields = (_SUBTYPE, ("Sentence version", "version"), ("Unit id (U + 5 or 8 digits, or digits)", "unit_id"), ("Unit status", "status"),
               ("Reserved", "reserved"))
 
     def relayed(self) -> Relayed | None:

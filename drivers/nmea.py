@@ -2,12 +2,8 @@
 
 Pipeline, one instance per device (not thread-safe; the driver's thread owns it):
 
-1. **Framing.** Bytes are split into lines on LF, CR or ETX (a Kenwood radio may frame each
-   sentence STX ... ETX with no line end); within a line every `$` starts a sentence
-   (a `$` never occurs inside one), so `$$GPGGA`, an interrupted `$GPGGA,12$GPRMC,...` and two
-   sentences on one line all resync on the next `$`. Bytes outside sentences are counted as
-   garbage, except CR, STX, ETX and blanks (Kenwood radios frame sentences with STX/ETX). A line
-   with no LF is kept only up to `MAX_PENDING` bytes: memory does not grow on garbage.
+1. **Framing** (`alkomd.drivers.nmea_framing`): lines on LF, CR or ETX, resync on every `$`,
+   garbage counted, bounded memory; Kenwood caller-ID frames (`STX I1 ... ETX`) kept in place.
 2. **Checksum.** Strict, as pynmea2's `check=True`: a missing `*hh` is an error. It is computed
    once over the bytes with an integer XOR fold (`checksum`), about twice as fast as pynmea2's
    per-character loop.
@@ -27,6 +23,11 @@ Pipeline, one instance per device (not thread-safe; the driver's thread owns it)
    mode indicator `A`/`D`/`F`/`R`/`P` (never `N`; `E` estimated, `M` manual and `S` simulated
    are rejected too), coordinates present and in range, HDOP <= the configured bound, time
    present and not in the future. An epoch that fails a gate is counted as a rejected fix.
+6. **Kenwood base radios** (`alkomd.drivers.kenwood`): a relayed report is one fix of its radio
+   per transmission (a `$PKNDS` and a `$PKNSH` of the same radio and time are one), and the
+   standard sentences that repeat it right after (same time, same place) are the relayed
+   radio's, never the base radio's own fix: they are counted (`relay_echoes`) and dropped.
+   Caller-ID frames and id-only reports become `RadioHeard` records.
 """
 
 from __future__ import annotations
@@ -35,14 +36,12 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import reduce
-from operator import xor
 from typing import Any
 
 import pynmea2
 
-from alkomd.daemon.records import Fix, RadioStatus
-from alkomd.drivers.kenwood import KenwoodSentence
+from alkomd.daemon.records import Fix, RadioHeard, RadioStatus
+from alkomd.drivers.kenwood import ECHO_WINDOW_S, KenwoodSentence, RelayEcho, caller_id
 from alkomd.drivers.nmea_fields import coord as coord
 from alkomd.drivers.nmea_fields import date_of as _ddmmyy
 from alkomd.drivers.nmea_fields import day_for
@@ -50,9 +49,10 @@ from alkomd.drivers.nmea_fields import to_float as _float
 from alkomd.drivers.nmea_fields import to_int as _int
 from alkomd.drivers.nmea_fields import tod_of as _tod
 from alkomd.drivers.nmea_fields import within as _in
+from alkomd.drivers.nmea_framing import MAX_PENDING as MAX_PENDING
+from alkomd.drivers.nmea_framing import Framer as Framer
+from alkomd.drivers.nmea_framing import checksum as checksum
 
-MAX_PENDING = 512  # bytes kept of a line that has no LF yet (NMEA allows 82; Kenwood ~100)
-_FRAMING = b"\r\x02\x03 \t"  # stripped without counting as garbage
 _TIMED = frozenset(("GGA", "RMC", "GLL", "ZDA"))
 _GOOD_MODES = frozenset("ADFRP")
 _KNOTS_TO_KMH = 1.852
@@ -86,7 +86,7 @@ class Reject(enum.StrEnum):
     RELAY_VOID = "relayed report status V"
 
 
-Decoded = Fix | RadioStatus  # what a decoder emits: fixes, and relayed radios' status codes
+Decoded = Fix | RadioStatus | RadioHeard  # what a decoder emits: fixes; relayed radios' status codes and keying
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,63 +96,6 @@ class Sentence:
     raw: bytes
     verdict: Verdict
     msg: Any = None  # a pynmea2 sentence object
-
-
-class Framer:
-    """Splits a byte stream into sentence candidates with bounded memory; counts garbage bytes."""
-
-    def __init__(self) -> None:
-        self._pending = b""
-        self.garbage_bytes = 0
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """Return the complete sentence candidates in `data` (each starting after its `$`)."""
-        buf = self._pending + data if self._pending else data
-        # CR LF, LF, CR alone (some radios), or ETX (Kenwood STX ... ETX framing without a line end)
-        lines = buf.replace(b"\r", b"\n").replace(b"\x03", b"\n").split(b"\n")
-        tail = lines.pop()
-        if len(tail) > MAX_PENDING:
-            cut = tail.rfind(b"$")
-            keep = tail[cut:] if cut >= 0 and len(tail) - cut <= MAX_PENDING else b""
-            self.garbage_bytes += len(tail) - len(keep)
-            tail = keep
-        self._pending = tail
-        out: list[bytes] = []
-        for line in lines:
-            if line[:1] == b"$" and line.find(b"$", 1) < 0:  # the usual case: one whole sentence
-                part = line[1:].rstrip(_FRAMING)
-                if part:
-                    out.append(part)
-                continue
-            parts = line.split(b"$")
-            lead = parts[0].strip(_FRAMING)
-            if lead:
-                self.garbage_bytes += len(lead)
-            for part in parts[1:]:
-                part = part.rstrip(_FRAMING)
-                if part:
-                    out.append(part)
-        return out
-
-    def flush(self) -> list[bytes]:
-        """At end of input: the last line, even without its LF (it may be a whole sentence)."""
-        tail, self._pending = self._pending, b""
-        return self.feed(tail + b"\n") if tail else []
-
-
-def checksum(payload: bytes) -> int:
-    """XOR of all bytes (the NMEA checksum), folded as one big integer: no Python loop per byte."""
-    if len(payload) > 128:
-        return reduce(xor, payload, 0)
-    x = int.from_bytes(payload, "little")
-    x ^= x >> 512
-    x ^= x >> 256
-    x ^= x >> 128
-    x ^= x >> 64
-    x ^= x >> 32
-    x ^= x >> 16
-    x ^= x >> 8
-    return x & 0xFF
 
 
 def _verify(body: bytes) -> bytes | Verdict:
@@ -296,6 +239,9 @@ class Decoder:
         self.parse_errors = 0
         self.unknown = 0
         self.fixes = 0
+        self.caller_ids = 0  # Kenwood caller-ID frames (a radio keyed up or unkeyed)
+        self.relay_echoes = 0  # standard sentences that repeated a relayed report (not the base's own)
+        self.relay_duplicates = 0  # relayed reports of a transmission already reported
         self.rejected: dict[Reject, int] = {}
         self.last_reject: Reject | None = None
         self._epoch: _Epoch | None = None
@@ -305,6 +251,9 @@ class Decoder:
         self._last_when: datetime | None = None
         self._received = datetime.now(UTC)
         self._mono = 0.0
+        self._echo: RelayEcho | None = None  # the last relayed report, while its repeats may follow
+        self._last_relay: tuple[str, time | None] | None = None  # (radio, time) of the last relayed position
+        self._keyed: str | None = None  # the radio whose key-up frame was the last caller ID
 
     @property
     def garbage_bytes(self) -> int:
@@ -332,6 +281,8 @@ class Decoder:
                     message(r[0], r[1], out)
             elif isinstance(r, KenwoodSentence):
                 self._relayed(r, out)
+            elif r is Verdict.NO_CHECKSUM and body[:1] == b"\x02" and self._caller(body, out):
+                continue  # a caller-ID frame (the framer hands them on starting with STX)
             else:
                 self._count_error(r)  # type: ignore[arg-type]
         self.sentences += valid
@@ -353,6 +304,8 @@ class Decoder:
 
     def _checked(self, body: bytes, out: list[Decoded]) -> None:
         """The slow path, with the real pynmea2 object handed to `on_sentence`."""
+        if body[:1] == b"\x02" and self._caller(body, out):
+            return
         s = check(body)
         if s.verdict is Verdict.OK and isinstance(s.msg, KenwoodSentence):
             if not self._relayed(s.msg, out):
@@ -377,7 +330,12 @@ class Decoder:
             self.parse_errors += 1
             return False
         self.sentences += 1
-        if rel.has_position:
+        if rel.has_position and rel.tod is not None and rel.lat is not None and rel.lon is not None:
+            self._echo = RelayEcho(rel.radio, rel.tod, rel.lat, rel.lon, self._mono)
+        if rel.has_position and self._last_relay == (rel.radio, rel.tod) and rel.tod is not None:
+            self.relay_duplicates += 1  # the same transmission again ($PKNDS, then $PKNSH): one fix
+        elif rel.has_position:
+            self._last_relay = (rel.radio, rel.tod)
             reject: Reject | None = None
             when: datetime | None = None
             if not rel.valid:
@@ -400,6 +358,20 @@ class Decoder:
                                speed_kmh=rel.speed_kmh, course=rel.course, radio=rel.radio))
         if rel.status is not None:
             out.append(RadioStatus(self.device, rel.radio, rel.status, self._received, self._mono))
+        elif not rel.has_position:  # an id alone ($PKNID without a status): the radio was heard
+            out.append(RadioHeard(self.device, rel.radio, self._received, self._mono))
+        return True
+
+    def _caller(self, body: bytes, out: list[Decoded]) -> bool:
+        """A caller-ID frame (STX first): one `RadioHeard` per transmission; False if it is not one."""
+        cid = caller_id(body[1:])
+        if cid is None:
+            return False
+        self.caller_ids += 1
+        radio, keyed = cid
+        if keyed or self._keyed != radio:  # its key-up was heard already: the unkey adds nothing
+            out.append(RadioHeard(self.device, radio, self._received, self._mono))
+        self._keyed = radio if keyed else None
         return True
 
     def _reject_fix(self, why: Reject) -> None:
@@ -418,6 +390,12 @@ class Decoder:
     def _message(self, stype: str, d: list[str], out: list[Decoded]) -> None:
         if len(d) < 17:
             d = d + _PAD[len(d) :]
+        if self._echo is not None and stype != "ZDA" and stype in _TIMED:
+            if self._echo.repeated_by(stype, d, self._mono):
+                self.relay_echoes += 1  # the relayed radio's report again, not the base radio's fix
+                return
+            if self._mono - self._echo.mono > ECHO_WINDOW_S or _tod(d[4] if stype == "GLL" else d[0]) != self._echo.tod:
+                self._echo = None  # the base radio's own sentences again: the repeats are over
         if stype in _TIMED:
             key = d[4] if stype == "GLL" else d[0]
             ep = self._epoch

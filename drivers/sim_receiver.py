@@ -3,7 +3,9 @@
 A `SimulatedReceiver` writes one epoch per interval (RMC, VTG, GGA, GSA, GSV, GLL, with correct
 checksums and the real UTC time) for a unit driving a route. With `radios` it is a Kenwood base
 radio instead: every interval it relays one `$PKLDS` (FleetSync `fleet-id`) or `$PKNDS` (NXDN
-`U`-id) report per radio, framed STX/ETX, the radios spread along the route.
+`U`-id) report per radio, framed STX/ETX, the radios spread along the route, each inside the
+radio's caller-ID frames as real radios print them (documented in ncssar/radiolog and its issue
+#628): FleetSync key-up, unkey, then the report; NXDN key-up, the report, unkey.
 
 Scripted faults (`"START+DURATION:KIND"`) make it misbehave the way field hardware does:
 `unplug` (the USB cable pulled and plugged back: the port vanishes and comes back as a new tty),
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from alkomd.daemon.records import utc_now
+from alkomd.drivers.kenwood import caller_id_frame
 from alkomd.drivers.nmea_writer import EpochSpec, epoch, kenwood_ds
 from alkomd.drivers.sim_pty import PtyGps
 from alkomd.drivers.sim_routes import Route, position_at
@@ -193,7 +196,9 @@ class SimulatedReceiver:
             pos = position_at(self.route, self.speed_kmh, t_s + self.start_offset_s + i * RADIO_SPACING_S)
             code = RADIO_EMERGENCY if i == 0 and "emergency" in kinds else RADIO_AVAILABLE
             s = kenwood_ds(now, pos.lat, pos.lon, radio, code, kmh=self.speed_kmh, course=pos.course, valid="no_fix" not in kinds)
-            out.append(b"\x02" + s.rstrip(b"\r\n") + b"\x03\r\n")
+            report = b"\x02" + s.rstrip(b"\r\n") + b"\x03\r\n"
+            up, down = caller_id_frame(radio, True) or b"", caller_id_frame(radio, False) or b""
+            out.append(up + report + down if radio[:1] == "U" else up + down + report)
         return b"".join(out)
 
     def start(self) -> None:

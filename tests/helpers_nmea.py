@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from alkomd.daemon.ctl import decoding as cmd_decode
-from alkomd.daemon.records import Fix
+from alkomd.daemon.records import Fix, RadioStatus
 from alkomd.drivers.nmea import Decoder
 from alkomd.drivers.nmea_writer import lat_field as ddmm
 from alkomd.drivers.nmea_writer import lon_field as dddmm
@@ -147,10 +147,15 @@ def capture_received(meta: dict[str, str]) -> datetime:
 
 
 def decode_capture(path: Path) -> list[dict[str, Any]]:
-    """What `alkomctl decode --json` prints for a capture: fixes, and relayed radios' status codes."""
+    """What `alkomctl decode --json` prints for a capture: fixes, relayed radios' status codes, radios heard."""
     meta, data = read_capture(path)
     _, records = decode(data, capture_received(meta))
-    return [fix_dict(r) if isinstance(r, Fix) else {"radio": r.radio, "status": r.code} for r in records]
+    return [
+        fix_dict(r) if isinstance(r, Fix)
+        else {"radio": r.radio, "status": r.code} if isinstance(r, RadioStatus)
+        else {"radio": r.radio, "heard": True}
+        for r in records
+    ]
 
 
 def read_expected(path: Path) -> list[dict[str, Any]]:

@@ -2,7 +2,10 @@
 
 The expected format is the one `alkomctl decode --json` prints: one object per fix with time
 (ISO 8601 UTC, Z), lat/lon (7 decimals), mode, alt, speed_kmh, course, hdop (2 decimals), sats,
-plus `radio` for a fix a base radio relayed; and `{"radio", "status"}` for a relayed status code.
+plus `radio` for a fix a base radio relayed; `{"radio", "status"}` for a relayed status code, and
+`{"radio", "heard": true}` for a radio heard keying up (a caller-ID frame, an id-only report).
+Captures of real radios from elsewhere say where with a `# Region: lat_min lat_max lon_min lon_max`
+line; the rest are in Provinsi Gorontalo.
 Regenerate with tests/captures/make_captures.py and review the diff.
 """
 
@@ -47,8 +50,8 @@ def test_capture_decodes_to_its_expected_fixes(capture: Path) -> None:
     assert expected, "an expected file with no fix checks nothing"
     assert len(got) == len(expected), f"{len(got)} fixes, expected {len(expected)}"
     for i, (g, e) in enumerate(zip(got, expected, strict=True)):
-        if "status" in e:
-            assert list(e) == ["radio", "status"] and g == e, f"record {i + 1}: got {g}, expected {e}"
+        if "status" in e or "heard" in e:
+            assert list(e) in (["radio", "status"], ["radio", "heard"]) and g == e, f"record {i + 1}: got {g}, expected {e}"
             continue
         keys = KEYS + (["radio"] if "radio" in e else [])
         assert list(e) == keys, f"line {i + 1} of the expected file has keys {list(e)}"
@@ -66,9 +69,11 @@ def test_capture_fixes_are_plausible(capture: Path) -> None:
         times = [f["time"] for f in fixes if f.get("radio") == radio]
         assert times == sorted(times) and len(set(times)) == len(times)
         assert times[0].startswith(meta["Date"])
+    lat0, lat1, lon0, lon1 = (float(v) for v in meta.get("Region", "0.3 0.8 122.7 123.4").split())  # Provinsi Gorontalo
     for f in fixes:
         assert f["time"].endswith("Z")
-        assert 0.3 < f["lat"] < 0.8 and 122.7 < f["lon"] < 123.4  # Provinsi Gorontalo
+        assert lat0 < f["lat"] < lat1 and lon0 < f["lon"] < lon1
+        assert (f["lat"], f["lon"]) != (0.0, 0.0)
         assert f["mode"] in (2, 3)
         assert (f["alt"] is None) == (f["mode"] == 2)
         assert f["hdop"] is None or 0 < f["hdop"] <= 20

@@ -34,7 +34,7 @@ from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.daemon.mqtt.publisher import Publisher
 from alkomd.daemon.positions.batch import StatusRequest
 from alkomd.daemon.positions.station import Station as CoreStation
-from alkomd.daemon.records import Fix, RadioStatus, utc_iso
+from alkomd.daemon.records import Fix, RadioHeard, RadioStatus, utc_iso
 from alkomd.daemon.store.audit import verify
 from alkomd.daemon.store.database import Store
 from alkomd.drivers import kenwood
@@ -189,11 +189,12 @@ def test_short_sentences_are_padded_parse_errors_never_exceptions(body: str) -> 
 
 @pytest.mark.parametrize(("body", "radio"), [("PKLID,00,100,1001", "100-1001"), ("PKNID,00,U00002", "U00002"),
                                              ("PKLID,00,100,1001,ZZ,00,", "100-1001")])
-def test_a_status_only_sentence_without_a_status_is_a_sentence_with_nothing_to_emit(body: str, radio: str) -> None:
+def test_a_status_only_sentence_without_a_status_says_only_that_the_radio_was_heard(body: str, radio: str) -> None:
     msg = pynmea2.parse(sentence(body).decode().strip(), check=True)
     assert msg.relayed() == kenwood.Relayed(radio, None, has_position=False)
     dec = Decoder("base")
-    assert dec.feed(sentence(body), datetime(2024, 10, 15, 12, tzinfo=UTC), 1.0) == []
+    now = datetime(2024, 10, 15, 12, tzinfo=UTC)
+    assert dec.feed(sentence(body), now, 1.0) == [RadioHeard("base", radio, now, 1.0)]
     assert (dec.sentences, dec.parse_errors) == (1, 0)
 
 

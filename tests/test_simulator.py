@@ -21,7 +21,7 @@ from conftest import wait_until
 
 from alkomd.daemon.config import parse as parse_config
 from alkomd.daemon.geodesy import haversine_m
-from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, RadioStatus, Record
+from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, RadioHeard, RadioStatus, Record
 from alkomd.daemon.schema import ConfigError
 from alkomd.drivers import registry
 from alkomd.drivers.nmea import Decoder
@@ -241,6 +241,8 @@ def test_a_simulated_base_radio_relays_each_radio_and_the_emergency(tmp_path: Pa
     assert [f.radio for f in fixes] == ["100-1001", "U00017"] * 3
     assert haversine_m(fixes[0].lat, fixes[0].lon, fixes[1].lat, fixes[1].lon) > 50  # not on top of each other
     assert codes == [("100-1001", 10), ("U00017", 10)] * 3
+    assert [r.radio for r in records if isinstance(r, RadioHeard)] == ["100-1001", "U00017"] * 3  # caller-ID frames
+    assert dec.caller_ids == 12
     records, _ = _decode(_epochs(1, rx, frozenset({"emergency"})))
     assert [(r.radio, r.code) for r in records if isinstance(r, RadioStatus)] == [("100-1001", 99), ("U00017", 10)]
 

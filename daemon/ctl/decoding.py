@@ -13,7 +13,7 @@ from typing import BinaryIO, TextIO
 
 from alkomd.daemon.ctl.capture.file import capture_day, strip_comments
 from alkomd.daemon.exit_codes import EX_NOINPUT, EX_OK
-from alkomd.daemon.records import Fix, RadioStatus, utc_iso, utc_now
+from alkomd.daemon.records import Fix, RadioHeard, RadioStatus, utc_iso, utc_now
 from alkomd.drivers.nmea import Decoded, Decoder
 
 CHUNK = 1 << 20
@@ -56,6 +56,11 @@ def status_json(s: RadioStatus) -> str:
     return f'{{"radio":"{s.radio}","status":{s.code}}}'
 
 
+def heard_json(h: RadioHeard) -> str:
+    """A relayed radio heard without a position or code (it keyed up) as `--json`."""
+    return f'{{"radio":"{h.radio}","heard":true}}'
+
+
 def fix_line(f: Fix) -> str:
     def opt(v: float | int | None, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
@@ -70,6 +75,10 @@ def fix_line(f: Fix) -> str:
 
 def status_line(s: RadioStatus) -> str:
     return f"radio {s.radio} status {s.code}"
+
+
+def heard_line(h: RadioHeard) -> str:
+    return f"radio {h.radio} heard"
 
 
 def decode_stream(src: BinaryIO, decoder: Decoder, day: date | None = None) -> Iterator[Decoded]:
@@ -123,10 +132,13 @@ def decode_file(
         write = out.write
         if as_json:
             for r in decode_stream(src, decoder, day):
-                write((fix_json(r) if r.__class__ is Fix else status_json(r)) + "\n")  # type: ignore[arg-type]
+                if r.__class__ is Fix:
+                    write(fix_json(r) + "\n")
+                else:
+                    write((status_json(r) if isinstance(r, RadioStatus) else heard_json(r)) + "\n")  # type: ignore[arg-type]
         else:
             for r in decode_stream(src, decoder, day):
-                write((fix_line(r) if isinstance(r, Fix) else status_line(r)) + "\n")
+                write((fix_line(r) if isinstance(r, Fix) else status_line(r) if isinstance(r, RadioStatus) else heard_line(r)) + "\n")
     print(summary(decoder), file=err)
     if decoder.sentences == 0 and decoder.garbage_bytes + decoder.checksum_errors > 0:
         print("hint: no valid sentence at all: was the capture made at the wrong baud rate?", file=err)

@@ -17,7 +17,7 @@ from typing import Protocol
 from alkomd.daemon.mqtt import contract
 from alkomd.daemon.positions import plausibility
 from alkomd.daemon.positions.availability import Availability
-from alkomd.daemon.records import DeviceStatus, Fix, RadioStatus, UnitPosition, UnitState, UnitStatus, utc_iso
+from alkomd.daemon.records import DeviceStatus, Fix, RadioHeard, RadioStatus, UnitPosition, UnitState, UnitStatus, utc_iso
 from alkomd.daemon.store.audit import AuditEntry
 from alkomd.daemon.store.database import Message
 
@@ -47,7 +47,7 @@ class HeardRadio:
     published: float | None = None  # received_mono of the last report published
 
 
-Operation = Fix | DeviceStatus | RadioStatus | StatusRequest | Tick
+Operation = Fix | DeviceStatus | RadioStatus | RadioHeard | StatusRequest | Tick
 
 
 class Committed(Protocol):
@@ -99,6 +99,8 @@ class Batch:
         self.warnings: list[tuple[str, str]] = []  # (unit, text): logged after the commit
         self.unmapped_devices: set[str] = set()  # devices whose own fixes no [[unit]] takes
         self.reported_radios: list[tuple[str, str]] = []  # (device, radio) of unknown radios reported
+        self.heard_units: dict[str, datetime] = {}  # unit -> when anything of it was last read in this batch
+        self.heard_records = 0  # RadioHeard records of configured units (key-ups without GPS or code)
         self.stale = 0
         self.unmapped = 0
 
@@ -110,6 +112,8 @@ class Batch:
             self.messages.append(contract.device_status_message(self.st.node, r))
         elif isinstance(r, RadioStatus):
             self.radio_status(r)
+        elif isinstance(r, RadioHeard):
+            self.radio_heard(r)
         elif isinstance(r, StatusRequest):
             self.status_request(r)
         else:
@@ -142,6 +146,7 @@ class Batch:
                 h = self.unknown.get(key) or self.heard.get(key) or HeardRadio()
                 self.unknown[key] = replace(h, fix=r, mono=r.received_mono)
             return
+        self.heard_units[unit] = r.received  # heard, even if the fix is not believed
         up = UnitPosition(unit, r)
         wrong = plausibility.time_wrong(r)
         if wrong is not None:  # before the never-move-back rule: only a plausible time may become the newest
@@ -174,6 +179,7 @@ class Batch:
             h = self.unknown.get(key) or self.heard.get(key) or HeardRadio()
             self.unknown[key] = replace(h, code=r.code, mono=r.received_mono)
             return
+        self.heard_units[unit] = r.received
         previous = self.codes.get(unit)
         self.codes[unit] = r.code
         if r.code in self.st.emergency_codes:
@@ -192,6 +198,17 @@ class Batch:
                 self._changed(self.st.availability.set(unit, status, self.now))
             except ValueError as exc:
                 self.warnings.append((unit, f"radio status code {r.code} not applied: {exc}"))
+
+    def radio_heard(self, r: RadioHeard) -> None:
+        """A radio keyed up (no position, no code): its unit's "last heard"; an unknown radio is reported like one that sent a fix."""
+        unit = self.st.unit_of_radio(r.device, r.radio)
+        if unit is None:
+            key = (r.device, r.radio)
+            h = self.unknown.get(key) or self.heard.get(key) or HeardRadio()
+            self.unknown[key] = replace(h, mono=r.received_mono)
+            return
+        self.heard_units[unit] = r.received
+        self.heard_records += 1
 
     def status_request(self, r: StatusRequest) -> None:
         """Apply a `status/set` message, or record why it was refused (never silently dropped; logged after the commit)."""

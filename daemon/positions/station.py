@@ -106,6 +106,9 @@ class Station:
         self.radio_codes: dict[str, int] = {}
         self.emergencies = 0
         self.unknown_radios: dict[tuple[str, str], HeardRadio] = {}  # (device, radio) -> what was last heard
+        # unit -> when anything of it was last read (a fix, a status code, a key-up: RadioHeard); not stored
+        self.last_heard: dict[str, datetime] = {}
+        self.radios_heard = 0  # RadioHeard records of configured units' radios (key-ups without GPS or code)
 
     def reconfigure(self, cfg: Config) -> None:
         """Apply a reloaded configuration's units: maps, stored rows, availability intervals (loop thread).
@@ -116,6 +119,7 @@ class Station:
         self._set_units(cfg)
         for gone in set(self.latest) - set(self.units):
             del self.latest[gone]
+        self.last_heard = {u: t for u, t in self.last_heard.items() if u in self.units}
         self.tracks = {u: t for u, t in self.tracks.items() if u in self.units}
         self._unmapped_logged.clear()
         self.availability.reconfigure(_intervals(cfg), cfg.availability.missed_reports, self._now())
@@ -191,6 +195,8 @@ class Station:
         self.latest.update(b.latest)
         self.radio_codes = b.codes
         self.unknown_radios = b.heard
+        self.last_heard.update(b.heard_units)
+        self.radios_heard += b.heard_records
         self.stale_fixes += b.stale
         self.unmapped_fixes += b.unmapped
         self.tracks = b.tracks

@@ -7,6 +7,10 @@ sentence order, talkers, start-up behaviour, radio-line noise. Each builder also
 it *meant* to encode, one entry per epoch that should give a fix; the script checks the
 decoder's output against that before writing the expected file, so the expected files are not
 merely "whatever the decoder said". Review the diff of the expected files after regenerating.
+
+The other `kenwood-*` captures (dPMR numeric id, NX-5000 relay, NEXEDGE short reports, NXDN
+transmission, caller-ID frames) are not generated: they quote what real radios printed, as
+other projects published it; each names its source, licence and stated values in its header.
 """
 
 from __future__ import annotations
