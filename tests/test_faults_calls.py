@@ -244,7 +244,7 @@ def test_i6_the_repeat_caller_memory_forgets_callers_whose_calls_left_the_window
         for i in range(500):
             now[0] = t0 + timedelta(seconds=i)
             desk.receive(call_intake.parse_call(_call(f"M-{i}", received_at=now[0], caller=f"+62822{i:07d}"), now[0]))
-            assert len(desk._callers) <= 61
+            assert len(desk.callers) <= 61
         flagged = []
         for k in range(4):
             now[0] = t0 + timedelta(seconds=500 + k)

@@ -29,14 +29,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from alkomd.daemon.calls import aml, codec, dispatch, fields, intake
+from alkomd.daemon.calls import aml, aml_match, codec, dispatch, fields, intake
+from alkomd.daemon.calls.aml_match import AML_SOURCES
+from alkomd.daemon.calls.callers import CallerMemory
 from alkomd.daemon.calls.categories import EMERGENCY, classify
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.calls.recommend import UnitIndex, recommend
 from alkomd.daemon.calls.supervision import Supervision, Takeover
 from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement, UnitSnapshot
 from alkomd.daemon.config import Config
-from alkomd.daemon.geodesy import geodesic_m
 from alkomd.daemon.mqtt import contract
 from alkomd.daemon.mqtt.publisher import Publisher
 from alkomd.daemon.positions.station import Station, StatusWanted
@@ -47,7 +48,6 @@ from alkomd.daemon.store.database import Message, Store, StoredCall, StoreError
 log = logging.getLogger(__name__)
 
 RETRY_STORE_S = 1.0
-AML_SOURCES = ("aml-sms", "els-https")  # intake's sources of a phone's own location report
 RERANK_DELAY_S = 1.0  # unit changes are gathered this long before the waiting calls are ranked again
 SETTLE_S = 2.0  # after a (re)connect, calls wait this long for the retained `taken` markers of calls the parent took
 MAX_TAKEN = 10_000
@@ -87,7 +87,7 @@ class CallDesk:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         # caller -> times of their calls in the window; least recent caller first, so callers whose last
         # call left the window are forgotten at once (memory bounded by the window, not the uptime)
-        self._callers: OrderedDict[str, deque[datetime]] = OrderedDict()
+        self.callers = CallerMemory(timedelta(seconds=cfg.calls.repeat_caller_window_s))
         self._seen_event_ids: deque[str] = deque(maxlen=10_000)
         self.owner: dict[str, str] = {}  # unit of a node below -> that node's topic
         self._rerank_handle: asyncio.TimerHandle | None = None
@@ -111,7 +111,8 @@ class CallDesk:
                 self._waiting_ids.add(call.call_id)
         if self.calls:
             log.info("reloaded %d open calls; their deadlines are re-armed", len(self.calls))
-        self._remember_callers()
+        since = self._clock() - self.callers.window
+        self.callers.remember(store.recent_callers(since))  # a restart does not reset a prank caller's count
         for unit, state in station.availability.states.items():
             self._index_unit(unit, state=state)
         for up in station.latest.values():
@@ -120,6 +121,7 @@ class CallDesk:
     def reconfigure(self, cfg: Config, removed: Iterable[str] = (), touched: Iterable[str] = ()) -> None:
         """A reloaded configuration: options apply to the next step; removed units leave the index, touched ones are re-read."""
         self.opts, self.ropts, self.calls_cfg = cfg.dispatch, cfg.recommend, cfg.calls
+        self.callers.window = timedelta(seconds=cfg.calls.repeat_caller_window_s)
         if self.supervision is not None:
             self.supervision.grace = timedelta(seconds=cfg.dispatch.supervision_grace_s)
         for unit in removed:
@@ -218,11 +220,11 @@ class CallDesk:
             self._commit([AuditEntry(now, "call.duplicate", req.call_id, "", _detail({"sha256": req.raw_sha256}))], [])
             return
         if req.source in AML_SOURCES and req.location is not None:
-            voice = self._voice_call_of(req, now)
+            voice = aml_match.voice_call_of(req, self.calls.values(), now, self.calls_cfg)
             if voice is not None:
                 self._attach_aml(voice, req, now)
                 return
-        absorbed = self._aml_call_of(req, now) if req.source not in AML_SOURCES else None
+        absorbed = aml_match.report_call_of(req, self.calls.values(), now, self.calls_cfg) if req.source not in AML_SOURCES else None
         if absorbed is not None and absorbed.request.location is not None and (
             req.location is None or (req.location.accuracy_m or 1e9) > (absorbed.request.location.accuracy_m or 1e9)
         ):
@@ -236,7 +238,7 @@ class CallDesk:
                          [StoredCall(req.call_id, "handed_off", False, msg.payload)])
             log.info("call %s: not in this node's area: handed to %s", req.call_id, target)
             return
-        calls_from = max(self._count_caller(req.caller, now), req.caller_calls)  # the escalating node's count travels along
+        calls_from = max(self.callers.count(req.caller, now), req.caller_calls)  # the escalating node's count travels along
         req = replace(req, caller_calls=calls_from)
         repeat = bool(req.caller) and calls_from > self.calls_cfg.repeat_caller_count
         flags: tuple[str, ...] = (dispatch.FLAG_REPEAT_CALLER,) if repeat else ()
@@ -262,28 +264,6 @@ class CallDesk:
             self._run(absorbed.call_id, dispatch.Close(by=self.node, note=f"the phone's report of voice call {req.call_id}: merged"), [])
 
     # -- a phone's own location report (AML SMS, ELS) and the voice call it belongs to --------------
-
-    def _aml_fits(self, report: CallRequest, voice: dispatch.Call, now: datetime) -> bool:
-        """Whether a phone's report and a voice call can be the same call (the rules: [calls] aml_window_s, aml_match_m)."""
-        if abs((voice.created - now).total_seconds()) > self.calls_cfg.aml_window_s:
-            return False
-        if report.caller and voice.request.caller and report.caller != voice.request.caller:
-            return False
-        a, b = report.location, voice.request.location
-        return a is None or b is None or geodesic_m(a.lat, a.lon, b.lat, b.lon) <= self.calls_cfg.aml_match_m
-
-    def _voice_call_of(self, report: CallRequest, now: datetime) -> dispatch.Call | None:
-        """The open voice call a phone's report belongs to: the same caller if it says, else the newest that fits."""
-        fits = [c for c in self.calls.values() if c.request.source not in AML_SOURCES and self._aml_fits(report, c, now)]
-        same = [c for c in fits if report.caller and c.request.caller == report.caller]
-        return max(same or fits, key=lambda c: c.created, default=None)
-
-    def _aml_call_of(self, voice: CallRequest, now: datetime) -> dispatch.Call | None:
-        """An open call made from a phone's report that this voice call turns out to be (the report came first)."""
-        waiting = [c for c in self.calls.values() if dispatch.FLAG_AML_UNMATCHED in c.flags and c.request.source in AML_SOURCES]
-        fits = [c for c in waiting if self._aml_fits(c.request, replace(c, request=voice, created=now), now)
-                and abs((c.created - now).total_seconds()) <= self.calls_cfg.aml_window_s]
-        return max(fits, key=lambda c: c.created, default=None)
 
     def _attach_aml(self, voice: dispatch.Call, report: CallRequest, now: datetime) -> None:
         assert report.location is not None
@@ -550,33 +530,6 @@ class CallDesk:
         if placement.status is LocationStatus.OUTSIDE and placement.jurisdiction is None and self.role.parent:
             return self.role.parent
         return None
-
-    def _count_caller(self, caller: str, now: datetime) -> int:
-        """Calls from `caller` within the repeat-caller window, this one included (0 for an unknown number)."""
-        window = timedelta(seconds=self.calls_cfg.repeat_caller_window_s)
-        callers = self._callers
-        while callers and now - next(iter(callers.values()))[-1] > window:
-            callers.popitem(last=False)
-        if not caller:
-            return 0
-        q = callers.get(caller)
-        if q is None:
-            q = callers[caller] = deque()
-        else:
-            callers.move_to_end(caller)
-        q.append(now)
-        while q and now - q[0] > window:
-            q.popleft()
-        return len(q)
-
-    def _remember_callers(self) -> None:
-        """The callers of the window from the database: a restart does not reset a prank caller's count."""
-        now = self._clock()
-        since = now - timedelta(seconds=self.calls_cfg.repeat_caller_window_s)
-        for caller, created in sorted(self.store.recent_callers(since), key=lambda row: row[1]):
-            q = self._callers.setdefault(caller, deque())
-            q.append(created)
-            self._callers.move_to_end(caller)
 
     def units_changed(self, positions: list[UnitPosition], states: list[UnitState]) -> None:
         """The station committed new positions or unit statuses (keeps the recommender's index)."""
