@@ -99,6 +99,7 @@ class Batch:
         self.warnings: list[tuple[str, str]] = []  # (unit, text): logged after the commit
         self.unmapped_devices: set[str] = set()  # devices whose own fixes no [[unit]] takes
         self.reported_radios: list[tuple[str, str]] = []  # (device, radio) of unknown radios reported
+        self.unreportable: set[str] = set()  # device:radio of unknown radios whose id cannot be a topic level
         self.heard_units: dict[str, datetime] = {}  # unit -> when anything of it was last read in this batch
         self.heard_records = 0  # RadioHeard records of configured units (key-ups without GPS or code)
         self.stale = 0
@@ -238,5 +239,9 @@ class Batch:
                 self.heard[(device, radio)] = replace(h, published=before.published)
                 continue
             self.heard[(device, radio)] = replace(h, published=h.mono)
-            self.messages.append(contract.radio_message(self.st.node, device, radio, h.fix, h.code, self.now))
+            try:
+                self.messages.append(contract.radio_message(self.st.node, device, radio, h.fix, h.code, self.now))
+            except ValueError:  # an id no topic level can carry (+, #): kept in the history, not reported
+                self.unreportable.add(f"{device}:{radio}")
+                continue
             self.reported_radios.append((device, radio))

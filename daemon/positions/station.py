@@ -274,6 +274,10 @@ class Station:
                      f" (call {st.call_id})" if st.call_id else "")
 
     def _log_unmapped(self, b: Batch) -> None:
+        for key in b.unreportable - self._unmapped_logged:
+            self._unmapped_logged.add(key)
+            log.warning("%s: a radio whose id cannot be an MQTT topic level (+ or #): its fixes are kept in the history "
+                        "but it is not reported; map it to a [[unit]] with another id", key)
         for device in b.unmapped_devices - self._unmapped_logged:
             self._unmapped_logged.add(device)
             log.warning("%s: fixes from a device no [[unit]] maps to; not stored", device)

@@ -221,6 +221,9 @@ from alkomd.daemon.mqtt.contract.topics import (
     probe_topic as probe_topic,
 )
 from alkomd.daemon.mqtt.contract.topics import (
+    radio_level as radio_level,
+)
+from alkomd.daemon.mqtt.contract.topics import (
     radio_topic as radio_topic,
 )
 from alkomd.daemon.mqtt.contract.topics import (

@@ -35,8 +35,14 @@ def device_status_topic(node: str, device: str) -> str:
     return f"{node}/device/{_level(device)}/status"
 
 
+def radio_level(radio: str) -> str:
+    """A radio id as one topic level: a phone's `user/device` has its `/` (and any `%`) percent-encoded, the payload
+    keeps the id as it is; `+`, `#` and NUL are refused as in every level."""
+    return _level(radio.replace("%", "%25").replace("/", "%2F"))
+
+
 def radio_topic(node: str, device: str, radio: str) -> str:
-    return f"{node}/device/{_level(device)}/radio/{_level(radio)}"
+    return f"{node}/device/{_level(device)}/radio/{radio_level(radio)}"
 
 
 def position_topic(node: str, unit: str) -> str:
