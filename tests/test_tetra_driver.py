@@ -188,7 +188,7 @@ def test_a_station_publishes_its_tetra_units(
     station.dir.mkdir(parents=True, exist_ok=True)
     sub = subscriber_factory(broker.port)
     with PtyTerminal(link) as pty:
-        sim, sim_stop, sim_thread = _sim(pty, interval_s=0.5, emergency_at_s=1.0)
+        _, sim_stop, sim_thread = _sim(pty, interval_s=0.5, emergency_at_s=1.0)
         try:
             daemons(tetra_config(station, link))
             wait_until(lambda: len(sub.on("/unit/HT-01/position")) >= 2 and len(sub.on("/unit/R2-07/position")) >= 2,
