@@ -14,6 +14,7 @@ MQTT contract.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -49,7 +50,8 @@ class OwnTracksOptions:
     ca_file: Path | None = spec(None, must_exist=True, doc="mqtt: CA certificate(s) to verify the broker; default: the system store.")
     username: str = spec("", doc="mqtt: the driver's MQTT user name.")
     password_file: Path | None = spec(None, must_exist=True, doc="mqtt: file holding the driver's MQTT password.")
-    client_id: str = spec("", pattern=f"({ID_PATTERN})?", doc="mqtt: client id; default alkomd-owntracks-<device id>.")
+    client_id: str = spec("", pattern=f"({ID_PATTERN})?", doc="mqtt: client id (its session keeps the phones' reports while "
+                          "the station is away); default alkomd-owntracks-<host name>-<device id>.")
     prefix: str = spec(BASE_TOPIC, pattern=f"{NAME}(/{NAME})*", doc="mqtt: the phones publish to <prefix>/<user>/<device>.")
     keepalive_s: int = spec(60, min=5, max=3600, doc="mqtt: keepalive; a dead broker is noticed after about twice this.")
     # http
@@ -120,7 +122,7 @@ class OwnTracksMqtt(Reconnecting[paho.Client]):
         super().__init__(device, opts, log)
         self.opts = opts
         self.phones = Phones(device, opts.prefix)
-        self.client_id = opts.client_id or f"alkomd-owntracks-{device}"
+        self.client_id = opts.client_id or f"alkomd-owntracks-{socket.gethostname()}-{device}"[:64]
         self.topic = f"{opts.prefix}/+/+"
         self._emit: Emit | None = None
         self._state: dict[str, Any] = {}

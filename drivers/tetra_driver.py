@@ -8,9 +8,11 @@ the registration (`REGISTER_LIP`) is sent at every open, so after every reconnec
 whenever the terminal has said nothing for `keepalive_s` (its `OK` tells the driver the terminal
 is there; a terminal that rebooted behind a live USB cable is registered again). Each LIP report
 (drivers/tetra_lip.py) becomes a `Fix` whose radio is the sender's ISSI, and an emergency
-(reason for sending 2) a `RadioStatus` with `emergency_code`. Lines that cannot be read and
-reports that cannot be decoded are counted as parse errors; `+CME ERROR` replies are logged once
-per code.
+(reason for sending 2) a `RadioStatus` with `emergency_code`; the radio's next report that is
+not an emergency passes on `after_emergency_code`, so that the station, which raises one alarm
+per signal (when a radio's code turns to an emergency code), raises its next emergency too.
+Lines that cannot be read and reports that cannot be decoded are counted as parse errors;
+`+CME ERROR` replies are logged once per code.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 import serial
 
-from alkomd.daemon.records import Counters, utc_now
+from alkomd.daemon.records import Counters, RadioStatus, utc_now
 from alkomd.daemon.schema import spec
 from alkomd.drivers.base import DriverSpec, Emit, LinkError, Reconnecting, StateTracker
 from alkomd.drivers.nmea_serial import FRAMINGS, open_port, port_hint
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 1024  # a +CTSDSR hex line of 2047 bits is 512 digits; longer runs without a line end are garbage
 EVALUATE_S = 0.5
+MAX_IN_EMERGENCY = 10_000  # radios remembered as in an emergency (a bound, far above any fleet a terminal hears)
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,11 @@ class TetraOptions:
     framing: str = spec("8N1", choices=FRAMINGS, doc="Data bits, parity, stop bits.")
     keepalive_s: float = spec(60.0, min=0, max=3600, doc="Register again (AT+CTSP) after this long without a line from the "
                               "terminal; 0: only at open.")
-    emergency_code: int = spec(EMERGENCY_CODE, min=0, max=65535, doc="The status code a LIP emergency report becomes "
+    emergency_code: int = spec(EMERGENCY_CODE, min=0, max=999, doc="The status code a LIP emergency report becomes "
                                "(as listed in [radio_status] emergency).")
+    after_emergency_code: int = spec(0, min=0, max=999, doc="The status code passed on with a radio's first report after "
+                                     "an emergency that is not one, so that its next emergency is a new signal; keep it "
+                                     "in no [radio_status] list.")
     silent_after_s: float = spec(180.0, min=1, max=86400, doc="No line from the terminal (not even the keepalive's OK) "
                                  "for this long: state silent.")
     no_fix_after_s: float = spec(1800.0, min=1, max=86400, doc="No valid LIP fix from any radio for this long: state no_fix.")
@@ -69,6 +75,7 @@ class TetraPei(Reconnecting[serial.SerialBase]):
         self._other_sds = 0  # SDS that are not LIP (text messages): read, not counted as errors
         self._buf = b""
         self._cme_logged: set[int | None] = set()
+        self._in_emergency: set[str] = set()  # radios whose last report was an emergency
 
     def counters(self) -> Counters:
         r = self.reader
@@ -177,10 +184,16 @@ class TetraPei(Reconnecting[serial.SerialBase]):
         if not sds.radio:
             self._lip_errors += 1  # a report without its sender is nobody's position
             return
-        mapped = to_records(report, device=self.device, radio=sds.radio, received=utc_now(), received_mono=mono,
+        received = utc_now()
+        mapped = to_records(report, device=self.device, radio=sds.radio, received=received, received_mono=mono,
                             emergency_code=self.opts.emergency_code)
         if mapped.status is not None:
+            if len(self._in_emergency) < MAX_IN_EMERGENCY:
+                self._in_emergency.add(sds.radio)
             emit(mapped.status)
+        elif sds.radio in self._in_emergency:
+            self._in_emergency.discard(sds.radio)
+            emit(RadioStatus(self.device, sds.radio, self.opts.after_emergency_code, received, mono))
         if mapped.fix is not None:
             self._fixes += 1
             if tracker is not None:

@@ -69,8 +69,10 @@ def test_registers_at_open_and_after_every_reconnect_and_relays_each_issi(termin
         assert f.device == "pei" and f.accuracy_m is not None and abs(f.lat - 0.5436) < 0.01 and abs(f.lon - 123.057) < 0.01
         assert {x.mode for x in run.fixes()} == {2, 3}  # short (2D) and long with altitude (3D) reports
         wait_until(lambda: any(isinstance(r, RadioStatus) for r in run.records), what="the emergency")
-        (em,) = [r for r in run.records if isinstance(r, RadioStatus)]
+        wait_until(lambda: len([r for r in run.records if isinstance(r, RadioStatus)]) == 2, what="the report after it")
+        em, after = [r for r in run.records if isinstance(r, RadioStatus)]
         assert (em.radio, em.code, em.device) == ("2269001", 99, "pei")
+        assert (after.radio, after.code) == ("2269001", 0)  # the next emergency is a new signal
         assert run.states()[0] is DeviceState.CONNECTED
         # The terminal is unplugged and plugged back: disconnected, reopened, registered again.
         terminal.unplug()
@@ -148,6 +150,15 @@ def test_fuzz_feed_never_raises(chunks: list[bytes]) -> None:
     for c in chunks:
         drv.feed(c, out.append, None, 0.0)
     assert all(isinstance(r, Fix | RadioStatus) for r in out)
+
+
+def test_every_emergency_is_a_new_signal_after_a_normal_report() -> None:
+    drv = TetraPei("pei", TetraOptions(url="/dev/null", after_emergency_code=7))
+    out: list[Record] = []
+    for reason in (2, 2, 129, 129, 2):
+        drv.feed(ctsdsr(2269001, *short_report(*GORONTALO, reason=reason)), out.append, None, 0.0)
+    assert [r.code for r in out if isinstance(r, RadioStatus)] == [99, 99, 7, 99]
+    assert len([r for r in out if isinstance(r, Fix)]) == 5
 
 
 def test_built_reports_decode_to_what_was_built() -> None:
