@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.client
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -262,3 +264,10 @@ def test_an_unmapped_phone_does_not_break_the_station(
     assert post(url, "briptu-sari/a52", location(0.5436, 123.0573, acc=9), password="one-for-all")[0] == 200
     wait_until(lambda: bool(sub.on("/unit/BRIPTU-SARI/position")), 10, "the mapped phone's position")
     assert "Traceback" not in d.log
+
+
+def test_every_key_is_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+)`", readme))
+    assert not [f.name for f in dataclasses.fields(OwnTracksOptions) if f.name not in documented]
+    assert "driver = \"owntracks\"" in readme

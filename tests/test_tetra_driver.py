@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -215,3 +217,10 @@ def test_a_station_publishes_its_tetra_units(
     assert e["unit"] == "HT-01" and e["code"] == 99
     status = [m.payload for m in sub.on("/device/pei/status")]
     assert status and status[0]["driver"] == "tetra"
+
+
+def test_every_key_is_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+)`", readme))
+    assert not [f.name for f in dataclasses.fields(TetraOptions) if f.name not in documented]
+    assert "driver = \"tetra\"" in readme
