@@ -15,6 +15,7 @@ import argparse
 import base64
 import json
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -77,7 +78,7 @@ class MqttPhones:
 
 
 def post(url: str, radio: str, payload: dict[str, Any] | bytes, *, password: str | None = None, user: str | None = None,
-         timeout: float = 10.0) -> tuple[int, bytes]:
+         timeout: float = 10.0, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
     """POST a report as the app's HTTP mode does; (status, body). `user` overrides the Basic user (default: radio's)."""
     name, _, device = radio.partition("/")
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -87,7 +88,7 @@ def post(url: str, radio: str, payload: dict[str, Any] | bytes, *, password: str
         token = base64.b64encode(f"{user or name}:{password}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return int(resp.status), bytes(resp.read())
     except urllib.error.HTTPError as err:
         return int(err.code), bytes(err.read())

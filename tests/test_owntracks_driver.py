@@ -7,16 +7,23 @@ import dataclasses
 import http.client
 import json
 import re
+import shutil
+import ssl
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
+from central_broker import Pki
 from conftest import Broker, Daemon, Station, Subscriber, free_port, wait_until
+from paho.mqtt.enums import CallbackAPIVersion
 
 from alkomd.daemon.config import load
+from alkomd.daemon.ctl.demo.broker import find_mosquitto, port_open
 from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, Record
 from alkomd.daemon.schema import ConfigError
 from alkomd.drivers import registry
@@ -271,3 +278,91 @@ def test_every_key_is_in_the_readme() -> None:
     documented = set(re.findall(r"`([a-z_]+)`", readme))
     assert not [f.name for f in dataclasses.fields(OwnTracksOptions) if f.name not in documented]
     assert "driver = \"owntracks\"" in readme
+
+
+# -- TLS and accounts: a mosquitto with a test PKI and a password file; the endpoint over https ----------
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return Pki.make(tmp_path / "pki")
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path, pki: Pki) -> Iterator[int]:
+    mosquitto = find_mosquitto()
+    if mosquitto is None or shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto and mosquitto_passwd are needed")
+    d = tmp_path / "tls-broker"
+    d.mkdir()
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(d / "passwd"), "alkomd-phones", "pw-phones"], check=True, capture_output=True)
+    subprocess.run(["mosquitto_passwd", "-b", str(d / "passwd"), "bripka-andi", "pw-andi"], check=True, capture_output=True)
+    port = free_port()
+    (d / "mosquitto.conf").write_text(
+        f"user root\nlistener {port} 127.0.0.1\ncafile {pki.ca}\ncertfile {pki.dir}/server.crt\nkeyfile {pki.dir}/server.key\n"
+        f"allow_anonymous false\npassword_file {d}/passwd\npersistence false\nlog_dest file {d}/mosquitto.log\n"
+    )
+    proc = subprocess.Popen([mosquitto, "-c", str(d / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, what="the TLS broker")
+        assert proc.poll() is None, (d / "mosquitto.log").read_text() if (d / "mosquitto.log").exists() else "mosquitto exited"
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_mqtt_over_tls_with_an_account(tmp_path: Path, pki: Pki, tls_broker: int) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.write_text("nope\n")
+    run = Run(host="localhost", port=tls_broker, ca_file=pki.ca, username="alkomd-phones", password_file=wrong, reconnect_max_s=0.5)
+    try:
+        wait_until(lambda: bool(run.states()), what="a state")
+        status = next(r for r in run.records if isinstance(r, DeviceStatus))
+        assert status.state is DeviceState.DISCONNECTED and "refused" in status.detail
+    finally:
+        run.close()
+    good = tmp_path / "good"
+    good.write_text("pw-phones\n")
+    run = Run(host="localhost", port=tls_broker, ca_file=pki.ca, username="alkomd-phones", password_file=good)
+    phone = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="andi")
+    phone.username_pw_set("bripka-andi", "pw-andi")
+    phone.tls_set(ca_certs=str(pki.ca))
+    phone.connect("localhost", tls_broker)
+    phone.loop_start()
+    try:
+        wait_until(lambda: DeviceState.CONNECTED in run.states(), what="connected over TLS")
+
+        def seen() -> bool:
+            if not run.fixes():
+                phone.publish("owntracks/bripka-andi/pixel7", json.dumps(location(0.5435, 123.0568, acc=7)), qos=1)
+                time.sleep(0.2)
+            return bool(run.fixes())
+
+        wait_until(seen, what="the phone's fix over TLS")
+        assert run.fixes()[0].radio == "bripka-andi/pixel7"
+    finally:
+        phone.disconnect()
+        phone.loop_stop()
+        run.close()
+
+
+def test_the_endpoint_over_https(tmp_path: Path, pki: Pki) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("one-for-all")
+    port = free_port()
+    run = Run(transport="http", bind="127.0.0.1", listen_port=port, secret_file=secret, cert_file=pki.dir / "server.crt",
+              key_file=pki.dir / "server.key")
+    try:
+        wait_until(lambda: DeviceState.CONNECTED in run.states(), what="listening")
+        ctx = ssl.create_default_context(cafile=str(pki.ca))
+        url = f"https://localhost:{port}/pub"
+        assert post(url, "anyone/phone", location(0.5, 123.0), password="nope", context=ctx)[0] == 401
+        assert post(url, "anyone/phone", location(0.5, 123.0), password="one-for-all", context=ctx) == (200, b"[]")
+        wait_until(lambda: bool(run.fixes("anyone/phone")), what="the fix over https")
+        with pytest.raises(OSError):  # plain HTTP to the TLS port: refused, and the endpoint lives on
+            post(f"http://127.0.0.1:{port}/pub", "anyone/phone", location(0.5, 123.0), password="one-for-all", timeout=3)
+        assert post(url, "anyone/phone", location(0.51, 123.0), password="one-for-all", context=ctx)[0] == 200
+        assert run.thread.is_alive()
+    finally:
+        run.close()
