@@ -38,6 +38,7 @@ LOOP_S = 0.25  # one paho network loop or one accept wait; bounds how long a sto
 EVALUATE_S = 0.5
 CONNECT_TIMEOUT_S = 10.0
 NAME = r"[A-Za-z0-9_.-]{1,64}"
+MAX_WARNED = 256  # sources (topics, users) whose unreadable message was logged as a warning, once each
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Phones:
         self.prefix = prefix
         self.bytes = self.messages = self.errors = self.fixes = self.rejected = 0
         self.tracker: StateTracker | None = None
+        self._warned: set[str] = set()
 
     def handle(self, payload: bytes, emit: Emit, *, topic: str | None = None, headers: dict[str, str] | None = None) -> None:
         self.bytes += len(payload)
@@ -90,7 +92,12 @@ class Phones:
             msg = decode(payload, topic=topic, headers=headers, base=self.prefix)
         except OwnTracksError as exc:
             self.errors += 1
-            log.debug("%s: %s not read: %s", self.device, topic or "post", exc)
+            source = topic or f"a post as {(headers or {}).get('X-Limit-U', '?')!r}"
+            if source not in self._warned and len(self._warned) < MAX_WARNED:
+                self._warned.add(source)  # a misconfigured phone is logged once, not at every report
+                log.warning("%s: %s not read: %s", self.device, source, exc)
+            else:
+                log.debug("%s: %s not read: %s", self.device, source, exc)
             return
         self.messages += 1
         tracker = self.tracker
@@ -126,6 +133,7 @@ class OwnTracksMqtt(Reconnecting[paho.Client]):
         self.topic = f"{opts.prefix}/+/+"
         self._emit: Emit | None = None
         self._state: dict[str, Any] = {}
+        self._sub_refused = False
 
     def counters(self) -> Counters:
         return self.phones.counters(self.link.reconnects)
@@ -147,7 +155,17 @@ class OwnTracksMqtt(Reconnecting[paho.Client]):
                 raise LinkError(f"cannot use ca_file: {exc}") from exc
         c.on_connect = self._on_connect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         return c
+
+    def _on_subscribe(self, client: paho.Client, userdata: object, mid: int, codes: list[ReasonCode], props: Any) -> None:
+        refused = any(rc.is_failure for rc in codes)
+        if refused and not self._sub_refused:
+            log.warning("%s: the broker refused the subscription to %s: the account %r needs read access to it (ACL)",
+                        self.device, self.topic, self.opts.username)
+        elif self._sub_refused and not refused:
+            log.info("%s: subscribed to %s", self.device, self.topic)
+        self._sub_refused = refused
 
     def _on_connect(self, client: paho.Client, userdata: object, flags: Any, rc: ReasonCode, props: Any) -> None:
         self._state["connack"] = rc
@@ -219,6 +237,7 @@ class OwnTracksHttp(Reconnecting[PhoneServer]):
         self.phones = Phones(device, opts.prefix)
         self._emit: Emit | None = None
         self.server: PhoneServer | None = None
+        self._stamp: float | None = None  # mtime of the credentials file as last read
 
     def counters(self) -> Counters:
         return self.phones.counters(self.link.reconnects)
@@ -229,6 +248,7 @@ class OwnTracksHttp(Reconnecting[PhoneServer]):
 
     def open(self, stop: threading.Event) -> PhoneServer:
         o = self.opts
+        self._stamp = self._credentials_stamp()
         try:
             creds = Credentials.load(o.users_file, o.secret_file)
         except (OSError, ValueError) as exc:
@@ -255,7 +275,28 @@ class OwnTracksHttp(Reconnecting[PhoneServer]):
             now = time.monotonic()
             if now - last_eval >= EVALUATE_S:
                 tracker.evaluate()
+                self._reread(conn)
                 last_eval = now
+
+    def _credentials_stamp(self) -> float | None:
+        path = self.opts.users_file or self.opts.secret_file
+        try:
+            return path.stat().st_mtime if path is not None else None
+        except OSError:
+            return None
+
+    def _reread(self, conn: PhoneServer) -> None:
+        """Take a changed users or secret file (an officer's phone added) without a restart; keep the old one if it is bad."""
+        stamp = self._credentials_stamp()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            conn.creds = Credentials.load(self.opts.users_file, self.opts.secret_file)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: the phones' credentials file changed but cannot be read (%s): keeping the previous one", self.device, exc)
+            return
+        log.info("%s: re-read the phones' credentials", self.device)
 
     def close(self, conn: PhoneServer) -> None:
         try:

@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import http.client
 import json
+import logging
 import re
 import shutil
 import ssl
@@ -21,6 +22,8 @@ import pytest
 from central_broker import Pki
 from conftest import Broker, Daemon, Station, Subscriber, free_port, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from alkomd.daemon.config import load
 from alkomd.daemon.ctl.demo.broker import find_mosquitto, port_open
@@ -156,6 +159,12 @@ def test_http_refuses_without_credentials_and_accepts_with_them(http_run: Any) -
     wait_until(lambda: len(run.fixes()) == 2, what="a fix after the garbage")
     c = run.driver.counters()
     assert c.parse_errors >= 3 and c.fixes == 2
+    # An officer's phone added to the users file is let in without a restart.
+    assert post(url, "bharada-rudi/s23", location(0.55, 123.06), password="pw-rudi")[0] == 401
+    users = run.driver.opts.users_file
+    users.write_text(users.read_text() + "bharada-rudi:pw-rudi\n")
+    wait_until(lambda: post(url, "bharada-rudi/s23", location(0.55, 123.06), password="pw-rudi")[0] == 200, what="the new user")
+    assert post(url, "bripka-andi/pixel7", location(0.55, 123.06), password="s3cret-andi")[0] == 200
 
 
 def test_http_shared_secret_and_config_rules(tmp_path: Path) -> None:
@@ -300,8 +309,9 @@ def tls_broker(tmp_path: Path, pki: Pki) -> Iterator[int]:
     port = free_port()
     (d / "mosquitto.conf").write_text(
         f"user root\nlistener {port} 127.0.0.1\ncafile {pki.ca}\ncertfile {pki.dir}/server.crt\nkeyfile {pki.dir}/server.key\n"
-        f"allow_anonymous false\npassword_file {d}/passwd\npersistence false\nlog_dest file {d}/mosquitto.log\n"
+        f"allow_anonymous false\npassword_file {d}/passwd\nacl_file {d}/acl\npersistence false\nlog_dest file {d}/mosquitto.log\n"
     )
+    (d / "acl").write_text("user alkomd-phones\ntopic read owntracks/#\n\npattern write owntracks/%u/#\n")
     proc = subprocess.Popen([mosquitto, "-c", str(d / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, what="the TLS broker")
@@ -345,6 +355,19 @@ def test_mqtt_over_tls_with_an_account(tmp_path: Path, pki: Pki, tls_broker: int
         phone.disconnect()
         phone.loop_stop()
         run.close()
+
+
+def test_a_refused_subscription_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """mosquitto 2.0 accepts a subscription it will filter; other brokers refuse it in the SUBACK (0x80)."""
+    caplog.set_level(logging.INFO, logger="alkomd.drivers.owntracks_driver")
+    drv = OwnTracksMqtt("phones", OwnTracksOptions(username="bripka-andi"))
+    client = drv._client()
+    refused, granted = ReasonCode(PacketTypes.SUBACK, identifier=0x80), ReasonCode(PacketTypes.SUBACK, identifier=1)
+    for codes in ([refused], [refused], [granted]):
+        drv._on_subscribe(client, None, 1, codes, None)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("refused the subscription" in m for m in messages) == 1 and "'bripka-andi' needs read access" in messages[0]
+    assert "subscribed to owntracks/+/+" in messages[-1]
 
 
 def test_the_endpoint_over_https(tmp_path: Path, pki: Pki) -> None:
