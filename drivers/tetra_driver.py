@@ -4,7 +4,8 @@ A fixed or mobile TETRA terminal at the station, wired to it by its PEI cable, r
 location reports the fleet's radios send and, registered with `AT+CTSP=1,3,10`, prints each as
 an unsolicited `+CTSDSR:` header and a hex line (drivers/tetra_pei.py). The port is opened as
 the `nmea` driver opens one (`open_port`, flock, pyserial URLs) on the shared reconnect loop;
-the registration (`REGISTER_LIP`) is sent at every open, so after every reconnect, and again
+the registration (`REGISTER_LIP`, a command at a time, each after the previous one's result or
+a timeout) is sent at every open, so after every reconnect, and again
 whenever the terminal has said nothing for `keepalive_s` (its `OK` tells the driver the terminal
 is there; a terminal that rebooted behind a live USB cable is registered again). Each LIP report
 (drivers/tetra_lip.py) becomes a `Fix` whose radio is the sender's ISSI, and an emergency
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 1024  # a +CTSDSR hex line of 2047 bits is 512 digits; longer runs without a line end are garbage
 EVALUATE_S = 0.5
+COMMAND_TIMEOUT_S = 2.0  # a command without its final result code by then: the next one is sent all the same
 MAX_IN_EMERGENCY = 10_000  # radios remembered as in an emergency (a bound, far above any fleet a terminal hears)
 
 
@@ -76,6 +78,11 @@ class TetraPei(Reconnecting[serial.SerialBase]):
         self._buf = b""
         self._cme_logged: set[int | None] = set()
         self._in_emergency: set[str] = set()  # radios whose last report was an emergency
+        self._commands: list[str] = []  # registration commands still to send, each after the previous one's result
+        self._sent: str | None = None  # the command waiting for its result
+        self._sent_at = 0.0
+        self._results = 0
+        self._accepted = False  # the terminal said OK to the registration on this connection
 
     def counters(self) -> Counters:
         r = self.reader
@@ -98,21 +105,29 @@ class TetraPei(Reconnecting[serial.SerialBase]):
             raise LinkError(hint, f"cannot open {o.url}: {hint}") from exc
         self._buf = b""
         self.reader = _carry(self.reader)
+        self._accepted = False
         try:
-            self.register(port)
+            self.register(port, time.monotonic())
         except (serial.SerialException, OSError) as exc:
             port.close()
             hint = port_hint(exc)
             raise LinkError(hint, f"cannot register for LIP on {o.url}: {hint}") from exc
         return port
 
-    def register(self, port: serial.SerialBase) -> None:
-        """Send the LIP registration (`AT`, `AT+CTSP=1,3,10`), each command ended by CR."""
-        port.write(b"".join(cmd.encode("ascii") + b"\r" for cmd in REGISTER_LIP))
+    def register(self, port: serial.SerialBase, now: float) -> None:
+        """Start the LIP registration: `AT`, then `AT+CTSP=1,3,10` once the terminal answered (or after a timeout)."""
+        self._commands = list(REGISTER_LIP)
+        self._send_next(port, now)
+
+    def _send_next(self, port: serial.SerialBase, now: float) -> None:
+        self._sent = self._commands.pop(0) if self._commands else None
+        if self._sent is not None:
+            port.write(self._sent.encode("ascii") + b"\r")
+            self._sent_at = now
 
     def opened_text(self) -> str:
         o = self.opts
-        return f"opened {o.url} at {o.baud} {o.framing}, registered for LIP ({REGISTER_LIP[-1]})"
+        return f"opened {o.url} at {o.baud} {o.framing}, registering for LIP ({REGISTER_LIP[-1]})"
 
     def close(self, port: serial.SerialBase) -> None:
         try:
@@ -130,11 +145,16 @@ class TetraPei(Reconnecting[serial.SerialBase]):
                 now = mono()
                 if chunk:
                     self._bytes += len(chunk)
+                    results = self._results
                     if self.feed(chunk, emit, tracker, now):
                         last_line = now
+                    if self._sent is not None and self._results != results:
+                        self._send_next(port, now)
                 elif keepalive and now - last_line > keepalive:
-                    self.register(port)
+                    self.register(port, now)
                     last_line = now  # wait another keepalive for the answer before asking again
+                if self._sent is not None and now - self._sent_at > COMMAND_TIMEOUT_S:
+                    self._send_next(port, now)
                 if now - last_eval >= EVALUATE_S:
                     tracker.evaluate()
                     last_eval = now
@@ -203,6 +223,10 @@ class TetraPei(Reconnecting[serial.SerialBase]):
             self._rejected += 1
 
     def _result(self, result: Result) -> None:
+        self._results += 1
+        if result.ok and self._sent == REGISTER_LIP[-1] and not self._accepted:
+            self._accepted = True
+            log.info("%s: the terminal accepted the LIP registration", self.device)
         if result.ok or result.code in self._cme_logged or len(self._cme_logged) > 32:
             return
         self._cme_logged.add(result.code)

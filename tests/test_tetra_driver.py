@@ -92,6 +92,23 @@ def test_registers_at_open_and_after_every_reconnect_and_relays_each_issi(termin
         sim_thread.join(5)
 
 
+def test_a_silent_terminal_still_gets_the_whole_registration(terminal: PtyTerminal) -> None:
+    """Each command waits for the previous one's result, or a timeout: a terminal that does not answer `AT` gets `AT+CTSP` too."""
+    run = Run(str(terminal.link))
+    try:
+        got = b""
+
+        def registration_sent() -> bool:
+            nonlocal got
+            got += terminal.read()
+            return REGISTRATION in got
+
+        wait_until(registration_sent, what="the registration after the timeout")
+        assert got == b"AT\r" + REGISTRATION + b"\r"
+    finally:
+        run.close()
+
+
 def test_garbage_cme_errors_and_bad_reports_are_counted_never_fatal(terminal: PtyTerminal, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="alkomd.drivers.tetra_driver")
     run = Run(str(terminal.link), silent_after_s=60)
