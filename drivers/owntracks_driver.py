@@ -86,10 +86,14 @@ class Phones:
         self.tracker: StateTracker | None = None
         self._warned: set[str] = set()
 
-    def handle(self, payload: bytes, emit: Emit, *, topic: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def handle(self, payload: bytes, emit: Emit, *, topic: str | None = None, headers: dict[str, str] | None = None,
+               user: str | None = None) -> None:
+        """One message; with `user`, a report naming another user (in its body's `topic`) is refused."""
         self.bytes += len(payload)
         try:
             msg = decode(payload, topic=topic, headers=headers, base=self.prefix)
+            if user is not None and msg.radio.split("/", 1)[0] != user:
+                raise OwnTracksError(f"reports as {msg.radio!r}, not as its own user {user!r}")
         except OwnTracksError as exc:
             self.errors += 1
             source = topic or f"a post as {(headers or {}).get('X-Limit-U', '?')!r}"
@@ -242,9 +246,9 @@ class OwnTracksHttp(Reconnecting[PhoneServer]):
     def counters(self) -> Counters:
         return self.phones.counters(self.link.reconnects)
 
-    def _handle(self, body: bytes, headers: dict[str, str]) -> None:
+    def _handle(self, body: bytes, headers: dict[str, str], user: str | None) -> None:
         if self._emit is not None:
-            self.phones.handle(body, self._emit, headers=headers)
+            self.phones.handle(body, self._emit, headers=headers, user=user)
 
     def open(self, stop: threading.Event) -> PhoneServer:
         o = self.opts

@@ -31,7 +31,8 @@ HANDLER_TIMEOUT_S = 10.0  # a client that sends nothing for this long is dropped
 ACCEPT_POLL_S = 0.25  # bounds how long a stop request waits for the next request
 MAX_REFUSED_LOGGED = 64  # user names whose refusal was logged (each once)
 
-Handle = Callable[[bytes, dict[str, str]], None]  # (body, identity headers) -> counted and emitted by the driver
+# (body, identity headers, the user the phone must report as or None) -> counted and emitted by the driver
+Handle = Callable[[bytes, dict[str, str], str | None], None]
 
 
 class Credentials:
@@ -166,7 +167,7 @@ class PhoneHandler(BaseHTTPRequestHandler):
         device = self.headers.get("X-Limit-D")
         if device is not None:
             identity["X-Limit-D"] = device
-        srv.handle(body, identity)
+        srv.handle(body, identity, user if srv.creds.per_user else None)
         self._send(200, b"[]", "application/json")
 
     def _plain(self, code: int, text: str, headers: dict[str, str] | None = None) -> None:

@@ -159,6 +159,16 @@ def test_http_refuses_without_credentials_and_accepts_with_them(http_run: Any) -
     wait_until(lambda: len(run.fixes()) == 2, what="a fix after the garbage")
     c = run.driver.counters()
     assert c.parse_errors >= 3 and c.fixes == 2
+    # Without X-Limit-D the body's topic names the phone, but only as its own user.
+    before = run.driver.counters().parse_errors
+    for topic in ("owntracks/briptu-sari/a52", "owntracks/bripka-andi/tablet"):
+        body = json.dumps(dict(location(0.56, 123.07), topic=topic)).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/pub", body, {"Authorization": f"Basic {token}", "Content-Type": "application/json"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    wait_until(lambda: bool(run.fixes("bripka-andi/tablet")), what="the fix named by the body's topic")
+    assert not run.fixes("briptu-sari/a52") and run.driver.counters().parse_errors == before + 1
     # An officer's phone added to the users file is let in without a restart.
     assert post(url, "bharada-rudi/s23", location(0.55, 123.06), password="pw-rudi")[0] == 401
     users = run.driver.opts.users_file
