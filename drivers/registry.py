@@ -23,6 +23,8 @@ BUILTIN = {
     "gpsd": "alkomd.drivers.gpsd",
     "nmea_udp": "alkomd.drivers.nmea_udp",
     "simulator": "alkomd.drivers.simulator",
+    "tetra": "alkomd.drivers.tetra_driver",
+    "owntracks": "alkomd.drivers.owntracks_driver",
 }
 
 
