@@ -165,7 +165,8 @@ class UnitConfig:
     type: str = spec("car", choices=UNIT_TYPES, doc="Kind of unit (sets its speed class).")
     device: str = spec("", doc="Id of the [[device]] whose fixes are this unit's position.")
     radio: str = spec(
-        "", pattern=r"([0-9]{3}-[0-9]{4}|U[0-9]{5}|U[0-9]{8}|[0-9]{1,10}|[A-Za-z0-9_.:-]{1,64}|[A-Za-z0-9_.:@-]{1,64}/[A-Za-z0-9_.:@-]{1,64})?",
+        "", pattern=r"([0-9]{3}-[0-9]{4}|U[0-9]{5}|U[0-9]{8}|[0-9]{1,10}|[A-Za-z0-9_.:-]{1,64}"
+        r"|[A-Za-z0-9_.:@-]{1,64}/[A-Za-z0-9_.:@-]{1,64})?",
         doc="The unit's radio on a device that relays many (a FleetSync base radio: fleet-id, e.g. 100-1001; NXDN/DMR: "
         "U-id, e.g. U00002; a numeric id as the base radio prints it, leading zeros kept, e.g. 004332199 for a dPMR "
         "radio; a UDP NMEA source: its id or address; a TETRA radio: its ISSI, e.g. 2269001; an OwnTracks phone: "

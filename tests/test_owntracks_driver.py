@@ -272,9 +272,6 @@ def test_a_station_publishes_its_officers_phones(
     assert "Traceback" not in d.log
 
 
-@pytest.mark.xfail(strict=True, reason="contract.radio_topic refuses a radio id with '/', so an unmapped phone's "
-                   "<node>/device/<device>/radio/<user>/<device> report raises in Station.flush and the batch is lost "
-                   "(daemon/mqtt/contract.py, daemon/positions/batch.py: outside this driver)")
 def test_an_unmapped_phone_does_not_break_the_station(
     station: Station, broker: Broker, daemons: Callable[[Path], Daemon], subscriber_factory: Callable[..., Subscriber],
     tmp_path: Path,
@@ -289,6 +286,8 @@ def test_an_unmapped_phone_does_not_break_the_station(
     assert post(url, "new-officer/phone", location(0.5436, 123.0573, acc=9), password="one-for-all")[0] == 200  # no [[unit]]
     assert post(url, "briptu-sari/a52", location(0.5436, 123.0573, acc=9), password="one-for-all")[0] == 200
     wait_until(lambda: bool(sub.on("/unit/BRIPTU-SARI/position")), 10, "the mapped phone's position")
+    wait_until(lambda: bool(sub.on("/device/phones-http/radio/new-officer%2Fphone")), 10, "the unknown phone reported")
+    assert sub.on("/device/phones-http/radio/new-officer%2Fphone")[-1].payload["radio"] == "new-officer/phone"
     assert "Traceback" not in d.log
 
 
