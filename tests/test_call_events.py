@@ -263,3 +263,72 @@ def test_an_aml_report_is_attached_to_its_voice_call_either_way_round(tmp_path: 
     finally:
         loop.close()
         store.close()
+
+
+def test_a_radio_emergency_is_a_priority_call_answered_by_another_unit(tmp_path: Path) -> None:
+    """A unit's radio sends its emergency code: besides unit/<unit>/emergency, a call EMG-<unit>-<time> at the unit's
+    last fix, priority 0, flagged emergency; the unit in trouble is never its own candidate; answering it (the
+    acknowledgement) sends the nearest other unit. A repeat of the same signal makes no second call."""
+    import asyncio
+    from datetime import timedelta
+
+    from alkomd.daemon.calls.desk import CallDesk
+    from alkomd.daemon.config import parse
+    from alkomd.daemon.mqtt import contract
+    from alkomd.daemon.mqtt.publisher import Publisher
+    from alkomd.daemon.positions.station import Station as Core
+    from alkomd.daemon.records import Fix, RadioStatus
+    from alkomd.daemon.store.database import Store
+
+    t0 = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+    now = [t0]
+    loop = asyncio.new_event_loop()
+    store = Store(tmp_path / "a.db", "normal")
+    try:
+        cfg = parse({"node": {"path": "gorontalo/kota-gorontalo"},
+                     "device": [{"id": "base", "driver": "fleetsync", "url": "/dev/null"}],
+                     "unit": [{"id": "HT-01", "type": "foot", "radio": "100-1001"}, {"id": "HT-02", "type": "foot", "radio": "100-1002"},
+                              {"id": "R2-01", "radio": "100-1003"}]}, tmp_path / "alkomd.toml")
+        core = Core(cfg, store, Publisher(store, loop), loop, now=lambda: now[0])
+        desk = CallDesk(cfg, store, core, core.publisher, loop, lambda: now[0], None)
+        core.on_committed = desk.units_changed
+        core.on_emergency = desk.emergency
+        for i, (radio, lat) in enumerate((("100-1001", 0.5450), ("100-1002", 0.5455), ("100-1003", 0.5600))):
+            t = t0 + timedelta(seconds=i)
+            core.submit(Fix("base", t, lat, 123.062, 2, t, float(i), radio=radio))
+        core.flush()
+        now[0] = t0 + timedelta(seconds=5)
+        for _ in range(2):  # the radio repeats its code in every report: one signal
+            core.submit(RadioStatus("base", "100-1001", 99, now[0], 5.0))
+            core.flush()
+        calls = [c for c in desk.calls.values() if "emergency" in c.flags]
+        assert len(calls) == 1
+        emg = calls[0]
+        assert emg.call_id == "EMG-HT-01-20261122T070005" and emg.request.caller == "HT-01"
+        assert emg.request.location is not None and abs(emg.request.location.lat - 0.5450) < 1e-9
+        state = contract.call_state_payload(emg)
+        assert state["priority"] == 0 and state["dispatch"] is True and state["category_code"] == "darurat/tombol"
+        assert_valid("call-state", state)
+        assert [c.unit for c in emg.candidates] == ["HT-02", "R2-01"], "never the unit in trouble; nearest first"
+        desk.event(emg.call_id, json.dumps({"action": "answer", "by": "piket-1", "msg_id": "ack-1"}).encode())
+        assert desk.calls[emg.call_id].assigned_unit == "HT-02"
+        for timer in desk._timers.values():
+            timer.cancel()
+    finally:
+        loop.close()
+        store.close()
+
+
+def test_every_upper_tier_follows_the_units_of_every_node_below() -> None:
+    """Mabes subscribes to the units, states, calls and anchors of the Poldas (their own units too) and of the Polres."""
+    from alkomd.daemon.mqtt import contract
+
+    mabes = set(contract.subscriptions("polri110", "mabes"))
+    for depth in ("/+", "/+/+"):
+        for leaf in ("/unit/+/position", "/unit/+/status", "/state", "/call/+", "/audit/head"):
+            assert f"polri110{depth}{leaf}" in mabes
+    polda = set(contract.subscriptions("polri110/gorontalo", "polda"))
+    assert "polri110/gorontalo/+/unit/+/position" in polda and "polri110/gorontalo/+/+/unit/+/position" not in polda
+    node = "polri110/gorontalo/kota-gorontalo"
+    assert set(contract.subscriptions(node, "polres")) == {
+        f"{node}/unit/+/status/set", f"{node}/call/new", f"{node}/call/aml", f"{node}/call/+/event", f"{node}/call/+/taken"}
