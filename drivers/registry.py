@@ -23,6 +23,8 @@ BUILTIN = {
     "gpsd": "alkomd.drivers.gpsd",
     "nmea_udp": "alkomd.drivers.nmea_udp",
     "simulator": "alkomd.drivers.simulator",
+    "lrrp": "alkomd.drivers.lrrp_driver",
+    "hytera": "alkomd.drivers.hytera_driver",
 }
 
 
