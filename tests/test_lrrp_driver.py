@@ -142,6 +142,7 @@ def test_reports_of_a_radio_never_heard_registering_are_taken() -> None:
         for st in b.sim.radios.values():
             st.registered = True  # as if registered with the daemon before its restart
         b.sim.start()
+        wait_until(lambda: b.run.statuses(), what="the driver listening")
         b.sim.emergency("1001")
         wait_until(lambda: b.run.fixes("1001"), what="a fix of an unregistered radio")
         assert "1001" in b.driver.radios and b.driver.registrations == 0
