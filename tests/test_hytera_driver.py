@@ -58,8 +58,8 @@ def bench() -> Iterator[Callable[..., Bench]]:
 
 def test_configured_radios_are_asked_and_their_reports_are_fixes(bench: Callable[..., Bench]) -> None:
     b = bench(report_interval_s=1)
+    asked = {Opcode.TRIGGERED_REQUEST, Opcode.STANDARD_REQUEST}
     for radio in ("1001", "1002"):
-        asked = {Opcode.TRIGGERED_REQUEST, Opcode.STANDARD_REQUEST}
         wait_until(lambda r=radio: asked <= set(b.sim.requests(r)), what=f"requests to {radio}")
     wait_until(lambda: all(len(b.run.fixes(r)) >= 2 for r in ("1001", "1002")), what="standard and triggered reports")
     assert not b.sim.requests("1003"), "a radio not configured is not asked"
