@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -184,3 +186,9 @@ def test_daemon_publishes_hytera_radios_as_units(
     assert sub.on("/unit/HT-21/emergency")[0].topic == f"{NODE}/unit/HT-21/emergency"
     status = sub.on("/device/hytera-cs/status")
     assert status and all(s.payload["driver"] == "hytera" for s in status)
+
+
+def test_every_option_is_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+)`", readme))
+    assert not [f.name for f in dataclasses.fields(HyteraOptions) if f.name not in documented]

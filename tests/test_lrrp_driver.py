@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -223,3 +225,9 @@ def test_daemon_publishes_lrrp_radios_as_units(
     assert e.topic == f"{NODE}/unit/HT-12/emergency" and e.payload["unit"] == "HT-12"
     status = sub.on("/device/lrrp-cs/status")
     assert status and all(s.payload["driver"] == "lrrp" for s in status)
+
+
+def test_every_option_is_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+)`", readme))
+    assert not [f.name for f in dataclasses.fields(LrrpOptions) if f.name not in documented]
