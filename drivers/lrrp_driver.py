@@ -3,7 +3,8 @@
 A MOTOTRBO radio that powers on registers with ARS (UDP 4005) under its radio id; the driver
 acknowledges, asks it for a report every `report_interval_s` (Triggered Location Start Request)
 and for one now (Immediate Location Request), on UDP 4001 at the radio's address (12.x.y.z, the
-low 24 bits being the radio id). A radio that deregisters (powers off) is sent a Stop request.
+low 24 bits being the radio id); a radio silent since is asked again, less and less often. A
+radio that deregisters (powers off) is sent a Stop request.
 Reports (immediate, triggered, unsolicited) become `Fix(radio=<radio id>)` with the circle's
 radius as `accuracy_m`. LRRP reports carry no emergency flag: with `unsolicited_emergency`, an
 unsolicited report (radios programmed to send their location on emergency) is one (code 99).
@@ -30,6 +31,8 @@ from alkomd.drivers.udp_radio import OnceLog, Radios, Sender, Sockets, Tally, em
 log = logging.getLogger(__name__)
 
 ARS_REFRESH_30MIN = 1  # radios re-register every 30 minutes (ack(1), as TRBO-NET answers)
+RETRY_MIN_S = 60.0  # a registered radio silent since its start request is asked again after 2 intervals, at least this ...
+RETRY_MAX_S = 1800.0  # ... doubling up to this (a radio out of coverage does not deregister)
 GONE_S = 10.0  # reports this soon after a radio deregistered do not make it known again
 _ANSWERS = (MessageType.TRIGGERED_START_ANSWER, MessageType.TRIGGERED_STOP_ANSWER)
 
@@ -67,6 +70,9 @@ class Radio:
     address: str  # where its ARS or reports came from
     registered: bool  # heard its ARS registration (not only its reports)
     started: bool = False  # a Triggered Location Start Request was sent
+    asked: float = 0.0  # monotonic time of the last start request
+    heard: float | None = None  # monotonic time of its last report
+    retries: int = 0  # start requests sent again without a report since
 
 
 def request_id(kind: str, radio: str) -> bytes:
@@ -104,7 +110,7 @@ class LrrpDriver(Reconnecting[Sockets]):
         conn.close()
 
     def read(self, conn: Sockets, stop: threading.Event, emit: Emit, tracker: StateTracker) -> None:
-        last_eval = time.monotonic()
+        last_eval = last_retry = time.monotonic()
         while not stop.is_set():
             for name, data, source in conn.receive():
                 now = time.monotonic()
@@ -118,6 +124,9 @@ class LrrpDriver(Reconnecting[Sockets]):
             if now - last_eval >= 0.5:
                 tracker.evaluate()
                 last_eval = now
+            if now - last_retry >= 1.0:
+                self._retry(conn, now)
+                last_retry = now
         if self.opts.stop_on_exit:
             for radio, r in self.radios.items():
                 if r.started:
@@ -164,14 +173,29 @@ class LrrpDriver(Reconnecting[Sockets]):
             return  # a periodic re-registration: its triggered reports run on
         if known is None or not known.registered:
             log.info("%s: radio %s registered from %s%s", self.device, radio, source[0], " (refresh)" if refresh else "")
-        self._remember(radio, Radio(source[0], registered=True))
-        interval = self.opts.report_interval_s
+        r = Radio(source[0], registered=True)
+        self._remember(radio, r)
+        self._ask(conn, radio, r, time.monotonic())
+
+    def _ask(self, conn: Sockets, radio: str, r: Radio, now: float) -> None:
+        """A Triggered Location Start Request and an Immediate Location Request."""
         sd = self.opts.speed_direction
-        r = self.radios.get(radio)
-        if self._request(conn, radio, lrrp.triggered_start(request_id("T", radio), interval, sd), "a Triggered Location Start Request"):
-            assert r is not None
-            r.started = True
+        start = lrrp.triggered_start(request_id("T", radio), self.opts.report_interval_s, sd)
+        r.asked = now
+        r.started = self._request(conn, radio, start, "a Triggered Location Start Request") or r.started
         self._request(conn, radio, lrrp.immediate_request(request_id("I", radio), sd), "an Immediate Location Request")
+
+    def _retry(self, conn: Sockets, now: float) -> None:
+        """Ask again the registered radios that have not reported since they were asked (the request or its reports were lost)."""
+        first = max(2.0 * self.opts.report_interval_s, RETRY_MIN_S)
+        for radio, r in self.radios.items():
+            if not r.registered or (r.heard is not None and r.heard >= r.asked):
+                continue
+            if now - r.asked >= min(first * 2**r.retries, RETRY_MAX_S):
+                r.retries += 1
+                if r.retries == 1:
+                    log.info("%s: radio %s has not reported since it was asked: asking again", self.device, radio)
+                self._ask(conn, radio, r, now)
 
     def _deregistered(self, conn: Sockets, radio: str) -> None:
         self.deregistrations += 1
@@ -228,6 +252,9 @@ class LrrpDriver(Reconnecting[Sockets]):
         else:
             log.info("%s: radio %s reports without a registration heard (learnt from %s)", self.device, radio, source[0])
             self._remember(radio, Radio(source[0], registered=False))
+        r = self.radios.get(radio)
+        if r is not None and msg.kind not in _ANSWERS:
+            r.heard, r.retries = now, 0
         if msg.kind in _ANSWERS:
             if msg.result not in (None, lrrp.Result.SUCCESS):
                 self._once.warn(f"answer {radio} {msg.result}", f"radio {radio} refused a request: {_result(msg.result)}")

@@ -56,6 +56,7 @@ class _State:
     interval_s: float = 0.0
     next_report: float = 0.0
     requests: list[MessageType] = field(default_factory=list)
+    deaf: bool = False  # requests are lost on the air
 
 
 def bind_radio(address: str, port: int) -> socket.socket:
@@ -130,6 +131,11 @@ class MototrboSim:
     def triggered(self, radio: str) -> bool:
         return self.radios[radio].trigger is not None
 
+    def lose_requests(self, radio: str, lost: bool = True) -> None:
+        """The radio's location requests are lost on the air (it still registers)."""
+        with self._lock:
+            self.radios[radio].deaf = lost
+
     def deregister(self, radio: str) -> None:
         """The radio powers off: an ARS Device Deregistration; it stops registering."""
         with self._lock:
@@ -189,7 +195,7 @@ class MototrboSim:
                 msg = lrrp.decode(data)
             except LrrpError:
                 continue
-            if isinstance(msg, LocationRequest):
+            if isinstance(msg, LocationRequest) and not st.deaf:
                 self._request(st, msg)
 
     def _request(self, st: _State, msg: LocationRequest) -> None:

@@ -89,6 +89,23 @@ def test_deregistration_sends_a_stop_request_and_forgets_the_radio(bench: Callab
     assert "1001" in b.driver.radios
 
 
+def test_a_radio_whose_requests_were_lost_is_asked_again() -> None:
+    b = Bench(start_sim=False)
+    try:
+        b.sim.lose_requests("1001")
+        b.sim.start()
+        wait_until(lambda: b.sim.registered("1001") and b.driver.radios.get("1001") is not None, what="1001 registered")
+        assert not b.sim.requests("1001") and not b.run.fixes("1001")
+        b.sim.lose_requests("1001", False)
+        r = b.driver.radios.get("1001")
+        assert r is not None
+        r.asked -= 3600  # as if an hour had passed without a report (the retry timer, without waiting for it)
+        wait_until(lambda: b.run.fixes("1001"), what="a fix after asking again")
+        assert MessageType.TRIGGERED_START_REQUEST in b.sim.requests("1001")
+    finally:
+        b.close()
+
+
 def test_unsolicited_report_is_an_emergency_only_when_configured(bench: Callable[..., Bench]) -> None:
     b = bench(unsolicited_emergency=True)
     wait_until(lambda: b.run.fixes("1002"), what="a fix of 1002")
