@@ -95,6 +95,7 @@ class LrrpDriver(Reconnecting[Sockets]):
         self.registrations = self.deregistrations = self.unidentified = 0
         self._once = OnceLog(device, log)
         self._by_address: dict[str, str] = {}  # source address off the radios' network -> radio id (from ARS)
+        self._conn: Sockets | None = None  # the open sockets, while `read` runs
         self._gone: dict[str, float] = {}  # radio -> when it deregistered: a report still on its way does not bring it back
 
     def counters(self) -> Counters:
@@ -107,9 +108,11 @@ class LrrpDriver(Reconnecting[Sockets]):
         return f"listening on {self.where}, radios on {self.opts.radio_network}.x.y.z"
 
     def close(self, conn: Sockets) -> None:
+        self._conn = None
         conn.close()
 
     def read(self, conn: Sockets, stop: threading.Event, emit: Emit, tracker: StateTracker) -> None:
+        self._conn = conn
         last_eval = last_retry = time.monotonic()
         while not stop.is_set():
             for name, data, source in conn.receive():
@@ -189,7 +192,7 @@ class LrrpDriver(Reconnecting[Sockets]):
         """Ask again the registered radios that have not reported since they were asked (the request or its reports were lost)."""
         first = max(2.0 * self.opts.report_interval_s, RETRY_MIN_S)
         for radio, r in self.radios.items():
-            if not r.registered or (r.heard is not None and r.heard >= r.asked):
+            if not r.started or (r.heard is not None and r.heard >= r.asked):
                 continue
             if now - r.asked >= min(first * 2**r.retries, RETRY_MAX_S):
                 r.retries += 1
@@ -250,8 +253,13 @@ class LrrpDriver(Reconnecting[Sockets]):
         elif msg.kind in _ANSWERS or now - self._gone.get(radio, -GONE_S) < GONE_S:
             pass  # an answer to our stop, or a report sent before the radio left: not a new radio
         else:
-            log.info("%s: radio %s reports without a registration heard (learnt from %s)", self.device, radio, source[0])
-            self._remember(radio, Radio(source[0], registered=False))
+            log.info("%s: radio %s reports without a registration heard: asking it for reports too", self.device, radio)
+            learnt = Radio(source[0], registered=False)
+            full = len(self.radios) >= self.radios.limit  # then asking would only churn the table: take its reports
+            self._remember(radio, learnt)
+            conn = self._conn
+            if conn is not None and not full:  # its reports may run at another interval (a restart, report_interval_s changed)
+                self._ask(conn, radio, learnt, now)
         r = self.radios.get(radio)
         if r is not None and msg.kind not in _ANSWERS:
             r.heard, r.retries = now, 0

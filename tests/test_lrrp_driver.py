@@ -165,6 +165,7 @@ def test_reports_of_a_radio_never_heard_registering_are_taken() -> None:
         b.sim.emergency("1001")
         wait_until(lambda: b.run.fixes("1001"), what="a fix of an unregistered radio")
         assert "1001" in b.driver.radios and b.driver.registrations == 0
+        wait_until(lambda: b.sim.triggered("1001"), what="the learnt radio asked for reports at this driver's interval")
     finally:
         b.close()
 
