@@ -173,10 +173,12 @@ class HyteraDriver(Reconnecting[Sockets]):
             if self.opts.learn_radios:
                 log.info("%s: radio %s reports unasked: asking it for reports too", self.device, radio)
                 r = Radio()
+                full = len(self.radios) >= self.radios.limit  # then asking would only churn the table: take its reports
                 if self.radios.put(radio, r) is not None and self.radios.evicted == 1:
                     log.warning("%s: more than %d radios: forgetting the longest quiet (raise max_radios?)", self.device,
                                 self.radios.limit)
-                self._ask(conn, radio, r, now)
+                if not full:
+                    self._ask(conn, radio, r, now)
         else:
             self.radios.touch(radio)
         if msg.opcode in _ANSWERS:
