@@ -177,7 +177,9 @@ class HyteraDriver(Reconnecting[Sockets]):
                 if self.radios.put(radio, r) is not None and self.radios.evicted == 1:
                     log.warning("%s: more than %d radios: forgetting the longest quiet (raise max_radios?)", self.device,
                                 self.radios.limit)
-                if not full:
+                if full:
+                    r.asked = now  # not "never asked": the timer leaves it alone while it reports
+                else:
                     self._ask(conn, radio, r, now)
         else:
             self.radios.touch(radio)
