@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -129,7 +130,10 @@ def test_garbage_is_counted_and_never_fatal(bench: Callable[..., Bench]) -> None
     wait_until(lambda: b.run.fixes("1001"), what="a first fix")
     good = hytera.standard_request(1, 1001)
     junk = [b"", b"\x08", b"\x08\xa0\x02\x00\x00\x00\x03", good[:-2] + b"\x00\x03", b"\x01" + good[1:], b"\xff" * 500]
-    for data in junk:
+    rng = random.Random(14)
+    fuzz = [bytes([0x08, 0xA0 | rng.randrange(0, 0x40), rng.randrange(256)]) + rng.randbytes(rng.randrange(0, 60)) + b"\x03"
+            for _ in range(200)]
+    for data in junk + fuzz:
         b.sim.send_raw(data)
     wait_until(lambda: (lambda c: c.parse_errors + c.checksum_errors)(b.driver.counters()) >= len(junk), what="garbage counted")
     assert b.driver.counters().checksum_errors >= 1 and b.run.thread.is_alive()
