@@ -169,6 +169,8 @@ class LrrpDriver(Reconnecting[Sockets]):
         self.sender.send(sock, lrrp_ars.ack(ARS_REFRESH_30MIN), source, "an ARS acknowledgement")
         known = self.radios.get(radio)
         if source[0] != radio_address(radio, self.opts.radio_network):
+            if len(self._by_address) >= 2 * self.radios.limit:  # addresses radios have left behind
+                self._by_address = {a: r for a, r in self._by_address.items() if r in self.radios}
             self._by_address[source[0]] = radio
         if known is not None and known.registered and known.started and refresh:
             known.address = source[0]
