@@ -97,6 +97,8 @@ class Sender:
         self._logged: set[str] = set()
 
     def send(self, sock: socket.socket, data: bytes, to: tuple[str, int], what: str) -> bool:
+        if sock.family == socket.AF_INET6 and ":" not in to[0]:
+            to = (f"::ffff:{to[0]}", to[1])  # bind = "::": IPv4 radios through the dual-stack socket
         try:
             sock.sendto(data, to)
         except OSError as exc:
