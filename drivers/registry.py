@@ -25,6 +25,8 @@ BUILTIN = {
     "simulator": "alkomd.drivers.simulator",
     "tetra": "alkomd.drivers.tetra_driver",
     "owntracks": "alkomd.drivers.owntracks_driver",
+    "lrrp": "alkomd.drivers.lrrp_driver",
+    "hytera": "alkomd.drivers.hytera_driver",
 }
 
 

@@ -46,12 +46,16 @@ def test_demo_runs_a_station_and_stops_on_ctrl_c(tmp_path: Path, embedded: bool)
             if not line:
                 break
             lines.append(line)
-            if sum(ln.startswith("position R2-03") for ln in lines) >= 2 and any(ln.startswith("position HT-03") for ln in lines):
+            if sum(ln.startswith("position R2-03") for ln in lines) >= 2 and all(
+                any(ln.startswith(f"position HT-{n}") for ln in lines) for n in ("03", "11", "12", "13")
+            ):
                 break
         out = "".join(lines)
         assert "position R2-01" in out and "position R2-02" in out and "position R2-03" in out, out
         # the handhelds relayed by the simulated FleetSync base radio, one port for three units
         assert all(f"position HT-0{i}" in out for i in (1, 2, 3)) and "source base-radio:100-1003" in out, out
+        # the MOTOTRBO radios behind the simulated control station (lrrp driver: ARS, LRRP over UDP)
+        assert all(f"position HT-1{i}" in out for i in (1, 2, 3)) and "source trbo-cs:2101" in out, out
         assert "node polri110/gorontalo/kota-gorontalo online" in out
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         rest, _ = proc.communicate(timeout=30)
@@ -65,5 +69,5 @@ def test_demo_runs_a_station_and_stops_on_ctrl_c(tmp_path: Path, embedded: bool)
     assert not list((work / "dev").glob("sim-*")) or all(not p.exists() for p in (work / "dev").glob("sim-*"))
     db = sqlite3.connect(work / "alkomd.db")
     units = {u for (u,) in db.execute("SELECT DISTINCT unit FROM positions")}
-    assert units == {"R2-01", "R2-02", "R2-03", "HT-01", "HT-02", "HT-03"}
+    assert units == {"R2-01", "R2-02", "R2-03", "HT-01", "HT-02", "HT-03", "HT-11", "HT-12", "HT-13"}
     assert db.execute("SELECT count(*) FROM outbox WHERE sent IS NULL AND kind = 'position'").fetchone()[0] == 0

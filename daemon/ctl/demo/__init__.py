@@ -6,7 +6,9 @@ real daemon (`python -m alkomd.daemon.main`) as a child process with a generated
 MQTT subscriber here that shows what the daemon publishes. One simulated radio has scripted
 faults (unplugged, line noise, no fix) so the device states visibly change. A simulated Kenwood
 base radio relays three officers' handheld radios (FleetSync `$PKLDS`) on one port, and one
-officer presses the emergency button after 40 s.
+officer presses the emergency button after 40 s. A simulated MOTOTRBO control station (in this
+process, radios on loopback UDP) has three more officers' radios register with ARS and answer the
+`lrrp` driver's location requests; one of them presses its emergency button after 70 s.
 
 On a terminal the view is a live table; otherwise (a pipe, a log, a test) one plain line is
 printed per new position, device state and node state. Ctrl-C, SIGTERM or the end of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,8 +19,9 @@ from rich.console import Console
 from rich.live import Live
 
 from alkomd.daemon.ctl.demo.broker import Broker, BrokerError
-from alkomd.daemon.ctl.demo.station import NODE_PATH, ROOT, demo_config, plan_units
+from alkomd.daemon.ctl.demo.station import NODE_PATH, ROOT, TRBO_EMERGENCY_S, UnitPlan, demo_config, plan_units
 from alkomd.daemon.ctl.demo.view import LiveState, render, subscriber
+from alkomd.drivers.sim_mototrbo import MototrboSim, SimRadio
 
 DAEMON_STOP_S = 10.0
 REFRESH_PER_S = 4
@@ -41,6 +43,16 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def _trbo_station(plans: tuple[UnitPlan, ...]) -> MototrboSim:
+    """The simulated MOTOTRBO control station's radios (not started), on free loopback ports."""
+    radios = [SimRadio(int(p.radio), p.route, p.speed_kmh, p.start_offset_s) for p in plans if p.driver == "lrrp"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        lrrp_port, ars_port = a.getsockname()[1], b.getsockname()[1]
+    return MototrboSim(radios, lrrp_port=lrrp_port, ars_port=ars_port)
 
 
 def run_demo(
@@ -78,6 +90,7 @@ def run_demo(
     daemon: subprocess.Popen[bytes] | None = None
     client: paho.Client | None = None
     state: LiveState | None = None
+    trbo: MototrboSim | None = None
     code = 0
     try:
         broker = Broker("amqtt" if embedded_broker else None, workdir=work / "broker")
@@ -94,7 +107,8 @@ def run_demo(
                 "MQTT 3.1.1 only, so the daemon uses 3.1.1 too. Install mosquitto for MQTT 5."
             )
         config = work / "alkomd.toml"
-        config.write_text(demo_config(plans, broker.port, work, protocol))
+        trbo = _trbo_station(plans)
+        config.write_text(demo_config(plans, broker.port, work, protocol, (trbo.lrrp_port, trbo.ars_port, trbo.radio_port)))
         log_path = work / "alkomd.log"
         node_topic = f"{ROOT}/{NODE_PATH}"
         state = LiveState(node_topic)
@@ -112,10 +126,18 @@ def run_demo(
         say(f"alkomctl demo: daemon pid {daemon.pid}, config {config}")
         say(f"alkomctl demo: database {work / 'alkomd.db'}, daemon log {log_path}")
         say(f"alkomctl demo: {len(plans)} simulated units; topics {node_topic}/#")
+        trbo.start()
+        say(f"alkomctl demo: MOTOTRBO control station: {len(trbo.radios)} radios at 127.x.y.z, ARS udp {trbo.ars_port}, "
+            f"LRRP udp {trbo.lrrp_port}")
         started = time.monotonic()
         deadline = None if duration_s is None else started + duration_s
+        pressed = False
 
         def finished() -> bool:
+            nonlocal pressed
+            if not pressed and trbo is not None and len(trbo.radios) > 1 and time.monotonic() - started >= TRBO_EMERGENCY_S:
+                pressed = True
+                trbo.emergency(sorted(trbo.radios)[1])
             return stop.is_set() or (deadline is not None and time.monotonic() >= deadline)
 
         def daemon_died() -> bool:
@@ -155,6 +177,8 @@ def run_demo(
                 if not live_view:
                     for line in state.take_events():
                         say(line)
+        if trbo is not None:
+            trbo.close()
         if client is not None:
             client.disconnect()
             client.loop_stop()

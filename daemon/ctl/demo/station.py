@@ -14,6 +14,14 @@ FAULTY_DEVICE_FAULTS = ("20+10:unplug", "45+10:noise", "70+15:no_fix")
 BASE_RADIO = "base-radio"
 BASE_RADIO_FAULTS = ("40+10:emergency",)
 HANDHELDS = (("HT-01", "Rajawali 01", "100-1001"), ("HT-02", "Rajawali 02", "100-1002"), ("HT-03", "Rajawali 03", "100-1003"))
+TRBO_DEVICE = "trbo-cs"  # a simulated MOTOTRBO control station (lrrp driver, radios on loopback)
+TRBO_RADIOS = (
+    ("HT-11", "Garuda 11", "2101", "kota-gorontalo-loop", 5.0),
+    ("HT-12", "Garuda 12", "2102", "bone-bolango-coast", 45.0),
+    ("HT-13", "Garuda 13", "2103", "limboto-gorontalo", 50.0),
+)
+TRBO_INTERVAL_S = 5
+TRBO_EMERGENCY_S = 70.0  # the second MOTOTRBO radio presses its emergency button this long after the start
 MAX_UNITS = 99
 
 
@@ -31,6 +39,7 @@ class UnitPlan:
     start_offset_s: float
     faults: tuple[str, ...] = ()
     radio: str = ""  # set for a handheld heard through the base radio `device`
+    driver: str = "simulator"  # "lrrp": a MOTOTRBO radio behind the simulated control station
 
 
 # (route, unit type, speed km/h, talker): cycled through for --units.
@@ -69,6 +78,9 @@ def plan_units(n: int) -> tuple[UnitPlan, ...]:
         )
     for unit, callsign, radio in HANDHELDS:  # officers on foot, heard through one base radio
         plans.append(UnitPlan(unit, callsign, "foot", BASE_RADIO, "kota-gorontalo-loop", 5.0, "GP", 300.0, BASE_RADIO_FAULTS, radio))
+    for i, (unit, callsign, radio, route, speed) in enumerate(TRBO_RADIOS):  # MOTOTRBO handhelds: ARS and LRRP over UDP
+        kind = "foot" if speed < 10 else "motorcycle"
+        plans.append(UnitPlan(unit, callsign, kind, TRBO_DEVICE, route, speed, "", 60.0 * i, (), radio, "lrrp"))
     return tuple(plans)
 
 
@@ -77,8 +89,10 @@ def _q(value: str | Path) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
-def demo_config(plans: Sequence[UnitPlan], broker_port: int, workdir: Path, protocol: str = "5") -> str:
-    """The daemon's config for the demo (TOML text)."""
+def demo_config(
+    plans: Sequence[UnitPlan], broker_port: int, workdir: Path, protocol: str = "5", udp: tuple[int, int, int] = (4001, 4005, 4001)
+) -> str:
+    """The daemon's config for the demo (TOML text); `udp`: the lrrp device's LRRP and ARS ports and the radios' port."""
     out = [
         "# alkomd demo station, written by `alkomctl demo`: simulated radios, private broker.",
         "[node]",
@@ -106,6 +120,9 @@ def demo_config(plans: Sequence[UnitPlan], broker_port: int, workdir: Path, prot
         devices.setdefault(p.device, []).append(p)
     for device, group in devices.items():
         p = group[0]
+        if p.driver == "lrrp":
+            out += _trbo_device(device, udp)
+            continue
         faults = ", ".join(_q(f) for f in p.faults)
         radios = ", ".join(_q(g.radio) for g in group if g.radio)
         out += [
@@ -131,3 +148,13 @@ def demo_config(plans: Sequence[UnitPlan], broker_port: int, workdir: Path, prot
             f"device = {_q(p.device)}",
         ] + ([f"radio = {_q(p.radio)}", "report_interval_s = 5"] if p.radio else [])
     return "\n".join(out) + "\n"
+
+
+def _trbo_device(device: str, udp: tuple[int, int, int]) -> list[str]:
+    """The simulated MOTOTRBO control station: radios at 127.x.y.z (all loopback on Linux) instead of 12.x.y.z."""
+    lrrp_port, ars_port, radio_port = udp
+    return [
+        "", "[[device]]", f"id = {_q(device)}", 'driver = "lrrp"', 'bind = "127.0.0.1"', f"lrrp_port = {lrrp_port}",
+        f"ars_port = {ars_port}", "radio_network = 127", f"radio_lrrp_port = {radio_port}", f"report_interval_s = {TRBO_INTERVAL_S}",
+        "unsolicited_emergency = true", "silent_after_s = 30", "no_fix_after_s = 60",
+    ]
