@@ -106,6 +106,7 @@ def main() -> int:
         polda = Daemon(config(work / "polda", "gorontalo", "polda", broker.port, 30)).start()
         polda.wait_ready()
         watch.wait(f"{POLDA}/state:online")
+        time.sleep(3.0)  # past the desk's settle after a connect (calls wait 2 s for retained taken markers)
         polres_cfg = config(work / "polres", "gorontalo/bench", "polres", broker.port, 5)
         before: list[float] = []
         during: list[float] = []
