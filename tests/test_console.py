@@ -16,15 +16,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import playwright.sync_api as playwright_api  # the test extra; ./run-tests installs it (never skipped)
 import pytest
 from conftest import Daemon, Feeder, Station, Subscriber, iso, wait_until
 
 from alkomd.daemon.ctl.demo.broker import Broker, free_port, port_open
 from alkomd.drivers.simulator import PtyGps
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium is not installed (./run-tests installs it)")
+assert os.path.exists(CHROMIUM), "Debian's chromium is not installed: ./run-tests installs it (apt-get install chromium)"
 
 NODE = "polri110/gorontalo/kota-gorontalo"
 ROOT = Path(__file__).resolve().parents[1]

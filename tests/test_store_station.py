@@ -193,3 +193,18 @@ def test_a_corrupt_database_is_quarantined_not_deleted(tmp_path: Path) -> None:
     assert s2.outbox_depth() == 1
     s2.close()
     assert Store(path).quarantined is None  # a sound database stays where it is
+
+
+def test_the_unsent_byte_figure_counts_the_audit_anchor_too(tmp_path: Path) -> None:
+    """The anchor message queued with every audited transaction is counted in unsent_bytes like any other (it was
+    not, and acknowledging it drove the figure below zero)."""
+    from alkomd.daemon.store.audit import AuditEntry
+
+    s = Store(tmp_path / "a.db")
+    s.anchor = lambda head: contract.audit_head_message(NODE, head)
+    s.record([], [], T0, [AuditEntry(T0, "call.received", "C-1", "", "{}")])
+    (size,) = s.conn.execute("SELECT coalesce(sum(length(CAST(payload AS BLOB))), 0) FROM outbox WHERE sent IS NULL").fetchone()
+    assert size > 0 and s.unsent_bytes == size
+    s.mark_sent([i for (i,) in s.conn.execute("SELECT id FROM outbox")], T0)
+    assert s.unsent_bytes == 0
+    s.close()

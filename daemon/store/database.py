@@ -247,7 +247,6 @@ class Store:
                     latest[up.unit] = t
         for msg in messages:
             out_rows.append((msg.msg_id, msg.kind, msg.topic, msg.payload, msg.qos, int(msg.retain), created))
-        added = sum(payload_size(r[3]) for r in out_rows)
         head = self._audit_head
         audit_rows = []
         for a in audits:
@@ -258,6 +257,7 @@ class Store:
         if audit_rows and self.anchor is not None:
             m = self.anchor(AuditHead(self._audit_count + len(audit_rows), head, now))
             out_rows.append((m.msg_id, m.kind, m.topic, m.payload, m.qos, int(m.retain), created))
+        added = sum(payload_size(r[3]) for r in out_rows)  # the running figure of unsent bytes, the anchor included
         conn = self.conn
         try:
             with self.db.atomic():
