@@ -589,3 +589,17 @@ def test_a_radio_id_with_a_slash_is_one_topic_level_and_kept_whole_in_the_payloa
     assert json.loads(msg.payload)["radio"] == "budi/hp-01"
     assert contract.radio_level("a%b/c") == "a%25b%2Fc"
     assert_valid("device-radio", json.loads(msg.payload))
+
+
+def test_the_examples_are_what_the_example_station_publishes() -> None:
+    """docs/contract/examples/ (and each page's example block) equal a fresh run of the example station
+    (tests/contract_examples.py: config/alkomd.toml on its real jurisdictions, fixed clock), msg_id aside: an example
+    cannot drift from the daemon. `python tests/contract_examples.py` rewrites them after a deliberate change."""
+    from contract_examples import EXAMPLES as FILES
+    from contract_examples import build, comparable
+
+    built = build()
+    assert sorted(built) == sorted(n for n in NAMES)
+    for name, payload in built.items():
+        on_file = json.loads((FILES / f"{name}.json").read_text(encoding="utf-8"))
+        assert comparable(on_file) == comparable(payload), f"{name}: the example differs from what the station publishes"
