@@ -90,7 +90,7 @@ def build() -> dict[str, Any]:
 
             rows = store.conn.execute("SELECT kind, topic, payload FROM outbox ORDER BY id").fetchall()
             first: dict[str, dict[str, Any]] = {}
-            for kind, topic, payload in rows:
+            for kind, _topic, payload in rows:
                 if payload:
                     first.setdefault(kind, json.loads(payload))
             out["device-status"] = first["device_status"]
@@ -145,7 +145,7 @@ def write() -> None:
         text = page.read_text(encoding="utf-8")
         head, sep, tail = text.partition("## Example\n\n```json\n")
         if sep:
-            body, fence, rest = tail.partition("\n```")
+            _body, fence, rest = tail.partition("\n```")
             page.write_text(head + sep + json.dumps(payload, indent=2, ensure_ascii=False) + fence + rest, encoding="utf-8")
 
 
