@@ -69,6 +69,11 @@ class BrokerLink:
 class OutboxInfo:
     depth: int  # messages not yet acknowledged by the broker
     oldest_unsent_age_s: float | None
+    # Of those, held though the link is up (defaults: older daemons): the broker answered 0x10 "no
+    # subscriber" soon after a connect, or refused them (ACL, quota, size); `held_reason` in plain words.
+    held_no_subscriber: int = 0
+    held_refused: int = 0
+    held_reason: str = ""
 
 
 @dataclass(frozen=True)

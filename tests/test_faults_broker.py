@@ -435,3 +435,50 @@ def test_the_fault_matrix_page_names_every_row_and_only_tests_that_exist() -> No
     missing = [f"{f}::{t}" for f, t in sorted(named)
                if not re.search(rf"^(async )?def {t}\(", (root / f).read_text(), re.MULTILINE)]
     assert not missing, missing
+
+
+def test_b7_no_subscriber_0x10_holds_are_logged_once_bounded_and_said_in_status(
+    publisher: tuple[Publisher, Store, list[tuple[str, int]], asyncio.AbstractEventLoop], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """0x10 after a connect: rows held (not delivered), one log line however many 0x10 come, `held()` says
+    why and for how long (alkomctl status shows it); after the grace window the row counts as delivered."""
+    from alkomd.daemon.control import OutboxInfo, Status, decode, encode
+    from alkomd.daemon.mqtt import publisher as publisher_module
+
+    pub, store, sent, loop = publisher
+    store.record([], [Message(f"m{i}", "alert", f"{NODE}/unit/R2-0{i}/alert", "{}", 1, False) for i in range(2)], datetime.now(UTC))
+    caplog.set_level(logging.INFO, logger="alkomd.daemon.mqtt.publisher")
+    pub.on_connected()
+    pub.on_ack(Ack(1, 0x10, "No matching subscribers"))
+    pub.on_ack(Ack(2, 0x10, "No matching subscribers"))
+    held, refused, why = pub.held()
+    assert (held, refused) == (2, 0) and "no subscriber" in why and "0x10" in why and "taken as delivered" in why
+    assert len([r for r in caplog.records if "no subscriber" in r.getMessage()]) == 1
+    assert store.outbox_depth() == 2
+    # The grace window ends: the next 0x10 is delivery.
+    pub._connected_at -= publisher_module.NO_SUBSCRIBER_GRACE_S
+    pub._blocked.clear()
+    pub.pump()
+    assert len(sent) == 4
+    pub.on_ack(Ack(3, 0x10, "No matching subscribers"))
+    pub.on_ack(Ack(4, 0x10, "No matching subscribers"))
+    loop.run_until_complete(asyncio.sleep(0))  # the acknowledgements are committed on the loop
+    assert store.outbox_depth() == 0 and pub.held() == (0, 0, "")
+    assert len([r for r in caplog.records if "no subscriber" in r.getMessage()]) == 1
+    # The reply's new fields are additive: an older daemon's reply still decodes.
+    info = decode(OutboxInfo, {"depth": 3, "oldest_unsent_age_s": 1.5}, "outbox")
+    assert info == OutboxInfo(3, 1.5) and info.held_reason == ""
+    assert encode(OutboxInfo(3, 1.5, 2, 0, why))["held_reason"] == why
+    # alkomctl status says it on the outbox line.
+    import io
+
+    from rich.console import Console
+
+    from alkomd.daemon.control import BrokerLink, DatabaseInfo
+    from alkomd.daemon.ctl.status.view import status_view
+
+    st = Status("0", NODE, "", "polres", 1, "c.toml", "t", 1.0, True, BrokerLink("h", 1, True, "t", ""),
+                OutboxInfo(3, 1.5, 2, 0, why), DatabaseInfo("db", 0, 0, 1), {}, {}, None)
+    out = io.StringIO()
+    Console(file=out, width=300).print(status_view(st))
+    assert f"3 unsent, oldest 1s ({why})" in out.getvalue()

@@ -64,7 +64,10 @@ def status_view(s: Status) -> Table:
     t.add_row("broker", link)
     o = s.outbox
     oldest = f", oldest {ago(o.oldest_unsent_age_s)}" if o.oldest_unsent_age_s is not None else ""
-    t.add_row("outbox", f"{o.depth} unsent{oldest}")
+    outbox = Text(f"{o.depth} unsent{oldest}")
+    if o.held_reason:
+        outbox.append(f" ({o.held_reason})", style="yellow")
+    t.add_row("outbox", outbox)
     d = s.database
     t.add_row("database", f"{d.path}, {_size(d.size_bytes)} (+ WAL {_size(d.wal_bytes)}), schema v{d.schema_version}")
     t.add_row("devices", _counts(s.devices))
