@@ -153,7 +153,7 @@ def test_b3_daemon_sigkill_three_times_while_offline_then_every_queued_message_i
     feed = Feeder(ptys(station.links[0]))
     for k in range(3):
         d = daemons(station.config)
-        wait_until(lambda d=d: "gps0: starting -> connected" in d.log, what="device open")  # type: ignore[misc]
+        wait_until(lambda d=d: "gps0: starting -> waiting" in d.log, what="device open")  # type: ignore[misc]
         feed.write(40, gap_s=0.01)
         wait_until(lambda k=k: station.query("SELECT count(*) FROM positions")[0][0] == 40 * (k + 1), what="fixes stored")  # type: ignore[misc]
         d.kill()
@@ -239,7 +239,7 @@ def test_b5_broker_down_at_start_the_daemon_is_ready_records_and_delivers_later(
         wait_until(lambda: bool(notify.fields("READY")), 20, "READY=1")
         ready_s = notify.messages[0][0] - started if notify.messages else float("nan")
         wait_until(lambda: any("broker unreachable" in s for s in notify.fields("STATUS")), 10, "STATUS: unreachable")
-        wait_until(lambda: "gps0: starting -> connected" in d.log, what="device open")
+        wait_until(lambda: "gps0: starting -> waiting" in d.log, what="device open")
         feed.write(30, gap_s=0.02)
         wait_until(lambda: station.query("SELECT count(*) FROM outbox WHERE kind = 'position' AND sent IS NULL")[0][0] == 30,
                    what="30 positions waiting")
@@ -310,7 +310,7 @@ def test_b7_no_subscriber_0x10_after_a_connect_is_retried_until_a_consumer_is_th
     feed = Feeder(ptys(station.links[0]))
     d = daemons(station.config)
     wait_until(lambda: connects(d) == 1, what="connected")
-    wait_until(lambda: "gps0: starting -> connected" in d.log, what="device open")
+    wait_until(lambda: "gps0: starting -> waiting" in d.log, what="device open")
     feed.write(15, gap_s=0.1)
     wait_until(lambda: station.query("SELECT count(*) FROM outbox WHERE kind = 'position'")[0][0] == 15, what="15 stored")
     time.sleep(1.5)
@@ -341,7 +341,7 @@ def test_b7_a_message_over_the_brokers_maximum_packet_size_is_kept_and_the_link_
         feed = Feeder(ptys(station.links[0]))
         d = daemons(station.config)
         wait_until(lambda: connects(d) == 1, what="connected")
-        wait_until(lambda: "gps0: starting -> connected" in d.log, what="device open")
+        wait_until(lambda: "gps0: starting -> waiting" in d.log, what="device open")
         feed.write(20, gap_s=0.05)
         wait_until(lambda: bool(sub.on("/unit/R2-00/status")), what="the unit status (small) delivered")
         time.sleep(6)

@@ -300,9 +300,13 @@ class Station:
             log.info("unit %s: plausible fixes again (%d rejected so far in all)", unit, self.implausible_fixes)
 
     def _log_status(self, s: DeviceStatus) -> None:
+        """One log line per state change; a status that keeps the state (a new detail, a modem's health) is debug only."""
         prev = self.device_status.get(s.device)
         self.device_status[s.device] = s
         bad = (DeviceState.DISCONNECTED, DeviceState.SILENT, DeviceState.DEGRADED)
+        if prev is not None and prev.state is s.state:
+            log.debug("%s: still %s%s", s.device, s.state.value, f" ({s.detail})" if s.detail else "")
+            return
         log.log(
             logging.WARNING if s.state in bad else logging.INFO,
             "%s: %s -> %s%s", s.device, prev.state.value if prev else "starting", s.state.value,

@@ -36,7 +36,7 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 STATE_STYLE = {
-    "connected": "green", "available": "green", "no_fix": "yellow", "silent": "yellow", "degraded": "yellow",
+    "waiting": "cyan", "connected": "green", "available": "green", "no_fix": "yellow", "silent": "yellow", "degraded": "yellow",
     "starting": "yellow", "disconnected": "red", "offline": "red", "assigned": "cyan", "enroute": "cyan",
     "onscene": "cyan", "unavailable": "dim", "disabled": "dim", "stopped": "dim",
 }
