@@ -142,6 +142,7 @@ class DeviceRow:
     counters: Counters | None
     last_data_age_s: float | None
     modem: ModemHealth | None
+    refused_fixes: int = 0  # its fixes the station's plausibility gate refused since the start (a default: older daemons)
 
 
 Reply = Status | list[UnitRow] | list[DeviceRow]

@@ -148,6 +148,7 @@ class Queries:
                     dev.id, rd.driver_name, dev.enabled, s.state.value if s else "starting",
                     utc_iso(s.since) if s else None, s.detail if s else "", rd.driver.counters(),
                     None if last is None else round(mono - last, 3), s.modem if s else None,
+                    d.station.implausible_by_device.get(dev.id, 0),
                 )
             )
         return out

@@ -83,7 +83,9 @@ class Station:
         self._now = now
         self._set_units(cfg)
         self.latest: dict[str, UnitPosition] = {}
-        self.device_status: dict[str, DeviceStatus] = {}
+        self.device_status: dict[str, DeviceStatus] = {}  # as published (batch.py: the station may say `degraded`)
+        self.driver_status: dict[str, DeviceStatus] = {}  # as each driver reported it
+        self.refused_runs: dict[str, tuple[int, str]] = {}  # device -> (its fixes refused in a row, why)
         self.stale_fixes = 0
         self.unmapped_fixes = 0
         self.implausible_fixes = 0
@@ -189,6 +191,8 @@ class Station:
         self.stale_fixes += b.stale
         self.unmapped_fixes += b.unmapped
         self.tracks = b.tracks
+        self.driver_status = b.driver_status
+        self.refused_runs = b.runs
         self._log_plausibility(b.judged, b.latest)
         self._log_unmapped(b)
         self.emergencies += len(b.raised)
@@ -216,6 +220,8 @@ class Station:
         self.submit(status)
         self.flush()
         self.device_status.pop(status.device, None)
+        self.driver_status.pop(status.device, None)
+        self.refused_runs.pop(status.device, None)
 
     # -- the call desk's steps ----------------------------------------------------------------------
 

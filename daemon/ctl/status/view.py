@@ -102,8 +102,9 @@ def units_view(rows: list[UnitRow]) -> Table:
 def devices_view(rows: list[DeviceRow]) -> Table:
 
     t = Table(title=f"{len(rows)} devices", title_justify="left")
-    for col in ("device", "driver", "state", "since", "sentences", "fixes", "errors", "reconnects", "last data", "detail"):
-        t.add_column(col, justify="right" if col in ("sentences", "fixes", "errors", "reconnects", "last data") else "left")
+    numbers = ("sentences", "fixes", "refused", "errors", "reconnects", "last data")
+    for col in ("device", "driver", "state", "since", *numbers, "detail"):
+        t.add_column(col, justify="right" if col in numbers else "left")
     for d in rows:
         c = d.counters
         detail = d.detail
@@ -115,7 +116,7 @@ def devices_view(rows: list[DeviceRow]) -> Table:
             detail = f"{detail}; {modem}" if detail else modem
         t.add_row(
             d.id, d.driver, _styled(d.state), d.since or "-",
-            str(c.sentences) if c else "-", str(c.fixes) if c else "-",
+            str(c.sentences) if c else "-", str(c.fixes) if c else "-", str(d.refused_fixes) if d.refused_fixes else "",
             str(c.checksum_errors + c.parse_errors) if c else "-", str(c.reconnects) if c else "-",
             ago(d.last_data_age_s), detail or "",
         )
