@@ -297,7 +297,7 @@ def test_s3_path_taken_over_by_another_receiver_the_daemon_follows_the_configure
         wait_until(lambda: old_node not in _open_ttys(d.proc.pid), what="A's node closed")  # type: ignore[union-attr]
         c = PtyGps(tmp_path / "ttyOTHER")
         b = PtyGps(station.links[0])
-        wait_until(lambda: _device_states(sub)[-1][0] == "connected", 15, "reopened on the configured path")
+        wait_until(lambda: _device_states(sub)[-1][0] == "waiting", 15, "reopened on the configured path")
         rx_b = Receiver(b, rx_a.t, HOME[0] + 0.27, HOME[1], talker="GN")
         for i in range(6):
             c.write(epoch(EpochSpec(rx_a.t + timedelta(seconds=i + 1), HOME[0] + 1.44, HOME[1])))  # nobody reads C

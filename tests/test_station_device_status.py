@@ -1,4 +1,4 @@
-"""A device whose fixes the station refuses, every one (a replayed 2024 capture), says so in its status and in `alkomctl devices`."""
+"""Device statuses through the station: all fixes refused says so (status, `alkomctl devices`); the log has changes only."""
 
 from __future__ import annotations
 
@@ -114,3 +114,18 @@ def test_a_refused_device_that_loses_its_port_shows_the_drivers_state(station: S
     st.submit(replace(_status(DeviceState.DISCONNECTED, "port not found")))
     st.flush()
     assert [p["state"] for p in _published(st)] == ["connected", "degraded", "disconnected"]
+
+
+def test_a_status_that_keeps_the_state_is_published_but_not_logged_as_a_transition(
+    station: Station, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A modem's health or a new detail re-publishes the state; the log says `connected -> connected` never."""
+    caplog.set_level(logging.INFO, logger="alkomd.daemon.positions.station")
+    st = station
+    st.submit(_status(DeviceState.WAITING, "port open, waiting for the first fix"))
+    st.submit(_status(DeviceState.CONNECTED))
+    st.submit(_status(DeviceState.CONNECTED, "modem health changed"))
+    st.flush()
+    assert len(_published(st)) == 3
+    arrows = [r.getMessage() for r in caplog.records if " -> " in r.getMessage()]
+    assert arrows == ["gps1: starting -> waiting (port open, waiting for the first fix)", "gps1: waiting -> connected"]
