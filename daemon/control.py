@@ -69,6 +69,11 @@ class BrokerLink:
 class OutboxInfo:
     depth: int  # messages not yet acknowledged by the broker
     oldest_unsent_age_s: float | None
+    # Of those, held though the link is up (defaults: older daemons): the broker answered 0x10 "no
+    # subscriber" soon after a connect, or refused them (ACL, quota, size); `held_reason` in plain words.
+    held_no_subscriber: int = 0
+    held_refused: int = 0
+    held_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,7 @@ class DeviceRow:
     counters: Counters | None
     last_data_age_s: float | None
     modem: ModemHealth | None
+    refused_fixes: int = 0  # its fixes the station's plausibility gate refused since the start (a default: older daemons)
 
 
 Reply = Status | list[UnitRow] | list[DeviceRow]

@@ -95,7 +95,7 @@ class Queries:
             uptime_s=round(time.monotonic() - d.started_mono, 3),
             ready=d.ready,
             broker=BrokerLink(cfg.mqtt.host, cfg.mqtt.port, d.link.connected, utc_iso(d.link_since), d.link.last_error),
-            outbox=OutboxInfo(store.outbox_depth(), _age_s(store.oldest_unsent_created(), now)),
+            outbox=OutboxInfo(store.outbox_depth(), _age_s(store.oldest_unsent_created(), now), *d.station.publisher.held()),
             database=DatabaseInfo(str(db), _file_size(db), _file_size(Path(f"{db}-wal")), store.schema_version),
             devices=devices,
             units=units,
@@ -148,6 +148,7 @@ class Queries:
                     dev.id, rd.driver_name, dev.enabled, s.state.value if s else "starting",
                     utc_iso(s.since) if s else None, s.detail if s else "", rd.driver.counters(),
                     None if last is None else round(mono - last, 3), s.modem if s else None,
+                    d.station.implausible_by_device.get(dev.id, 0),
                 )
             )
         return out

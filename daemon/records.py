@@ -40,6 +40,7 @@ class SteadyClock:
 class DeviceState(enum.StrEnum):
     """Health of one configured device, as published on <node>/device/<device>/status."""
 
+    WAITING = "waiting"  # the port is open, waiting for the first fix (not yet `no_fix_after_s` long)
     CONNECTED = "connected"  # valid sentences and valid fixes
     NO_FIX = "no_fix"  # valid sentences, but no valid fix for a while
     SILENT = "silent"  # port open, but no valid sentence for a while (bytes may still flow)

@@ -81,6 +81,10 @@ class Backoff:
 class StateTracker:
     """Derives a device's state from what it has seen, and reports only changes.
 
+    The states of the link and the data: `waiting` (open, no fix yet, for at most `no_fix_after_s`),
+    `connected`, `no_fix`, `silent`, `degraded`, `disconnected`. Whether the station accepts the
+    fixes is the station's to say (`positions/batch.py`: a device whose fixes are all refused).
+
     Thread-confined to the driver's thread; `counters` returns the driver's current counters.
     """
 
@@ -159,7 +163,7 @@ class StateTracker:
         if self.last_fix is not None and now - self.last_fix <= self.no_fix_after_s:
             return DeviceState.CONNECTED, ""
         if self.last_fix is None and now - opened_at <= self.no_fix_after_s:
-            return DeviceState.CONNECTED, "port open, waiting for the first fix"
+            return DeviceState.WAITING, "port open, waiting for the first fix"
         return DeviceState.NO_FIX, f"no valid fix for {self.no_fix_after_s:g} s"
 
     def _set(self, state: DeviceState, detail: str) -> None:

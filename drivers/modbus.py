@@ -106,7 +106,7 @@ class ModbusTracker(StateTracker):
         if self.last_fix is not None and now - self.last_fix <= self.no_fix_after_s:
             return DeviceState.CONNECTED, ""
         if self.last_fix is None and now - opened_at <= self.no_fix_after_s:
-            return DeviceState.CONNECTED, "modem answers, waiting for the first GPS fix"
+            return DeviceState.WAITING, "modem answers, waiting for the first GPS fix"
         reason = f": {self.no_fix_reason}" if self.no_fix_reason else ""
         return DeviceState.NO_FIX, f"no valid GPS fix for {self.no_fix_after_s:g} s{reason}"
 

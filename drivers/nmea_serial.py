@@ -5,7 +5,7 @@ Opens the port with pyserial's `serial_for_url` (`/dev/ttyUSB0`, `/dev/serial/by
 reads in chunks (never `readline()`, which costs a syscall per byte) and decodes with
 `alkomd.drivers.nmea.Decoder`. When the port fails or vanishes the reconnect loop
 (`Reconnecting` in drivers/base.py) reports `disconnected` and reopens it with capped, jittered
-backoff; the state tracker reports `silent`, `no_fix`, `degraded` and `connected` as they change.
+backoff; the state tracker reports `waiting`, `connected`, `no_fix`, `silent` and `degraded` as they change.
 """
 
 from __future__ import annotations

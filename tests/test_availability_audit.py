@@ -124,7 +124,7 @@ def test_unit_status_over_mqtt_set_offline_and_back(
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
     d = daemons(station.config)
-    wait_until(lambda: "gps0: starting -> connected" in d.log, what="port open")
+    wait_until(lambda: "gps0: starting -> waiting" in d.log, what="port open")
     feed = Feeder(pty)
     feed.write(2, gap_s=0.1)
     wait_until(lambda: bool(_status(sub, "R2-00")) and _status(sub, "R2-00")[-1]["status"] == "available", what="available")

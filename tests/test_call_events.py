@@ -78,7 +78,7 @@ def test_i7_events_are_answered_and_an_unknown_unit_is_refused(
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
     d = daemons(station.config)
-    wait_until(lambda: "gps0: starting -> connected" in d.log, what="port open")
+    wait_until(lambda: "gps0: starting -> waiting" in d.log, what="port open")
     Feeder(pty).write(3, gap_s=0.1)
     wait_until(lambda: any(m.payload.get("status") == "available" for m in sub.on("/unit/R2-00/status")), what="unit available")
 

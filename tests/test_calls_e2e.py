@@ -57,7 +57,7 @@ def test_a_call_answered_at_the_polres_goes_to_the_nearest_unit_and_is_on_record
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
     d = daemons(station.config)
-    wait_until(lambda: "gps0: starting -> connected" in d.log, what="port open")
+    wait_until(lambda: "gps0: starting -> waiting" in d.log, what="port open")
     Feeder(pty).write(3, gap_s=0.1)
     wait_until(lambda: any(m.payload.get("status") == "available" for m in sub.on("/unit/R2-00/status")), what="unit available")
 

@@ -68,7 +68,7 @@ def test_status_units_devices_with_the_broker_up_then_down(
     sub = subscriber_factory(broker.port)
     d = daemons(station.config)
     assert sock.is_socket() and stat.S_IMODE(sock.stat().st_mode) == 0o660
-    wait_until(lambda: ask(capsys, sock, "devices")[0]["state"] == "connected", what="gps0 connected")
+    wait_until(lambda: ask(capsys, sock, "devices")[0]["state"] == "waiting", what="gps0 open")
     feed = Feeder(pty)
     feed.write(5, gap_s=0.1)
     wait_until(lambda: len(sub.on("/unit/R2-00/position")) == 5, what="5 positions published")
@@ -77,7 +77,7 @@ def test_status_units_devices_with_the_broker_up_then_down(
     s = ask(capsys, sock, "status")
     assert s["ready"] is True and s["node"] == NODE and s["tier"] == "polres" and s["pid"] == d.proc.pid  # type: ignore[union-attr]
     assert s["broker"]["connected"] is True and s["broker"]["port"] == broker.port and s["broker"]["last_error"] == ""
-    assert s["outbox"] == {"depth": 0, "oldest_unsent_age_s": None}
+    assert s["outbox"] == {"depth": 0, "oldest_unsent_age_s": None, "held_no_subscriber": 0, "held_refused": 0, "held_reason": ""}
     assert s["database"]["path"] == str(station.db) and s["database"]["size_bytes"] > 0 and s["database"]["schema_version"] >= 2
     assert s["devices"] == {"connected": 1} and s["units"] == {"available": 1}
     assert s["config"] == str(station.config) and s["uptime_s"] > 0 and s["last_reload"] is None
@@ -134,7 +134,7 @@ def test_units_after_a_restart_show_the_stored_fix_and_the_socket_is_removed_on_
     pty = ptys(station.links[0])
     d = daemons(station.config)
     feed = Feeder(pty)
-    wait_until(lambda: ask(capsys, sock, "devices")[0]["state"] == "connected", what="gps0 connected")
+    wait_until(lambda: ask(capsys, sock, "devices")[0]["state"] == "waiting", what="gps0 open")
     feed.write(3, gap_s=0.1)
     wait_until(lambda: ask(capsys, sock, "units")[0]["last_fix"] == iso(feed.times[-1]), what="fix in units")
     assert not (station.dir / "control.sock").exists()
@@ -221,7 +221,7 @@ def test_garbage_and_slow_clients_do_not_hurt_the_daemon(
     sub = subscriber_factory(broker.port)
     d = daemons(station.config)
     feed = Feeder(pty)
-    wait_until(lambda: ask(capsys, sock, "devices")[0]["state"] == "connected", what="gps0 connected")
+    wait_until(lambda: ask(capsys, sock, "devices")[0]["state"] == "waiting", what="gps0 open")
 
     for junk in (b"\x00\xff\xfe garbage \x1b[2J\n", b"status\n", b"[]\n", b'{"cmd": 1}\n', b"\n"):
         reply = raw(sock, junk)

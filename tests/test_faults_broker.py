@@ -153,7 +153,7 @@ def test_b3_daemon_sigkill_three_times_while_offline_then_every_queued_message_i
     feed = Feeder(ptys(station.links[0]))
     for k in range(3):
         d = daemons(station.config)
-        wait_until(lambda d=d: "gps0: starting -> connected" in d.log, what="device open")  # type: ignore[misc]
+        wait_until(lambda d=d: "gps0: starting -> waiting" in d.log, what="device open")  # type: ignore[misc]
         feed.write(40, gap_s=0.01)
         wait_until(lambda k=k: station.query("SELECT count(*) FROM positions")[0][0] == 40 * (k + 1), what="fixes stored")  # type: ignore[misc]
         d.kill()
@@ -239,7 +239,7 @@ def test_b5_broker_down_at_start_the_daemon_is_ready_records_and_delivers_later(
         wait_until(lambda: bool(notify.fields("READY")), 20, "READY=1")
         ready_s = notify.messages[0][0] - started if notify.messages else float("nan")
         wait_until(lambda: any("broker unreachable" in s for s in notify.fields("STATUS")), 10, "STATUS: unreachable")
-        wait_until(lambda: "gps0: starting -> connected" in d.log, what="device open")
+        wait_until(lambda: "gps0: starting -> waiting" in d.log, what="device open")
         feed.write(30, gap_s=0.02)
         wait_until(lambda: station.query("SELECT count(*) FROM outbox WHERE kind = 'position' AND sent IS NULL")[0][0] == 30,
                    what="30 positions waiting")
@@ -310,7 +310,7 @@ def test_b7_no_subscriber_0x10_after_a_connect_is_retried_until_a_consumer_is_th
     feed = Feeder(ptys(station.links[0]))
     d = daemons(station.config)
     wait_until(lambda: connects(d) == 1, what="connected")
-    wait_until(lambda: "gps0: starting -> connected" in d.log, what="device open")
+    wait_until(lambda: "gps0: starting -> waiting" in d.log, what="device open")
     feed.write(15, gap_s=0.1)
     wait_until(lambda: station.query("SELECT count(*) FROM outbox WHERE kind = 'position'")[0][0] == 15, what="15 stored")
     time.sleep(1.5)
@@ -341,7 +341,7 @@ def test_b7_a_message_over_the_brokers_maximum_packet_size_is_kept_and_the_link_
         feed = Feeder(ptys(station.links[0]))
         d = daemons(station.config)
         wait_until(lambda: connects(d) == 1, what="connected")
-        wait_until(lambda: "gps0: starting -> connected" in d.log, what="device open")
+        wait_until(lambda: "gps0: starting -> waiting" in d.log, what="device open")
         feed.write(20, gap_s=0.05)
         wait_until(lambda: bool(sub.on("/unit/R2-00/status")), what="the unit status (small) delivered")
         time.sleep(6)
@@ -435,3 +435,50 @@ def test_the_fault_matrix_page_names_every_row_and_only_tests_that_exist() -> No
     missing = [f"{f}::{t}" for f, t in sorted(named)
                if not re.search(rf"^(async )?def {t}\(", (root / f).read_text(), re.MULTILINE)]
     assert not missing, missing
+
+
+def test_b7_no_subscriber_0x10_holds_are_logged_once_bounded_and_said_in_status(
+    publisher: tuple[Publisher, Store, list[tuple[str, int]], asyncio.AbstractEventLoop], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """0x10 after a connect: rows held (not delivered), one log line however many 0x10 come, `held()` says
+    why and for how long (alkomctl status shows it); after the grace window the row counts as delivered."""
+    from alkomd.daemon.control import OutboxInfo, Status, decode, encode
+    from alkomd.daemon.mqtt import publisher as publisher_module
+
+    pub, store, sent, loop = publisher
+    store.record([], [Message(f"m{i}", "alert", f"{NODE}/unit/R2-0{i}/alert", "{}", 1, False) for i in range(2)], datetime.now(UTC))
+    caplog.set_level(logging.INFO, logger="alkomd.daemon.mqtt.publisher")
+    pub.on_connected()
+    pub.on_ack(Ack(1, 0x10, "No matching subscribers"))
+    pub.on_ack(Ack(2, 0x10, "No matching subscribers"))
+    held, refused, why = pub.held()
+    assert (held, refused) == (2, 0) and "no subscriber" in why and "0x10" in why and "taken as delivered" in why
+    assert len([r for r in caplog.records if "no subscriber" in r.getMessage()]) == 1
+    assert store.outbox_depth() == 2
+    # The grace window ends: the next 0x10 is delivery.
+    pub._connected_at -= publisher_module.NO_SUBSCRIBER_GRACE_S
+    pub._blocked.clear()
+    pub.pump()
+    assert len(sent) == 4
+    pub.on_ack(Ack(3, 0x10, "No matching subscribers"))
+    pub.on_ack(Ack(4, 0x10, "No matching subscribers"))
+    loop.run_until_complete(asyncio.sleep(0))  # the acknowledgements are committed on the loop
+    assert store.outbox_depth() == 0 and pub.held() == (0, 0, "")
+    assert len([r for r in caplog.records if "no subscriber" in r.getMessage()]) == 1
+    # The reply's new fields are additive: an older daemon's reply still decodes.
+    info = decode(OutboxInfo, {"depth": 3, "oldest_unsent_age_s": 1.5}, "outbox")
+    assert info == OutboxInfo(3, 1.5) and info.held_reason == ""
+    assert encode(OutboxInfo(3, 1.5, 2, 0, why))["held_reason"] == why
+    # alkomctl status says it on the outbox line.
+    import io
+
+    from rich.console import Console
+
+    from alkomd.daemon.control import BrokerLink, DatabaseInfo
+    from alkomd.daemon.ctl.status.view import status_view
+
+    st = Status("0", NODE, "", "polres", 1, "c.toml", "t", 1.0, True, BrokerLink("h", 1, True, "t", ""),
+                OutboxInfo(3, 1.5, 2, 0, why), DatabaseInfo("db", 0, 0, 1), {}, {}, None)
+    out = io.StringIO()
+    Console(file=out, width=300).print(status_view(st))
+    assert f"3 unsent, oldest 1s ({why})" in out.getvalue()

@@ -140,7 +140,7 @@ def test_s7_valid_checksum_bad_semantics_never_become_a_position_nor_a_candidate
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
     d = daemons(station.config)
-    wait_until(lambda: "gps0: starting -> connected" in d.log, what="port open")
+    wait_until(lambda: "gps0: starting -> waiting" in d.log, what="port open")
     rx = Receiver(pty, datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10), *HOME)
     rx.write(3, gap_s=0.2)
     wait_until(lambda: len(_positions(sub)) == 3, what="3 good positions")
@@ -224,7 +224,7 @@ def test_s6_baud_mismatch_is_reported_with_its_reason_and_the_device_recovers(
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
     d = daemons(station.config)
-    wait_until(lambda: "gps0: starting -> connected" in d.log, what="port open")
+    wait_until(lambda: "gps0: starting -> waiting" in d.log, what="port open")
     rx = Receiver(pty, datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10), *HOME)
     rx.write(5, gap_s=0.2)
     wait_until(lambda: len(_positions(sub)) == 5, what="clean positions")
@@ -285,7 +285,7 @@ def test_s3_path_taken_over_by_another_receiver_the_daemon_follows_the_configure
     try:
         d = daemons(station.config)
         assert d.proc is not None
-        wait_until(lambda: "gps0: starting -> connected" in d.log, what="port open")
+        wait_until(lambda: "gps0: starting -> waiting" in d.log, what="port open")
         rx_a = Receiver(a, datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10), *HOME)
         rx_a.write(3, gap_s=0.2)
         wait_until(lambda: len(_positions(sub)) == 3, what="A's positions")
@@ -297,7 +297,7 @@ def test_s3_path_taken_over_by_another_receiver_the_daemon_follows_the_configure
         wait_until(lambda: old_node not in _open_ttys(d.proc.pid), what="A's node closed")  # type: ignore[union-attr]
         c = PtyGps(tmp_path / "ttyOTHER")
         b = PtyGps(station.links[0])
-        wait_until(lambda: _device_states(sub)[-1][0] == "connected", 15, "reopened on the configured path")
+        wait_until(lambda: _device_states(sub)[-1][0] == "waiting", 15, "reopened on the configured path")
         rx_b = Receiver(b, rx_a.t, HOME[0] + 0.27, HOME[1], talker="GN")
         for i in range(6):
             c.write(epoch(EpochSpec(rx_a.t + timedelta(seconds=i + 1), HOME[0] + 1.44, HOME[1])))  # nobody reads C

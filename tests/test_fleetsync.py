@@ -639,7 +639,7 @@ def test_a_base_radio_end_to_end(
     sub = subscriber_factory(broker.port)
     pty = ptys(link)
     d = daemons(fleetsync_config(station, link))
-    wait_until(lambda: any(m.payload["state"] == "connected" for m in sub.on("/device/base/status")), what="base radio open")
+    wait_until(lambda: any(m.payload["state"] == "waiting" for m in sub.on("/device/base/status")), what="base radio open")
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     lines: list[bytes] = []
     for k in range(3):  # three rounds of reports, 15 s apart in radio time

@@ -165,7 +165,7 @@ def test_fixes_arrive_through_a_real_gpsd(tmp_path: Path, gpsds: Callable[..., G
             assert f.course == 10.0 and f.hdop == 0.9 and f.sats == 9
         c = run.driver.counters()
         assert c.fixes == len(fixes) and c.sentences > len(fixes) and c.parse_errors == 0 and c.bytes > 0
-        assert run.statuses()[0].state is DeviceState.CONNECTED
+        assert run.statuses()[0].state is DeviceState.WAITING
         assert run.statuses()[-1].state is DeviceState.CONNECTED and run.statuses()[-1].detail == ""
     finally:
         pty.unplug()

@@ -263,7 +263,7 @@ def test_check_next_to_a_running_daemon(
     mabes.subscribe(f"{KOTA}/#")
     pty = ptys(st.links[0])
     d = daemons(st.config)
-    wait_until(lambda: "mqtt: connected" in d.log and "gps0: starting -> connected" in d.log, what="daemon connected")
+    wait_until(lambda: "mqtt: connected" in d.log and "gps0: starting -> waiting" in d.log, what="daemon connected")
     code, report, err = mqtt_check(st.config)
     assert code in (0, 75), (report, err)  # 75: alkomd took its session back first (run again)
     if code == 75:

@@ -79,7 +79,7 @@ def test_sighup_adds_a_device_and_a_unit_and_restarts_only_a_changed_driver(
     assert firsts.index("RELOADING=1") < len(firsts) - 1 - firsts[::-1].index("READY=1")
 
     feed1 = Feeder(pty1, lat=0.60, lon=123.10)
-    wait_until(lambda: any(m.payload["state"] == "connected" for m in sub.on("/device/gps1/status")), what="gps1 open")
+    wait_until(lambda: any(m.payload["state"] == "waiting" for m in sub.on("/device/gps1/status")), what="gps1 open")
     feed1.write(3, gap_s=0.1)
     feed0.write(1)
     wait_until(lambda: len(sub.on("/unit/R2-01/position")) == 3, what="R2-01 positions after the reload")
@@ -124,7 +124,7 @@ def test_an_invalid_file_keeps_the_running_configuration_and_restart_only_keys_a
     assert not lines(d, "reload: devices") and not lines(d, "units added")
     st = status(station)
     assert st["last_reload"]["ok"] is False and "device[0].baud" in st["last_reload"]["summary"]
-    assert st["devices"] == {"connected": 1}
+    assert st["devices"] == {"waiting": 1}  # open, no fix fed yet
     feed.write(3, gap_s=0.1)
     wait_until(lambda: len(sub.on("/unit/R2-00/position")) == 3, what="still publishing after the refused reload")
 
@@ -154,7 +154,7 @@ def test_removing_a_device_stops_it_and_frees_its_port(
     pty0 = ptys(station.links[0])
     ptys(station.links[1])
     d = daemons(station.config)
-    wait_until(lambda: status(station)["devices"] == {"connected": 2}, what="both devices open")
+    wait_until(lambda: status(station)["devices"] == {"waiting": 2}, what="both devices open")
     assert _open_exclusive(station.links[1]) != 0, "the daemon holds gps1's port"
 
     one = Station(station.dir, station.port)
@@ -168,7 +168,7 @@ def test_removing_a_device_stops_it_and_frees_its_port(
     devices = control.request(station.dir / "control.sock", "devices")
     units = control.request(station.dir / "control.sock", "units")
     assert [x["id"] for x in devices] == ["gps0"] and [x["id"] for x in units] == ["R2-00"]
-    assert status(station)["devices"] == {"connected": 1}
+    assert status(station)["devices"] == {"waiting": 1}
 
     feed = Feeder(pty0)
     feed.write(2, gap_s=0.1)
@@ -178,13 +178,14 @@ def test_removing_a_device_stops_it_and_frees_its_port(
     # Back in the file, then kept there but disabled: its status says so (not "removed").
     station.write_config(devices=2)
     hup(d, notify)
-    wait_until(lambda: status(station)["devices"] == {"connected": 2}, what="gps1 open again")
+    wait_until(lambda: sum(n for s, n in status(station)["devices"].items() if s in ("waiting", "connected")) == 2,
+               what="gps1 open again")
     station.config.write_text(station.config.read_text().replace('id = "gps1"\n', 'id = "gps1"\nenabled = false\n', 1))
     hup(d, notify)
     assert lines(d, "reload: devices stopped gps1")[-1].endswith("reload: devices stopped gps1"), d.log  # units stay
     wait_until(lambda: sub.on("/device/gps1/status")[-1].payload["detail"] == "disabled in the configuration",
                what="gps1 disabled")
-    assert [x["state"] for x in control.request(station.dir / "control.sock", "devices")] == ["connected", "disabled"]
+    assert [x["state"] for x in control.request(station.dir / "control.sock", "devices")][1:] == ["disabled"]
 
 
 def _open_exclusive(link: Path) -> int:

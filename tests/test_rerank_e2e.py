@@ -59,7 +59,7 @@ def test_e7_a_unit_freed_after_the_call_arrived_is_offered(
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
     d = daemons(station.config)
-    wait_until(lambda: "gps0: starting -> connected" in d.log, what="port open")
+    wait_until(lambda: "gps0: starting -> waiting" in d.log, what="port open")
     Feeder(pty).write(3, gap_s=0.1)
     wait_until(lambda: _unit_status(sub, "R2-00") == "available", what="unit available")
     sub.client.publish(f"{NODE}/unit/R2-00/status/set", json.dumps({"status": "unavailable", "by": "piket-1"}), qos=1)
@@ -89,7 +89,7 @@ def test_e8_everybody_declines_the_dispatchers_are_realerted_and_a_unit_freed_la
     sub = subscriber_factory(broker.port)
     feeds = [Feeder(ptys(link)) for link in station.links]
     d = daemons(station.config)
-    wait_until(lambda: all(f"gps{i}: starting -> connected" in d.log for i in range(3)), what="ports open")
+    wait_until(lambda: all(f"gps{i}: starting -> waiting" in d.log for i in range(3)), what="ports open")
     for f in feeds[:2]:
         f.write(3, gap_s=0.05)
     wait_until(lambda: _unit_status(sub, "R2-00") == _unit_status(sub, "R2-01") == "available", what="two units available")

@@ -255,7 +255,7 @@ def test_wrong_password_alkomd_reports_once_and_never_logs_the_password(
     st = _station(tmp_path, central, "gorontalo/kota-gorontalo", password)
     pty = ptys(st.links[0])
     d = daemons(st.config)
-    wait_until(lambda: "gps0: starting -> connected" in d.log, what="port open")
+    wait_until(lambda: "gps0: starting -> waiting" in d.log, what="port open")
     Feeder(pty).write(3, gap_s=0.1)
     wait_until(lambda: st.query("SELECT count(*) FROM positions")[0][0] == 3, what="positions recorded")
     wait_until(lambda: central.log.count("disconnected, not authorised") >= 3, 20, "3 refused logins")
@@ -283,7 +283,7 @@ def test_acl_refusal_is_kept_reported_once_not_spun_and_delivered_after_the_acl_
         pty = ptys(st.links[0])
         started = time.monotonic()
         d = daemons(st.config)
-        wait_until(lambda: "mqtt: connected" in d.log and "gps0: starting -> connected" in d.log, what="connected, port open")
+        wait_until(lambda: "mqtt: connected" in d.log and "gps0: starting -> waiting" in d.log, what="connected, port open")
         Feeder(pty).write(3, gap_s=0.1)
         wait_until(lambda: any("broker refused a position message" in ln for ln in d.lines), 10, "the refusal logged")
         assert "0x87" in d.log
@@ -401,7 +401,7 @@ def test_three_tiers_of_alkomd_work_through_the_shipped_acl(
         running_daemons = [daemons(polres), daemons(polda), daemons(mabes)]
         for node in (KOTA, "polri110/gorontalo", "polri110"):
             wait_until(lambda n=node: any(json.loads(m.payload)["state"] == "online" for m in sub.on(f"{n}/state")), 10, f"{node} online")  # type: ignore[misc]
-        wait_until(lambda: "gps0: starting -> connected" in running_daemons[0].log, what="port open")
+        wait_until(lambda: "gps0: starting -> waiting" in running_daemons[0].log, what="port open")
         Feeder(pty).write(3, gap_s=0.1)
         wait_until(lambda: any(b'"available"' in m.payload for m in sub.on(f"{KOTA}/unit/R2-00/status")), 10, "unit available")
 

@@ -396,7 +396,7 @@ def test_simulator_driver_runs_the_real_serial_path_and_cleans_up() -> None:
         t.join(5)
     assert not t.is_alive()
     statuses = [r for r in out.records if isinstance(r, DeviceStatus)]
-    assert statuses and statuses[0].driver == "simulator" and statuses[0].state is DeviceState.CONNECTED
+    assert statuses and statuses[0].driver == "simulator" and statuses[0].state is DeviceState.WAITING
     assert drv.last_data() is not None
     c = drv.counters()
     assert c.fixes >= 15 and c.sentences > 0

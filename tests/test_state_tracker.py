@@ -80,31 +80,30 @@ def h() -> Harness:
     return Harness()
 
 
-def test_open_reports_connected_waiting_for_the_first_fix(h: Harness) -> None:
+def test_open_reports_waiting_for_the_first_fix(h: Harness) -> None:
     h.tracker.opened()
-    assert h.states() == [DeviceState.CONNECTED]
+    assert h.states() == [DeviceState.WAITING]
     status = h.emitted[0]
     assert isinstance(status, DeviceStatus)
     assert (status.device, status.driver) == ("car12-gps", "nmea")
     assert "waiting for the first fix" in status.detail
-    assert h.tracker.state is DeviceState.CONNECTED
+    assert h.tracker.state is DeviceState.WAITING
 
 
 def test_connected_after_fixes(h: Harness) -> None:
     h.tracker.opened()
     h.run(60)
-    assert h.states() == [DeviceState.CONNECTED]
+    assert h.states() == [DeviceState.WAITING, DeviceState.CONNECTED]
     assert h.tracker.state is DeviceState.CONNECTED
-    assert all(r.state is DeviceState.CONNECTED for r in h.statuses())
-    assert len(h.statuses()) <= 2  # at most, the detail "waiting for the first fix" is cleared
+    assert len(h.statuses()) == 2  # waiting, then connected: never the same state twice in a row
 
 
 def test_no_fix_after_no_fix_after_s_while_sentences_flow(h: Harness) -> None:
     h.tracker.opened()
     h.run(int(NO_FIX_S) - 1, fixes=False)
-    assert h.states() == [DeviceState.CONNECTED]
+    assert h.states() == [DeviceState.WAITING]
     h.run(2, fixes=False)
-    assert h.states() == [DeviceState.CONNECTED, DeviceState.NO_FIX]
+    assert h.states() == [DeviceState.WAITING, DeviceState.NO_FIX]
     last = h.emitted[-1]
     assert isinstance(last, DeviceStatus) and "30 s" in last.detail
 
@@ -113,18 +112,18 @@ def test_no_fix_after_fixes_stop(h: Harness) -> None:
     h.tracker.opened()
     h.run(5)
     h.run(int(NO_FIX_S) + 1, fixes=False)
-    assert h.states() == [DeviceState.CONNECTED, DeviceState.NO_FIX]
+    assert h.states() == [DeviceState.WAITING, DeviceState.CONNECTED, DeviceState.NO_FIX]
     h.run(1)
-    assert h.states() == [DeviceState.CONNECTED, DeviceState.NO_FIX, DeviceState.CONNECTED]
+    assert h.states() == [DeviceState.WAITING, DeviceState.CONNECTED, DeviceState.NO_FIX, DeviceState.CONNECTED]
 
 
 def test_silent_after_silent_after_s_without_sentences(h: Harness) -> None:
     h.tracker.opened()
     h.run(5)
     h.run(int(SILENT_S) - 1, sentences=False, fixes=False)
-    assert h.states() == [DeviceState.CONNECTED]
+    assert h.states() == [DeviceState.WAITING, DeviceState.CONNECTED]
     h.run(2, sentences=False, fixes=False)
-    assert h.states() == [DeviceState.CONNECTED, DeviceState.SILENT]
+    assert h.states() == [DeviceState.WAITING, DeviceState.CONNECTED, DeviceState.SILENT]
     assert "10 s" in h.emitted[-1].detail  # type: ignore[union-attr]
     h.run(1)
     assert h.states()[-1] is DeviceState.CONNECTED
@@ -133,7 +132,7 @@ def test_silent_after_silent_after_s_without_sentences(h: Harness) -> None:
 def test_silent_when_nothing_is_ever_heard_after_open(h: Harness) -> None:
     h.tracker.opened()
     h.run(int(SILENT_S) + 1, sentences=False, fixes=False)
-    assert h.states() == [DeviceState.CONNECTED, DeviceState.SILENT]
+    assert h.states() == [DeviceState.WAITING, DeviceState.SILENT]
 
 
 def test_garbage_bytes_do_not_keep_a_device_from_being_silent(h: Harness) -> None:
@@ -142,7 +141,7 @@ def test_garbage_bytes_do_not_keep_a_device_from_being_silent(h: Harness) -> Non
         h.counters = replace(h.counters, garbage_bytes=h.counters.garbage_bytes + 500, bytes=h.counters.bytes + 500)
         h.advance(1.0)
         h.tracker.evaluate()
-    assert h.states() == [DeviceState.CONNECTED, DeviceState.SILENT]
+    assert h.states() == [DeviceState.WAITING, DeviceState.SILENT]
 
 
 def test_degraded_when_corrupt_outnumbers_valid(h: Harness) -> None:
@@ -151,7 +150,7 @@ def test_degraded_when_corrupt_outnumbers_valid(h: Harness) -> None:
     h.sentences(good=2, bad=9)  # 9 corrupt vs 8 valid
     h.advance(0.5)
     h.tracker.evaluate()
-    assert h.states() == [DeviceState.CONNECTED, DeviceState.DEGRADED]
+    assert h.states() == [DeviceState.WAITING, DeviceState.CONNECTED, DeviceState.DEGRADED]
     assert "baud rate" in h.emitted[-1].detail  # type: ignore[union-attr]
 
 
@@ -160,7 +159,7 @@ def test_not_degraded_below_five_corrupt_sentences(h: Harness) -> None:
     h.sentences(good=0, bad=4)
     h.advance(0.5)
     h.tracker.evaluate()
-    assert h.states() == [DeviceState.CONNECTED]
+    assert h.states() == [DeviceState.WAITING]
 
 
 def test_not_degraded_when_valid_outnumber_corrupt(h: Harness) -> None:
@@ -169,7 +168,7 @@ def test_not_degraded_when_valid_outnumber_corrupt(h: Harness) -> None:
     h.sentences(good=8, bad=7)
     h.advance(0.5)
     h.tracker.evaluate()
-    assert h.states() == [DeviceState.CONNECTED]
+    assert h.states() == [DeviceState.WAITING, DeviceState.CONNECTED]
 
 
 def test_degraded_clears_once_the_corruption_leaves_the_window(h: Harness) -> None:
@@ -179,7 +178,7 @@ def test_degraded_clears_once_the_corruption_leaves_the_window(h: Harness) -> No
     h.tracker.evaluate()
     assert h.states()[-1] is DeviceState.DEGRADED
     h.run(int(ERROR_WINDOW_S) + 2)
-    assert h.states() == [DeviceState.CONNECTED, DeviceState.DEGRADED, DeviceState.CONNECTED]
+    assert h.states() == [DeviceState.WAITING, DeviceState.CONNECTED, DeviceState.DEGRADED, DeviceState.CONNECTED]
 
 
 def test_silent_clears_when_sentences_resume_before_the_first_fix(h: Harness) -> None:
@@ -200,7 +199,7 @@ def test_degraded_clears_before_the_first_fix(h: Harness) -> None:
     h.sentences(good=0, bad=8)
     h.advance(0.5)
     h.tracker.evaluate()
-    assert h.states() == [DeviceState.CONNECTED, DeviceState.DEGRADED]
+    assert h.states() == [DeviceState.WAITING, DeviceState.DEGRADED]
     h.run(int(ERROR_WINDOW_S) + 2, fixes=False)  # clean sentences, receiver still acquiring
     assert h.tracker.state is not DeviceState.DEGRADED
 
@@ -209,13 +208,13 @@ def test_disconnected_on_closed_and_connected_again_on_reopen(h: Harness) -> Non
     h.tracker.opened()
     h.run(3)
     h.tracker.closed("port not found: unplugged, or wrong path?")
-    assert h.states() == [DeviceState.CONNECTED, DeviceState.DISCONNECTED]
+    assert h.states() == [DeviceState.WAITING, DeviceState.CONNECTED, DeviceState.DISCONNECTED]
     assert h.emitted[-1].detail.startswith("port not found")  # type: ignore[union-attr]
     h.advance(100)
     h.tracker.evaluate()  # a closed port is not evaluated: stays disconnected
     assert h.states()[-1] is DeviceState.DISCONNECTED
     h.tracker.opened()
-    assert h.states() == [DeviceState.CONNECTED, DeviceState.DISCONNECTED, DeviceState.CONNECTED]
+    assert h.states() == [DeviceState.WAITING, DeviceState.CONNECTED, DeviceState.DISCONNECTED, DeviceState.WAITING]
 
 
 def test_repeated_failures_to_open_emit_disconnected_once(h: Harness) -> None:
@@ -240,7 +239,7 @@ def test_status_is_emitted_only_on_change(h: Harness) -> None:
         h.advance(0.5)
         h.tracker.evaluate()
     assert len(h.emitted) == n
-    assert h.states() == [DeviceState.CONNECTED, DeviceState.SILENT]
+    assert h.states() == [DeviceState.WAITING, DeviceState.CONNECTED, DeviceState.SILENT]
     pairs = [(r.state, r.detail) for r in h.statuses()]
     assert all(a != b for a, b in itertools.pairwise(pairs)), pairs
 
@@ -362,7 +361,7 @@ def test_link_logs_a_repeated_failure_once_reports_each_and_logs_the_recovery(ca
     assert [(s.state, s.detail) for s in h.statuses()] == [
         (DeviceState.DISCONNECTED, "port not found"),
         (DeviceState.DISCONNECTED, "permission denied"),
-        (DeviceState.CONNECTED, "port open, waiting for the first fix"),
+        (DeviceState.WAITING, "port open, waiting for the first fix"),
     ]
 
 
@@ -447,13 +446,13 @@ def test_the_reconnect_loop_opens_reads_loses_and_opens_again(caplog: pytest.Log
     states = [(r.state, r.detail) for r in records if isinstance(r, DeviceStatus)]
     assert states == [
         (DeviceState.DISCONNECTED, "refused"),
-        (DeviceState.CONNECTED, "port open, waiting for the first fix"),
+        (DeviceState.WAITING, "port open, waiting for the first fix"),
         (DeviceState.DISCONNECTED, "conn1 lost"),
-        (DeviceState.CONNECTED, "port open, waiting for the first fix"),
+        (DeviceState.WAITING, "port open, waiting for the first fix"),
     ]
     assert d.counters().reconnects == 2 and d.last_data() is not None
-    connected = [r.counters.reconnects for r in records if isinstance(r, DeviceStatus) and r.state is DeviceState.CONNECTED]
-    assert connected == [1, 2], "the status that says connected again carries the reconnect"
+    connected = [r.counters.reconnects for r in records if isinstance(r, DeviceStatus) and r.state is DeviceState.WAITING]
+    assert connected == [1, 2], "the status that says open again carries the reconnect"
     # Two failed opens took the backoff two steps; conn1 carried data, so it started over: one step.
     assert d.link.backoff.attempt == 1
 

@@ -25,7 +25,7 @@ def test_positions_are_stored_and_published_retained_and_sigterm_is_clean(
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
     d = daemons(station.config)
-    wait_until(lambda: "connected" in _device_states(sub, "gps0"), what="device gps0 open")
+    wait_until(lambda: "waiting" in _device_states(sub, "gps0"), what="device gps0 open")
     feed = Feeder(pty)
     feed.write(5, gap_s=0.2)
 
@@ -76,7 +76,7 @@ def test_unplug_reports_disconnected_and_replug_resumes(
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
     daemons(station.config)
-    wait_until(lambda: "connected" in _device_states(sub, "gps0"), what="device open")
+    wait_until(lambda: "waiting" in _device_states(sub, "gps0"), what="device open")
     feed = Feeder(pty)
     feed.write(3, gap_s=0.1)
     wait_until(lambda: len(sub.on("/unit/R2-00/position")) == 3, what="positions before unplug")
@@ -86,7 +86,7 @@ def test_unplug_reports_disconnected_and_replug_resumes(
     time.sleep(1.5)  # stays unplugged across several reopen attempts
     assert _device_states(sub, "gps0")[-1] == "disconnected"
     pty.replug()
-    wait_until(lambda: _device_states(sub, "gps0")[-1] == "connected", what="reconnected")
+    wait_until(lambda: _device_states(sub, "gps0")[-1] == "waiting", what="reconnected")
     feed.write(3, gap_s=0.1)
     wait_until(lambda: len(sub.on("/unit/R2-00/position")) == 6, what="positions after replug")
     status = sub.on("/device/gps0/status")[-1].payload

@@ -59,7 +59,7 @@ def test_a_call_nobody_answers_reaches_mabes_which_alerts_the_polres_unit(
     for node in (POLRES, POLDA, MABES):
         wait_until(lambda n=node: any(m.topic == f"{n}/state" and m.payload["state"] == "online" for m in sub.on("/state")),  # type: ignore[misc]
                    what=f"{node} online")
-    wait_until(lambda: "gps0: starting -> connected" in d_polres.log, what="port open")
+    wait_until(lambda: "gps0: starting -> waiting" in d_polres.log, what="port open")
     Feeder(pty).write(3, gap_s=0.1)
     wait_until(lambda: any(m.payload.get("status") == "available" for m in sub.on(f"{POLRES}/unit/R2-00/status")), what="unit available")
 

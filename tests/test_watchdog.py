@@ -46,7 +46,7 @@ def test_y2_a_blocked_event_loop_stops_the_watchdog_pings_until_it_turns_again(
             pty = ptys(station.links[0])
             d = daemons(station.config)
         sub = subscriber_factory(broker.port)
-        wait_until(lambda: "gps0: starting -> connected" in d.log, what="port open")
+        wait_until(lambda: "gps0: starting -> waiting" in d.log, what="port open")
         t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
         sent: list[datetime] = []
         stop = threading.Event()

@@ -36,6 +36,7 @@ from alkomd.daemon.ctl import (
     check_config,
     decode,
     demo,
+    init_config,
     modbus,
     mqtt_check,
     ports,
@@ -58,6 +59,7 @@ class Command(Protocol):
 COMMANDS: tuple[Command, ...] = (
     decode,
     check_config,
+    init_config,
     status,  # status, units, devices
     backup,
     audit,  # audit verify, call show
@@ -80,6 +82,7 @@ EPILOG = """\
 examples:
   alkomctl decode capture.nmea            one line per fix in a recorded capture
   alkomctl decode --json - < capture.nmea one JSON object per fix, for scripts
+  alkomctl init-config /etc/alkomd        the example configuration and its polygons, to edit
   alkomctl check-config /etc/alkomd/alkomd.toml
   alkomctl status                         the running daemon: broker link, outbox, devices, units
   alkomctl backup /root/alkomd-backup.db  online copy of the database, verified

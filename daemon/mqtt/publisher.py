@@ -11,7 +11,8 @@ Rules (all on the event loop thread):
 - 0x10 "no matching subscribers" within `NO_SUBSCRIBER_GRACE_S` of a connect is not delivery
   either: a broker that just restarted has lost its subscribers' sessions, and what it accepts
   before they subscribe again goes nowhere. Such rows are retried every `NO_SUBSCRIBER_RETRY_S`
-  until the grace window ends; after it, 0x10 counts as delivered (nobody is listening);
+  until the grace window ends; after it, 0x10 counts as delivered (nobody is listening). The first
+  such hold after a connect is logged once, and `held()` says why rows wait (`alkomctl status`);
 - a row the broker acknowledged but the database cannot mark sent (disk full) stays out of the
   window and is marked when the database takes writes again: it is not sent over and over;
 - a message larger than the broker's Maximum Packet Size (MQTT 5 CONNACK) is never handed to
@@ -39,6 +40,8 @@ NO_SUBSCRIBER = 0x10
 NO_SUBSCRIBER_GRACE_S = 60.0
 NO_SUBSCRIBER_RETRY_S = 2.0
 MARK_RETRY_S = 1.0
+HELD_NO_SUBSCRIBER = "no_subscriber"
+HELD_REFUSED = "refused"
 Send = Callable[[str, str, int, bool], int]  # (topic, payload, qos, retain) -> mid
 
 
@@ -63,6 +66,8 @@ class Publisher:
         self._commit_scheduled = False
         self._marks_failing = False
         self._refusals_logged: set[tuple[str, int]] = set()
+        self._held: dict[int, str] = {}  # row id -> why it waits though the link is up: HELD_* below
+        self._no_subscriber_logged = False  # this connect's hold for 0x10 is logged
 
     # -- link events ---------------------------------------------------------------------------
 
@@ -72,6 +77,8 @@ class Publisher:
         for row_id in self._too_large_ids:  # this broker may take them: checking costs nothing
             self._blocked.pop(row_id, None)
         self._too_large_ids.clear()
+        self._held = {i: why for i, why in self._held.items() if why == HELD_REFUSED}
+        self._no_subscriber_logged = False
         self._connected_at = time.monotonic()
         self._priority = deque(self.store.newest_unsent_positions())
         self.pump()
@@ -88,14 +95,25 @@ class Publisher:
         if ack.reason == NO_SUBSCRIBER and now - self._connected_at < NO_SUBSCRIBER_GRACE_S:
             self.no_subscriber_retries += 1
             self._blocked[row_id] = now + NO_SUBSCRIBER_RETRY_S
+            self._held[row_id] = HELD_NO_SUBSCRIBER
             self._loop.call_later(NO_SUBSCRIBER_RETRY_S, self.pump)
+            if not self._no_subscriber_logged:
+                self._no_subscriber_logged = True
+                log.info(
+                    "broker: no subscriber for a %s message (0x10) %.0f s after connecting: such messages are held in the "
+                    "outbox and sent again every %.0f s until %.0f s after the connect (a restarted broker's consumers may "
+                    "not have subscribed again yet), then taken as delivered",
+                    self.store.outbox_kind(row_id), now - self._connected_at, NO_SUBSCRIBER_RETRY_S, NO_SUBSCRIBER_GRACE_S,
+                )
         elif ack.reason < 0x80:
+            self._held.pop(row_id, None)
             self._acked.append(row_id)
             if not self._commit_scheduled:
                 self._commit_scheduled = True
                 self._loop.call_soon(self._commit_acks)
         else:
             self.refused += 1
+            self._held[row_id] = HELD_REFUSED
             self._blocked[row_id] = now + REFUSED_RETRY_S
             self._loop.call_later(REFUSED_RETRY_S, self.pump)
             kind = self.store.outbox_kind(row_id)
@@ -107,6 +125,21 @@ class Publisher:
                     kind, ack.reason, ack.reason_text, REFUSED_RETRY_S,
                 )
         self.pump()
+
+    def held(self) -> tuple[int, int, str]:
+        """(rows held for 0x10, rows refused or too large, why in plain words): what waits though the link is up."""
+        no_sub = sum(1 for why in self._held.values() if why == HELD_NO_SUBSCRIBER)
+        refused = sum(1 for why in self._held.values() if why == HELD_REFUSED) + len(self._too_large_ids)
+        parts = []
+        if no_sub and self.connected:
+            left = max(0.0, NO_SUBSCRIBER_GRACE_S - (time.monotonic() - self._connected_at))
+            parts.append(
+                f"{no_sub} held: the broker has no subscriber for them (0x10) since it was connected, sent again every "
+                f"{NO_SUBSCRIBER_RETRY_S:g} s for {left:.0f} s more, then taken as delivered"
+            )
+        if refused:
+            parts.append(f"{refused} refused by the broker (ACL, quota or size; see the log), tried again every {REFUSED_RETRY_S:g} s")
+        return no_sub, refused, "; ".join(parts)
 
     def inflight_ids(self) -> set[int]:
         """Outbox rows handed to paho and not acknowledged yet (the disk budget leaves them alone)."""
@@ -135,6 +168,7 @@ class Publisher:
         self.sent += len(ids)
         for i in ids:
             self._blocked.pop(i, None)
+            self._held.pop(i, None)
 
     # -- draining ------------------------------------------------------------------------------
 

@@ -5,6 +5,12 @@ fix times, latest positions, radio codes, tracks, heard radios) is kept here, an
 applies it only after the one transaction that stores the batch has committed. Unit availability
 is the exception the station undoes itself on a failed commit (`Availability.snapshot/restore`).
 One handler per kind of record, as `dispatch._Tx` has one per event.
+
+A device's published status is the driver's (its link and data: `drivers/base.py` StateTracker),
+except that a `connected` device whose last `REFUSED_RUN` fixes or more were all refused by the
+plausibility gate, none accepted since, is published `degraded` with the detail `all fixes refused
+by the station: <reason>`: the station, not the driver, knows its fixes go nowhere. The driver's
+own status comes back with the next accepted fix.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from typing import Protocol
 from alkomd.daemon.mqtt import contract
 from alkomd.daemon.positions import plausibility
 from alkomd.daemon.positions.availability import Availability
-from alkomd.daemon.records import DeviceStatus, Fix, RadioHeard, RadioStatus, UnitPosition, UnitState, UnitStatus, utc_iso
+from alkomd.daemon.records import DeviceState, DeviceStatus, Fix, RadioHeard, RadioStatus, UnitPosition, UnitState, UnitStatus, utc_iso
 from alkomd.daemon.store.audit import AuditEntry
 from alkomd.daemon.store.database import Message
 
 UNKNOWN_RADIO_REPUBLISH_S = 60.0  # an unknown radio's report is published at most this often
+REFUSED_RUN = 5  # this many refused fixes in a row, none accepted, and a connected device shows `degraded`
+REFUSED_DETAIL = "all fixes refused by the station: "
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,9 @@ class Committed(Protocol):
     max_speed: dict[str, float]
     emergency_codes: frozenset[int]
     code_status: dict[int, UnitStatus]
+    device_status: dict[str, DeviceStatus]  # as last published
+    driver_status: dict[str, DeviceStatus]  # as the driver last reported it
+    refused_runs: dict[str, tuple[int, str]]  # device -> (fixes refused in a row since its last accepted one, why)
 
     def unit_of_radio(self, device: str, radio: str | None) -> str | None: ...
 
@@ -88,7 +99,10 @@ class Batch:
         self.changes: dict[str, UnitState] = {}
         self.last_time = dict(station.last_fix_time)
         self.latest: dict[str, UnitPosition] = {}
-        self.statuses: list[DeviceStatus] = []
+        self.statuses: list[DeviceStatus] = []  # device statuses to publish, in order
+        self.shown = dict(station.device_status)
+        self.driver_status = dict(station.driver_status)
+        self.runs = dict(station.refused_runs)
         self.codes = dict(station.radio_codes)
         self.heard = dict(station.unknown_radios)  # committed, then what was reported in this batch
         self.unknown: dict[tuple[str, str], HeardRadio] = {}  # what unknown radios said in this batch
@@ -109,8 +123,7 @@ class Batch:
         if isinstance(r, Fix):
             self.fix(r)
         elif isinstance(r, DeviceStatus):
-            self.statuses.append(r)
-            self.messages.append(contract.device_status_message(self.st.node, r))
+            self.device_status(r)
         elif isinstance(r, RadioStatus):
             self.radio_status(r)
         elif isinstance(r, RadioHeard):
@@ -152,6 +165,7 @@ class Batch:
         wrong = plausibility.time_wrong(r)
         if wrong is not None:  # before the never-move-back rule: only a plausible time may become the newest
             self.judged.append((unit, r.device, plausibility.Judgement(wrong, None)))
+            self._refused(r.device, wrong.value)
             return
         t = utc_iso(r.time)
         last = self.last_time.get(unit)
@@ -166,11 +180,60 @@ class Batch:
         if j.outcome is not plausibility.Outcome.ACCEPTED:
             self.judged.append((unit, r.device, j))
             if j.outcome is plausibility.Outcome.JUMP:
+                self._refused(r.device, j.outcome.value)
                 return
+        if self.runs.get(r.device, (0, ""))[0]:
+            self.runs[r.device] = (0, "")
+            self._show_again(r.device)
         self.last_time[unit] = t
         self.latest[unit] = up
         self.positions.append((up, contract.position_message(self.st.node, up, self.st.label(unit))))
         self._changed(self.st.availability.fix(unit, self.now))
+
+    # -- a device's status: the driver's, or `degraded` while the station refuses all its fixes -------
+
+    def device_status(self, r: DeviceStatus) -> None:
+        """The driver reports a state: publish it, as the station sees it."""
+        self.driver_status[r.device] = r
+        shown = self.shown.get(r.device)
+        seen = self._seen(r)
+        if seen is not r and shown is not None and (shown.state, shown.detail, shown.modem) == (seen.state, seen.detail, seen.modem):
+            return  # still refused: nothing new to say
+        self._publish(seen)
+
+    def _refused(self, device: str, why: str) -> None:
+        n = self.runs.get(device, (0, ""))[0] + 1
+        self.runs[device] = (n, why)
+        if n >= REFUSED_RUN:
+            self._show_again(device)
+
+    def _seen(self, r: DeviceStatus) -> DeviceStatus:
+        """The driver's status `r` as published: `degraded` if it is connected and all its fixes are refused."""
+        n, why = self.runs.get(r.device, (0, ""))
+        if r.state is not DeviceState.CONNECTED or n < REFUSED_RUN:
+            return r
+        shown = self.shown.get(r.device)
+        detail = f"{REFUSED_DETAIL}{why}; counted per unit in alkomctl units"
+        since = shown.since if shown is not None and shown.detail.startswith(REFUSED_DETAIL) else self.now
+        return replace(r, state=DeviceState.DEGRADED, since=since, detail=detail)
+
+    def _show_again(self, device: str) -> None:
+        """A device's refusals started or ended: publish its status if what is shown changes."""
+        raw = self.driver_status.get(device)
+        shown = self.shown.get(device)
+        if raw is None:
+            return
+        seen = self._seen(raw)
+        if shown is not None and shown.state is seen.state and shown.detail.startswith(REFUSED_DETAIL) == seen.detail.startswith(
+            REFUSED_DETAIL
+        ):
+            return
+        self._publish(replace(seen, since=self.now))
+
+    def _publish(self, s: DeviceStatus) -> None:
+        self.shown[s.device] = s
+        self.statuses.append(s)
+        self.messages.append(contract.device_status_message(self.st.node, s))
 
     def radio_status(self, r: RadioStatus) -> None:
         """A radio's status code: an emergency, a unit status, or nothing new; an unknown radio's is reported."""

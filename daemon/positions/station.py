@@ -83,7 +83,9 @@ class Station:
         self._now = now
         self._set_units(cfg)
         self.latest: dict[str, UnitPosition] = {}
-        self.device_status: dict[str, DeviceStatus] = {}
+        self.device_status: dict[str, DeviceStatus] = {}  # as published (batch.py: the station may say `degraded`)
+        self.driver_status: dict[str, DeviceStatus] = {}  # as each driver reported it
+        self.refused_runs: dict[str, tuple[int, str]] = {}  # device -> (its fixes refused in a row, why)
         self.stale_fixes = 0
         self.unmapped_fixes = 0
         self.implausible_fixes = 0
@@ -200,6 +202,8 @@ class Station:
         self.stale_fixes += b.stale
         self.unmapped_fixes += b.unmapped
         self.tracks = b.tracks
+        self.driver_status = b.driver_status
+        self.refused_runs = b.runs
         self._log_plausibility(b.judged, b.latest)
         self._log_unmapped(b)
         self.emergencies += len(b.raised)
@@ -227,6 +231,8 @@ class Station:
         self.submit(status)
         self.flush()
         self.device_status.pop(status.device, None)
+        self.driver_status.pop(status.device, None)
+        self.refused_runs.pop(status.device, None)
 
     # -- the call desk's steps ----------------------------------------------------------------------
 
@@ -315,9 +321,13 @@ class Station:
             log.info("unit %s: plausible fixes again (%d rejected so far in all)", unit, self.implausible_fixes)
 
     def _log_status(self, s: DeviceStatus) -> None:
+        """One log line per state change; a status that keeps the state (a new detail, a modem's health) is debug only."""
         prev = self.device_status.get(s.device)
         self.device_status[s.device] = s
         bad = (DeviceState.DISCONNECTED, DeviceState.SILENT, DeviceState.DEGRADED)
+        if prev is not None and prev.state is s.state:
+            log.debug("%s: still %s%s", s.device, s.state.value, f" ({s.detail})" if s.detail else "")
+            return
         log.log(
             logging.WARNING if s.state in bad else logging.INFO,
             "%s: %s -> %s%s", s.device, prev.state.value if prev else "starting", s.state.value,

@@ -4,7 +4,8 @@ What runs: a private broker (`broker`: mosquitto if installed, else amqtt), the
 real daemon (`python -m alkomd.daemon.main`) as a child process with a generated config whose
 `[[device]]` tables use the `simulator` driver (real NMEA through real pseudo-terminals), and an
 MQTT subscriber here that shows what the daemon publishes. One simulated radio has scripted
-faults (unplugged, line noise, no fix) so the device states visibly change. A simulated Kenwood
+faults (unplugged, line noise, bad checksums, no fix; each long enough to cross its threshold) so the
+device states and the garbage bytes column visibly change. A simulated Kenwood
 base radio relays three officers' handheld radios (FleetSync `$PKLDS`) on one port, and one
 officer presses the emergency button after 40 s. A simulated MOTOTRBO control station (in this
 process, radios on loopback UDP) has three more officers' radios register with ARS and answer the

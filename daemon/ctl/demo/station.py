@@ -10,7 +10,17 @@ from pathlib import Path
 ROOT = "polri110"
 NODE_PATH = "gorontalo/kota-gorontalo"
 NODE_NAME = "Polres Gorontalo Kota (demo)"
-FAULTY_DEVICE_FAULTS = ("20+10:unplug", "45+10:noise", "70+15:no_fix")
+# The faulty car's script (START+SECONDS:KIND from its start), each long enough to cross the state
+# thresholds of a device with the default settings (silent_after_s 10, no_fix_after_s 30): a test
+# holds them to it. What each one shows in the view is FAULT_SHOWS.
+NO_FIX_AFTER_S = 30.0
+FAULTY_DEVICE_FAULTS = ("20+15:unplug", "45+20:noise", "75+6:bad_checksum", "95+40:no_fix")
+FAULT_SHOWS = {
+    "unplug": "disconnected, then waiting and connected when plugged back",
+    "noise": "line noise between sentences: the garbage column climbs, the sentences still decode",
+    "bad_checksum": "every checksum wrong: degraded until the corrupt sentences leave its 10 s window",
+    "no_fix": f"sentences without a fix: no_fix once {NO_FIX_AFTER_S:g} s pass without one",
+}
 BASE_RADIO = "base-radio"
 BASE_RADIO_FAULTS = ("40+10:emergency",)
 HANDHELDS = (("HT-01", "Rajawali 01", "100-1001"), ("HT-02", "Rajawali 02", "100-1002"), ("HT-03", "Rajawali 03", "100-1003"))

@@ -19,10 +19,11 @@ from rich.table import Table
 from rich.text import Text
 
 from alkomd.daemon.ctl.demo.broker import Broker
-from alkomd.daemon.ctl.demo.station import NODE_NAME, UnitPlan
+from alkomd.daemon.ctl.demo.station import FAULT_SHOWS, NODE_NAME, UnitPlan
 from alkomd.daemon.records import Counters
 
 STATE_STYLE = {
+    "waiting": "cyan",
     "connected": "green",
     "no_fix": "yellow",
     "silent": "yellow",
@@ -192,7 +193,11 @@ class LiveState:
             if old is None:
                 self.devices[device] = DeviceView(device, str(h.get("driver", "")), str(h.get("state", "?")), None, "", _counters(h))
             else:
-                self.devices[device] = dataclasses.replace(old, counters=_counters(h))
+                new = _counters(h)
+                if new.garbage_bytes > old.counters.garbage_bytes:  # no status for it: the plain view says it here
+                    more = new.garbage_bytes - old.counters.garbage_bytes
+                    self._events.append(f"device {device} garbage bytes {new.garbage_bytes} (+{more})")
+                self.devices[device] = dataclasses.replace(old, counters=new)
 
     def snapshot(self) -> tuple[list[PositionView], list[DeviceView], NodeView | None, tuple[int, int, int, int, int]]:
         with self._lock:
@@ -214,6 +219,16 @@ def _clock(t: datetime | None) -> str:
 
 def _age(t: datetime | None, now: datetime) -> str:
     return "-" if t is None else f"{max(0.0, (now - t).total_seconds()):.1f}"
+
+
+def fault_lines(faults: Sequence[str]) -> list[str]:
+    """One line per scripted fault: when, how long, and what it shows in the view."""
+    out = []
+    for f in faults:
+        when, kind = f.split(":", 1)
+        start, length = when.split("+", 1)
+        out.append(f"at {start} s for {length} s: {kind}: {FAULT_SHOWS.get(kind, '')}")
+    return out
 
 
 def render(state: LiveState, plans: Sequence[UnitPlan], broker: Broker, workdir: Path, elapsed_s: float) -> Group:
@@ -251,13 +266,15 @@ def render(state: LiveState, plans: Sequence[UnitPlan], broker: Broker, workdir:
             units.add_row(plan.unit, plan.callsign, "-", "-", "-", "-", "-", "-", "-", "waiting", style="dim")
 
     devs = Table(title="Devices (retained <node>/device/<device>/status)", expand=True)
-    for col in ("device", "driver", "state", "since", "sentences", "checksum err", "fixes", "rejected", "reconnects", "detail"):
-        devs.add_column(col, justify="right" if col in ("sentences", "checksum err", "fixes", "rejected", "reconnects") else "left")
+    numbers = ("sentences", "checksum err", "garbage bytes", "fixes", "rejected", "reconnects")
+    for col in ("device", "driver", "state", "since", *numbers, "detail"):
+        devs.add_column(col, justify="right" if col in numbers else "left")
     for d in devices:
         c = d.counters
         devs.add_row(
             d.device, d.driver, Text(d.state, style=STATE_STYLE.get(d.state, "")), _clock(d.since),
-            str(c.sentences), str(c.checksum_errors), str(c.fixes), str(c.rejected_fixes), str(c.reconnects), d.detail,
+            str(c.sentences), str(c.checksum_errors), str(c.garbage_bytes), str(c.fixes), str(c.rejected_fixes), str(c.reconnects),
+            d.detail,
         )
     faulty = [p for p in plans if p.faults]
     footer = Text(
@@ -265,11 +282,9 @@ def render(state: LiveState, plans: Sequence[UnitPlan], broker: Broker, workdir:
         style="dim",
     )
     if faulty:
-        footer.append(
-            f"\n{faulty[0].device} ({faulty[0].unit}) has scripted faults: {', '.join(faulty[0].faults)} "
-            "(START+SECONDS:KIND after it starts)",
-            style="dim",
-        )
+        footer.append(f"\n{faulty[0].device} ({faulty[0].unit}) has scripted faults, counted from its start:", style="dim")
+        for line in fault_lines(faulty[0].faults):
+            footer.append(f"\n  {line}", style="dim")
     return Group(header, units, devs, footer)
 
 

@@ -36,7 +36,7 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 STATE_STYLE = {
-    "connected": "green", "available": "green", "no_fix": "yellow", "silent": "yellow", "degraded": "yellow",
+    "waiting": "cyan", "connected": "green", "available": "green", "no_fix": "yellow", "silent": "yellow", "degraded": "yellow",
     "starting": "yellow", "disconnected": "red", "offline": "red", "assigned": "cyan", "enroute": "cyan",
     "onscene": "cyan", "unavailable": "dim", "disabled": "dim", "stopped": "dim",
 }
@@ -64,7 +64,10 @@ def status_view(s: Status) -> Table:
     t.add_row("broker", link)
     o = s.outbox
     oldest = f", oldest {ago(o.oldest_unsent_age_s)}" if o.oldest_unsent_age_s is not None else ""
-    t.add_row("outbox", f"{o.depth} unsent{oldest}")
+    outbox = Text(f"{o.depth} unsent{oldest}")
+    if o.held_reason:
+        outbox.append(f" ({o.held_reason})", style="yellow")
+    t.add_row("outbox", outbox)
     d = s.database
     t.add_row("database", f"{d.path}, {_size(d.size_bytes)} (+ WAL {_size(d.wal_bytes)}), schema v{d.schema_version}")
     t.add_row("devices", _counts(s.devices))
@@ -99,8 +102,9 @@ def units_view(rows: list[UnitRow]) -> Table:
 def devices_view(rows: list[DeviceRow]) -> Table:
 
     t = Table(title=f"{len(rows)} devices", title_justify="left")
-    for col in ("device", "driver", "state", "since", "sentences", "fixes", "errors", "reconnects", "last data", "detail"):
-        t.add_column(col, justify="right" if col in ("sentences", "fixes", "errors", "reconnects", "last data") else "left")
+    numbers = ("sentences", "fixes", "refused", "errors", "reconnects", "last data")
+    for col in ("device", "driver", "state", "since", *numbers, "detail"):
+        t.add_column(col, justify="right" if col in numbers else "left")
     for d in rows:
         c = d.counters
         detail = d.detail
@@ -112,7 +116,7 @@ def devices_view(rows: list[DeviceRow]) -> Table:
             detail = f"{detail}; {modem}" if detail else modem
         t.add_row(
             d.id, d.driver, _styled(d.state), d.since or "-",
-            str(c.sentences) if c else "-", str(c.fixes) if c else "-",
+            str(c.sentences) if c else "-", str(c.fixes) if c else "-", str(d.refused_fixes) if d.refused_fixes else "",
             str(c.checksum_errors + c.parse_errors) if c else "-", str(c.reconnects) if c else "-",
             ago(d.last_data_age_s), detail or "",
         )
