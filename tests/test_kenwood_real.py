@@ -91,8 +91,9 @@ def test_the_radio_key_takes_numeric_ids(tmp_path: Path, radio: str) -> None:
     assert cfg.units[0].radio == radio
 
 
-@pytest.mark.parametrize("radio", ["0043/32199", "+", "#", "00+1", "a b"])
+@pytest.mark.parametrize("radio", ["0043/32199/1", "/0043", "+", "#", "00+1", "a b"])
 def test_the_radio_key_refuses_wildcards_and_slashes(tmp_path: Path, radio: str) -> None:
+    """Wildcards and spaces never; one slash only as a phone's user/device (two names around it)."""
     with pytest.raises(ConfigError, match="radio"):
         parse(config_dict([{"id": "DPMR-1", "radio": radio}]), tmp_path / "alkomd.toml")
 

@@ -61,7 +61,7 @@ def test_mqtt_phones_become_fixes_of_user_device(broker: Broker) -> None:
     assert isinstance(run.driver, OwnTracksMqtt)
     phones = MqttPhones("127.0.0.1", broker.port)
     try:
-        wait_until(lambda: DeviceState.CONNECTED in run.states(), what="subscribed")
+        wait_until(lambda: bool({DeviceState.WAITING, DeviceState.CONNECTED} & set(run.states())), what="subscribed")
         wait_until(lambda: run.driver.counters().sentences >= 1 or _probe(phones, run), what="the subscription to take effect")
         phones.publish("bripka-andi/pixel7", location(0.5435, 123.0568, acc=15, vel=30, cog=90))
         wait_until(lambda: bool(run.fixes("bripka-andi/pixel7")), what="the phone's fix")
@@ -112,7 +112,7 @@ def http_run(tmp_path: Path) -> Any:
     users.write_text("# officers' phones\nbripka-andi:s3cret-andi\nbriptu-sari:s3cret-sari\n")
     port = free_port()
     run = Run(transport="http", bind="127.0.0.1", listen_port=port, users_file=users, reconnect_max_s=0.5)
-    wait_until(lambda: DeviceState.CONNECTED in run.states(), what="listening")
+    wait_until(lambda: bool({DeviceState.WAITING, DeviceState.CONNECTED} & set(run.states())), what="listening")
     yield run, f"http://127.0.0.1:{port}/pub", port
     run.close()
 
@@ -183,7 +183,7 @@ def test_http_shared_secret_and_config_rules(tmp_path: Path) -> None:
     port = free_port()
     run = Run(transport="http", bind="127.0.0.1", listen_port=port, secret_file=secret)
     try:
-        wait_until(lambda: DeviceState.CONNECTED in run.states(), what="listening")
+        wait_until(lambda: bool({DeviceState.WAITING, DeviceState.CONNECTED} & set(run.states())), what="listening")
         url = f"http://127.0.0.1:{port}/pub"
         assert post(url, "anyone/phone", location(0.5, 123.0), password="nope")[0] == 401
         assert post(url, "anyone/phone", location(0.5, 123.0), password="one-for-all")[0] == 200
@@ -247,8 +247,8 @@ def test_a_station_publishes_its_officers_phones(
     http_port = free_port()
     sub = subscriber_factory(broker.port)
     d = daemons(phones_config(station, http_port, secret))
-    wait_until(lambda: any(m.payload["state"] == "connected" for m in sub.on("/device/phones-http/status")), what="endpoint up")
-    wait_until(lambda: any(m.payload["state"] == "connected" for m in sub.on("/device/phones-mqtt/status")), what="subscribed")
+    wait_until(lambda: any(m.payload["state"] in ("waiting", "connected") for m in sub.on("/device/phones-http/status")), what="endpoint up")
+    wait_until(lambda: any(m.payload["state"] in ("waiting", "connected") for m in sub.on("/device/phones-mqtt/status")), what="subscribed")
     phones = MqttPhones("127.0.0.1", broker.port, client_id="sim-phones")
     try:
         url = f"http://127.0.0.1:{http_port}/pub"
@@ -281,7 +281,7 @@ def test_an_unmapped_phone_does_not_break_the_station(
     http_port = free_port()
     sub = subscriber_factory(broker.port)
     d = daemons(phones_config(station, http_port, secret))
-    wait_until(lambda: any(m.payload["state"] == "connected" for m in sub.on("/device/phones-http/status")), what="endpoint up")
+    wait_until(lambda: any(m.payload["state"] in ("waiting", "connected") for m in sub.on("/device/phones-http/status")), what="endpoint up")
     url = f"http://127.0.0.1:{http_port}/pub"
     assert post(url, "new-officer/phone", location(0.5436, 123.0573, acc=9), password="one-for-all")[0] == 200  # no [[unit]]
     assert post(url, "briptu-sari/a52", location(0.5436, 123.0573, acc=9), password="one-for-all")[0] == 200
@@ -350,7 +350,7 @@ def test_mqtt_over_tls_with_an_account(tmp_path: Path, pki: Pki, tls_broker: int
     phone.connect("localhost", tls_broker)
     phone.loop_start()
     try:
-        wait_until(lambda: DeviceState.CONNECTED in run.states(), what="connected over TLS")
+        wait_until(lambda: bool({DeviceState.WAITING, DeviceState.CONNECTED} & set(run.states())), what="connected over TLS")
 
         def seen() -> bool:
             if not run.fixes():
@@ -386,7 +386,7 @@ def test_the_endpoint_over_https(tmp_path: Path, pki: Pki) -> None:
     run = Run(transport="http", bind="127.0.0.1", listen_port=port, secret_file=secret, cert_file=pki.dir / "server.crt",
               key_file=pki.dir / "server.key")
     try:
-        wait_until(lambda: DeviceState.CONNECTED in run.states(), what="listening")
+        wait_until(lambda: bool({DeviceState.WAITING, DeviceState.CONNECTED} & set(run.states())), what="listening")
         ctx = ssl.create_default_context(cafile=str(pki.ca))
         url = f"https://localhost:{port}/pub"
         assert post(url, "anyone/phone", location(0.5, 123.0), password="nope", context=ctx)[0] == 401

@@ -75,7 +75,7 @@ def test_registers_at_open_and_after_every_reconnect_and_relays_each_issi(termin
         em, after = [r for r in run.records if isinstance(r, RadioStatus)]
         assert (em.radio, em.code, em.device) == ("2269001", 99, "pei")
         assert (after.radio, after.code) == ("2269001", 0)  # the next emergency is a new signal
-        assert run.states()[0] is DeviceState.CONNECTED
+        assert run.states()[0] is DeviceState.WAITING  # the port is open, no fix yet
         # The terminal is unplugged and plugged back: disconnected, reopened, registered again.
         terminal.unplug()
         wait_until(lambda: run.states()[-1] is DeviceState.DISCONNECTED, what="disconnected")
