@@ -110,7 +110,7 @@ class ConfigPorts:
     source: str
     ports: tuple[tuple[str, str], ...] = ()  # (path, device id)
     error: str = ""  # why the file did not validate (then its ports were read from the TOML as written)
-    disabled: frozenset[str] = frozenset()  # ids of [[device]] tables with enabled = false: not opened, not a problem  # why the file did not validate (then its ports were read from the TOML as written)
+    disabled: frozenset[str] = frozenset()  # ids of [[device]] tables with enabled = false: not opened, not a problem
 
     def by_path(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
