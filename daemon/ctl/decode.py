@@ -1,4 +1,4 @@
-"""`alkomctl decode`: decode an NMEA capture with the daemon's own decoder, one line per fix."""
+"""`alkomctl decode`: decode a capture with the daemon's own decoder, one line per fix with the verdict of its gates."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ def add_parser(sub: Subparsers) -> None:
         formatter_class=RAW,
         description=wrap(
             "Decode a capture (a file, or - for standard input) with the same code the daemon runs, and print one line "
-            "per valid fix. Lines starting with # are comments (capture headers). A summary of sentences, errors and "
-            "rejected epochs goes to standard error."
+            "per fix the receiver reported, starting with the verdict of the daemon's gates: ok, or the gate that "
+            "rejects it (void, no-fix, mode, range, hdop, future). The receiver's own date (RMC, ZDA) dates the fixes; "
+            "the '# Date:' header or --date only dates sentences without one (GGA-only radios). Lines starting with # "
+            "are comments (capture headers). A summary of sentences, errors and verdicts goes to standard error."
         ),
         epilog=epilog(
             "0 decoded (even if nothing in it was valid: the summary and a hint say so), 66 cannot read FILE",
-            "alkomctl decode r2-12.nmea                    one line per fix (alkomctl capture wrote it)",
+            "alkomctl decode r2-12.nmea                    one line per fix and its verdict (alkomctl capture wrote it)",
+            "alkomctl decode --ok r2-12.nmea               only the fixes the daemon would accept",
             "alkomctl decode --json - < capture.nmea       one JSON object per fix, for scripts",
             "alkomctl decode --date 2024-10-15 tests/captures/kenwood-gga-only.nmea",
         ),
@@ -29,9 +32,12 @@ def add_parser(sub: Subparsers) -> None:
     d.add_argument(
         "--json",
         action="store_true",
-        help='one JSON object per fix: {"time","lat","lon","mode","alt","speed_kmh","course","hdop","sats"}',
+        help='one JSON object per fix: {"time","lat","lon","mode","alt","speed_kmh","course","hdop","sats","verdict"}',
     )
-    d.add_argument("--max-hdop", type=float, default=20.0, help="reject fixes with a larger HDOP (default 20)")
+    d.add_argument("--ok", action="store_true", help="only the fixes the daemon would accept (verdict ok)")
+    d.add_argument(
+        "--max-hdop", type=float, default=20.0, help="the daemon's HDOP bound: a larger HDOP has the verdict hdop (default 20)"
+    )
     d.add_argument(
         "--date",
         type=date.fromisoformat,
@@ -44,4 +50,4 @@ def add_parser(sub: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from alkomd.daemon.ctl.decoding import decode_file
 
-    return decode_file(args.file, args.json, args.max_hdop, args.date)
+    return decode_file(args.file, args.json, args.max_hdop, args.date, args.ok)
