@@ -50,6 +50,7 @@ def test_alkomctl_error_lines_never_say_alkomd(tmp_path: Path) -> None:
         ["status", "--config", str(cfg)],
         ["audit", "verify", "--db", str(missing)],
         ["call", "show", "C-1", "--db", str(missing)],
+        ["calls", "--db", str(missing)],
     ):
         p = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", *args], capture_output=True, text=True, timeout=60)
         assert p.returncode != 0 and p.stderr.startswith("alkomctl"), (args, p.stderr)
