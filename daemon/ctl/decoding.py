@@ -9,7 +9,6 @@ A base radio's capture also gives relayed radios' fixes (with their `radio`) and
 
 from __future__ import annotations
 
-import io
 import sys
 from collections.abc import Iterator
 from datetime import date
@@ -77,11 +76,13 @@ def status_line(s: RadioStatus) -> str:
     return f"radio {s.radio} status {s.code}"
 
 
-def decode_stream(src: BinaryIO, decoder: JudgingDecoder) -> Iterator[Decoded]:
-    """Every fix of a whole capture (each with its verdict: `decoder.verdict`), read in bounded chunks split at line ends."""
+def decode_stream(src: BinaryIO, decoder: JudgingDecoder, first: bytes = b"") -> Iterator[Decoded]:
+    """Every fix of a whole capture (each with its verdict: `decoder.verdict`), read in bounded chunks split at line ends.
+
+    `first` is the capture's first chunk, already read (for its `# Date:` header)."""
     rest = b""
     while True:
-        chunk = src.read(CHUNK)
+        chunk, first = first or src.read(CHUNK), b""
         if not chunk:
             break
         data = rest + chunk
@@ -123,10 +124,10 @@ def decode_file(
         print(f"alkomctl decode: cannot read {path}: {exc.strerror}", file=err)
         return EX_NOINPUT
     with src:
-        head = src.peek(4096)[:4096] if isinstance(src, io.BufferedReader) else b""
-        decoder = JudgingDecoder(max_hdop, day or capture_day(head))
+        first = src.read(CHUNK)  # a whole chunk (or all there is): a pipe's first read may be short
+        decoder = JudgingDecoder(max_hdop, day or capture_day(first[:4096]))
         write = out.write
-        for r in decode_stream(src, decoder):
+        for r in decode_stream(src, decoder, first):
             if isinstance(r, Fix):
                 verdict = decoder.verdict(r)
                 if ok_only and verdict != OK:
