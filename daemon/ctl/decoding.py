@@ -18,7 +18,7 @@ from alkomd.daemon.ctl.capture.file import capture_day, strip_comments
 from alkomd.daemon.ctl.verdicts import OK, JudgingDecoder
 from alkomd.daemon.exit_codes import EX_NOINPUT, EX_OK
 from alkomd.daemon.records import Fix, RadioStatus, utc_iso
-from alkomd.drivers.nmea import Decoded, Reject
+from alkomd.drivers.nmea import Decoded
 
 CHUNK = 1 << 20
 
@@ -101,8 +101,7 @@ def summary(d: JudgingDecoder) -> str:
         f"{d.parse_errors} parse errors, {d.garbage_bytes} garbage bytes, {sum(d.verdicts.values())} fixes reported"
     )
     text += f" ({verdicts})" if verdicts else ""
-    nothing = d.rejected.get(Reject.NO_POSITION, 0) + d.rejected.get(Reject.NO_TIME, 0)
-    return text + f", {nothing} epochs without a position or a time"
+    return text + f", {d.without_fix} epochs without a position or a time"
 
 
 def decode_file(

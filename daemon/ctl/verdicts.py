@@ -49,6 +49,7 @@ class JudgingDecoder(Decoder):
         self.now = now or datetime.now(UTC)
         self.noon = datetime.combine(day, time(12), UTC) if day is not None else None
         self.verdicts: Counter[str] = Counter()
+        self.without_fix = 0  # epochs the receiver reported without a position or a time (no row)
         self._judged: dict[int, str] = {}
 
     def verdict(self, fix: Fix) -> str:
@@ -70,7 +71,8 @@ class JudgingDecoder(Decoder):
         why = self.last_reject
         verdict = VERDICTS.get(why) if why is not None else None
         if verdict is None or ep.lat is None or ep.lon is None or ep.tod is None:
-            return  # no position or no time: nothing the receiver reported as a fix
+            self.without_fix += 1  # no position or no time: nothing the receiver reported as a fix
+            return
         when = self._date_of(ep.date, ep.tod)
         if why is Reject.FUTURE and when - self.now <= timedelta(days=1):
             verdict = OK  # in the future of the header only: the receiver's date stands
