@@ -94,6 +94,26 @@ class ReloadInfo:
 
 
 @dataclass(frozen=True)
+class Emergency:
+    """An open call raised by a unit's radio emergency button (flag `emergency`)."""
+
+    call_id: str
+    unit: str  # the unit whose radio raised it (the call's caller)
+    state: str
+    age_s: float | None  # seconds since it was received
+
+
+@dataclass(frozen=True)
+class CallsInfo:
+    """The station's open calls: how many in each state, the emergencies among them, the age of the oldest."""
+
+    open: int
+    states: dict[str, int]  # state -> open calls in it
+    emergencies: list[Emergency]
+    oldest_age_s: float | None  # seconds since the oldest open call was received
+
+
+@dataclass(frozen=True)
 class Status:
     version: str
     node: str
@@ -111,6 +131,7 @@ class Status:
     units: dict[str, int]  # status -> number of configured units
     last_reload: ReloadInfo | None
     implausible_fixes: int = 0  # unit fixes the plausibility gate rejected since the start (a default: older daemons)
+    calls: CallsInfo | None = None  # open calls and emergencies (None: an older daemon that does not say)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -11,7 +12,18 @@ from typing import Protocol
 
 from alkomd.daemon import __version__
 from alkomd.daemon.config import Config
-from alkomd.daemon.control import BrokerLink, DatabaseInfo, DeviceRow, OutboxInfo, ReloadInfo, Reply, Status, UnitRow
+from alkomd.daemon.control import (
+    BrokerLink,
+    CallsInfo,
+    DatabaseInfo,
+    DeviceRow,
+    Emergency,
+    OutboxInfo,
+    ReloadInfo,
+    Reply,
+    Status,
+    UnitRow,
+)
 from alkomd.daemon.mqtt.link import MqttLink
 from alkomd.daemon.positions.station import Station
 from alkomd.daemon.records import utc_iso, utc_now
@@ -101,7 +113,27 @@ class Queries:
             units=units,
             last_reload=d.last_reload,
             implausible_fixes=d.station.implausible_fixes,
+            calls=self.calls(now),
         )
+
+    def calls(self, now: datetime) -> CallsInfo:
+        """The open calls as stored (the calls table keeps every open call's whole state): by state, and emergencies."""
+        states: dict[str, int] = {}
+        emergencies: list[Emergency] = []
+        oldest: float | None = None
+        for body in self.d.store.open_calls():
+            try:
+                doc = json.loads(body)
+                state, flags, req = str(doc["state"]), doc.get("flags") or [], doc["request"]
+                age = _age_s(str(req.get("received_at") or doc.get("created") or ""), now)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a body the daemon itself could not reload either: not this answer's business
+            states[state] = states.get(state, 0) + 1
+            if age is not None and (oldest is None or age > oldest):
+                oldest = age
+            if "emergency" in flags:
+                emergencies.append(Emergency(str(doc.get("call_id", "")), str(req.get("caller") or ""), state, age))
+        return CallsInfo(sum(states.values()), states, emergencies, oldest)
 
     def units(self) -> list[UnitRow]:
         d = self.d

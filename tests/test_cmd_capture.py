@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -32,25 +33,39 @@ def iso(t: datetime) -> str:
 
 
 def record(pty: PtyGps, out: Path, epochs: int, *extra: str) -> tuple[subprocess.CompletedProcess[str], list[datetime]]:
-    """Run `alkomctl capture` on `pty` while feeding it `epochs` epochs, 0.3 s apart; returns the fix times written."""
+    """Run `alkomctl capture` on `pty` while feeding it `epochs` epochs, one burst each; returns the fix times written.
+
+    Every step waits for a condition, never for a time (issue 13 item 10: the $GPTXT written as soon as the pty
+    accepted bytes was lost under load: pyserial flushes the port's input after the open() that makes the pty
+    writable). The capture says "recording" once the port is open and flushed; each burst is written after the one
+    before it is in the file, 0.3 s later at least (so each gets its own #t= mark); Ctrl-C ends the capture once the
+    last burst is in the file (its duration, 600 s, is only a bound).
+    """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "alkomd.daemon.ctl", "capture", str(pty.link), "4", str(out), *extra],
+        [sys.executable, "-m", "alkomd.daemon.ctl", "capture", str(pty.link), "600", str(out), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    first_err = ""
     try:
-        wait_until(lambda: pty.write(SYNC) > 0, 20, "capture to open the port")
-        time.sleep(0.3)  # pyserial flushes its input right after opening: what came before may be gone
+        assert proc.stderr is not None
+        first_err = proc.stderr.readline()  # "alkomctl capture: recording ...", or why it could not start
+        assert "recording" in first_err, first_err + proc.stderr.read()
+        assert pty.write(SYNC) == len(SYNC)
+        wait_until(lambda: out.read_bytes().count(b"$GPTXT") == 1, 60, "the capture to write $GPTXT")
         t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
         times = [t0 + timedelta(seconds=i) for i in range(epochs)]
         for i, t in enumerate(times):
-            assert pty.write(epoch(EpochSpec(t, 0.5412 + i * 1e-4, 123.0595, speed_kmh=36, course=45))) > 0
-            time.sleep(0.3)
+            time.sleep(0.3)  # a gap in the capture's timing marks, not a wait for the capture
+            burst = epoch(EpochSpec(t, 0.5412 + i * 1e-4, 123.0595, speed_kmh=36, course=45))
+            assert pty.write(burst) == len(burst)
+            wait_until(lambda n=i + 1: out.read_bytes().count(b"$GPRMC") == n, 60, f"burst {i + 1} in the capture")
+        proc.send_signal(signal.SIGINT)
         out_text, err_text = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out_text, err_text), times
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out_text, first_err + err_text), times
 
 
 def test_capture_writes_the_header_timing_and_bytes_that_decode_reads(tmp_path: Path) -> None:

@@ -268,3 +268,30 @@ def test_a_config_that_only_the_service_can_validate_still_labels_its_ports(tmp_
         assert any(f["about"] == "config" and "mqtt.password_file" in f["text"] for f in report["findings"])  # type: ignore[attr-defined]
         assert code == 0
     assert alkomctl("ports", "--config", str(tmp_path / "missing.toml")).returncode == 78
+
+
+def test_a_device_disabled_on_purpose_is_not_a_problem(tmp_path: Path) -> None:
+    """Issue 13 item 8: `enabled = false` on a [[device]] whose adapter is not plugged in made `ports` exit 1.
+    Pass: its missing port is a note naming enabled = false (exit 0 as far as the config goes); the same port on an
+    enabled device stays a warning (exit 1)."""
+    with PtyGps(tmp_path / "ttyRADIO") as pty:
+        cfg = tmp_path / "alkomd.toml"
+        body = '[node]\npath = "gorontalo/bone-bolango"\n' f'[[device]]\nid = "base-radio"\ndriver = "nmea"\nurl = "{pty.link}"\n'
+        spare = f'[[device]]\nid = "spare"\ndriver = "nmea"\nurl = "{tmp_path / "ttyUNPLUGGED"}"\n'
+        cfg.write_text(body + spare + "enabled = false\n")
+
+        def missing(report: dict[str, object]) -> dict[str, object]:
+            [port] = [p for p in report["ports"] if p["path"].endswith("ttyUNPLUGGED")]  # type: ignore[attr-defined]
+            return port  # type: ignore[no-any-return]
+
+        code, report = ports_json("--config", str(cfg))
+        [finding] = missing(report)["findings"]  # type: ignore[misc]
+        assert finding["level"] == "note" and "enabled = false" in finding["text"], finding
+        assert code == 0, report
+        cfg.write_text(body + spare)
+        code, report = ports_json("--config", str(cfg))
+        [finding] = missing(report)["findings"]  # type: ignore[misc]
+        assert finding["level"] == "warning" and "does not exist" in finding["text"] and code == 1
+        cfg.write_text(body.replace('path = "gorontalo', 'path = 7 #') + spare + "enabled = false\n")  # does not validate
+        code, report = ports_json("--config", str(cfg))
+        assert missing(report)["findings"][0]["level"] == "note" and code == 0  # type: ignore[index]

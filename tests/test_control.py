@@ -155,6 +155,7 @@ def test_no_daemon_is_exit_69_and_permission_denied_is_exit_77(
 ) -> None:
     code, _, err = run_ctl(capsys, "status", "--socket", str(tmp_path / "nothing.sock"))
     assert code == 69 and "is alkomd running? systemctl status alkomd" in err and "nothing.sock" in err
+    assert "--config FILE" in err and "--socket PATH" in err  # issue 13 item 8: a daemon with another config
     code, _, err = run_ctl(capsys, "units", "--config", str(tmp_path / "missing.toml"))
     assert code == 78 and "missing.toml" in err
 

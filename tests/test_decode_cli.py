@@ -31,9 +31,14 @@ def _same(got: dict[str, object], want: dict[str, object]) -> bool:
 
 @pytest.mark.parametrize("capture", CAPTURES, ids=[c.stem for c in CAPTURES])
 def test_decode_json_matches_the_expected_output(capture: Path) -> None:
+    """The fixes with the verdict ok (what the daemon accepts; --ok prints only those) are the expected ones."""
     r = alkomctl("decode", "--json", str(capture))
     assert r.returncode == 0, r.stderr
-    got = [json.loads(line) for line in r.stdout.splitlines()]
+    every = [json.loads(line) for line in r.stdout.splitlines()]
+    assert all(o.get("verdict", "ok") in {"ok", "void", "no-fix", "mode", "range", "hdop", "future"} for o in every)
+    got = [{k: v for k, v in o.items() if k != "verdict"} for o in every if o.get("verdict", "ok") == "ok"]
+    only = alkomctl("decode", "--json", "--ok", str(capture))
+    assert [json.loads(line) for line in only.stdout.splitlines()] == [o for o in every if o.get("verdict", "ok") == "ok"]
     want = [json.loads(line) for line in capture.with_suffix(".expected.jsonl").read_text().splitlines()]
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
@@ -43,12 +48,12 @@ def test_decode_json_matches_the_expected_output(capture: Path) -> None:
 
 def test_decode_reads_standard_input_and_prints_one_line_per_fix() -> None:
     capture = next(c for c in CAPTURES if "ublox" in c.name)
-    r = alkomctl("decode", "-", stdin=capture.read_bytes())
+    r = alkomctl("decode", "--ok", "-", stdin=capture.read_bytes())
     want = capture.with_suffix(".expected.jsonl").read_text().splitlines()
     lines = r.stdout.decode().splitlines()
     assert r.returncode == 0 and len(lines) == len(want)
     first = json.loads(want[0])
-    assert lines[0].startswith(first["time"]) and f"{first['lat']:.7f}" in lines[0] and "3D" in lines[0]
+    assert lines[0].startswith(f"ok      {first['time']}") and f"{first['lat']:.7f}" in lines[0] and "3D" in lines[0]
 
 
 def test_date_option_dates_a_capture_without_dates() -> None:

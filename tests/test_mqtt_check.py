@@ -78,7 +78,7 @@ def test_plain_broker_round_trip_and_nothing_left_behind(station: Station, broke
     assert code == 0, (report, err)
     assert [s["name"] for s in report["steps"]] == STEPS and all(s["ok"] for s in report["steps"])
     assert report["rtt_ms"] > 0 and report["probe_topic"].startswith(f"{KOTA}/probe/")
-    assert report["client_id"] == "alkomd-polri110-gorontalo-kota-gorontalo" and report["tls"] is False
+    assert report["client_id"] == "alkomctl-check-polri110-gorontalo-kota-gorontalo" and report["tls"] is False
     out = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", "mqtt-check", "--config", str(station.config)],
                          capture_output=True, text=True, timeout=60).stdout
     assert "OK: the probe came back, round trip" in out and "receive" in out
@@ -217,6 +217,31 @@ def test_configuration_errors(tmp_path: Path, central: CentralBroker) -> None:
 # -- next to a running daemon ---------------------------------------------------------------------
 
 
+def test_check_leaves_a_running_daemon_connected(
+    station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps]
+) -> None:
+    """Issue 13 item 3: the check used the daemon's client id and the broker dropped the running daemon.
+    Pass: exit 0 with its own client id (not the daemon's), no session handed over; the daemon logs no disconnect,
+    one "mqtt: connected" only, and its control socket's broker `since` is unchanged after two checks."""
+    from alkomd.daemon import control
+
+    station.write_config()
+    ptys(station.links[0])
+    d = daemons(station.config)
+    sock = station.dir / "control.sock"
+    wait_until(lambda: "mqtt: connected" in d.log, what="daemon connected")
+    before = control.query_status(sock).broker
+    assert before.connected
+    for _ in range(2):
+        code, report, err = mqtt_check(station.config)
+        assert code == 0, (report, err)
+        assert report["client_id"] == "alkomctl-check-polri110-gorontalo-kota-gorontalo"
+        assert "own session" in report["session"]
+    after = control.query_status(sock).broker
+    assert after.connected and after.since == before.since, (before, after)
+    assert "disconnected" not in d.log and d.log.count("mqtt: connected") == 1, d.log
+
+
 def test_messages_queued_for_the_daemon_survive_the_check(tmp_path: Path, central: CentralBroker) -> None:
     """The daemon's session (subscribed to <node>/call/new) is offline with 3 calls queued; the check borrows it.
     Pass: exit 0, the report says 3 messages were left for the daemon, and the daemon's identity reconnecting with
@@ -243,7 +268,7 @@ def test_messages_queued_for_the_daemon_survive_the_check(tmp_path: Path, centra
     polda.close()
     code, report, err = mqtt_check(tls_station(tmp_path, central).config)
     assert code == 0, (report, err)
-    assert "handed this client id's existing session" in report["session"] and "3 message(s)" in report["session"]
+    assert "handed an existing session" in report["session"] and "3 message(s)" in report["session"]
     stand_in.connect("localhost", central.port, clean_start=False, properties=props)
     end = time.monotonic() + 5
     while len(got) < 3 and time.monotonic() < end:

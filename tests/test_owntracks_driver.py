@@ -247,8 +247,9 @@ def test_a_station_publishes_its_officers_phones(
     http_port = free_port()
     sub = subscriber_factory(broker.port)
     d = daemons(phones_config(station, http_port, secret))
-    wait_until(lambda: any(m.payload["state"] in ("waiting", "connected") for m in sub.on("/device/phones-http/status")), what="endpoint up")
-    wait_until(lambda: any(m.payload["state"] in ("waiting", "connected") for m in sub.on("/device/phones-mqtt/status")), what="subscribed")
+    up = ("waiting", "connected")
+    wait_until(lambda: any(m.payload["state"] in up for m in sub.on("/device/phones-http/status")), what="endpoint up")
+    wait_until(lambda: any(m.payload["state"] in up for m in sub.on("/device/phones-mqtt/status")), what="subscribed")
     phones = MqttPhones("127.0.0.1", broker.port, client_id="sim-phones")
     try:
         url = f"http://127.0.0.1:{http_port}/pub"
@@ -281,7 +282,8 @@ def test_an_unmapped_phone_does_not_break_the_station(
     http_port = free_port()
     sub = subscriber_factory(broker.port)
     d = daemons(phones_config(station, http_port, secret))
-    wait_until(lambda: any(m.payload["state"] in ("waiting", "connected") for m in sub.on("/device/phones-http/status")), what="endpoint up")
+    up = ("waiting", "connected")
+    wait_until(lambda: any(m.payload["state"] in up for m in sub.on("/device/phones-http/status")), what="endpoint up")
     url = f"http://127.0.0.1:{http_port}/pub"
     assert post(url, "new-officer/phone", location(0.5436, 123.0573, acc=9), password="one-for-all")[0] == 200  # no [[unit]]
     assert post(url, "briptu-sari/a52", location(0.5436, 123.0573, acc=9), password="one-for-all")[0] == 200

@@ -32,6 +32,7 @@ from alkomd.daemon.ctl import (
     audit,
     backup,
     baud,
+    calls,
     capture,
     check_config,
     decode,
@@ -63,6 +64,7 @@ COMMANDS: tuple[Command, ...] = (
     status,  # status, units, devices
     backup,
     audit,  # audit verify, call show
+    calls,
     demo,
     ports,
     sniff,
@@ -88,6 +90,7 @@ examples:
   alkomctl backup /root/alkomd-backup.db  online copy of the database, verified
   alkomctl audit verify                   is the station's audit record intact?
   alkomctl call show C-0001               a call's timeline
+  alkomctl calls --open                   the calls still open, emergencies first
   alkomctl demo                           a simulated station with a live view (Ctrl-C stops it)
   alkomctl modbus probe tcp://192.168.1.1 which modem is this, and does its GPS work?
   alkomctl ports                          serial ports, who holds them, what may steal them

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from alkomd.daemon.ctl.common import DEFAULT_PATH, RAW, Subparsers, epilog, wrap
+from alkomd.daemon.exit_codes import EX_CONFIG, EX_OK
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -27,6 +28,19 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alkomd.daemon import main as daemon_main
+    """The daemon's own validation (`alkomd --check-config`), its error line said as alkomctl's."""
+    import sys
 
-    return daemon_main.main(["--check-config", str(args.file)])
+    from alkomd.daemon.config import load, load_jurisdictions
+    from alkomd.daemon.schema import ConfigError
+
+    path: Path = args.file
+    try:
+        cfg = load(path)
+        index = load_jurisdictions(cfg)
+    except ConfigError as exc:
+        print(f"alkomctl: config error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    areas = f", {len(index.ids)} jurisdictions" if index else ""
+    print(f"{path}: ok ({len(cfg.devices)} devices, {len(cfg.units)} units{areas}, node {cfg.node.topic})")
+    return EX_OK

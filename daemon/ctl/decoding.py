@@ -1,5 +1,8 @@
 """A capture decoded with the daemon's own decoder, and the text and JSON forms of its fixes (decode, sniff).
 
+`alkomctl decode` prints every fix the receiver reported with the verdict of the daemon's gates
+(`verdicts.JudgingDecoder`): `ok`, or the gate that rejects it.
+
 A base radio's capture also gives relayed radios' fixes (with their `radio`) and status codes.
 `fix_dict` is the one definition of the `--json` form of a fix (tests/captures/*.expected.jsonl).
 """
@@ -8,13 +11,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from datetime import date, datetime, time, timezone
+from datetime import date
 from typing import BinaryIO, TextIO
 
 from alkomd.daemon.ctl.capture.file import capture_day, strip_comments
+from alkomd.daemon.ctl.verdicts import OK, JudgingDecoder
 from alkomd.daemon.exit_codes import EX_NOINPUT, EX_OK
-from alkomd.daemon.records import Fix, RadioHeard, RadioStatus, utc_iso, utc_now
-from alkomd.drivers.nmea import Decoded, Decoder
+from alkomd.daemon.records import Fix, RadioHeard, RadioStatus, utc_iso
+from alkomd.drivers.nmea import Decoded
 
 CHUNK = 1 << 20
 
@@ -81,64 +85,66 @@ def heard_line(h: RadioHeard) -> str:
     return f"radio {h.radio} heard"
 
 
-def decode_stream(src: BinaryIO, decoder: Decoder, day: date | None = None) -> Iterator[Decoded]:
-    """Fixes of a whole capture, read in bounded chunks split at line ends.
+def decode_stream(src: BinaryIO, decoder: JudgingDecoder, first: bytes = b"") -> Iterator[Decoded]:
+    """Every fix of a whole capture (each with its verdict: `decoder.verdict`), read in bounded chunks split at line ends.
 
-    Sentences without a date (a GGA-only radio) are dated from `day`, else from the capture's
-    `# Date:` header, else today: the decoder takes the date closest to its reference clock.
-    """
+    `first` is the capture's first chunk, already read (for its `# Date:` header)."""
     rest = b""
-    now = utc_now()
-    first = True
     while True:
-        chunk = src.read(CHUNK)
+        chunk, first = first or src.read(CHUNK), b""
         if not chunk:
             break
-        if first:
-            first = False
-            day = day or capture_day(chunk[:4096])
-            if day is not None:
-                now = datetime.combine(day, time(12), timezone.utc)
         data = rest + chunk
         cut = data.rfind(b"\n") + 1
         data, rest = data[:cut], data[cut:]
-        yield from decoder.feed(strip_comments(data), now, 0.0)
+        yield from decoder.feed_capture(strip_comments(data))
     if rest and not rest.startswith(b"#"):
-        decoder.feed(rest, now, 0.0)
+        yield from decoder.feed_capture(rest)
     yield from decoder.flush()
 
 
-def summary(d: Decoder) -> str:
-    reasons = ", ".join(f"{r.value}: {n}" for r, n in sorted(d.rejected.items(), key=lambda kv: -kv[1]))
+def summary(d: JudgingDecoder) -> str:
+    verdicts = ", ".join(f"{v}: {n}" for v, n in d.verdicts.most_common())
     text = (
         f"{d.sentences} sentences ({d.unknown} of unknown types), {d.checksum_errors} checksum errors, "
-        f"{d.parse_errors} parse errors, {d.garbage_bytes} garbage bytes, {d.fixes} fixes, "
-        f"{d.rejected_fixes} epochs without a valid fix"
+        f"{d.parse_errors} parse errors, {d.garbage_bytes} garbage bytes, {sum(d.verdicts.values())} fixes reported"
     )
-    return text + (f" ({reasons})" if reasons else "")
+    text += f" ({verdicts})" if verdicts else ""
+    return text + f", {d.without_fix} epochs without a position or a time"
 
 
 def decode_file(
-    path: str, as_json: bool, max_hdop: float, day: date | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+    path: str,
+    as_json: bool,
+    max_hdop: float,
+    day: date | None = None,
+    ok_only: bool = False,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
 ) -> int:
-    """`alkomctl decode`: one line (or JSON object) per fix on `out`, the summary on `err`; 0, or 66 cannot read `path`."""
-    decoder = Decoder("capture", max_hdop=max_hdop)
+    """`alkomctl decode`: one line (or JSON object) per fix with its verdict on `out`, the summary on `err`; 0, or 66.
+
+    Fixes without a date of their own are dated from `day`, else from the capture's `# Date:` header, else today.
+    """
     try:
         src: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
     except OSError as exc:
         print(f"alkomctl decode: cannot read {path}: {exc.strerror}", file=err)
         return EX_NOINPUT
     with src:
+        first = src.read(CHUNK)  # a whole chunk (or all there is): a pipe's first read may be short
+        decoder = JudgingDecoder(max_hdop, day or capture_day(first[:4096]))
         write = out.write
-        if as_json:
-            for r in decode_stream(src, decoder, day):
-                if r.__class__ is Fix:
-                    write(fix_json(r) + "\n")
-                else:
-                    write((status_json(r) if isinstance(r, RadioStatus) else heard_json(r)) + "\n")  # type: ignore[arg-type]
-        else:
-            for r in decode_stream(src, decoder, day):
-                write((fix_line(r) if isinstance(r, Fix) else status_line(r) if isinstance(r, RadioStatus) else heard_line(r)) + "\n")
+        for r in decode_stream(src, decoder, first):
+            if isinstance(r, Fix):
+                verdict = decoder.verdict(r)
+                if ok_only and verdict != OK:
+                    continue
+                write(fix_json(r)[:-1] + f',"verdict":"{verdict}"}}\n' if as_json else f"{verdict:<7} {fix_line(r)}\n")
+            elif isinstance(r, RadioStatus):
+                write((status_json(r) if as_json else status_line(r)) + "\n")
+            else:
+                write((heard_json(r) if as_json else heard_line(r)) + "\n")
     print(summary(decoder), file=err)
     if decoder.sentences == 0 and decoder.garbage_bytes + decoder.checksum_errors > 0:
         print("hint: no valid sentence at all: was the capture made at the wrong baud rate?", file=err)

@@ -46,7 +46,9 @@ def add_parser(sub: Subparsers) -> None:
         formatter_class=RAW,
         description=wrap(
             "Every step of one call from the station's audit record (intake, jurisdiction, offers, answers, alerts, "
-            "escalations, closing), oldest first, and its last stored state. Read-only: safe while the daemon runs."
+            "escalations, closing), oldest first, as a timeline: time, kind, who did it (- for the daemon itself), "
+            "unit, detail; with its last stored state (category, location, unit, flags) on top. --json: the entries as "
+            "stored, for scripts. Read-only: safe while the daemon runs. The list of calls: alkomctl calls."
         ),
         epilog=epilog(
             "0 shown, 1 no such call in this database, 66 no database, 77 permission denied, 78 --config cannot be read",

@@ -13,8 +13,10 @@ from alkomd.daemon.exit_codes import EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_OK, E
 from alkomd.daemon.store.audit import verify
 
 
-def _open(db: Path, err: TextIO) -> sqlite3.Connection | int:
-    """Read-only, so a running daemon is never disturbed (WAL readers do not block writers); else the exit code."""
+def open_readonly(db: Path, err: TextIO, table: str = "audit") -> sqlite3.Connection | int:
+    """Read-only, so a running daemon is never disturbed (WAL readers do not block writers); else the exit code.
+
+    `table` (audit, calls) must be there: a file without it is not a station's database."""
     try:  # pathlib raises PermissionError, not False, in a folder we may not enter (/var/lib/alkomd is 0700)
         found = db.is_file()
     except PermissionError:
@@ -26,11 +28,12 @@ def _open(db: Path, err: TextIO) -> sqlite3.Connection | int:
     conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
-        conn.execute("SELECT 1 FROM audit LIMIT 1")
+        conn.execute(f"SELECT 1 FROM {table} LIMIT 1")
     except sqlite3.Error as exc:
         if conn is not None:
             conn.close()
-        print(f"alkomctl: cannot read the audit record in {db}: {exc}", file=err)
+        what = "the audit record" if table == "audit" else f"the {table}"
+        print(f"alkomctl: cannot read {what} in {db}: {exc}", file=err)
         return EX_NOINPUT
     return conn
 
@@ -39,7 +42,7 @@ def verify_cmd(db: Path, as_json: bool, out: TextIO | None = None, err: TextIO |
     """Exit 0 when the hash chain holds, 65 when it is broken, 66 when there is nothing to read."""
     out = out or sys.stdout
     err = err or sys.stderr
-    conn = _open(db, err)
+    conn = open_readonly(db, err)
     if isinstance(conn, int):
         return conn
     with closing(conn):
@@ -58,7 +61,7 @@ def call_show(db: Path, call_id: str, as_json: bool, out: TextIO | None = None, 
     """A call's whole timeline from the audit record (and its last stored state)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    conn = _open(db, err)
+    conn = open_readonly(db, err)
     if isinstance(conn, int):
         return conn
     with closing(conn):
@@ -70,13 +73,56 @@ def call_show(db: Path, call_id: str, as_json: bool, out: TextIO | None = None, 
         print(f"alkomctl: no call {call_id!r} in {db}", file=err)
         return EX_PROBLEM
     if as_json:
-        timeline = [{"id": i, "time": t, "kind": k, "unit": u or None, "detail": _maybe_json(d)} for i, t, k, u, d in rows]
+        timeline = [
+            {"id": i, "time": t, "kind": k, "unit": u or None, "who": who(_maybe_json(d)), "detail": _maybe_json(d)}
+            for i, t, k, u, d in rows
+        ]
         print(json.dumps({"call_id": call_id, "state": state[0] if state else None, "timeline": timeline}), file=out)
         return EX_OK
-    print(f"call {call_id}: {state[0] if state else 'no stored state'}", file=out)
+    print(f"call {call_id}: {state[0] if state else 'no stored state'}{summary(state[1]) if state else ''}", file=out)
+    print(f"  {'time':<24}  {'kind':<16} {'who':<14} {'unit':<8} detail", file=out)
     for _, t, kind, unit, detail in rows:
-        print(f"  {t}  {kind:<28} {unit or '':<10} {detail}", file=out)
+        doc = _maybe_json(detail)
+        print(f"  {t:<24}  {kind.removeprefix('call.'):<16} {who(doc):<14} {unit or '-':<8} {said(doc)}".rstrip(), file=out)
     return EX_OK
+
+
+def who(detail: object) -> str:
+    """Who did it (`by` of the entry; `-` when nobody is named: the daemon's own timers and intake)."""
+    by = detail.get("by") if isinstance(detail, dict) else None
+    return str(by) if by else "-"
+
+
+def said(detail: object) -> str:
+    """An entry's detail for people: its text, else its fields as `key value` (empty ones left out)."""
+    if not isinstance(detail, dict):
+        return "" if detail is None else str(detail)
+    if isinstance(detail.get("detail"), str):
+        return str(detail["detail"])
+    parts = []
+    for k, v in detail.items():
+        if k == "by" or v in (None, "", [], {}):
+            continue
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        cut = {"sha256": 16, "payload": 80}.get(k)
+        parts.append(f"{k} {text[:cut] + '...' if cut and len(text) > cut + 3 else text}")
+    return ", ".join(parts)
+
+
+def summary(body: str) -> str:
+    """`: <category>, priority P, location <status> <jurisdiction>, unit U, flags ...` of a stored call."""
+    try:
+        doc = json.loads(body)
+        req, placement = doc.get("request") or {}, doc.get("placement") or {}
+        bits = [str(req.get("category") or "no category"), f"location {placement.get('status', '?')}"
+                + (f" {placement['jurisdiction']}" if placement.get("jurisdiction") else "")]
+        if doc.get("assigned_unit"):
+            bits.append(f"unit {doc['assigned_unit']}")
+        if doc.get("flags"):
+            bits.append("flags " + ", ".join(doc["flags"]))
+        return " (" + "; ".join(bits) + ")"
+    except (ValueError, AttributeError, TypeError, KeyError):
+        return ""
 
 
 def _maybe_json(text: str) -> object:

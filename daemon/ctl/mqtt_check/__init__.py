@@ -1,20 +1,19 @@
 """`alkomctl mqtt-check`: log in to the broker exactly as the daemon does, send a probe to itself, explain failures.
 
-The client is the daemon's own (`MqttLink` builds it from `[mqtt]`: protocol, TLS, CA,
-client certificate, user name, password file, client id), minus the daemon's will. Steps, each
-timed: resolve the host, connect (TCP and TLS), log in (CONNACK), subscribe to
-`<node>/probe/<random>`, publish one QoS 1 message there (PUBACK), and receive it back. The
-round trip is publish -> message back.
+The client is built as the daemon's (`MqttLink` from `[mqtt]`: protocol, TLS, CA, client
+certificate, user name, password file) with its own client id, `alkomctl-check-<node path with -
+for />`, and without the daemon's will. Steps, each timed: resolve the host, connect (TCP and
+TLS), log in (CONNACK), subscribe to `<node>/probe/<random>`, publish one QoS 1 message there
+(PUBACK), and receive it back. The round trip is publish -> message back.
 
-Sharing the daemon's identity safely. The check uses the daemon's client id (a broker with
-`use_username_as_clientid`, like the shipped central.conf, would impose it anyway), so on a
-station where alkomd is connected the broker hands the daemon's session to the check for the
-moment it runs, and alkomd reconnects by itself (`mqtt.reconnect_min_s`). To give the session
-back intact the check connects with clean start off and the daemon's session expiry, and
-acknowledges nothing but its own probe: messages queued for the daemon (a 110 call, say) stay
-unacknowledged in the session and the broker delivers them to alkomd when it is back. The
-probe subscription is removed before leaving. A session that did not exist before the check
-is deleted on the way out (MQTT 5: DISCONNECT with session expiry 0).
+Safe while alkomd runs (issue 13 item 3: it used to take the daemon's client id and the broker
+dropped the daemon). With its own client id the broker keeps the daemon's connection. The
+check's session is removed on leaving (MQTT 5: DISCONNECT with session expiry 0; 3.1.1 keeps
+an empty one under the same id). A broker that imposes the user name as client id
+(`use_username_as_clientid`, the shipped central.conf) still hands the check the daemon's
+session when both log in as the same user: so the check connects with clean start off and the
+daemon's session expiry, acknowledges nothing but its own probe, and leaves a session it found
+intact; messages queued for the daemon (a 110 call) reach alkomd when it reconnects.
 
 Exit codes: 0 the probe came back; 69 no trusted connection (DNS, refused, timeout, TLS
 verification, not an MQTT port); 75 the session was taken back (by the running daemon) before
@@ -40,11 +39,12 @@ def add_parser(sub: Subparsers) -> None:
         formatter_class=RAW,
         description=(
             "Connect to the broker with the daemon's own [mqtt] settings (TLS, CA, client certificate, user name,\n"
-            "password file, client id), subscribe to <node>/probe/<random>, publish one QoS 1 message there and\n"
+            "password file), subscribe to <node>/probe/<random>, publish one QoS 1 message there and\n"
             "receive it back; print each step with its time, the round trip, and what is wrong in plain words:\n"
             "DNS, connection refused, TLS verification (against which CA), login refused, client certificate\n"
             "refused, not authorised to publish or subscribe, no message back (the ACL does not let it read).\n\n"
-            "Safe while alkomd runs: the broker lends the daemon's session to the check for a moment; the check\n"
+            "Safe while alkomd runs: the check has its own client id (alkomctl-check-<node>) and no will. A broker\n"
+            "that imposes the user name as client id lends it the daemon's session for a moment instead; the check\n"
             "acknowledges only its own probe, so nothing queued for the daemon is lost, and alkomd reconnects.\n\n"
             "Exit codes: 0 the probe came back; 69 no trusted connection (DNS, refused, timeout, TLS, not MQTT);\n"
             "75 alkomd took its session back first: run it again; 77 refused (login, certificate, ACL, an\n"

@@ -1,4 +1,4 @@
-"""The MQTT check itself: log in as the daemon, send a probe to itself and receive it back, each step timed."""
+"""The MQTT check itself: log in with the daemon's settings, send a probe to itself and receive it back, each step timed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
@@ -32,6 +32,7 @@ from alkomd.daemon.mqtt import contract
 from alkomd.daemon.mqtt.link import LinkEvents, MqttLink
 from alkomd.daemon.records import utc_iso, utc_now
 
+CHECK_PREFIX = "alkomctl-check-"  # the check's own client id: this + the node path with - for /
 TAKEN_OVER = 0x8E  # DISCONNECT "Session taken over": another connection with our client id
 STEPS = ("resolve", "connect", "login", "subscribe", "publish", "receive")
 
@@ -159,10 +160,11 @@ class Check:
         self._step("resolve", t0, f"{self.m.host} -> {', '.join(addresses[:3])}")
 
     def _client_for_check(self) -> paho.Client:
-        """The daemon's own paho client (MqttLink builds it), without its will, acknowledging by hand."""
+        """A paho client built as the daemon's (MqttLink: TLS, CA, certificate, login) but with the check's own client id
+        (`check_client_id`), without the daemon's will, acknowledging by hand."""
         loop = asyncio.new_event_loop()  # MqttLink posts events to a loop; the check replaces every callback
         try:
-            link = MqttLink(self.m, self.node, __version__, loop, LinkEvents())
+            link = MqttLink(replace(self.m, client_id=check_client_id(self.node)), self.node, __version__, loop, LinkEvents())
         except PermissionError as exc:
             why = Diagnosis(
                 f"cannot read {exc.filename}: permission denied",
@@ -263,13 +265,15 @@ class Check:
             raise self._fail("login", t0, "no CONNACK", why)
         if rc.is_failure:
             raise self._fail("login", t0, f"CONNACK 0x{rc.value:02X} {rc.getName()}", refused_login(self.m, self.client_id, rc))
-        if self.seen.session_present:
+        if self.seen.session_present:  # the check removes its own session: this one is alkomd's (an imposed client id)
             self.session = (
-                "the broker handed this client id's existing session to the check (alkomd's, if it runs: it reconnects "
-                "by itself); left intact"
+                "the broker handed an existing session to the check: it imposes the client id (use_username_as_clientid), "
+                "so the check took alkomd's place (alkomd reconnects by itself); its session left intact"
             )
+        elif self.m.protocol == "5":
+            self.session = "the check's own session (its own client id), removed on leaving"
         else:
-            self.session = "no session existed for this client id; the check's own was removed on leaving"
+            self.session = "the check's own session (its own client id; MQTT 3.1.1 keeps it, empty, until it connects again)"
         self._step("login", t0, f"{who}, client id {self.client_id!r}")
 
     def _subscribe(self, c: paho.Client) -> None:
@@ -378,3 +382,8 @@ class Check:
 
     def _user(self) -> str:
         return f"user {self.m.username!r}" if self.m.username else "this client (no user name)"
+
+
+def check_client_id(node_topic: str) -> str:
+    """The check's own client id: never the daemon's, so a running alkomd keeps its connection (ID_PATTERN-safe)."""
+    return CHECK_PREFIX + node_topic.replace("/", "-")

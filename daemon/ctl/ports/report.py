@@ -110,6 +110,7 @@ class ConfigPorts:
     source: str
     ports: tuple[tuple[str, str], ...] = ()  # (path, device id)
     error: str = ""  # why the file did not validate (then its ports were read from the TOML as written)
+    disabled: frozenset[str] = frozenset()  # ids of [[device]] tables with enabled = false: not opened, not a problem
 
     def by_path(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -133,7 +134,7 @@ def config_ports(cfg: Config) -> ConfigPorts:
         value = next((v for v in (_port_value(getattr(d.options, k, None)) for k in _PORT_KEYS) if v), None)
         if value:
             found.append((value, d.id))
-    return ConfigPorts(str(cfg.source), tuple(found))
+    return ConfigPorts(str(cfg.source), tuple(found), disabled=frozenset(d.id for d in cfg.devices if not d.enabled))
 
 
 def read_config_ports(path: Path) -> ConfigPorts | None:
@@ -155,7 +156,8 @@ def read_config_ports(path: Path) -> ConfigPorts | None:
             value = next((v for v in (_port_value(t.get(k)) for k in _PORT_KEYS) if v), None)
             if value:
                 found.append((value, t["id"]))
-    return ConfigPorts(str(path), tuple(found), error)
+    off = frozenset(t["id"] for t in tables if isinstance(t, dict) and isinstance(t.get("id"), str) and t.get("enabled") is False)
+    return ConfigPorts(str(path), tuple(found), error, off)
 
 
 def _config_devices(config_path: str, cache: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
@@ -199,7 +201,8 @@ def collect(
     config_cache: dict[str, dict[str, list[str]]] = {}
     me = user_name(os.geteuid())
     ports = [
-        _port(name, reals[name], tuple(sources), host, scan, locks, cfg_by_real, config_cache, config is not None, users)
+        _port(name, reals[name], tuple(sources), host, scan, locks, cfg_by_real, config_cache, config is not None, users,
+              config.disabled if config is not None else frozenset())
         for name, sources in wanted.items()
     ]
     findings = thieves(host, ports, scan)
@@ -234,13 +237,19 @@ def _port(
     config_cache: dict[str, dict[str, list[str]]],
     have_config: bool,
     users: Sequence[str],
+    disabled: frozenset[str] = frozenset(),
 ) -> PortInfo:
     try:
         st = os.stat(real)
     except OSError:
-        missing = Finding("warning", "config" if "config" in sources else "missing",
-                          f"{name} does not exist: unplugged, or a wrong path?",
-                          "plug the adapter in; `alkomctl ports` lists the ports and their stable /dev/serial/by-id names")
+        ids = cfg_by_real.get(real, [])
+        if sources == ("config",) and ids and all(i in disabled for i in ids):  # enabled = false: on purpose
+            missing = Finding("note", "config", f"{name} does not exist; [[device]] {', '.join(ids)} has enabled = false: "
+                              "alkomd does not open it")
+        else:
+            missing = Finding("warning", "config" if "config" in sources else "missing",
+                              f"{name} does not exist: unplugged, or a wrong path?",
+                              "plug the adapter in; `alkomctl ports` lists the ports and their stable /dev/serial/by-id names")
         return PortInfo(name, real, False, sources, devices=tuple(cfg_by_real.get(real, ())), findings=(missing,))
     usb = usb_info(real)
     locked_by = locks.get(lock_key(st), set())

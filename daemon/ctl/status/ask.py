@@ -12,7 +12,10 @@ from alkomd.daemon import control
 from alkomd.daemon.ctl.common import DEFAULT_PATH, store_path
 from alkomd.daemon.exit_codes import EX_CONFIG, EX_NOPERM, EX_OK, EX_PROTOCOL, EX_UNAVAILABLE
 
-HINT_UNAVAILABLE = "is alkomd running? systemctl status alkomd"
+HINT_UNAVAILABLE = (
+    "is alkomd running? systemctl status alkomd; a daemon started with another configuration: --config FILE "
+    "(its [store] path says where its socket is), or --socket PATH"
+)
 HINT_NOPERM = "add yourself to the alkomd group (sudo usermod -aG alkomd $USER, then log in again), or use sudo"
 
 

@@ -72,6 +72,14 @@ def status_view(s: Status) -> Table:
     t.add_row("database", f"{d.path}, {_size(d.size_bytes)} (+ WAL {_size(d.wal_bytes)}), schema v{d.schema_version}")
     t.add_row("devices", _counts(s.devices))
     t.add_row("units", _counts(s.units))
+    if s.calls is not None:
+        c = s.calls
+        oldest = f", oldest {ago(c.oldest_age_s)}" if c.oldest_age_s is not None else ""
+        t.add_row("calls", f"{c.open} open ({_counts(c.states)}{oldest}): see alkomctl calls --open" if c.open else "none open")
+        for e in c.emergencies:
+            age = f", {ago(e.age_s)} ago" if e.age_s is not None else ""
+            t.add_row(Text("EMERGENCY", style="bold red"),
+                      Text(f"{e.call_id}: unit {e.unit or '?'} pressed its emergency button ({e.state}{age})", style="bold red"))
     if s.implausible_fixes:
         t.add_row("fixes rejected", Text(f"{s.implausible_fixes} implausible (jumps, stale dates): see alkomctl units", style="yellow"))
     t.add_row("config", s.config)
