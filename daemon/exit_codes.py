@@ -4,6 +4,7 @@ from __future__ import annotations
 
 EX_OK = 0  # all is well
 EX_PROBLEM = 1  # the command ran and found a problem: a thief on a port, no valid sentence, not a known modem, no such call
+EX_BEHIND_ANCHOR = 3  # the audit record is behind its anchor: its last entries removed, or an older copy of the database
 EX_USAGE = 2  # a bad command line (argparse's own code, so a script sees one code for every usage error; not sysexits' 64)
 EX_DATAERR = 65  # the data is wrong: a broken audit chain, a backup copy that fails its checks
 EX_NOINPUT = 66  # no such port, file or database

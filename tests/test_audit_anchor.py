@@ -88,3 +88,38 @@ def test_r1_a_polres_database_put_back_to_an_older_copy_is_found_by_its_polda(
     wait_until(lambda: "its audit record went back" in polda.log, 20, "the Polda sees the rollback")
     wait_until(lambda: "node.audit_rollback" in [r[2] for r in _rows(tmp_path / "polda" / "alkomd.db")], 10, "on record")
     assert verify(_rows(polres.db)).ok, "the old copy's own chain is intact: only the anchor can tell"
+
+
+def test_r1_alkomctl_audit_verify_tells_a_cut_short_record_by_its_anchor(tmp_path: Path) -> None:
+    """`alkomctl audit verify --anchor FILE`: exit 0 when the record reaches the anchor, 3 when it is behind it (the
+    tail removed by hand, triggers dropped), 65 for a broken chain; a file that is no anchor is 66."""
+    import subprocess
+    import sys
+
+    from alkomd.daemon.mqtt import contract
+    from alkomd.daemon.store.audit import AuditEntry
+
+    db = tmp_path / "a.db"
+    store = Store(db)
+    t0 = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+    store.record([], [], t0, [AuditEntry(t0, "call.received", f"C-{i}", "", "{}") for i in range(5)])
+    anchor = tmp_path / "anchor.json"
+    anchor.write_text(contract.audit_head_message("polri110/x", store.audit_head(t0)).payload)
+    store.close()
+
+    def verify_cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", "audit", "verify", "--db", str(db), *extra],
+                              capture_output=True, text=True, timeout=60)
+
+    r = verify_cli("--anchor", str(anchor))
+    assert r.returncode == 0 and "reaches its anchor (5 entries)" in r.stdout, r.stdout + r.stderr
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER audit_no_delete")
+    conn.execute("DELETE FROM audit WHERE id = (SELECT max(id) FROM audit)")
+    conn.commit()
+    conn.close()
+    assert verify_cli().returncode == 0, "the chain alone still verifies"
+    r = verify_cli("--anchor", str(anchor), "--json")
+    assert r.returncode == 3 and json.loads(r.stdout)["behind"], r.stdout
+    (tmp_path / "bad.json").write_text("{}")
+    assert verify_cli("--anchor", str(tmp_path / "bad.json")).returncode == 66

@@ -9,8 +9,9 @@ from contextlib import closing
 from pathlib import Path
 from typing import TextIO
 
-from alkomd.daemon.exit_codes import EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_OK, EX_PROBLEM
-from alkomd.daemon.store.audit import verify
+from alkomd.daemon.exit_codes import EX_BEHIND_ANCHOR, EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_OK, EX_PROBLEM
+from alkomd.daemon.mqtt.contract.inbound import parse_audit_head
+from alkomd.daemon.store.audit import against_anchor, verify
 
 
 def open_readonly(db: Path, err: TextIO, table: str = "audit") -> sqlite3.Connection | int:
@@ -38,23 +39,44 @@ def open_readonly(db: Path, err: TextIO, table: str = "audit") -> sqlite3.Connec
     return conn
 
 
-def verify_cmd(db: Path, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Exit 0 when the hash chain holds, 65 when it is broken, 66 when there is nothing to read."""
+def verify_cmd(
+    db: Path, as_json: bool, out: TextIO | None = None, err: TextIO | None = None, anchor: Path | None = None
+) -> int:
+    """Exit 0 when the hash chain holds (and reaches the anchor), 3 when it is behind its anchor, 65 when it is broken,
+    66 when there is nothing to read."""
     out = out or sys.stdout
     err = err or sys.stderr
+    head = None
+    if anchor is not None:
+        try:
+            head = parse_audit_head(anchor.read_bytes())
+        except OSError as exc:
+            print(f"alkomctl: cannot read the anchor {anchor}: {exc.strerror or exc}", file=err)
+            return EX_NOINPUT
+        if head is None:
+            print(f"alkomctl: {anchor} is not an <node>/audit/head payload (count, hash, time)", file=err)
+            return EX_NOINPUT
     conn = open_readonly(db, err)
     if isinstance(conn, int):
         return conn
     with closing(conn):
-        rows = conn.execute("SELECT id, time, kind, call_id, unit, detail, prev_hash, hash FROM audit ORDER BY id")
+        rows = conn.execute("SELECT id, time, kind, call_id, unit, detail, prev_hash, hash FROM audit ORDER BY id").fetchall()
         v = verify(rows)
+    behind = against_anchor(rows, head) if v.ok and head is not None else ""
     if as_json:
-        print(json.dumps({"ok": v.ok, "entries": v.checked, "first_bad_id": v.first_bad_id, "reason": v.reason}), file=out)
-    elif v.ok:
-        print(f"audit record intact: {v.checked} entries, hash chain verified ({db})", file=out)
-    else:
+        print(json.dumps({"ok": v.ok and not behind, "entries": v.checked, "first_bad_id": v.first_bad_id, "reason": v.reason,
+                          "anchor": None if head is None else {"count": head.count, "hash": head.hash}, "behind": behind}),
+              file=out)
+    elif not v.ok:
         print(f"AUDIT RECORD BROKEN at entry {v.first_bad_id}: {v.reason} ({v.checked} entries read, {db})", file=out)
-    return EX_OK if v.ok else EX_DATAERR
+    elif behind:
+        print(f"AUDIT RECORD BEHIND ITS ANCHOR: {behind} ({db})", file=out)
+    else:
+        reach = f"; it reaches its anchor ({head.count} entries)" if head is not None else ""
+        print(f"audit record intact: {v.checked} entries, hash chain verified{reach} ({db})", file=out)
+    if not v.ok:
+        return EX_DATAERR
+    return EX_BEHIND_ANCHOR if behind else EX_OK
 
 
 def call_show(db: Path, call_id: str, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
