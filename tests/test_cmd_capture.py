@@ -222,3 +222,34 @@ def test_replay_stops_on_ctrl_c(tmp_path: Path) -> None:
     result = json.loads(out)
     assert proc.returncode == 0 and result["interrupted"] and 1 <= result["lines"] < result["of"]
     assert not link.exists()
+
+
+def test_replay_retime_moves_a_2024_capture_to_now_with_valid_checksums(tmp_path: Path) -> None:
+    """`replay --retime`: every sentence's time and date moved so the capture's first fix is now, checksums redone; the
+    daemon's decoder takes the lines and its plausibility gate accepts the fixes (they were all 'more than a day before
+    they were read' without it, issue 13 item 2)."""
+    import json as _json
+    import subprocess
+    import sys
+    from datetime import UTC, datetime, timedelta
+
+    from alkomd.daemon.positions import plausibility
+    from alkomd.daemon.records import Fix
+    from alkomd.drivers.nmea import Decoder
+
+    capture = Path(__file__).parent / "captures" / "ublox-m8-gn-gorontalo-drive.nmea"
+    r = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", "replay", str(capture), "--to", "pty:/tmp/unused",
+                        "--dry-run", "--json", "--retime", "--speed", "0"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    data = "".join(_json.loads(line)["line"] + "\r\n" for line in r.stdout.splitlines()).encode()
+    now = datetime.now(UTC)
+    dec = Decoder("gps")
+    fixes = [f for f in dec.feed(data, now, 1.0) + dec.close_epoch() if isinstance(f, Fix)]
+    assert fixes and dec.checksum_errors == 0
+    assert abs(fixes[0].time - now) < timedelta(minutes=1)
+    assert all(plausibility.time_wrong(f) is None for f in fixes)
+    old = Decoder("gps")
+    before = [f for f in old.feed(capture.read_bytes(), now, 1.0) + old.close_epoch() if isinstance(f, Fix)]
+    assert len(before) == len(fixes) and all(plausibility.time_wrong(f) is not None for f in before)
+    assert [round((b.time - before[0].time).total_seconds(), 2) for b in before] == \
+        [round((f.time - fixes[0].time).total_seconds(), 2) for f in fixes], "the pace is kept"

@@ -61,6 +61,7 @@ def add_parser(sub: Subparsers) -> None:
             "alkomctl replay base.nmea --to /dev/ttyUSB1 --speed 4         four times faster, into a null-modem cable",
             "alkomctl replay r2-12.nmea --to socket://127.0.0.1:4001 --speed 0",
             "alkomctl replay r2-12.nmea --to pty:/tmp/x --dry-run           when each line would be sent",
+            "alkomctl replay tests/captures/ublox-m8-gn-gorontalo-drive.nmea --to pty:/tmp/gps --retime   a 2024 capture, live",
         ),
     )
     rp.add_argument("file", type=Path, metavar="FILE", help="a capture (alkomctl capture, tests/captures/*.nmea)")
@@ -71,6 +72,8 @@ def add_parser(sub: Subparsers) -> None:
     rp.add_argument("--baud", type=int, default=None, metavar="N", help="baud rate of a serial TARGET (default: the capture's)")
     rp.add_argument("--framing", default=None, choices=FRAMINGS, help="framing of a serial TARGET (default: the capture's)")
     rp.add_argument("--wait", type=float, default=None, metavar="S", help="pty: how long to wait for a reader (default 60)")
+    rp.add_argument("--retime", action="store_true",
+                    help="move the sentences' times and dates to now (checksums redone): a daemon takes an old capture's fixes")
     rp.add_argument("--dry-run", action="store_true", help="print when each line would be sent; send nothing")
     rp.add_argument("--json", action="store_true", help="JSON output")
 
@@ -106,4 +109,5 @@ def run(args: argparse.Namespace) -> int:
         args.wait or WAIT_FOR_READER_S,
         dry_run=args.dry_run,
         as_json=args.json,
+        retime=args.retime,
     )

@@ -18,9 +18,11 @@ import serial
 from rich.console import Console
 from rich.text import Text
 
-from alkomd.daemon.ctl.capture.file import DEFAULT_RATE, MAX_GAP_S, plan
+from alkomd.daemon.ctl.capture.file import DEFAULT_RATE, MAX_GAP_S, capture_day, plan
+from alkomd.daemon.ctl.capture.retime import Retimer
 from alkomd.daemon.ctl.serial_port import PortError, close_quietly, open_for_tool, printable, stop_on_signals
 from alkomd.daemon.exit_codes import EX_CANTCREAT, EX_NOINPUT, EX_OK, EX_UNAVAILABLE
+from alkomd.daemon.records import utc_now
 from alkomd.drivers.nmea_serial import open_port, port_hint
 from alkomd.drivers.simulator import PtyGps
 
@@ -116,6 +118,7 @@ def replay(
     as_json: bool = False,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
+    retime: bool = False,
 ) -> int:
     """`alkomctl replay`: 0 played, 66 no FILE, 69 nobody read it or the target failed, 73 cannot create the pty's
     link, 75/77 target busy/denied."""
@@ -126,15 +129,20 @@ def replay(
         return EX_NOINPUT
     p = plan(data, rate, max_gap_s)
     scale = 0.0 if speed == 0 else 1.0 / speed
+    retimer = Retimer(data, utc_now(), capture_day(data[:4096]) or utc_now().date()) if retime else None
+
+    def moved(line: bytes) -> bytes:
+        return retimer.line(line) if retimer is not None else line
+
     pace = "as fast as possible" if speed == 0 else f"{p.duration_s * scale:.1f} s at x{speed:g}, paced by {p.pace}"
     if dry_run:
         if as_json:
             for ln in p.lines:
-                out.write(json.dumps({"at_s": round(ln.offset_s * scale, 3), "line": _shown(ln.data)}) + "\n")
+                out.write(json.dumps({"at_s": round(ln.offset_s * scale, 3), "line": _shown(moved(ln.data))}) + "\n")
         else:
             print(f"{len(p.lines)} lines, {pace}", file=out)
             for ln in p.lines:
-                out.write(f"{ln.offset_s * scale:9.3f}  {_shown(ln.data)}\n")
+                out.write(f"{ln.offset_s * scale:9.3f}  {_shown(moved(ln.data))}\n")
         return EX_OK
     line_baud = baud or p.baud or 9600
     line_framing = framing or p.framing or "8N1"
@@ -147,6 +155,8 @@ def replay(
             print(f"alkomctl replay: {exc}", file=err)
             return exc.code
         print(f"alkomctl replay: {path}: {len(p.lines)} lines to {target}, {pace}", file=err, flush=True)
+        if retime:  # the first fix becomes now, when it is sent
+            retimer = Retimer(data, utc_now(), capture_day(data[:4096]) or utc_now().date())
         start = time.monotonic()
         try:
             for ln in p.lines:
@@ -155,7 +165,7 @@ def replay(
                 delay = start + ln.offset_s * scale - time.monotonic()
                 if delay > 0 and stop.wait(delay):
                     break
-                sink.write(ln.data)
+                sink.write(moved(ln.data))
                 sent += 1
                 nbytes += len(ln.data)
             if not stop.is_set() and target.startswith("pty:"):
