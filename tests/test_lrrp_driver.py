@@ -240,7 +240,7 @@ def test_daemon_publishes_lrrp_radios_as_units(
         sim.close()
     for unit, radio in (("HT-11", "1001"), ("HT-12", "1002")):
         p = sub.on(f"/unit/{unit}/position")[0].payload
-        assert p["unit"] == unit and p["source"] == f"lrrp-cs:{radio}" and p["accuracy_m"] == 5.0
+        assert p["unit"] == unit and p["source"] == f"lrrp-cs:{radio}" and p["accuracy_m"] == 5.0 and p["protocol"] == "lrrp"
         assert 0.4 < p["lat"] < 0.8 and 122.8 < p["lon"] < 123.2
     e = sub.on("/unit/HT-12/emergency")[0]
     assert e.topic == f"{NODE}/unit/HT-12/emergency" and e.payload["unit"] == "HT-12"

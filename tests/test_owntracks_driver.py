@@ -268,6 +268,7 @@ def test_a_station_publishes_its_officers_phones(
         phones.close()
     p = sub.on("/unit/BRIPTU-SARI/position")[0].payload
     assert (p["unit"], p["source"], p["accuracy_m"], p["lat"]) == ("BRIPTU-SARI", "phones-http:briptu-sari/a52", 9.0, 0.5436)
+    assert p["protocol"] == "owntracks"
     p = sub.on("/unit/BRIPKA-ANDI/position")[0].payload
     assert (p["unit"], p["source"], p["accuracy_m"]) == ("BRIPKA-ANDI", "phones-mqtt:bripka-andi/pixel7", 14.0)
     assert "Traceback" not in d.log

@@ -230,7 +230,7 @@ def test_a_station_publishes_its_tetra_units(
             sim_stop.set()
             sim_thread.join(5)
     p = sub.on("/unit/HT-01/position")[0].payload
-    assert p["unit"] == "HT-01" and p["source"] == "pei:2269001" and p["accuracy_m"] is not None
+    assert p["unit"] == "HT-01" and p["source"] == "pei:2269001" and p["accuracy_m"] is not None and p["protocol"] == "tetra"
     assert abs(p["lat"] - 0.5436) < 0.01
     e = sub.on("/unit/HT-01/emergency")[0].payload
     assert e["unit"] == "HT-01" and e["code"] == 99

@@ -79,6 +79,9 @@ class Committed(Protocol):
 
     def label(self, unit: str) -> contract.UnitLabel | None: ...
 
+    @property
+    def driver_of(self) -> dict[str, str]: ...
+
 
 def status_audit(st: UnitState, previous: UnitState, now: datetime, call_id: str) -> AuditEntry:
     """The audit entry of one unit status change (`call_id`: the call it belongs to on record)."""
@@ -187,7 +190,7 @@ class Batch:
             self._show_again(r.device)
         self.last_time[unit] = t
         self.latest[unit] = up
-        self.positions.append((up, contract.position_message(self.st.node, up, self.st.label(unit))))
+        self.positions.append((up, contract.position_message(self.st.node, up, self.st.label(unit), self.st.driver_of.get(r.device))))
         self._changed(self.st.availability.fix(unit, self.now))
 
     # -- a device's status: the driver's, or `degraded` while the station refuses all its fixes -------

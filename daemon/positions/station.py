@@ -130,12 +130,17 @@ class Station:
     def _set_units(self, cfg: Config) -> None:
         """The configured units and how records reach them: maps, speed bounds, `[radio_status]` codes."""
         self.units = {u.id: UnitInfo(u.id, u.callsign, u.type, u.device) for u in cfg.units}
+        self._driver_of = {d.id: d.driver for d in cfg.devices}  # device -> the driver (protocol) that reads it
         # (device, radio) -> unit; radio "" for a device that is one unit's own GPS, device "" for
         # a radio heard through any relaying device.
         self.unit_of = {(u.device, u.radio): u.id for u in cfg.units if u.device or u.radio}
         self.max_speed = {u.id: cfg.availability.max_speed(u.type) for u in cfg.units}
         self.emergency_codes = frozenset(cfg.radio_status.emergency)
         self.code_status = {code: UnitStatus(name) for code, name in cfg.radio_status.statuses().items()}
+
+    @property
+    def driver_of(self) -> dict[str, str]:
+        return self._driver_of
 
     def label(self, unit: str) -> contract.UnitLabel | None:
         """The type and callsign that travel with the unit's messages."""

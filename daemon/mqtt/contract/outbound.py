@@ -142,7 +142,7 @@ class UnitLabel:
     callsign: str
 
 
-def position_message(node: str, up: UnitPosition, label: UnitLabel | None = None) -> Message:
+def position_message(node: str, up: UnitPosition, label: UnitLabel | None = None, protocol: str | None = None) -> Message:
     """`<node>/unit/<unit>/position` (retained): the unit's newest fix."""
     f = up.fix
     msg_id = new_msg_id()
@@ -163,6 +163,7 @@ def position_message(node: str, up: UnitPosition, label: UnitLabel | None = None
         "accuracy_m": rounded(f.accuracy_m, 1),
         "type": label.type if label else None,
         "callsign": label.callsign if label else None,
+        "protocol": protocol,
     }
     return Message(msg_id, "position", position_topic(node, up.unit), dumps(payload), 1, True)
 
