@@ -122,10 +122,12 @@ class Row:
 DERIVED = None
 ID = "GTO-20250314-000123"
 DEEP = b'{"call_id":"A","x":' + b"[" * 4000 + b"]" * 4000 + b"}"
+EXAMPLE = json.loads((CONTRACT / "examples" / "call-new.json").read_text())  # the example station's real call
 
 CORPUS = [
     # valid
-    Row("contract example", (CONTRACT / "examples" / "call-new.json").read_bytes(), ID, GOOD, None),
+    Row("contract example", call(**{k: v for k, v in EXAMPLE.items() if k != "received_at"}), EXAMPLE["call_id"],
+        Location(EXAMPLE["lat"], EXAMPLE["lon"], float(EXAMPLE["accuracy_m"])), None),
     Row("escalated", call(escalated_from="polri110/gorontalo/bone-bolango"), ID, GOOD, None),
     Row("no location (nulls)", call(lat=None, lon=None, accuracy_m=None), ID, None, None),
     Row("accuracy unknown", call(accuracy_m=None), ID, NO_ACC, None),

@@ -136,7 +136,7 @@ def desk(
     sub = subscriber_factory(broker.port)
     pty = ptys(station.links[0])
     d = daemons(station.config)
-    wait_until(lambda: "gps0: starting -> connected" in d.log, what="port open")
+    wait_until(lambda: "gps0: starting -> waiting" in d.log, what="port open")
     feeder = Feeder(pty)
     feeder.write(3, gap_s=0.1)
     wait_until(lambda: any(m.payload.get("status") == "available" for m in sub.on("/unit/R2-00/status")), what="unit available")
@@ -356,7 +356,7 @@ def test_five_thousand_units_stay_usable(
     ctx = browser.new_context()
     try:
         page = ctx.new_page()
-        page.set_default_timeout(60_000)
+        page.set_default_timeout(180_000)  # a bound for a loaded 2-core machine, not a speed check (bench_console measures)
         login(page, console.url)
         page.wait_for_function("() => document.getElementById('unit-count').textContent === '5000 of 5000'")
         page.wait_for_selector(".marker-cluster")  # clustered, not 5,000 icons
