@@ -70,8 +70,9 @@ def run_demo(
     out = sys.stdout
     live_view = out.isatty()
 
-    def say(line: str) -> None:
-        print(line, file=out, flush=True)
+    def say(line: str) -> None:  # one write per line: the call script says its lines from its own thread
+        out.write(line + "\n")
+        out.flush()
 
     keep = workdir is not None
     work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="alkomd-demo-"))
