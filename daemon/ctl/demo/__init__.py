@@ -44,8 +44,9 @@ def add_parser(sub: Subparsers) -> None:
         formatter_class=RAW,
         description=wrap(
             "Start a private broker (mosquitto if installed, else an embedded one), simulated radios writing real NMEA "
-            "into pseudo-terminals, and the daemon; show the positions arriving over MQTT. Ctrl-C stops all of it and "
-            "leaves nothing running."
+            "into pseudo-terminals, and the daemon; show the positions arriving over MQTT. Also the dispatchers' console "
+            "(its one-time login link is printed), scripted 110 calls and a Polda node that takes the calls nobody answers. "
+            "Ctrl-C stops all of it and leaves nothing running."
         ),
         epilog=epilog(
             "0 stopped cleanly, 1 the broker could not start or the daemon failed (its log's end is shown)",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from alkomd.daemon.ctl.demo.station import ROOT, _q
+from alkomd.daemon.ctl.demo.station import ROOT
 
 POLDA_PATH = "gorontalo"
 POLDA_NAME = "Polda Gorontalo (demo)"
@@ -15,6 +16,11 @@ ANSWER_TIMEOUT_POLRES_S = 60  # a call nobody answers at the Polres this long go
 ANSWER_TIMEOUT_POLDA_S = 900  # and stays there for the demo (there is no Mabes)
 # The repository's jurisdictions (the demo runs from a checkout: ./run-demo installs it editable).
 GEOJSON = Path(__file__).resolve().parents[3] / "config" / "jurisdictions" / "gorontalo-adm2.geojson"
+
+
+def _q(value: str | Path) -> str:
+    """A TOML basic string (JSON string escapes are valid TOML for these values)."""
+    return json.dumps(str(value), ensure_ascii=False)
 
 
 def _jurisdictions(include_property: str, values: str, extra: str = "") -> list[str]:
