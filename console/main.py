@@ -19,6 +19,7 @@ from alkomd.console.auth import Sessions
 from alkomd.console.link import ConsoleLink
 from alkomd.console.live import Hub
 from alkomd.console.model import Model
+from alkomd.console.once import OneTime, OneTimeLoginError, from_environment
 from alkomd.console.web import ConsoleWeb, Site, load_jurisdictions
 from alkomd.daemon.config import DEFAULT_PATH, Config, ConsoleConfig, load
 from alkomd.daemon.exit_codes import EX_CONFIG
@@ -111,10 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ssl.SSLError) as exc:
             print(f"alkomd-console: config error: {args.config}: console.tls_cert_file: {exc}", file=sys.stderr)
             return EX_CONFIG
+    try:
+        once = OneTime(from_environment())
+    except OneTimeLoginError as exc:
+        print(f"alkomd-console: {exc}", file=sys.stderr)
+        return EX_USAGE
     props = (juris.name_property, juris.id_property) if juris else ("name", "code")
     site = Site(cfg.node, console, ssl_ctx is not None, geojson, *props)
     try:
-        asyncio.run(serve(cfg, site, ssl_ctx))
+        asyncio.run(serve(cfg, site, ssl_ctx, once))
     except KeyboardInterrupt:
         pass
     except Exception:  # the supervision boundary: log the traceback, exit non-zero so systemd restarts us
@@ -123,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def serve(cfg: Config, site: Site, ssl_ctx: ssl.SSLContext | None) -> None:
+async def serve(cfg: Config, site: Site, ssl_ctx: ssl.SSLContext | None, once: OneTime | None = None) -> None:
     console = site.console
     loop = asyncio.get_running_loop()
     known = {u.id: (u.type, u.callsign) for u in cfg.units}
@@ -133,7 +139,7 @@ async def serve(cfg: Config, site: Site, ssl_ctx: ssl.SSLContext | None) -> None
     link = ConsoleLink(cfg.mqtt, console, client_id, subs, loop, model.message, model.link_up, model.link_down)
     sessions = Sessions(console.session_hours * 3600)
     hub = Hub(model, lambda token: sessions.get(token) is not None)
-    runner = web.AppRunner(ConsoleWeb(site, model, link, sessions, hub).app(), access_log=None)
+    runner = web.AppRunner(ConsoleWeb(site, model, link, sessions, hub, once).app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, console.listen_address, console.listen_port, ssl_context=ssl_ctx).start()
     link.start()

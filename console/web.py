@@ -20,13 +20,15 @@ from alkomd.console.auth import COOKIE, LoginLimiter, Session, Sessions
 from alkomd.console.link import ConsoleLink, LinkError
 from alkomd.console.live import Hub
 from alkomd.console.model import Model, now_iso
+from alkomd.console.once import PATH as ONCE_PATH
+from alkomd.console.once import OneTime
 from alkomd.daemon.config import ConsoleConfig, NodeConfig
 from alkomd.daemon.mqtt import contract
 
 log = logging.getLogger(__name__)
 STATIC = Path(str(resources.files("alkomd.console") / "static"))
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-OPEN_PATHS = ("/login", "/static/login.css", "/favicon.ico")
+OPEN_PATHS = ("/login", ONCE_PATH, "/static/login.css", "/favicon.ico")
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,11 @@ class Site:
 
 
 class ConsoleWeb:
-    def __init__(self, site: Site, model: Model, link: ConsoleLink, sessions: Sessions, hub: Hub) -> None:
+    def __init__(
+        self, site: Site, model: Model, link: ConsoleLink, sessions: Sessions, hub: Hub, once: OneTime | None = None
+    ) -> None:
         self.site = site
+        self.once = once or OneTime(None)
         self.model = model
         self.link = link
         self.hub = hub
@@ -55,6 +60,7 @@ class ConsoleWeb:
         app.router.add_get("/", self.index)
         app.router.add_get("/login", self.login_page)
         app.router.add_post("/login", self.login)
+        app.router.add_get(ONCE_PATH, self.login_once)
         app.router.add_post("/logout", self.logout)
         app.router.add_get("/api/session", self.session_info)
         app.router.add_get("/api/jurisdictions", self.jurisdictions)
@@ -145,9 +151,30 @@ class ConsoleWeb:
             log.warning("console: failed login for %r from %s", name[:64], address)
             raise web.HTTPSeeOther("/login?error=failed")
         self.limiter.succeeded(name)
+        return self._logged_in(name, address, "", web.Response(status=303, headers={"Location": "/"}))
+
+    async def login_once(self, request: web.Request) -> web.StreamResponse:
+        """The demo's one-click link: its token logs its account in once; a used or wrong token goes to the login page."""
+        name = self.once.take(request.query.get("token"))
+        address = request.remote or "?"
+        try:
+            known = name is not None and name in await asyncio.get_running_loop().run_in_executor(
+                None, users.read, self.site.console.users_file
+            )
+        except users.UsersFileError as exc:
+            log.error("console: %s", exc)
+            known = False
+        if name is None or not known:
+            log.warning("console: one-time login from %s refused (used, wrong or unknown)", address)
+            raise web.HTTPSeeOther("/login?error=failed")
+        # A page that moves on to "/" itself (not a redirect): a link clicked in another site's page would make a
+        # redirect's request cross-site, and the SameSite=Strict cookie would not go with it.
+        page = '<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=/"><a href="/">alkomd console</a>'
+        return self._logged_in(name, address, " with the one-time link", web.Response(text=page, content_type="text/html"))
+
+    def _logged_in(self, name: str, address: str, how: str, resp: web.Response) -> web.Response:
         session = self.sessions.create(name)
-        log.info("console: %s logged in from %s", name, address)
-        resp = web.Response(status=303, headers={"Location": "/"})
+        log.info("console: %s logged in from %s%s", name, address, how)
         resp.set_cookie(COOKIE, session.token, httponly=True, samesite="Strict", secure=self.site.secure, path="/")
         return resp
 

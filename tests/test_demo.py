@@ -1,17 +1,47 @@
-"""`alkomctl demo` end to end: a whole simulated station that stops cleanly and leaves nothing."""
+"""`alkomctl demo` end to end: a whole simulated station, its console and 110 calls, that stops cleanly and leaves nothing."""
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import wait_until
+
+CONSOLE_LINE = re.compile(r"^console: (http://127\.0\.0\.1:\d+/\S+)", re.M)
+
+
+def _get(url: str, cookie: str = "") -> http.client.HTTPResponse:
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname or "", u.port, timeout=10)
+    conn.request("GET", u.path + (f"?{u.query}" if u.query else ""), headers={"Cookie": cookie} if cookie else {})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    return resp
+
+
+def _console_answers(url: str) -> None:
+    """The printed link logs the demo account in once and the page is served; the same link a second time does not."""
+    first = _get(url)
+    assert first.status == 200, first.status
+    cookie = (first.getheader("Set-Cookie") or "").split(";")[0]
+    assert cookie.startswith("alkomd_console="), first.getheaders()
+    base = url.split("/login/")[0]
+    page = _get(base + "/", cookie)
+    assert page.status == 200
+    assert _get(base + "/api/session", cookie).status == 200
+    again = _get(url)
+    assert again.status == 303 and again.getheader("Location") == "/login?error=failed"
+    assert _get(base + "/api/session").status == 401  # nothing without the session
 
 
 def _running_under(path: Path) -> list[str]:
@@ -40,7 +70,7 @@ def test_demo_runs_a_station_and_stops_on_ctrl_c(tmp_path: Path, embedded: bool)
     lines: list[str] = []
     try:
         assert proc.stdout is not None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
@@ -48,7 +78,7 @@ def test_demo_runs_a_station_and_stops_on_ctrl_c(tmp_path: Path, embedded: bool)
             lines.append(line)
             if sum(ln.startswith("position R2-03") for ln in lines) >= 2 and all(
                 any(ln.startswith(f"position HT-{n}") for ln in lines) for n in ("03", "11", "12", "13")
-            ):
+            ) and any(ln.startswith("call 110-0001 offered at polres") for ln in lines):
                 break
         out = "".join(lines)
         assert "position R2-01" in out and "position R2-02" in out and "position R2-03" in out, out
@@ -57,6 +87,12 @@ def test_demo_runs_a_station_and_stops_on_ctrl_c(tmp_path: Path, embedded: bool)
         # the MOTOTRBO radios behind the simulated control station (lrrp driver: ARS, LRRP over UDP)
         assert all(f"position HT-1{i}" in out for i in (1, 2, 3)) and "source trbo-cs:2101" in out, out
         assert "node polri110/gorontalo/kota-gorontalo online" in out
+        # the console's line, printed although the output is a pipe, opens the console (one-time login)
+        found = CONSOLE_LINE.search(out)
+        assert found, out
+        _console_answers(found.group(1))
+        # the first scripted 110 call reached the daemon, whose call state says so
+        assert "110 call 110-0001 from" in out and "call 110-0001 offered at polres polri110/gorontalo/kota-gorontalo" in out, out
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         rest, _ = proc.communicate(timeout=30)
     finally:

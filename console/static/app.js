@@ -349,7 +349,10 @@
       el("td", {}, el("span", { class: "st st-" + u.status }), el("span", { text: u.status })), el("td", { text: age(u.time) }))));
     $("unit-count").textContent = match.length + " of " + all.length;
     $("units-more").textContent = match.length > shown.length ? (match.length - shown.length) + " more: narrow the filter" : "";
-    $("unit-ids").replaceChildren(...all.slice(0, 2000).map((u) => el("option", { value: u.unit, text: u.callsign || "" })));
+    if (all.length !== S.idsCount || now() - (S.idsAt || 0) > 5000) {  // the assign box's suggestions: seldom
+      S.idsCount = all.length; S.idsAt = now();
+      $("unit-ids").replaceChildren(...all.slice(0, 2000).map((u) => el("option", { value: u.unit, text: u.callsign || "" })));
+    }
   }
 
   // -- start ------------------------------------------------------------------------------------
@@ -371,7 +374,7 @@
     connect();
     setInterval(() => { if (S.queueDirty) { S.queueDirty = false; renderQueue(); } }, 250);
     setInterval(() => { tickCountdowns(); if (S.selected) renderReplies(); }, 1000);
-    setInterval(() => { if (S.unitsDirty) { S.unitsDirty = false; renderUnits(); } }, 1000);
+    setInterval(() => { if (S.unitsDirty) { S.unitsDirty = false; renderUnits(); } }, 250);  // as the server's pushes
   }
   document.addEventListener("DOMContentLoaded", start);
 })();

@@ -16,9 +16,18 @@ printed per new position, device state and node state. Ctrl-C, SIGTERM or the en
 `duration_s` stops everything: the daemon (SIGTERM, SIGKILL after 10 s), then the broker; the
 work directory is removed unless it was given.
 
+The dispatchers' console (`alkomd-console`, a child process like the daemon) serves the station
+with a fresh demo account; the line `console: http://127.0.0.1:PORT/login/once?token=...` logs it
+in with one click, once (and names the account's password for a second browser). Scripted 110
+calls arrive on the Polres's `call/new` (the first after 15 s, then one a minute: different
+categories, a repeat caller, one outside the Polres's area), and a simulated Polda node (a second
+daemon, tier polda) takes each call nobody answers within 60 s; radio emergencies become
+priority-0 calls. A line is printed per call state at either node.
+
 The parts: `session` (starting, watching and stopping all of it), `station` (the simulated
 units and the daemon's configuration), `view` (what the viewer sees, and the live table),
-`broker`.
+`broker`, `console` (the console process and its one-time login), `calls` (the 110 script),
+`polda` (the Polda node and the Polres's jurisdiction).
 """
 
 from __future__ import annotations
@@ -36,8 +45,9 @@ def add_parser(sub: Subparsers) -> None:
         formatter_class=RAW,
         description=wrap(
             "Start a private broker (mosquitto if installed, else an embedded one), simulated radios writing real NMEA "
-            "into pseudo-terminals, and the daemon; show the positions arriving over MQTT. Ctrl-C stops all of it and "
-            "leaves nothing running."
+            "into pseudo-terminals, and the daemon; show the positions arriving over MQTT. Also the dispatchers' console "
+            "(its one-time login link is printed), scripted 110 calls and a Polda node that takes the calls nobody answers. "
+            "Ctrl-C stops all of it and leaves nothing running."
         ),
         epilog=epilog(
             "0 stopped cleanly, 1 the broker could not start or the daemon failed (its log's end is shown)",

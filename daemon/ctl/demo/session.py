@@ -18,7 +18,10 @@ import paho.mqtt.client as paho
 from rich.console import Console
 from rich.live import Live
 
+from alkomd.daemon.ctl.demo import console as demo_console
 from alkomd.daemon.ctl.demo.broker import Broker, BrokerError
+from alkomd.daemon.ctl.demo.calls import CallScript
+from alkomd.daemon.ctl.demo.polda import POLDA_PATH, polres_sections, start_polda
 from alkomd.daemon.ctl.demo.station import NODE_PATH, ROOT, TRBO_EMERGENCY_S, UnitPlan, demo_config, plan_units
 from alkomd.daemon.ctl.demo.view import LiveState, render, subscriber
 from alkomd.drivers.sim_mototrbo import MototrboSim, SimRadio
@@ -67,8 +70,9 @@ def run_demo(
     out = sys.stdout
     live_view = out.isatty()
 
-    def say(line: str) -> None:
-        print(line, file=out, flush=True)
+    def say(line: str) -> None:  # one write per line: the call script says its lines from its own thread
+        out.write(line + "\n")
+        out.flush()
 
     keep = workdir is not None
     work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="alkomd-demo-"))
@@ -91,6 +95,8 @@ def run_demo(
     client: paho.Client | None = None
     state: LiveState | None = None
     trbo: MototrboSim | None = None
+    helpers: list[subprocess.Popen[bytes]] = []  # the Polda node and the console
+    calls: CallScript | None = None
     code = 0
     try:
         broker = Broker("amqtt" if embedded_broker else None, workdir=work / "broker")
@@ -108,7 +114,9 @@ def run_demo(
             )
         config = work / "alkomd.toml"
         trbo = _trbo_station(plans)
-        config.write_text(demo_config(plans, broker.port, work, protocol, (trbo.lrrp_port, trbo.ars_port, trbo.radio_port)))
+        desk, console_section = demo_console.prepare(work)
+        config.write_text(demo_config(plans, broker.port, work, protocol, (trbo.lrrp_port, trbo.ars_port, trbo.radio_port))
+                          + polres_sections() + console_section)
         log_path = work / "alkomd.log"
         node_topic = f"{ROOT}/{NODE_PATH}"
         state = LiveState(node_topic)
@@ -127,6 +135,18 @@ def run_demo(
         say(f"alkomctl demo: database {work / 'alkomd.db'}, daemon log {log_path}")
         say(f"alkomctl demo: {len(plans)} simulated units; topics {node_topic}/#")
         trbo.start()
+        helpers.append(start_polda(broker.port, work, protocol, NODE_PATH))
+        say(f"alkomctl demo: Polda node {ROOT}/{POLDA_PATH} pid {helpers[-1].pid} (log {work / 'polda' / 'alkomd.log'}): "
+            "it takes the calls nobody answers")
+        try:
+            helpers.append(demo_console.start_console(desk, config, work))
+        except demo_console.ConsoleStartError as exc:
+            say(f"alkomctl demo: {exc}")
+            return 1
+        say(desk.line())
+        calls = CallScript(broker.host, broker.port, protocol == "5", node_topic, f"{ROOT}/{POLDA_PATH}",
+                           (lambda line: sys.stdout.write(line + "\n")) if live_view else say)
+        calls.start()
         say(f"alkomctl demo: MOTOTRBO control station: {len(trbo.radios)} radios at 127.x.y.z, ARS udp {trbo.ars_port}, "
             f"LRRP udp {trbo.lrrp_port}")
         started = time.monotonic()
@@ -164,6 +184,10 @@ def run_demo(
         _, _, _, (total, npos, nstat, nhealth, _) = state.snapshot()
         say(f"alkomctl demo: stopping ({total} messages: {npos} positions, {nstat} device status, {nhealth} health)")
     finally:
+        if calls is not None:
+            calls.close()
+        for helper in reversed(helpers):
+            _stop_process(helper, DAEMON_STOP_S)
         if daemon is not None:
             rc = _stop_process(daemon, DAEMON_STOP_S)
             if rc not in (0, -signal.SIGTERM) and code == 0:
