@@ -159,9 +159,9 @@ def _connect(port: int, out: list[socket.socket]) -> bool:
     return True
 
 
-@pytest.mark.skipif(GPSD_BIN is None, reason="gpsd is not installed (apt-get install gpsd)")
 @pytest.mark.parametrize("log", LOGS, ids=[p.stem for p in LOGS])
 def test_every_fix_a_live_gpsd_reports_is_a_row_of_decode(log: Path, tmp_path: Path) -> None:
+    assert GPSD_BIN is not None, "gpsd is not installed (./run-tests installs it: apt-get install gpsd)"
     want = live_gpsd_fixes(log, tmp_path)
     got = {t[11:]: r for t, r in decode(log)[0].items()}
     missing = [t for t, g in want.items()
