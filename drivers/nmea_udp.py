@@ -124,6 +124,26 @@ def bind_hint(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def bind_udp(bind: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to `bind`:`port`; LinkError (with the reason) when it cannot be."""
+    where = f"udp {bind}:{port}"
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(bind, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # :: hears IPv4 senders too
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            sock.bind(addr)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        raise LinkError(f"cannot listen on {where}: {bind_hint(exc)}") from exc
+    sock.setblocking(False)
+    return sock
+
+
 class NmeaUdp(Reconnecting[socket.socket]):
     """Driver instance for one configured UDP listening port."""
 
@@ -162,20 +182,7 @@ class NmeaUdp(Reconnecting[socket.socket]):
 
     def open(self, stop: threading.Event) -> socket.socket:
         """Bind the listening socket."""
-        o = self.opts
-        try:
-            family, kind, proto, _, addr = socket.getaddrinfo(o.bind, o.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)[0]
-            sock = socket.socket(family, kind, proto)
-            try:
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # :: hears IPv4 modems too
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-                sock.bind(addr)
-            except OSError:
-                sock.close()
-                raise
-        except OSError as exc:
-            raise LinkError(f"cannot listen on {self.where}: {bind_hint(exc)}") from exc
+        sock = bind_udp(self.opts.bind, self.opts.port)
         sock.settimeout(TICK_S)
         return sock
 

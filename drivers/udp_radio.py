@@ -21,33 +21,13 @@ from typing import Generic, TypeVar
 from alkomd.daemon.records import Counters
 from alkomd.drivers.base import Emit, LinkError
 from alkomd.drivers.location_gate import Position, Reject, to_records
-from alkomd.drivers.nmea_udp import RECEIVE_BUFFER, bind_hint, sender_address
+from alkomd.drivers.nmea_udp import bind_udp, sender_address
 
 TICK_S = 0.1  # select timeout: how often the state is judged, timers run and a stop request is seen
 MAX_DATAGRAM = 65535
 MAX_LOGGED = 64  # distinct problems logged once each, up to this many
 
 T = TypeVar("T")
-
-
-def bind_udp(bind: str, port: int) -> socket.socket:
-    """A non-blocking UDP socket bound to `bind`:`port`; LinkError (with the reason) when it cannot be."""
-    where = f"udp {bind}:{port}"
-    try:
-        family, kind, proto, _, addr = socket.getaddrinfo(bind, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            sock.bind(addr)
-        except OSError:
-            sock.close()
-            raise
-    except OSError as exc:
-        raise LinkError(f"cannot listen on {where}: {bind_hint(exc)}") from exc
-    sock.setblocking(False)
-    return sock
 
 
 class Sockets:
