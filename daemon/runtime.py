@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 
-from alkomd.daemon import __version__, reload
+from alkomd.daemon import __version__, gcpolicy, reload
 from alkomd.daemon.calls.desk import CallDesk
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.config import Config
@@ -223,7 +223,7 @@ class Runtime(LinkEvents):
     async def run(self) -> int:
         cfg = self.cfg
         loop = self._loop = asyncio.get_running_loop()
-        self.store = Store(cfg.store.path, cfg.store.synchronous)
+        self.store = Store(cfg.store.path, cfg.store.synchronous, background_checkpoint=True)
         self.publisher = Publisher(self.store, loop, cfg.mqtt.inflight)
         self.budget = OutboxBudget(self.store, lambda: self.cfg.store.outbox_budget_bytes, self.publisher.inflight_ids)
         self.store.anchor = lambda head: contract.audit_head_message(cfg.node.topic, head)
@@ -254,10 +254,12 @@ class Runtime(LinkEvents):
             asyncio.create_task(self._every(CLEAR_INTERVAL_S, self._clear_retained), name="clear-retained"),
             asyncio.create_task(self.budget.run(), name="outbox-budget"),
             asyncio.create_task(self._every(AVAILABILITY_TICK_S, self.station.tick), name="availability"),
+            asyncio.create_task(self._every(gcpolicy.FULL_INTERVAL_S, gcpolicy.collect_full), name="gc"),
         ]
         if self.notify.watchdog_s:
             # Pinged from the event loop itself: a loop that stops turning stops the pings.
             tasks.append(asyncio.create_task(self._every(self.notify.watchdog_s / 2, self.notify.watchdog), name="watchdog"))
+        gcpolicy.settle()
         self.ready = True
         self.notify.ready(self.status_line())
         log.info(

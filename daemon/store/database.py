@@ -1,9 +1,9 @@
 """SQLite storage (via sqlite-utils): schema migrations, position history, units and the outbox.
 
-One connection, owned by the event-loop thread. WAL journal; `synchronous=FULL` by default so
-a commit survives power loss. A position row and its outbox row are committed together
-(`record`), so whatever the daemon acknowledged locally is published eventually, even after a
-kill: the publisher marks an outbox row sent only when the broker acknowledged it.
+One connection, owned by the event-loop thread (the daemon checkpoints the WAL from a thread of its
+own: checkpoint.py). WAL journal; `synchronous=FULL` by default so a commit survives power loss.
+A position row and its outbox row are committed together (`record`), so whatever the daemon
+acknowledged locally is published eventually, even after a kill: the publisher marks an outbox row sent only when the broker acknowledged it.
 
 `unsent_bytes` is a running figure of the UTF-8 payload bytes of the unsent outbox (counted once
 at open, then kept up to date by every write), so the disk budget (`outbox_budget`) is checked
@@ -23,6 +23,7 @@ import sqlite_utils
 
 from alkomd.daemon.records import UnitPosition, UnitState, UnitStatus, utc_iso
 from alkomd.daemon.store.audit import GENESIS, AuditEntry, AuditHead, entry_hash
+from alkomd.daemon.store.checkpoint import Checkpointer
 from alkomd.daemon.store.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,8 @@ def quarantine_if_corrupt(path: Path, now: datetime) -> Path | None:
 class Store:
     """The daemon's database. Not thread-safe: use it from one thread (the event loop)."""
 
-    def __init__(self, path: Path, synchronous: str = "full") -> None:
+    def __init__(self, path: Path, synchronous: str = "full", background_checkpoint: bool = False) -> None:
+        """`background_checkpoint`: the WAL is checkpointed by a thread of its own, never inside a commit (the daemon)."""
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +151,8 @@ class Store:
             conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=5000")
+            if background_checkpoint:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from exc
         self.conn = conn
@@ -163,6 +167,9 @@ class Store:
         # The anchor: set, every transaction that appends to the audit record also queues the chain's new head
         # (count, hash) as a message, so the record's end is known outside this file (audit.py).
         self.anchor: Callable[[AuditHead], Message] | None = None
+        self._checkpointer = Checkpointer(path) if background_checkpoint else None
+        if self._checkpointer is not None:
+            self._checkpointer.start()
 
     def _migrate(self) -> None:
         version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
@@ -183,6 +190,8 @@ class Store:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.conn.close()
 
     # -- units -------------------------------------------------------------------------------
