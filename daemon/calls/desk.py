@@ -523,8 +523,8 @@ class CallDesk:
         """The node to hand a call to instead of taking it here, or None to take it."""
         if self.jurisdictions is None or req.location is None:
             return None
-        if self.role.tier != "polres" and req.escalated_from is None:
-            child = self.jurisdictions.route(req.location)
+        if self.role.tier != "polres" and req.escalated_from is None and placement.jurisdiction is not None:
+            child = self.jurisdictions.child_of(placement.jurisdiction)  # `route`, without placing the caller again
             if child is not None:
                 return f"{self.root}/{child}"
         if placement.status is LocationStatus.OUTSIDE and placement.jurisdiction is None and self.role.parent:

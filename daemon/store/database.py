@@ -3,7 +3,8 @@
 One connection, owned by the event-loop thread (the daemon checkpoints the WAL from a thread of its
 own: checkpoint.py). WAL journal; `synchronous=FULL` by default so a commit survives power loss.
 A position row and its outbox row are committed together (`record`), so whatever the daemon
-acknowledged locally is published eventually, even after a kill: the publisher marks an outbox row sent only when the broker acknowledged it.
+acknowledged locally is published eventually, even after a kill: the publisher marks an outbox
+row sent only when the broker acknowledged it.
 
 `unsent_bytes` is a running figure of the UTF-8 payload bytes of the unsent outbox (counted once
 at open, then kept up to date by every write), so the disk budget (`outbox_budget`) is checked
