@@ -194,6 +194,17 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    """The `[history]` section: read only by `alkomd-history`, the central tiers' history workers (the daemon ignores it)."""
+
+    path: Path = spec(Path("/var/lib/alkomd/history.db"), doc="SQLite file of the units below's positions (all workers of the "
+                      "node write to it); relative paths are relative to the config file.")
+    retention_days: int = spec(30, min=1, max=3650, doc="Positions stored longer ago than this are deleted.")
+    username: str = spec("", doc="The workers' own MQTT user name (read access to the units below's positions).")
+    password_file: Path | None = spec(None, doc="File holding that MQTT password (a systemd credential).")
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     id: str
     driver: str
@@ -224,6 +235,7 @@ class Config:
     devices: tuple[DeviceConfig, ...]
     units: tuple[UnitConfig, ...]
     console: ConsoleConfig | None = None  # only alkomd-console reads it
+    history: HistoryConfig | None = None  # only alkomd-history reads it
 
 
 _SECTIONS = {
@@ -250,7 +262,7 @@ def load(path: Path | str) -> Config:
 
 def parse(raw: dict[str, Any], path: Path) -> Config:
     """Validate an already-parsed TOML document (see `load`)."""
-    known = set(_SECTIONS) | {"device", "unit", "jurisdictions", "console"}
+    known = set(_SECTIONS) | {"device", "unit", "jurisdictions", "console", "history"}
     for key in raw:
         if key not in known:
             raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -263,7 +275,8 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
     _check_codes(sections["radio_status"], path)
     juris = build(JurisdictionOptions, raw["jurisdictions"], "jurisdictions", path) if "jurisdictions" in raw else None
     console = build(ConsoleConfig, raw["console"], "console", path) if "console" in raw else None
-    return Config(source=path, devices=devices, units=units, jurisdictions=juris, console=console, **sections)
+    history = build(HistoryConfig, raw["history"], "history", path) if "history" in raw else None
+    return Config(source=path, devices=devices, units=units, jurisdictions=juris, console=console, history=history, **sections)
 
 
 def _array(raw: dict[str, Any], key: str, path: Path) -> list[Any]:

@@ -91,7 +91,9 @@ class Broker:
         host: str = "127.0.0.1",
         workdir: Path | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
+        extra_conf: str = "",
     ) -> None:
+        """`extra_conf`: lines added to mosquitto's configuration (e.g. the flow control of a shipped config)."""
         if kind is None:
             kind = "mosquitto" if find_mosquitto() else "amqtt"
         if kind not in KINDS:
@@ -102,6 +104,7 @@ class Broker:
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.start_timeout_s = start_timeout_s
+        self.extra_conf = extra_conf
         self._own_dir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="alkomd-broker-")) if workdir is None else Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -206,6 +209,7 @@ class Broker:
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             "connection_messages true\n"
             "log_timestamp true\n"
+            + self.extra_conf
         )
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
