@@ -270,6 +270,17 @@ def test_a_console_started_after_a_call_began_shows_its_whole_timeline(
         seqs = page.eval_on_selector_all("#timeline li[data-seq]", "els => els.map(e => Number(e.dataset.seq))")
         assert seqs == list(range(1, len(before) + 2))
         assert page.locator("#timeline li.event").count() == 1 and page.locator("#timeline li.state").count() == 0
+
+        # Restarted, the console shows the closed call's whole timeline again (its retained state is kept for a while).
+        console.stop()
+        console = Console(station.config, port)
+        login(page, console.url)  # its sessions went with it
+        page.wait_for_selector("#link-state[data-state=up]")
+        page.check("#show-closed")
+        page.click("#queue tr[data-call='H-1']")
+        page.wait_for_function(f"() => document.querySelectorAll('#timeline li[data-action]').length >= {len(before) + 1}")
+        steps = page.eval_on_selector_all("#timeline li[data-action]", "els => els.map(e => e.dataset.action)")
+        assert steps == [*before, "closed"] and page.locator("#timeline li:not([data-action])").count() == 0
     finally:
         ctx.close()
         console.stop()
