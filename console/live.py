@@ -27,7 +27,7 @@ def _link(model: Model) -> dict[str, object]:
 
 def _call(model: Model, call_id: str) -> dict[str, object]:
     out: dict[str, object] = asdict(model.calls[call_id]) if call_id in model.calls else {"call_id": call_id, "state": "unknown"}
-    out["timeline"] = [asdict(t) for t in model.timelines.get(call_id, ())]
+    out["timeline"] = [asdict(t) for t in model.timeline(call_id)]
     return out
 
 

@@ -8,13 +8,13 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from alkomd.console.timeline import Timeline, TimelineEntry, parse_history
 from alkomd.daemon.mqtt import contract
 from alkomd.daemon.records import utc_iso
 
 log = logging.getLogger(__name__)
 
 OPEN_STATES = ("new", "offered", "answered", "assigned", "enroute", "onscene")
-MAX_TIMELINE = 200
 MAX_FINISHED = 500  # closed or escalated calls kept for the page (the oldest go first); open calls are all kept
 MAX_ACKED = 200  # acknowledged alarms kept
 
@@ -68,13 +68,6 @@ class CallView:
     received_at: str | None = None
     updated: str | None = None
     version: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    time: str
-    what: str  # "state", "event", "reply"
-    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +196,7 @@ class Model:
         self.node = node
         self.units: dict[str, UnitView] = {}
         self.calls: dict[str, CallView] = {}
-        self.timelines: dict[str, list[TimelineEntry]] = {}
+        self.timelines: dict[str, Timeline] = {}
         self.alarms: dict[str, Alarm] = {}
         self.link = LinkView()
         self.changes = Changes()
@@ -300,7 +293,11 @@ class Model:
         self.calls[call_id] = call
         self.changes.calls.add(call_id)
         self._prune_calls()
-        if old is None or old.state != call.state or old.version != call.version:
+        steps = parse_history(body)
+        if steps is not None:  # the daemon's own record of every step, also those before this console started
+            if self.timelines.setdefault(call_id, Timeline()).merge(steps):
+                self.changes.calls.add(call_id)
+        elif old is None or old.state != call.state or old.version != call.version:  # a daemon without history: what is seen
             who = f" by {call.answered_by}" if call.answered_by and call.state == "answered" else ""
             unit = f" ({call.assigned_unit})" if call.assigned_unit and call.state in ("assigned", "enroute", "onscene") else ""
             went = f" to {call.escalated_to}" if call.state == "escalated" and call.escalated_to else ""
@@ -328,10 +325,13 @@ class Model:
     # -- officers ------------------------------------------------------------------------------
 
     def note(self, call_id: str, when: str, what: str, text: str) -> None:
-        tl = self.timelines.setdefault(call_id, [])
-        tl.append(TimelineEntry(when, what, text))
-        del tl[:-MAX_TIMELINE]
+        self.timelines.setdefault(call_id, Timeline()).note(TimelineEntry(when, what, text))
         self.changes.calls.add(call_id)
+
+    def timeline(self, call_id: str) -> list[TimelineEntry]:
+        """The call's whole timeline, in time order: the daemon's steps with what this console saw and sent."""
+        tl = self.timelines.get(call_id)
+        return tl.entries() if tl is not None else []
 
     def acknowledge(self, alarm_id: str, by: str) -> bool:
         a = self.alarms.get(alarm_id)

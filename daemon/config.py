@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from alkomd.daemon.calls import jurisdictions
-from alkomd.daemon.calls.dispatch import DispatchOptions
 from alkomd.daemon.calls.jurisdictions import JurisdictionError, JurisdictionIndex, JurisdictionOptions
+from alkomd.daemon.calls.options import DispatchOptions
 from alkomd.daemon.calls.recommend import RecommendOptions
 from alkomd.daemon.exit_codes import EX_CONFIG as EX_CONFIG  # re-exported: older code imports it from here
 from alkomd.daemon.schema import ID_PATTERN as ID_PATTERN

@@ -220,6 +220,72 @@ def test_the_console_is_offline_live_and_its_actions_reach_the_daemon(desk: Desk
     assert any("/vendor/leaflet/leaflet.js" in u for u in desk.requests)
 
 
+def test_a_console_started_after_a_call_began_shows_its_whole_timeline(
+    station: Station, broker: Broker, daemons: Callable[[Path], Daemon], ptys: Callable[[Path], PtyGps],
+    subscriber_factory: Callable[..., Subscriber], browser: playwright_api.Browser,
+) -> None:
+    """The call is taken in, answered, accepted and reached while no console runs; the console then started shows every
+    one of those steps (from the call state's history), and the steps it then sees live join them, none twice."""
+    port = free_port()
+    _configure(station, port)
+    _add_user(station.config, USER, PASSWORD)
+    sub = subscriber_factory(broker.port)
+    pty = ptys(station.links[0])
+    d = daemons(station.config)
+    wait_until(lambda: "gps0: starting -> waiting" in d.log, what="port open")
+    Feeder(pty).write(3, gap_s=0.1)
+    wait_until(lambda: any(m.payload.get("status") == "available" for m in sub.on("/unit/R2-00/status")), what="unit available")
+
+    # No console anywhere: the call goes through its steps (events as a console on another desk and the unit would send).
+    sub.client.publish(f"{NODE}/call/new", _call("H-1"), qos=1)
+    wait_until(lambda: "offered" in _states(sub, "H-1"), 20, "the call offered")
+    for i, (action, by, state) in enumerate((("answer", "piket-02", "assigned"), ("accept", "R2-00", "enroute"),
+                                             ("arrive", "R2-00", "onscene"))):
+        event = {"action": action, "by": by, "msg_id": f"desk-2-{i}", "note": "dari meja 2" if action == "answer" else ""}
+        sub.client.publish(f"{NODE}/call/H-1/event", json.dumps(event), qos=1)
+        wait_until(lambda s=state: s in _states(sub, "H-1"), 20, state)  # type: ignore[misc]
+    before = ["received", "offered", "answered", "assigned", "accepted", "arrived"]
+
+    console = Console(station.config, port)
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(WAIT_MS)
+        login(page, console.url)
+        page.wait_for_selector("#link-state[data-state=up]")
+        page.click("#queue tr[data-call='H-1']")
+        page.wait_for_function(f"() => document.querySelectorAll('#timeline li[data-action]').length >= {len(before)}")
+        steps = page.eval_on_selector_all("#timeline li[data-action]", "els => els.map(e => e.dataset.action)")
+        assert steps == before
+        texts = page.inner_text("#timeline")
+        assert "answered by piket-02: “dari meja 2”" in texts and "assigned (R2-00) by piket-02" in texts
+        assert "arrived (R2-00) by R2-00" in texts and "R2-00 alerted (top candidate), attempt 1" in texts
+
+        # A step seen live joins the history's, with the officer's event and the daemon's reply; nothing twice.
+        page.click("#actions button[data-action='close']")
+        page.wait_for_selector("#timeline li[data-action='closed']")
+        page.wait_for_selector("#timeline li.reply")
+        steps = page.eval_on_selector_all("#timeline li[data-action]", "els => els.map(e => e.dataset.action)")
+        assert steps == [*before, "closed"]
+        seqs = page.eval_on_selector_all("#timeline li[data-seq]", "els => els.map(e => Number(e.dataset.seq))")
+        assert seqs == list(range(1, len(before) + 2))
+        assert page.locator("#timeline li.event").count() == 1 and page.locator("#timeline li.state").count() == 0
+
+        # Restarted, the console shows the closed call's whole timeline again (its retained state is kept for a while).
+        console.stop()
+        console = Console(station.config, port)
+        login(page, console.url)  # its sessions went with it
+        page.wait_for_selector("#link-state[data-state=up]")
+        page.check("#show-closed")
+        page.click("#queue tr[data-call='H-1']")
+        page.wait_for_function(f"() => document.querySelectorAll('#timeline li[data-action]').length >= {len(before) + 1}")
+        steps = page.eval_on_selector_all("#timeline li[data-action]", "els => els.map(e => e.dataset.action)")
+        assert steps == [*before, "closed"] and page.locator("#timeline li:not([data-action])").count() == 0
+    finally:
+        ctx.close()
+        console.stop()
+
+
 def test_a_wrong_password_is_refused_and_a_logged_out_browser_cannot_act(desk: Desk, browser: playwright_api.Browser) -> None:
     ctx = browser.new_context()
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from alkomd.console import model as modelmod
+from alkomd.console import timeline as timelinemod
 from alkomd.console import users
 from alkomd.console.auth import LoginLimiter, Sessions
 from alkomd.console.model import Model, is_priority, parse_call
@@ -136,6 +137,47 @@ def test_finished_calls_are_forgotten_oldest_first_and_open_ones_never() -> None
         _msg(model, f"{NODE}/call/F-{i}", {"state": "closed", "version": 1})
     assert "OPEN" in model.calls and "F-0" not in model.calls and f"F-{modelmod.MAX_FINISHED + 9}" in model.calls
     assert len(model.calls) == modelmod.MAX_FINISHED + 1 and "F-0" not in model.timelines
+
+
+def _step(seq: int, second: int, action: str, unit: str | None = None, by: str | None = None, count: int = 1) -> dict[str, object]:
+    return {"seq": seq, "time": f"2026-11-22T02:17:{second:02d}.250Z", "action": action, "state": "x", "by": by, "unit": unit,
+            "note": "", "detail": f"{action} in words", "count": count}
+
+
+def test_the_timeline_is_the_daemons_history_merged_with_what_the_console_saw() -> None:
+    model = Model(NODE)
+    base = {"state": "offered", "call_id": "C-1"}
+    history = [_step(1, 0, "received"), _step(2, 0, "offered"), _step(3, 5, "answered", by="piket-01"),
+               _step(4, 5, "assigned", "R2-01", "piket-01")]
+    # a console started after the call began: its first message has the whole history
+    _msg(model, f"{NODE}/call/C-1", {**base, "version": 2, "state": "assigned", "history": history})
+    tl = model.timeline("C-1")
+    assert [(t.what, t.action, t.seq) for t in tl] == [("step", "received", 1), ("step", "offered", 2), ("step", "answered", 3),
+                                                       ("step", "assigned", 4)]
+    assert tl[3].text == "assigned (R2-01) by piket-01" and tl[3].detail == "assigned in words"
+    # the same state again (a retained re-delivery) adds nothing; what the console sends and hears comes in time order
+    model.take_changes()
+    _msg(model, f"{NODE}/call/C-1", {**base, "version": 2, "state": "assigned", "history": history})
+    model.note("C-1", "2026-11-22T02:17:07.000Z", "event", "accept R2-01 sent by piket-01")
+    history += [_step(5, 8, "accepted", "R2-01", "piket-01"), _step(6, 9, "realerted"), _step(7, 10, "recandidated")]
+    _msg(model, f"{NODE}/call/C-1", {**base, "version": 5, "state": "enroute", "history": history})
+    history[-1] = _step(7, 30, "recandidated", count=4)  # folded: the same step, counted on
+    # the daemon's bounded history dropped its first steps: the console keeps those it saw
+    _msg(model, f"{NODE}/call/C-1", {**base, "version": 6, "state": "enroute", "history": history[3:]})
+    tl = model.timeline("C-1")
+    assert [t.action or t.what for t in tl] == ["received", "offered", "answered", "assigned", "event", "accepted", "realerted",
+                                                "recandidated"]
+    assert tl[-1].text == "recandidated ×4" and tl[-1].time == "2026-11-22T02:17:30.250Z"
+    assert "C-1" in model.take_changes().calls
+    for i in range(timelinemod.MAX_TIMELINE + 10):
+        model.note("C-1", "2026-11-22T03:00:00.000Z", "reply", f"reply {i}")
+    assert len(model.timeline("C-1")) == timelinemod.MAX_TIMELINE
+
+    # an older daemon sends no history: the console notes the states it sees, as before
+    _msg(model, f"{NODE}/call/C-2", {**base, "call_id": "C-2", "version": 1, "updated": "2026-11-22T02:17:00.000Z"})
+    _msg(model, f"{NODE}/call/C-2", {**base, "call_id": "C-2", "version": 2, "state": "answered", "answered_by": "piket-01",
+                                     "updated": "2026-11-22T02:17:04.000Z"})
+    assert [(t.what, t.text) for t in model.timeline("C-2")] == [("state", "offered"), ("state", "answered by piket-01")]
 
 
 def test_the_console_section_is_optional_strict_and_documented(tmp_path: Path) -> None:

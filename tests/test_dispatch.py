@@ -30,7 +30,6 @@ from alkomd.daemon.calls.dispatch import (
     Call,
     Close,
     Decline,
-    DispatchOptions,
     Escalate,
     Event,
     NodeRole,
@@ -43,6 +42,8 @@ from alkomd.daemon.calls.dispatch import (
     next_deadline,
     step,
 )
+from alkomd.daemon.calls.history import MAX_HISTORY
+from alkomd.daemon.calls.options import DispatchOptions
 from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement
 from alkomd.daemon.mqtt.contract import alert_payload, call_state_payload, escalation_payload, state_msg_id
 from alkomd.daemon.records import UnitStatus
@@ -466,11 +467,13 @@ def test_call_state_payload_matches_the_contract() -> None:
 def test_stored_form_is_strict() -> None:
     call, _ = run(POLRES, [(0, RECEIVE), (10, Answer("op-1"))])
     doc: dict[str, Any] = json.loads(call_to_json(call))
-    old = {k: v for k, v in doc.items() if k != "realert_at"}  # format 1, stored before realert_at existed
-    assert call_from_json(json.dumps({**old, "format": 1})) == call
+    old = {k: v for k, v in doc.items() if k not in ("realert_at", "history")}  # format 1, before realert_at and history
+    assert call_from_json(json.dumps({**old, "format": 1})) == replace(call, history=())
     for broken in (
-        {**doc, "format": 3},
+        {**doc, "format": 4},
         old,
+        {**doc, "history": [{**doc["history"][0], "state": "lost"}]},
+        {**doc, "history": [{k: v for k, v in doc["history"][0].items() if k != "seq"}]},
         {**doc, "version": "3"},
         {**doc, "state": "lost"},
         {**doc, "created": "2025-03-14T02:20:59"},  # naive
@@ -627,6 +630,9 @@ def test_random_event_runs_keep_the_invariants(role: NodeRole, first: Receive, l
         assert (call.escalated_to is not None) == (call.state == S.ESCALATED)
         assert call.state != S.ESCALATED or role.parent is not None
         assert len(set(call.flags)) == len(call.flags)
+        seqs = [s.seq for s in call.history]
+        assert 0 < len(seqs) <= MAX_HISTORY and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        assert call.history[-1].state == call.state and call.history[-1].time <= now
         if isinstance(event, Tick):
             deadline = next_deadline(call)
             assert deadline is None or deadline > now

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from alkomd.daemon import config as cfgmod
-from alkomd.daemon.calls.dispatch import DispatchOptions
 from alkomd.daemon.calls.jurisdictions import JurisdictionOptions
+from alkomd.daemon.calls.options import DispatchOptions
 from alkomd.daemon.calls.recommend import RecommendOptions
 from alkomd.drivers.fleetsync import FleetSyncOptions
 from alkomd.drivers.gpsd import GpsdOptions

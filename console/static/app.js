@@ -282,7 +282,11 @@
         el("button", { type: "button", class: "assign-candidate", "data-unit": cand.unit, text: "Assign", onclick: () => act("assign", cand.unit) }));
     }));
     if (!$("action-unit").value && c.assigned_unit) $("action-unit").value = c.assigned_unit;
-    $("timeline").replaceChildren(...(c.timeline || []).map((t) => el("li", { class: t.what, text: new Date(t.time).toLocaleTimeString() + " " + t.text })));
+    // the call's whole timeline, merged by the console: the daemon's steps (its call state's history) with what this
+    // console saw and sent, in time order
+    $("timeline").replaceChildren(...(c.timeline || []).map((t) => el("li", { class: t.what, "data-action": t.action || null, "data-seq": t.seq ?? null },
+      el("span", { text: new Date(t.time).toLocaleTimeString() + " " + t.text }),
+      t.detail ? el("span", { class: "muted", text: " · " + t.detail }) : null)));
     renderReplies();
   }
 

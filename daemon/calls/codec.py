@@ -6,9 +6,10 @@ import json
 from datetime import datetime
 
 from alkomd.daemon.calls.dispatch import Call
+from alkomd.daemon.calls.history import Step
 from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement
 
-STORE_FORMAT = 2  # 2: realert_at (a format-1 call reads with none)
+STORE_FORMAT = 3  # 2: realert_at (a format-1 call reads with none); 3: history (a call of format 1 or 2 reads with none)
 
 
 def call_to_json(call: Call) -> str:
@@ -40,6 +41,11 @@ def call_to_json(call: Call) -> str:
         "created": call.created.isoformat(), "updated": call.updated.isoformat(),
         "alerts_sent": [[u, n] for u, n in call.alerts_sent], "version": call.version, "note": call.note,
         "realert_at": _iso(call.realert_at),
+        "history": [
+            {"seq": s.seq, "time": s.time.isoformat(), "action": s.action, "state": s.state.value, "detail": s.detail, "by": s.by,
+             "unit": s.unit, "note": s.note, "count": s.count}
+            for s in call.history
+        ],
     }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -50,8 +56,9 @@ def call_from_json(text: str) -> Call:
         doc = _Obj(json.loads(text), "call")
     except json.JSONDecodeError as exc:
         raise ValueError(f"stored call is not JSON: {exc}") from None
-    if doc.integer("format") not in (1, STORE_FORMAT):
-        raise ValueError(f"stored call format {doc.raw('format')!r}, expected 1 or {STORE_FORMAT}")
+    fmt = doc.integer("format")
+    if fmt not in (1, 2, STORE_FORMAT):
+        raise ValueError(f"stored call format {doc.raw('format')!r}, expected 1 to {STORE_FORMAT}")
     r = doc.obj("request")
     loc_raw = r.raw("location")
     loc = None
@@ -62,7 +69,7 @@ def call_from_json(text: str) -> Call:
         call_id=r.text("call_id"), caller=r.text("caller"), location=loc, received_at=r.when("received_at"),
         category=r.text("category"), source=r.text("source"), problems=r.texts("problems"),
         escalated_from=r.opt_text("escalated_from"), note=r.text("note"), raw_sha256=r.text("raw_sha256"),
-        caller_calls=r.integer("caller_calls") if doc.integer("format") >= 2 else 0,
+        caller_calls=r.integer("caller_calls") if fmt >= 2 else 0,
     )
     p = doc.obj("placement")
     placement = Placement(LocationStatus(p.text("status")), p.opt_text("jurisdiction"), p.texts("others"), p.opt_number("distance_m"))
@@ -77,13 +84,18 @@ def call_from_json(text: str) -> Call:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and type(item[1]) is int):
             raise ValueError(f"stored call: alerts_sent[{i}] must be [unit, attempt]")
         alerts.append((item[0], item[1]))
+    history = []
+    for i, item in enumerate(doc.array("history") if fmt >= 3 else ()):
+        s = _Obj(item, f"history[{i}]")
+        history.append(Step(s.integer("seq"), s.when("time"), s.text("action"), CallStateName(s.text("state")), s.text("detail"),
+                            s.text("by"), s.opt_text("unit"), s.text("note"), s.integer("count")))
     return Call(
         call_id=doc.text("call_id"), request=request, placement=placement, state=CallStateName(doc.text("state")),
         tier=doc.text("tier"), node=doc.text("node"), candidates=tuple(candidates), assigned_unit=doc.opt_text("assigned_unit"),
         declined=doc.texts("declined"), answered_by=doc.opt_text("answered_by"), answer_deadline=doc.opt_when("answer_deadline"),
         accept_deadline=doc.opt_when("accept_deadline"), escalated_to=doc.opt_text("escalated_to"), flags=doc.texts("flags"),
         created=doc.when("created"), updated=doc.when("updated"), alerts_sent=tuple(alerts), version=doc.integer("version"),
-        note=doc.text("note"), realert_at=doc.opt_when("realert_at") if doc.integer("format") >= 2 else None,
+        note=doc.text("note"), realert_at=doc.opt_when("realert_at") if fmt >= 2 else None, history=tuple(history),
     )
 
 

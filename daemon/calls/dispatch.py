@@ -7,12 +7,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from alkomd.daemon.calls import history as h
 from alkomd.daemon.calls.categories import classify
+from alkomd.daemon.calls.options import DispatchOptions
 from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement
 from alkomd.daemon.records import UnitStatus, utc_iso
-from alkomd.daemon.schema import spec
 
-TIERS = ("polres", "polda", "mabes")  # as in config.TIERS (not imported: config may import this module)
+TIERS = ("polres", "polda", "mabes")  # as in config.TIERS (the pure machine imports no config)
 
 FLAG_REPEAT_CALLER = "repeat_caller"
 FLAG_NO_CANDIDATE = "no_candidate"  # nobody to send: a dispatcher must find a unit
@@ -29,28 +30,7 @@ FINAL = frozenset({S.CLOSED, S.ESCALATED})
 WORKING = frozenset({S.ASSIGNED, S.ENROUTE, S.ONSCENE})  # states in which assigned_unit is busy on the call
 
 
-# -- configuration and role ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DispatchOptions:
-    answer_timeout_polres_s: int = spec(60, min=5, max=3600, doc="Seconds a Polres has to answer a call before it escalates to the Polda.")
-    answer_timeout_polda_s: int = spec(90, min=5, max=3600, doc="Seconds a Polda has to answer a call before it escalates to Mabes.")
-    answer_timeout_mabes_s: int = spec(120, min=5, max=3600, doc="Seconds Mabes has to answer before the call is re-alerted.")
-    accept_timeout_s: int = spec(60, min=5, max=3600, doc="Seconds an alerted unit has to accept before the next candidate is alerted.")
-    realert_s: int = spec(60, min=5, max=3600, doc="Seconds between re-alerts of a call nobody answers (Mabes) or nobody can be sent to.")
-    supervision_grace_s: int = spec(
-        15, min=1, max=600,
-        doc="Polda, Mabes: a call sent to a node below that takes it up after its answer timeout plus this (or that is "
-        "offline) is taken here.",
-    )
-
-    def answer_timeout(self, tier: str) -> timedelta:
-        if tier == "polres":
-            return timedelta(seconds=self.answer_timeout_polres_s)
-        if tier == "polda":
-            return timedelta(seconds=self.answer_timeout_polda_s)
-        return timedelta(seconds=self.answer_timeout_mabes_s)
+# -- the node's role -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -104,6 +84,7 @@ class Call:
     version: int  # 1 after Receive, +1 per accepted event
     note: str = ""  # the dispatcher's latest note (answer/assign), sent to units with the caller's note
     realert_at: datetime | None = None  # answered but no unit left: when the dispatchers are alerted again
+    history: tuple[h.Step, ...] = ()  # the steps it went through here, oldest first (the last h.MAX_HISTORY)
 
     @property
     def is_final(self) -> bool:
@@ -330,18 +311,17 @@ def _receive(call: Call | None, event: Receive, now: datetime, role: NodeRole, o
     if not candidates and category.dispatch:
         flags = _with(flags, FLAG_NO_CANDIDATE)
     deadline = now + opts.answer_timeout(role.tier)
+    where = event.placement.jurisdiction or "no jurisdiction"
+    origin = f", escalated from {req.escalated_from}" if req.escalated_from else ""
+    received = f"call {req.call_id} from {req.source}{origin}: {req.category}, {event.placement.status.value} in {where}"
+    offered = f"to the {role.tier} duty officer until {utc_iso(deadline)}; candidates: {_units(candidates)}"
+    steps = h.record(h.record((), now, h.RECEIVED, S.NEW, received), now, h.OFFERED, S.OFFERED, offered)
     new = Call(
         call_id=req.call_id, request=req, placement=event.placement, state=S.OFFERED, tier=role.tier, node=role.node,
         candidates=candidates, assigned_unit=None, declined=(), answered_by=None, answer_deadline=deadline,
-        accept_deadline=None, escalated_to=None, flags=flags, created=now, updated=now, alerts_sent=(), version=1,
+        accept_deadline=None, escalated_to=None, flags=flags, created=now, updated=now, alerts_sent=(), version=1, history=steps,
     )
-    where = event.placement.jurisdiction or "no jurisdiction"
-    origin = f", escalated from {req.escalated_from}" if req.escalated_from else ""
-    audits = (
-        Audit("new", f"call {req.call_id} from {req.source}{origin}: {req.category}, {event.placement.status.value} in {where}"),
-        Audit("offered", f"to the {role.tier} duty officer until {utc_iso(deadline)}; candidates: {_units(candidates)}"),
-    )
-    return new, (*audits, PublishState(new))
+    return new, (Audit("new", received), Audit("offered", offered), PublishState(new))
 
 
 class _Tx:
@@ -363,9 +343,17 @@ class _Tx:
     def refuse(self, event: Event, reason: str) -> Result:
         return self.start, _refusal(event, reason)
 
-    def enter(self, state: CallStateName, detail: str, by: str = "", **changes: Any) -> None:
+    def enter(self, state: CallStateName, action: str, detail: str, by: str = "", unit: str | None = None, said: str = "",
+              **changes: Any) -> None:
         self.call = replace(self.call, state=state, **changes)
-        self.audits.append(Audit(state.value, detail, by))
+        self.log(state.value, action, detail, by, unit, said)
+
+    def log(self, kind: str, action: str, detail: str, by: str = "", unit: str | None = None, note: str = "") -> None:
+        """Audit a step (`kind`) and add it to the call's history as `action` (none: audited only)."""
+        self.audits.append(Audit(kind, detail, by))
+        if action:
+            steps = h.record(self.call.history, self.now, action, self.call.state, detail, by, unit, note)
+            self.call = replace(self.call, history=steps)
 
     # -- events --
 
@@ -375,8 +363,8 @@ class _Tx:
         if ev.unit is not None and not _valid_unit(ev.unit):
             return self.refuse(ev, f"answer: not a valid unit id {ev.unit!r}")
         if ev.unit is None and not classify(self.call.request.category).dispatch:
-            self.enter(S.ANSWERED, f"answered by {ev.by}: no unit needed ({self.call.request.category})", ev.by,
-                       answered_by=ev.by, answer_deadline=None, note=ev.note or self.call.note)
+            self.enter(S.ANSWERED, h.ANSWERED, f"answered by {ev.by}: no unit needed ({self.call.request.category})", ev.by,
+                       said=ev.note, answered_by=ev.by, answer_deadline=None, note=ev.note or self.call.note)
             return self.done()
         self._answered(ev.by, ev.note)
         if ev.unit is not None:
@@ -398,7 +386,7 @@ class _Tx:
         elif ev.note:
             self.call = replace(self.call, note=ev.note)
         reason = "the dispatcher's choice" if c.assigned_unit is None else f"reassigned from {c.assigned_unit}"
-        self._assign(ev.unit, ev.by, reason)
+        self._assign(ev.unit, ev.by, reason, ev.note)
         return self.done()
 
     def accept(self, ev: Accept) -> Result:
@@ -407,7 +395,7 @@ class _Tx:
             return self.refuse(ev, f"accept: the call is {self.call.state.value}, not assigned")
         if unit != self.call.assigned_unit:
             return self.refuse(ev, f"accept: {unit} is not the assigned unit ({self.call.assigned_unit})")
-        self.enter(S.ENROUTE, f"{unit} accepted", ev.by, accept_deadline=None)
+        self.enter(S.ENROUTE, h.ACCEPTED, f"{unit} accepted", ev.by, unit, accept_deadline=None)
         self.effects.append(SetUnitStatus(unit, UnitStatus.ENROUTE, self.call.call_id))
         return self.done()
 
@@ -418,7 +406,7 @@ class _Tx:
         if unit != self.call.assigned_unit:
             return self.refuse(ev, f"decline: {unit} is not the assigned unit ({self.call.assigned_unit})")
         note = f": {ev.note}" if ev.note else ""
-        self._replace_unit("declined", f"{unit} declined{note}", ev.by)
+        self._replace_unit("declined", h.DECLINED, f"{unit} declined{note}", ev.by, ev.note)
         return self.done()
 
     def arrive(self, ev: Arrive) -> Result:
@@ -427,14 +415,14 @@ class _Tx:
             return self.refuse(ev, f"arrive: the call is {self.call.state.value}, not enroute")
         if unit != self.call.assigned_unit:
             return self.refuse(ev, f"arrive: {unit} is not the assigned unit ({self.call.assigned_unit})")
-        self.enter(S.ONSCENE, f"{unit} on scene", ev.by)
+        self.enter(S.ONSCENE, h.ARRIVED, f"{unit} on scene", ev.by, unit)
         self.effects.append(SetUnitStatus(unit, UnitStatus.ONSCENE, self.call.call_id))
         return self.done()
 
     def close(self, ev: Close) -> Result:
         c = self.call
         detail = f"closed in state {c.state.value}" + (f": {ev.note}" if ev.note else "")
-        self.enter(S.CLOSED, detail, ev.by, answer_deadline=None, accept_deadline=None)
+        self.enter(S.CLOSED, h.CLOSED, detail, ev.by, c.assigned_unit, ev.note, answer_deadline=None, accept_deadline=None)
         if c.assigned_unit is not None and c.state in WORKING:
             self.effects.append(SetUnitStatus(c.assigned_unit, UnitStatus.AVAILABLE, None))
         return self.done()
@@ -446,12 +434,13 @@ class _Tx:
                 return self._escalate(self.role.parent)
             return self._realert()
         if c.state == S.ASSIGNED and c.accept_deadline is not None and self.now >= c.accept_deadline:
-            self._replace_unit("accept_timeout", f"{c.assigned_unit} did not accept within {self.opts.accept_timeout_s} s")
+            late = f"{c.assigned_unit} did not accept within {self.opts.accept_timeout_s} s"
+            self._replace_unit("accept_timeout", h.ACCEPT_TIMEOUT, late)
             return self.done()
         if c.state == S.ANSWERED and c.realert_at is not None and self.now >= c.realert_at:
             realert_at = self.now + timedelta(seconds=self.opts.realert_s)
             self.call = replace(c, realert_at=realert_at, flags=_with(c.flags, FLAG_REALERTED))
-            self.audits.append(Audit("realert", f"still no unit for it; the dispatchers are alerted again at {utc_iso(realert_at)}"))
+            self.log("realert", h.REALERTED, f"still no unit for it; the dispatchers are alerted again at {utc_iso(realert_at)}")
             return self.done()
         return c, ()
 
@@ -464,8 +453,8 @@ class _Tx:
             changes["candidates"] = tuple(x for x in ev.candidates if x.unit not in c.declined)
         self.call = replace(c, **changes)
         where = ev.placement.jurisdiction or "no jurisdiction"
-        self.audits.append(Audit("refined", f"location from the caller's phone ({ev.source}): {ev.placement.status.value} in "
-                                            f"{where}; {ev.detail}"))
+        self.log("refined", h.REFINED, f"location from the caller's phone ({ev.source}): {ev.placement.status.value} in {where}; "
+                 f"{ev.detail}")
         if c.state == S.ANSWERED and FLAG_NO_CANDIDATE in c.flags:
             self._assign_next("", "top candidate at the place the phone gave")
         return self.done()
@@ -473,7 +462,7 @@ class _Tx:
     def taken_over(self, ev: TakenOver) -> Result:
         if self.call.state != S.OFFERED:
             return self.refuse(ev, f"taken over by {ev.by} ({ev.reason}), but the call is {self.call.state.value} here")
-        self.enter(S.ESCALATED, f"taken over by {ev.by} ({ev.reason}): this node was offline or silent",
+        self.enter(S.ESCALATED, h.TAKEN_OVER, f"taken over by {ev.by} ({ev.reason}): this node was offline or silent", ev.by,
                    answer_deadline=None, escalated_to=ev.by)
         return self.done()
 
@@ -485,7 +474,8 @@ class _Tx:
         if [x.unit for x in candidates] == [x.unit for x in c.candidates]:
             return c, ()  # the same units in the same order: distances alone moving is no news
         self.call = replace(c, candidates=candidates)
-        self.audits.append(Audit("recandidate", f"candidates: {_units(candidates)}"))
+        same_set = {x.unit for x in candidates} == {x.unit for x in c.candidates}  # only reordered: no step of its own
+        self.log("recandidate", "" if same_set else h.RECANDIDATED, f"candidates: {_units(candidates)}")
         if c.state == S.ANSWERED:
             self._assign_next("", "top candidate of a fresh recommendation")  # answered without a unit: nobody was left
         else:
@@ -497,7 +487,8 @@ class _Tx:
     # -- building blocks --
 
     def _answered(self, by: str, note: str) -> None:
-        self.enter(S.ANSWERED, f"answered by {by}", by, answered_by=by, answer_deadline=None, note=note or self.call.note)
+        self.enter(S.ANSWERED, h.ANSWERED, f"answered by {by}", by, None, note, answered_by=by, answer_deadline=None,
+                   note=note or self.call.note)
 
     def _assign_next(self, by: str, reason: str) -> None:
         nxt = _next_candidate(self.call)
@@ -507,19 +498,19 @@ class _Tx:
         realert_at = self.now + timedelta(seconds=self.opts.realert_s)
         flags = _with(self.call.flags, FLAG_NO_CANDIDATE)
         if self.call.state != S.ANSWERED:
-            self.enter(S.ANSWERED, "no candidate left: a dispatcher must assign a unit (a freed unit will be alerted)", by,
+            self.enter(S.ANSWERED, h.NO_CANDIDATE, "no candidate left: a dispatcher must assign a unit (a freed unit will be alerted)", by,
                        flags=flags, realert_at=realert_at)
         else:
             self.call = replace(self.call, flags=flags, realert_at=self.call.realert_at or realert_at)
 
-    def _assign(self, unit: str, by: str, reason: str) -> None:
+    def _assign(self, unit: str, by: str, reason: str, said: str = "") -> None:
         c = self.call
         if c.assigned_unit is not None and c.assigned_unit != unit:
             self.effects.append(SetUnitStatus(c.assigned_unit, UnitStatus.AVAILABLE, None))
         attempt = len(c.alerts_sent) + 1
         cand = next((x for x in c.candidates if x.unit == unit), None)
         self.enter(
-            S.ASSIGNED, f"{unit} alerted ({reason}), attempt {attempt}", by,
+            S.ASSIGNED, h.ASSIGNED, f"{unit} alerted ({reason}), attempt {attempt}", by, unit, said,
             assigned_unit=unit, declined=tuple(u for u in c.declined if u != unit), answer_deadline=None,
             accept_deadline=self.now + timedelta(seconds=self.opts.accept_timeout_s),
             alerts_sent=(*c.alerts_sent, (unit, attempt)), flags=_without(c.flags, FLAG_NO_CANDIDATE), realert_at=None,
@@ -535,18 +526,18 @@ class _Tx:
             )
         )
 
-    def _replace_unit(self, kind: str, detail: str, by: str = "") -> None:
+    def _replace_unit(self, kind: str, action: str, detail: str, by: str = "", said: str = "") -> None:
         c = self.call
         gone = c.assigned_unit
         assert gone is not None  # only called in state assigned
         self.call = replace(c, assigned_unit=None, accept_deadline=None, declined=_with(c.declined, gone))
-        self.audits.append(Audit(kind, detail, by))
+        self.log(kind, action, detail, by, gone, said)
         self.effects.append(SetUnitStatus(gone, UnitStatus.AVAILABLE, None))
         self._assign_next(by, f"next candidate after {gone}")
 
     def _escalate(self, parent: str) -> Result:
         c = self.call
-        self.enter(S.ESCALATED, f"unanswered at {self.role.tier} by {utc_iso(self.now)}: escalated to {parent}",
+        self.enter(S.ESCALATED, h.ESCALATED, f"unanswered at {self.role.tier} by {utc_iso(self.now)}: escalated to {parent}",
                    answer_deadline=None, escalated_to=parent)
         request = replace(c.request, escalated_from=self.role.node)
         self.effects.append(Escalate(parent, request, stable_msg_id(c.node, c.call_id, "escalate", parent)))
@@ -556,7 +547,7 @@ class _Tx:
         c = self.call
         deadline = self.now + timedelta(seconds=self.opts.realert_s)
         self.call = replace(c, answer_deadline=deadline, flags=_with(c.flags, FLAG_REALERTED))
-        self.audits.append(Audit("realert", f"still unanswered since {utc_iso(c.created)}; offered again until {utc_iso(deadline)}"))
+        self.log("realert", h.REALERTED, f"still unanswered since {utc_iso(c.created)}; offered again until {utc_iso(deadline)}")
         return self.done()
 
 

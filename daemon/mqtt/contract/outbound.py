@@ -10,6 +10,7 @@ from datetime import datetime
 
 from alkomd.daemon.calls.categories import classify
 from alkomd.daemon.calls.dispatch import AlertUnit, Call, Escalate, stable_msg_id
+from alkomd.daemon.calls.history import Step
 from alkomd.daemon.calls.types import CallRequest, Candidate, LocationStatus
 from alkomd.daemon.mqtt.contract.topics import (
     alert_topic,
@@ -254,6 +255,15 @@ def call_state_payload(call: Call) -> dict[str, object]:
         "category_code": category.code,
         "category_label": category.label,
         "note": call.request.note,
+        "history": [_step(s) for s in call.history],
+    }
+
+
+def _step(s: Step) -> dict[str, object]:
+    """One entry of a call state's `history` (contract call-state)."""
+    return {
+        "seq": s.seq, "time": utc_iso(s.time), "action": s.action, "state": s.state.value, "by": s.by or None, "unit": s.unit,
+        "note": s.note, "detail": s.detail, "count": s.count,
     }
 
 
