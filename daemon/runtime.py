@@ -76,6 +76,12 @@ class Runtime(LinkEvents):
         self.publisher.on_connected(self.link.max_packet_size)
         self._status()
 
+    def subscribed(self) -> None:
+        """Every SUBACK is in: send the probe whose return releases the calls held since the connect (calls/settle.py)."""
+        nonce = self.desk.probe()
+        if nonce is not None:
+            self.link.publish(contract.link_probe_topic(self.cfg.node.topic), contract.link_probe_payload(nonce, utc_now(), __version__))
+
     def disconnected(self, reason: str) -> None:
         self._link_changed(False)
         self.publisher.on_disconnected()
@@ -138,6 +144,8 @@ class Runtime(LinkEvents):
             self._supervision(what, msg.payload)  # retained markers and states are what the broker holds now
         elif what is None or msg.retain:  # a retained call or event would replay an old call at every reconnect
             log.debug("mqtt: ignored message on %s", msg.topic)
+        elif isinstance(what, contract.LinkProbe):
+            self.desk.probe_back(msg.payload)  # behind every retained message of this connect's subscriptions
         elif isinstance(what, contract.StatusSet):
             self.station.submit(StatusRequest(what.unit, msg.payload))
         elif isinstance(what, contract.CallNew):

@@ -5,7 +5,7 @@ process on a fixed clock: its units report near Suwawa, a radio presses its emer
 rings 110 from inside the Polres's regency, the duty officer answers, an unanswered call
 escalates to the Polda, and the Polda takes a call from the Polres while the Polres is offline.
 Every outbound example in docs/contract/examples/ is the payload that run put in the outbox (or
-built with the contract's own functions where no outbox is involved: state, health); the inbound
+built with the contract's own functions where no outbox is involved: state, health, probe); the inbound
 examples (call-new, call-event, unit-status-set) are what the run fed in. `tests/test_contract.py`
 compares the files with a fresh run (msg_id aside), so an example cannot drift from the daemon.
 """
@@ -107,6 +107,7 @@ def build() -> dict[str, Any]:
             out["call-event"] = event
             out["unit-status-set"] = status_set
             out["state"] = json.loads(contract.state_payload("online", __version__, T0))
+            out["probe"] = json.loads(contract.link_probe_payload("3a11429daf915e46", T0, __version__))
             out["health"] = json.loads(contract.health_payload(
                 now[0], 86412.4, 0, [contract.DeviceHealth("r2-01-gps", "nmea", "connected", counters, 0.8)], outbox_bytes=0))
             for timer in desk._timers.values():

@@ -331,4 +331,5 @@ def test_every_upper_tier_follows_the_units_of_every_node_below() -> None:
     assert "polri110/gorontalo/+/unit/+/position" in polda and "polri110/gorontalo/+/+/unit/+/position" not in polda
     node = "polri110/gorontalo/kota-gorontalo"
     assert set(contract.subscriptions(node, "polres")) == {
-        f"{node}/unit/+/status/set", f"{node}/call/new", f"{node}/call/aml", f"{node}/call/+/event", f"{node}/call/+/taken"}
+        f"{node}/unit/+/status/set", f"{node}/call/new", f"{node}/call/aml", f"{node}/call/+/event", f"{node}/call/+/taken",
+        f"{node}/probe/link"}

@@ -33,7 +33,8 @@ SCHEMAS = DOCS / "schemas"
 EXAMPLES = DOCS / "examples"
 
 IMPLEMENTED = ("state", "health", "device-status", "device-radio", "unit-position", "unit-status", "unit-status-set",
-               "unit-alert", "unit-emergency", "call-new", "call-state", "call-event", "call-event-result", "call-taken", "audit-head")
+               "unit-alert", "unit-emergency", "call-new", "call-state", "call-event", "call-event-result", "call-taken", "audit-head",
+               "probe")
 PLANNED: tuple[str, ...] = ()
 NAMES = IMPLEMENTED + PLANNED
 PAGES = (*NAMES, "call-aml")  # call/aml carries text, not JSON: a page and an example, no schema
@@ -143,7 +144,7 @@ def test_every_time_is_utc_with_z(name: str) -> None:
         assert d["pattern"] == (IN_TIME if inbound else OUT_TIME)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("unit-status-set", "call-new", "call-event")])
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("unit-status-set", "call-new", "call-event", "probe")])
 def test_every_outbound_payload_requires_msg_id(name: str) -> None:
     assert "msg_id" in schema(name)["required"]
 

@@ -271,7 +271,8 @@ def test_acl_refusal_is_kept_reported_once_not_spun_and_delivered_after_the_acl_
     """A new Polres (gorontalo/limboto) has a password but no ACL block yet: every publish gets PUBACK 0x87.
     Pass, over 12 s of refusals: 1 log line per refused kind of message (position), the 3 positions unsent in the
     outbox, broker-side attempts on outbox topics == outbox rows (each row once per 60 s; a spinning client makes
-    thousands), and on <node>/health (a live heartbeat, 1 s in tests, not stored) <= elapsed seconds + 2.
+    thousands), and on <node>/health (a live heartbeat, 1 s in tests, not stored) <= elapsed seconds + 2; its probe
+    to itself is refused once and the daemon says so (calls held after the connect go on at the 10 s fallback).
     Then the block is added the documented way and mosquitto reloaded (SIGHUP): within 90 s (one 60 s retry)
     the outbox drains to 0 unsent and Mabes receives each of the 3 positions exactly once."""
     node = "polri110/gorontalo/limboto"
@@ -295,10 +296,13 @@ def test_acl_refusal_is_kept_reported_once_not_spun_and_delivered_after_the_acl_
         rows = st.query("SELECT count(*) FROM outbox")[0][0]
         elapsed = time.monotonic() - started
         denied = re.findall(r"Denied PUBLISH from gorontalo/limboto \(.*?'([^']+)'", b.log)
-        outbox_attempts = [t for t in denied if not t.endswith(("/health", "/state"))]
+        outbox_attempts = [t for t in denied if not t.endswith(("/health", "/state", "/probe/link"))]
         health_attempts = [t for t in denied if t.endswith("/health")]
         assert len(outbox_attempts) == rows, f"{len(outbox_attempts)} refused publishes of {rows} outbox rows in {elapsed:.0f} s"
         assert len(health_attempts) <= elapsed + 2, f"{len(health_attempts)} health publishes in {elapsed:.0f} s"
+        # its probe to itself is refused too: the calls held after the connect go on at the fallback, with the cause said
+        wait_until(lambda: "the probe on polri110/gorontalo/limboto/probe/link did not come back" in d.log, 30, "the fallback")
+        assert denied.count(f"{node}/probe/link") == 1
 
         with b.acl.open("a") as acl:  # README.md: adding a station
             acl.write("\nuser gorontalo/limboto\ntopic readwrite polri110/gorontalo/limboto/#\ntopic write polri110/gorontalo/call/new\n")
@@ -374,8 +378,8 @@ def test_three_tiers_of_alkomd_work_through_the_shipped_acl(
     """Polres Kota Gorontalo, Polda Gorontalo and Mabes, each logged in as its own user of the shipped acl; the
     call comes from the 110 contact centre's user and Mabes' console answers it. Pass: the call escalates Polres ->
     Polda -> Mabes, the Polda recommends the Polres' unit (it reads the child's units), Mabes' answer alerts that
-    unit at its own node and the Polres sets it assigned; 0 "Denied PUBLISH" in the broker log, 0 refusals logged
-    by any daemon."""
+    unit at its own node and the Polres sets it assigned; each daemon's probe to itself (<node>/probe/link) comes
+    back; 0 "Denied PUBLISH" in the broker log, 0 refusals logged by any daemon."""
     users = dict(USERS, **{"gateway-110": "pw-gateway", "console-mabes-1": "pw-console-mabes", "observer": "pw-observer"})
     with running(CentralBroker(tmp_path / "central", pki, users=users, acl_extra="\nuser observer\ntopic read polri110/#\n")) as b:
         sub = connected(clients, b, "observer")
@@ -421,3 +425,5 @@ def test_three_tiers_of_alkomd_work_through_the_shipped_acl(
         assert "Denied PUBLISH" not in b.log
         for d in running_daemons:
             assert "broker refused" not in d.log and "refused the connection" not in d.log
+            wait_until(lambda d=d: "the probe came back" in d.log, 15, "each node's probe to itself back through the ACL")  # type: ignore[misc]
+            assert "no proof" not in d.log

@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -35,6 +34,7 @@ from alkomd.daemon.calls.callers import CallerMemory
 from alkomd.daemon.calls.categories import EMERGENCY, classify
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.calls.recommend import UnitIndex, recommend
+from alkomd.daemon.calls.settle import Held, Settle
 from alkomd.daemon.calls.supervision import Supervision, Takeover
 from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement, UnitSnapshot
 from alkomd.daemon.config import Config
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 RETRY_STORE_S = 1.0
 RERANK_DELAY_S = 1.0  # unit changes are gathered this long before the waiting calls are ranked again
-SETTLE_S = 2.0  # after a (re)connect, calls wait this long for the retained `taken` markers of calls the parent took
 MAX_TAKEN = 10_000
 FINAL = (CallStateName.CLOSED, CallStateName.ESCALATED)
 
@@ -93,8 +92,8 @@ class CallDesk:
         self._rerank_handle: asyncio.TimerHandle | None = None
         self._waiting_ids: set[str] = set()  # open calls still looking for a unit (kept by _run: no scan per position)
         self._taken: OrderedDict[str, str] = OrderedDict()  # call_id -> the parent node that took it from this node
-        self._settle_until = 0.0  # monotonic: calls arriving before then wait (see SETTLE_S)
-        self._held: list[tuple[bool, bytes]] = []  # (aml, payload) of calls waiting for the settle to end
+        # after a (re)connect, calls wait for the retained `taken` markers of calls the parent took (calls/settle.py)
+        self.settle = Settle(loop, self._release, contract.link_probe_topic(self.node))
         self.supervision: Supervision | None = None
         if self.role.tier != "polres":
             self.supervision = Supervision(self.node, self._timeout_below, timedelta(seconds=cfg.dispatch.supervision_grace_s))
@@ -170,12 +169,10 @@ class CallDesk:
         self._rerank_soon()
 
     def call_new(self, payload: bytes, is_aml: bool = False) -> None:
-        """A call on `<node>/call/new` (or `call/aml`). Right after a (re)connect it waits SETTLE_S for the retained
-        `taken` markers: a call queued for this node while it was away may be one its parent took meanwhile."""
-        if time.monotonic() < self._settle_until:
-            if not self._held:
-                self._loop.call_later(max(0.0, self._settle_until - time.monotonic()), self._release)
-            self._held.append((is_aml, payload))
+        """A call on `<node>/call/new` (or `call/aml`). Right after a (re)connect it waits until the retained `taken`
+        markers are in (the link's probe is back): a call queued for this node while it was away may be one its parent
+        took meanwhile."""
+        if self.settle.hold((is_aml, payload)):
             return
         now = self._clock()
         self.receive(aml.parse_aml(payload, now) if is_aml else intake.parse_call(payload, now))
@@ -200,13 +197,23 @@ class CallDesk:
         self.call_new(payload, is_aml=True)
 
     def link_up(self) -> None:
-        """The broker link is (back) up: hold incoming calls until the retained markers had time to arrive."""
-        self._settle_until = time.monotonic() + SETTLE_S
+        """The broker link is (back) up: hold incoming calls until this connect's probe is back."""
+        self.settle.link_up()
 
-    def _release(self) -> None:
-        held, self._held = self._held, []
+    def probe(self) -> str | None:
+        """The link's subscriptions are acknowledged: the probe's nonce to publish (None: no calls are held now)."""
+        return self.settle.probe()
+
+    def probe_back(self, payload: bytes) -> None:
+        """`<node>/probe/link` came back: the retained markers sent before it are in; held calls go on."""
+        self.settle.came_back(contract.parse_probe(payload))
+
+    def _release(self, held: list[Held]) -> None:
         for is_aml, payload in held:
-            self.call_new(payload, is_aml)
+            try:
+                self.call_new(payload, is_aml)
+            except Exception:  # supervision boundary: one held call must not stop the others
+                log.exception("a call held after the connect could not be handled")
 
     def receive(self, req: CallRequest) -> None:
         now = self._clock()

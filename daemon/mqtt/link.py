@@ -7,6 +7,8 @@ Wraps paho's traps once:
   code matters under MQTT 5 (>= 0x80 is a refusal such as 0x87 "not authorized");
 - subscriptions are made again on every connect; the retained `<node>/state` "online" is
   published on every connect, and "offline" is the will (and is published on a clean stop);
+- a subscription is in place only once the broker's SUBACK says so: `subscribed` is reported
+  when every SUBACK of this connect is in (a refused one is logged, naming its topic filter);
 - paho leaves Nagle's algorithm on: a small packet sent right after another (the call state
   right after the PUBACK of the call) then waits for the broker's delayed ACK, about 40 ms.
   The socket gets TCP_NODELAY as soon as paho opens it;
@@ -61,6 +63,9 @@ class LinkEvents:
 
     def connected(self) -> None: ...
 
+    def subscribed(self) -> None:
+        """Every subscription of this connect is acknowledged (SUBACK): the broker has queued their retained messages."""
+
     def disconnected(self, reason: str) -> None: ...
 
     def acked(self, ack: Ack) -> None: ...
@@ -113,6 +118,8 @@ class MqttLink:
         self.connected_since: datetime | None = None
         self.max_packet_size = 0  # the broker's Maximum Packet Size from its CONNACK (MQTT 5); 0: none given
         self._too_large: set[str] = set()
+        self._suback_wait: dict[int, str] = {}  # mid -> topic filter of this connect's SUBSCRIBEs (paho thread only)
+        self._sub_refused: list[str] = []  # topic filters whose SUBACK refused them (paho thread only)
         self.last_error = ""
         self.client_id = cfg.client_id or "alkomd-" + (node_topic.replace("/", "-"))
         self.v5 = cfg.protocol == "5"
@@ -144,6 +151,7 @@ class MqttLink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         c.on_connect_fail = self._on_connect_fail
         c.on_socket_open = _no_delay
@@ -217,10 +225,25 @@ class MqttLink:
             qos=1,
             retain=True,
         )
+        self._suback_wait, self._sub_refused = {}, []  # a SUBACK of an earlier connection cannot arrive on this one
         for topic in self.subscriptions:
-            client.subscribe(topic, qos=1)
+            err, mid = client.subscribe(topic, qos=1)
+            if err == paho.MQTT_ERR_SUCCESS and mid is not None:
+                self._suback_wait[mid] = topic
         max_packet = int(getattr(props, "MaximumPacketSize", 0) or 0) if props is not None else 0
         self._post(self._set_connected, since, max_packet)
+        if not self.subscriptions:
+            self._post(self._set_subscribed, ())
+
+    def _on_subscribe(
+        self, client: paho.Client, userdata: object, mid: int, rcs: list[ReasonCode], props: Properties | None
+    ) -> None:
+        topic = self._suback_wait.pop(mid, None)
+        if topic is None:
+            return
+        self._sub_refused += [f"{topic} ({rc.getName()})" for rc in rcs if rc.is_failure]
+        if not self._suback_wait:
+            self._post(self._set_subscribed, tuple(self._sub_refused))
 
     def _on_disconnect(
         self,
@@ -257,6 +280,13 @@ class MqttLink:
         self.last_error = ""
         log.info("mqtt: connected to %s:%d as %s", self.cfg.host, self.cfg.port, self.client_id)
         self._events.connected()
+
+    def _set_subscribed(self, refused: tuple[str, ...]) -> None:
+        if refused:
+            log.error("mqtt: the broker refused %d subscriptions: %s (check the broker's ACL for this node)",
+                      len(refused), ", ".join(refused))
+        log.debug("mqtt: every subscription acknowledged")
+        self._events.subscribed()
 
     def _set_disconnected(self, reason: str) -> None:
         was = self.connected

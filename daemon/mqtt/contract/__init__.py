@@ -50,6 +50,9 @@ from alkomd.daemon.mqtt.contract.inbound import (
     parse_node_online as parse_node_online,
 )
 from alkomd.daemon.mqtt.contract.inbound import (
+    parse_probe as parse_probe,
+)
+from alkomd.daemon.mqtt.contract.inbound import (
     parse_status_set as parse_status_set,
 )
 from alkomd.daemon.mqtt.contract.inbound import (
@@ -113,6 +116,9 @@ from alkomd.daemon.mqtt.contract.outbound import (
     health_payload as health_payload,
 )
 from alkomd.daemon.mqtt.contract.outbound import (
+    link_probe_payload as link_probe_payload,
+)
+from alkomd.daemon.mqtt.contract.outbound import (
     new_msg_id as new_msg_id,
 )
 from alkomd.daemon.mqtt.contract.outbound import (
@@ -156,6 +162,9 @@ from alkomd.daemon.mqtt.contract.topics import (
 )
 from alkomd.daemon.mqtt.contract.topics import (
     Inbound as Inbound,
+)
+from alkomd.daemon.mqtt.contract.topics import (
+    LinkProbe as LinkProbe,
 )
 from alkomd.daemon.mqtt.contract.topics import (
     NodeBelowAnchor as NodeBelowAnchor,
@@ -207,6 +216,9 @@ from alkomd.daemon.mqtt.contract.topics import (
 )
 from alkomd.daemon.mqtt.contract.topics import (
     health_topic as health_topic,
+)
+from alkomd.daemon.mqtt.contract.topics import (
+    link_probe_topic as link_probe_topic,
 )
 from alkomd.daemon.mqtt.contract.topics import (
     parse_console_topic as parse_console_topic,

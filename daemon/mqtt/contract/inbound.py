@@ -155,6 +155,16 @@ def parse_taken(payload: bytes) -> TakenMarker | None:
     return TakenMarker(body["by"], reason if isinstance(reason, str) else "")
 
 
+def parse_probe(payload: bytes) -> str:
+    """The `probe` (nonce) of a `<node>/probe/...` message; "" when there is none."""
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError):
+        return ""
+    probe = body.get("probe") if isinstance(body, dict) else None
+    return probe if isinstance(probe, str) else ""
+
+
 def parse_node_online(payload: bytes) -> bool | None:
     """`<node>/state`: True online, False offline (its will), None unusable."""
     try:

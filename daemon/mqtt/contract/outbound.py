@@ -50,6 +50,11 @@ def state_payload(state: str, version: str, since: datetime) -> str:
     return dumps({"state": state, "version": version, "since": utc_iso(since), "msg_id": new_msg_id()})
 
 
+def link_probe_payload(nonce: str, sent: datetime, version: str) -> str:
+    """`<node>/probe/link`: the daemon's probe to itself after a (re)connect; `probe` is that connect's nonce."""
+    return dumps({"probe": nonce, "sent": utc_iso(sent), "by": "alkomd", "version": version})
+
+
 def counters_dict(c: Counters) -> dict[str, int]:
     return asdict(c)
 

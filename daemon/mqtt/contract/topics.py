@@ -27,8 +27,16 @@ def audit_head_topic(node: str) -> str:
 
 
 def probe_topic(node: str, token: str) -> str:
-    """`<node>/probe/<token>`: alkomctl mqtt-check's round trip."""
+    """`<node>/probe/<token>`: alkomctl mqtt-check's round trip (a random token), or the daemon's own (`LINK_PROBE`)."""
     return f"{node}/probe/{_level(token)}"
+
+
+LINK_PROBE = "link"  # the daemon's probe token: never a random hex token of mqtt-check
+
+
+def link_probe_topic(node: str) -> str:
+    """`<node>/probe/link`: after each (re)connect the daemon sends itself a probe there; calls wait for it to come back."""
+    return probe_topic(node, LINK_PROBE)
 
 
 def device_status_topic(node: str, device: str) -> str:
@@ -94,7 +102,8 @@ def call_event_result_topic(node: str, call_id: str) -> str:
 def subscriptions(node: str, tier: str) -> tuple[str, ...]:
     """What a node of `tier` subscribes to: its own inputs; at a Polda or Mabes also the units of every node below
     (Mabes: the Poldas' own units too) and, to supervise them, those nodes' states and calls."""
-    own = (f"{node}/unit/+/status/set", call_new_topic(node), call_aml_topic(node), f"{node}/call/+/event", f"{node}/call/+/taken")
+    own = (f"{node}/unit/+/status/set", call_new_topic(node), call_aml_topic(node), f"{node}/call/+/event", f"{node}/call/+/taken",
+           link_probe_topic(node))
     below: list[str] = []
     for depth in range(1, _LEVELS_BELOW.get(tier, 0) + 1):
         levels = "/+" * depth
@@ -159,13 +168,18 @@ class NodeBelowCall:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkProbe:
+    """`<node>/probe/link`: this daemon's own probe, back from the broker."""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeBelowAnchor:
     """`<below>/audit/head`: the end of a node below's audit chain (this node keeps it)."""
 
     node: str
 
 
-Inbound = StatusSet | CallNew | CallAml | CallEvent | CallTaken | UnitBelow | NodeBelowState | NodeBelowCall | NodeBelowAnchor
+Inbound = StatusSet | CallNew | CallAml | CallEvent | CallTaken | UnitBelow | NodeBelowState | NodeBelowCall | NodeBelowAnchor | LinkProbe
 
 
 def parse_inbound(node: str, topic: str) -> Inbound | None:
@@ -177,6 +191,8 @@ def parse_inbound(node: str, topic: str) -> Inbound | None:
         return CallNew()
     if rest == "call/aml":
         return CallAml()
+    if rest == f"probe/{LINK_PROBE}":
+        return LinkProbe()
     if rest.startswith("call/") and rest.endswith("/event"):
         call_id = rest[len("call/") : -len("/event")]
         return CallEvent(call_id) if call_id and "/" not in call_id else None
