@@ -94,7 +94,7 @@ class CallDesk:
         self._waiting_ids: set[str] = set()  # open calls still looking for a unit (kept by _run: no scan per position)
         self._taken: OrderedDict[str, str] = OrderedDict()  # call_id -> the parent node that took it from this node
         self._settle_until = 0.0  # monotonic: calls arriving before then wait (see SETTLE_S)
-        self._held: list[tuple[bool, bytes]] = []  # (aml, payload) of calls waiting for the settle to end
+        self._held: list[Callable[[], None]] = []  # calls and events waiting for the settle to end, in arrival order
         self.supervision: Supervision | None = None
         if self.role.tier != "polres":
             self.supervision = Supervision(self.node, self._timeout_below, timedelta(seconds=cfg.dispatch.supervision_grace_s))
@@ -172,10 +172,7 @@ class CallDesk:
     def call_new(self, payload: bytes, is_aml: bool = False) -> None:
         """A call on `<node>/call/new` (or `call/aml`). Right after a (re)connect it waits SETTLE_S for the retained
         `taken` markers: a call queued for this node while it was away may be one its parent took meanwhile."""
-        if time.monotonic() < self._settle_until:
-            if not self._held:
-                self._loop.call_later(max(0.0, self._settle_until - time.monotonic()), self._release)
-            self._held.append((is_aml, payload))
+        if self._settling(lambda: self.call_new(payload, is_aml)):
             return
         now = self._clock()
         self.receive(aml.parse_aml(payload, now) if is_aml else intake.parse_call(payload, now))
@@ -203,10 +200,24 @@ class CallDesk:
         """The broker link is (back) up: hold incoming calls until the retained markers had time to arrive."""
         self._settle_until = time.monotonic() + SETTLE_S
 
+    def _settling(self, then: Callable[[], None]) -> bool:
+        """In the settle after a (re)connect: hold `then` until it ends (True). Events wait with the calls, in order:
+        one queued for this node while it was away (a standby taking over) may name a call queued before it, or a
+        unit of a node below whose retained position is not in yet."""
+        if time.monotonic() >= self._settle_until:
+            return False
+        if not self._held:
+            self._loop.call_later(max(0.0, self._settle_until - time.monotonic()), self._release)
+        self._held.append(then)
+        return True
+
     def _release(self) -> None:
         held, self._held = self._held, []
-        for is_aml, payload in held:
-            self.call_new(payload, is_aml)
+        for then in held:
+            try:
+                then()
+            except Exception:  # supervision boundary, as for messages not held: one must not drop the others
+                log.exception("a call or event held for the settle could not be handled")
 
     def receive(self, req: CallRequest) -> None:
         now = self._clock()
@@ -281,10 +292,14 @@ class CallDesk:
 
     def event(self, call_id: str, payload: bytes) -> None:
         """A dispatcher's or unit's action: applied or refused, recorded, and answered on `event/result`."""
+        if self._settling(lambda: self.event(call_id, payload)):
+            return
         now = self._clock()
         parsed = contract.parse_event(payload)
-        if parsed.event_id and parsed.event_id in self._seen_event_ids:
-            return  # a QoS 1 redelivery of an event already applied (its result is on its way)
+        if parsed.event_id and (parsed.event_id in self._seen_event_ids or self.store.event_applied(parsed.event_id)):
+            # A QoS 1 redelivery or a resend of an event already applied (its result is on its way, or was sent);
+            # the store remembers it with the step, so also after a restart or a standby's takeover.
+            return
         reply = contract.EventOutcome(call_id, parsed.event_id, parsed.action, parsed.by, True, "", None, None)
         call = self.calls.get(call_id)
         reason = parsed.reason
@@ -418,7 +433,7 @@ class CallDesk:
             elif isinstance(a, dispatch.Refused):
                 log.warning("call %s: %s", call.call_id, a.reason)
         open_ = call.state not in FINAL
-        row = StoredCall(call.call_id, call.state.value, open_, codec.call_to_json(call))
+        row = StoredCall(call.call_id, call.state.value, open_, codec.call_to_json(call), reply.event_id if reply else "")
         try:
             states = self.station.commit_call(wanted, messages, audits, [row], now, call.call_id)
         except StoreError as exc:
