@@ -81,6 +81,12 @@ class MqttConfig:
     session_expiry_s: int = spec(
         86400, min=0, max=2**32 - 1, doc="MQTT 5 session expiry: how long the broker keeps our subscriptions while we are away."
     )
+    will_delay_s: int = spec(
+        0, min=0, max=3600,
+        doc="MQTT 5 Will Delay Interval: the broker says this node is offline (its will) only when no process of it is "
+        "back on its session within this many seconds. 0: at once. Where a standby runs: a few seconds more than it "
+        "needs to take over (README, Central tiers).",
+    )
     health_interval_s: float = spec(60.0, min=1, max=3600, doc="How often <node>/health is published.")
     inflight: int = spec(20, min=1, max=100, doc="QoS 1 messages in flight at once (paho is slower with a larger window).")
 

@@ -2,7 +2,9 @@
 
 Where: `$RUNTIME_DIRECTORY/control.sock` when systemd runs the daemon (`RuntimeDirectory=alkomd`:
 `/run/alkomd/control.sock`), else `control.sock` next to the database. Mode 0660: the daemon's
-user and group (`alkomd`) may ask; the folder's own mode (0750) keeps others out as well.
+user and group (`alkomd`) may ask; the folder's own mode (0750) keeps others out as well. Only
+the node's active process serves it; a standby (`daemon/standby.py`) answers `status` alone, with
+a `StandbyStatus`, on `standby.sock` in the same folder, until it takes over.
 
 Protocol: one request line, `{"cmd": "status"}` (or `units`, `devices`), then one reply line,
 `{"ok": true, "cmd": ..., "data": ...}` or `{"ok": false, "error": ...}`, then the daemon closes
@@ -37,6 +39,7 @@ from alkomd.daemon.records import Counters, ModemHealth
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "control.sock"
+STANDBY_SOCKET_NAME = "standby.sock"  # a standby's (beside control.sock): it answers `status` only
 SYSTEMD_SOCKET = Path("/run/alkomd") / SOCKET_NAME  # RuntimeDirectory=alkomd in systemd/alkomd.service
 SOCKET_MODE = 0o660
 MAX_REQUEST_BYTES = 4096
@@ -51,6 +54,11 @@ def socket_path(store_path: Path, env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
     return Path(runtime) / SOCKET_NAME if runtime else store_path.parent / SOCKET_NAME
+
+
+def standby_socket_path(control_path: Path) -> Path:
+    """Where the standby of the daemon that serves `control_path` answers (the same folder)."""
+    return control_path.with_name(STANDBY_SOCKET_NAME)
 
 
 # -- the replies ---------------------------------------------------------------------------------
@@ -132,6 +140,23 @@ class Status:
     last_reload: ReloadInfo | None
     implausible_fixes: int = 0  # unit fixes the plausibility gate rejected since the start (a default: older daemons)
     calls: CallsInfo | None = None  # open calls and emergencies (None: an older daemon that does not say)
+    role: str = "active"  # the process serving control.sock is always the node's active one (daemon/standby.py)
+    took_over: str | None = None  # UTC time it took over as the active process after waiting as a standby
+
+
+@dataclass(frozen=True)
+class StandbyStatus:
+    """A standby's answer on standby.sock: it waits for the node's lock; nothing of the node is open yet."""
+
+    version: str
+    node: str
+    pid: int
+    config: str
+    started: str  # UTC time it started waiting
+    uptime_s: float
+    active_pid: int | None  # the pid the active process wrote into the lock file (None: not known)
+    lock: str  # the lock file
+    role: str = "standby"
 
 
 @dataclass(frozen=True)
@@ -166,7 +191,7 @@ class DeviceRow:
     refused_fixes: int = 0  # its fixes the station's plausibility gate refused since the start (a default: older daemons)
 
 
-Reply = Status | list[UnitRow] | list[DeviceRow]
+Reply = Status | StandbyStatus | list[UnitRow] | list[DeviceRow]
 
 
 # -- serialising ----------------------------------------------------------------------------------
@@ -417,3 +442,9 @@ def query(path: Path, cmd: str, timeout_s: float = REPLY_TIMEOUT_S) -> Any:
 def query_status(path: Path, timeout_s: float = REPLY_TIMEOUT_S) -> Status:
     status: Status = query(path, "status", timeout_s)
     return status
+
+
+def query_standby(path: Path, timeout_s: float = REPLY_TIMEOUT_S) -> StandbyStatus:
+    """A standby's `status` on its standby.sock."""
+    standby: StandbyStatus = decode(StandbyStatus, request(path, "status", timeout_s), "status")
+    return standby

@@ -28,6 +28,12 @@ signals:
   SIGHUP           reload the configuration file (systemctl reload alkomd); an invalid file is
                    logged and the running configuration kept
 
+one process per node:
+  alkomd takes the kernel lock on <database>.lock before it opens anything. While another process
+  of the same node holds it, this one is its standby: it waits ("standby: waiting for the active
+  process (pid N) to stop"), and takes over (same database, same MQTT session) when that process
+  stops or dies. Always on: a node never runs two active processes.
+
 exit codes:
   0   stopped cleanly (SIGTERM or SIGINT)
   70  internal error (a bug: the log has the traceback)

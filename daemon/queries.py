@@ -54,6 +54,8 @@ class Daemon(Protocol):
     def link_since(self) -> datetime: ...
     @property
     def last_reload(self) -> ReloadInfo | None: ...
+    @property
+    def took_over(self) -> datetime | None: ...
 
 
 def _age_s(iso: str | None, now: datetime) -> float | None:
@@ -114,6 +116,7 @@ class Queries:
             last_reload=d.last_reload,
             implausible_fixes=d.station.implausible_fixes,
             calls=self.calls(now),
+            took_over=utc_iso(d.took_over) if d.took_over else None,
         )
 
     def calls(self, now: datetime) -> CallsInfo:

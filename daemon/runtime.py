@@ -6,7 +6,8 @@ paho runs its network loop in its own thread the same way. SIGTERM and SIGINT st
 within a few seconds: drivers are told to stop (reads time out every 0.25 s), pending records
 are committed, the link publishes "offline" and disconnects. SIGHUP reloads the configuration
 file (`daemon/reload.py` says what changes live); the control socket (`daemon/control.py`)
-answers `alkomctl status|units|devices`.
+answers `alkomctl status|units|devices`. Before it opens anything of the node, it takes the node's
+lock (`daemon/standby.py`): while another process of the node holds it, this one is its standby.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from alkomd.daemon import __version__, gcpolicy, reload
 from alkomd.daemon.calls.desk import CallDesk
@@ -34,6 +36,7 @@ from alkomd.daemon.queries import Queries
 from alkomd.daemon.records import Record, SteadyClock, utc_iso, utc_now
 from alkomd.daemon.schema import ConfigError
 from alkomd.daemon.sdnotify import Notifier
+from alkomd.daemon.standby import NodeLock, lock_path, stand_by
 from alkomd.daemon.store.audit import AuditEntry
 from alkomd.daemon.store.budget import OutboxBudget
 from alkomd.daemon.store.database import Store
@@ -68,6 +71,9 @@ class Runtime(LinkEvents):
         self.ready = False
         self.notify = Notifier()
         self.clock = SteadyClock()
+        self.took_over: datetime | None = None  # when this process took over as the active one (it waited as a standby)
+        self._reload_when_ready = False  # a SIGHUP came before the daemon was ready: reload once it is
+        self._config_stat = _stat(cfg.source)
 
     # LinkEvents (called on the loop thread by MqttLink)
     def connected(self) -> None:
@@ -185,6 +191,10 @@ class Runtime(LinkEvents):
         """SIGHUP: reload the configuration file; a SIGHUP during a reload runs one more after it."""
         if self.stop_event.is_set():
             return
+        if not self.ready:  # starting, or waiting as a standby: the parts a reload changes do not exist yet
+            self._reload_when_ready = True
+            log.info("reload: the configuration is read again once this process is ready")
+            return
         if self._reload_task is not None and not self._reload_task.done():
             self._reload_again = True
             return
@@ -231,6 +241,17 @@ class Runtime(LinkEvents):
     async def run(self) -> int:
         cfg = self.cfg
         loop = self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        self.lock = NodeLock(lock_path(cfg.store.path))
+        if not self.lock.try_acquire():
+            if not await stand_by(self.lock, cfg, self.notify, self.stop_event.is_set):
+                log.info("stopped while waiting as a standby")
+                return 0
+            self.took_over = utc_now()
+            if _stat(cfg.source) != self._config_stat or reload.fingerprint(cfg) != self.jurisdictions_fp:
+                self._reload_when_ready = True  # changed while this process waited: apply it as a reload would
         self.store = Store(cfg.store.path, cfg.store.synchronous, background_checkpoint=True)
         self.publisher = Publisher(self.store, loop, cfg.mqtt.inflight)
         self.budget = OutboxBudget(self.store, lambda: self.cfg.store.outbox_budget_bytes, self.publisher.inflight_ids)
@@ -245,9 +266,6 @@ class Runtime(LinkEvents):
         subscriptions = contract.subscriptions(cfg.node.topic, cfg.node.tier)
         self.link = MqttLink(cfg.mqtt, cfg.node.topic, __version__, loop, self, subscriptions)
         self.publisher.send = self.link.publish
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         for dev in cfg.devices:
             if not dev.enabled:
                 log.info("%s: disabled in the config", dev.id)
@@ -271,10 +289,12 @@ class Runtime(LinkEvents):
         self.ready = True
         self.notify.ready(self.status_line())
         log.info(
-            "alkomd %s ready: node %s (%s), %d devices, %d units, database %s, broker %s:%d",
+            "alkomd %s ready: node %s (%s), %d devices, %d units, database %s, broker %s:%d%s",
             __version__, cfg.node.topic, cfg.node.tier, len(self.drivers.running), len(cfg.units), cfg.store.path,
-            cfg.mqtt.host, cfg.mqtt.port,
+            cfg.mqtt.host, cfg.mqtt.port, "; took over as the node's active process" if self.took_over else "",
         )
+        if self._reload_when_ready:
+            self.request_reload()
         await self.stop_event.wait()
         log.info("stopping")
         self.notify.stopping("stopping: storing what the drivers still hold, then disconnecting")
@@ -284,6 +304,7 @@ class Runtime(LinkEvents):
             self._reload_task.cancel()
         await self.control.close()
         await self._shutdown()
+        self.lock.release()  # only now: everything is stored and the link is closed; a standby may take over
         return 0
 
     def _emit(self, record: Record) -> None:
@@ -353,3 +374,12 @@ class Runtime(LinkEvents):
         )
         if out or pos:
             log.info("pruned %d acknowledged outbox rows and %d old positions", out, pos)
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of the configuration file, to notice a change made while this process waited as a standby."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)

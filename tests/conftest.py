@@ -153,14 +153,15 @@ class Daemon:
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
 
-    def start(self) -> Daemon:
+    def start(self, until: str = "ready:") -> Daemon:
+        """Start it and wait for a log line containing `until` (a standby: "standby: waiting")."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "alkomd.daemon.main", "--config", str(self.config), "--log-level", "debug"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
         )
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
-        wait_until(lambda: any("ready:" in ln for ln in self.lines) or self.proc.poll() is not None, 20, "daemon ready")  # type: ignore[union-attr]
+        wait_until(lambda: any(until in ln for ln in self.lines) or self.proc.poll() is not None, 20, f"daemon log: {until}")  # type: ignore[union-attr]
         assert self.proc.poll() is None, "daemon exited at start:\n" + self.log
         return self
 

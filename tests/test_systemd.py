@@ -23,13 +23,17 @@ ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "alkomd.service"
 
 
-@pytest.fixture
-def unit_copy(tmp_path: Path) -> Path:
-    """The shipped unit with ExecStart pointing at this environment's alkomd (verify needs it to exist)."""
+STANDBY_UNIT = ROOT / "systemd" / "alkomd-standby.service"
+
+
+@pytest.fixture(params=[UNIT, STANDBY_UNIT], ids=["alkomd", "alkomd-standby"])
+def unit_copy(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A shipped unit with ExecStart pointing at this environment's alkomd (verify needs it to exist)."""
+    unit: Path = request.param
     exe = Path(sys.executable).parent / "alkomd"
     assert exe.is_file(), "the test environment has the alkomd console script"
-    text = UNIT.read_text().replace("/opt/alkomd/venv/bin/alkomd", str(exe))
-    out = tmp_path / "alkomd.service"
+    text = unit.read_text().replace("/opt/alkomd/venv/bin/alkomd", str(exe))
+    out = tmp_path / unit.name
     out.write_text(text)
     return out
 
@@ -42,9 +46,26 @@ def test_unit_passes_systemd_analyze_verify(unit_copy: Path) -> None:
 def test_unit_exposure_is_at_most_1_5(unit_copy: Path) -> None:
     r = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=15", str(unit_copy)],
                        capture_output=True, text=True, timeout=60)
-    m = re.search(r"Overall exposure level for alkomd.service: ([0-9.]+)", r.stdout)
+    m = re.search(rf"Overall exposure level for {re.escape(unit_copy.name)}: ([0-9.]+)", r.stdout)
     assert m is not None, r.stdout[-500:]
     assert float(m.group(1)) <= 1.5 and r.returncode == 0, m.group(0)
+
+
+def test_the_standby_unit_is_the_unit_but_for_its_name_order_and_credentials_view() -> None:
+    """alkomd-standby.service runs the same daemon with the same configuration and hardening: only Description=,
+    After= (alkomd.service first at boot) and the BindReadOnlyPaths= that shows it its credentials where the shared
+    configuration's password_file looks differ; both keep /run/alkomd when they stop (RuntimeDirectoryPreserve)."""
+    def settings(path: Path) -> list[str]:
+        return [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
+
+    main, standby = settings(UNIT), settings(STANDBY_UNIT)
+    assert [ln for ln in standby if ln not in main] == [
+        "Description=alkomd GPS tracking and 110 dispatch daemon (standby process of the node)",
+        "After=network-online.target time-sync.target modprobe@usbserial.service modprobe@cdc_acm.service alkomd.service",
+        "BindReadOnlyPaths=/run/credentials/alkomd-standby.service:/run/credentials/alkomd.service",
+    ]
+    assert [ln for ln in main if ln not in standby] == [ln for ln in main if ln.startswith(("Description=", "After="))]
+    assert "RuntimeDirectoryPreserve=yes" in main
 
 
 def test_unit_keeps_the_promises_the_readme_makes() -> None:

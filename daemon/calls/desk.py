@@ -34,7 +34,7 @@ from alkomd.daemon.calls.callers import CallerMemory
 from alkomd.daemon.calls.categories import EMERGENCY, classify
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.calls.recommend import UnitIndex, recommend
-from alkomd.daemon.calls.settle import Held, Settle
+from alkomd.daemon.calls.settle import Settle
 from alkomd.daemon.calls.supervision import Supervision, Takeover
 from alkomd.daemon.calls.types import CallRequest, CallStateName, Candidate, Location, LocationStatus, Placement, UnitSnapshot
 from alkomd.daemon.config import Config
@@ -93,7 +93,7 @@ class CallDesk:
         self._waiting_ids: set[str] = set()  # open calls still looking for a unit (kept by _run: no scan per position)
         self._taken: OrderedDict[str, str] = OrderedDict()  # call_id -> the parent node that took it from this node
         # after a (re)connect, calls wait for the retained `taken` markers of calls the parent took (calls/settle.py)
-        self.settle = Settle(loop, self._release, contract.link_probe_topic(self.node))
+        self.settle: Settle[Callable[[], None]] = Settle(loop, self._release, contract.link_probe_topic(self.node))
         self.supervision: Supervision | None = None
         if self.role.tier != "polres":
             self.supervision = Supervision(self.node, self._timeout_below, timedelta(seconds=cfg.dispatch.supervision_grace_s))
@@ -172,7 +172,7 @@ class CallDesk:
         """A call on `<node>/call/new` (or `call/aml`). Right after a (re)connect it waits until the retained `taken`
         markers are in (the link's probe is back): a call queued for this node while it was away may be one its parent
         took meanwhile."""
-        if self.settle.hold((is_aml, payload)):
+        if self.settle.hold(lambda: self.call_new(payload, is_aml)):
             return
         now = self._clock()
         self.receive(aml.parse_aml(payload, now) if is_aml else intake.parse_call(payload, now))
@@ -208,12 +208,15 @@ class CallDesk:
         """`<node>/probe/link` came back: the retained markers sent before it are in; held calls go on."""
         self.settle.came_back(contract.parse_probe(payload))
 
-    def _release(self, held: list[Held]) -> None:
-        for is_aml, payload in held:
+    def _release(self, held: list[Callable[[], None]]) -> None:
+        """The settle ended: the calls and events held, in arrival order. Events wait with the calls: one queued for
+        this node while it was away (a standby taking over) may name a call queued before it, or a unit of a node below
+        whose retained position was not in yet."""
+        for then in held:
             try:
-                self.call_new(payload, is_aml)
-            except Exception:  # supervision boundary: one held call must not stop the others
-                log.exception("a call held after the connect could not be handled")
+                then()
+            except Exception:  # supervision boundary, as for messages not held: one must not drop the others
+                log.exception("a call or event held after the connect could not be handled")
 
     def receive(self, req: CallRequest) -> None:
         now = self._clock()
@@ -288,10 +291,14 @@ class CallDesk:
 
     def event(self, call_id: str, payload: bytes) -> None:
         """A dispatcher's or unit's action: applied or refused, recorded, and answered on `event/result`."""
+        if self.settle.hold(lambda: self.event(call_id, payload)):
+            return
         now = self._clock()
         parsed = contract.parse_event(payload)
-        if parsed.event_id and parsed.event_id in self._seen_event_ids:
-            return  # a QoS 1 redelivery of an event already applied (its result is on its way)
+        if parsed.event_id and (parsed.event_id in self._seen_event_ids or self.store.event_applied(parsed.event_id)):
+            # A QoS 1 redelivery or a resend of an event already applied (its result is on its way, or was sent);
+            # the store remembers it with the step, so also after a restart or a standby's takeover.
+            return
         reply = contract.EventOutcome(call_id, parsed.event_id, parsed.action, parsed.by, True, "", None, None)
         call = self.calls.get(call_id)
         reason = parsed.reason
@@ -425,7 +432,7 @@ class CallDesk:
             elif isinstance(a, dispatch.Refused):
                 log.warning("call %s: %s", call.call_id, a.reason)
         open_ = call.state not in FINAL
-        row = StoredCall(call.call_id, call.state.value, open_, codec.call_to_json(call))
+        row = StoredCall(call.call_id, call.state.value, open_, codec.call_to_json(call), reply.event_id if reply else "")
         try:
             states = self.station.commit_call(wanted, messages, audits, [row], now, call.call_id)
         except StoreError as exc:

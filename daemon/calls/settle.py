@@ -23,18 +23,20 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
 SETTLE_MAX_S = 10.0  # after a (re)connect, calls wait for the probe at most this long
 
 Held = tuple[bool, bytes]  # (is AML, payload) of a call on call/new or call/aml
+T = TypeVar("T")  # what is held: the desk holds calls and events, as the actions that handle them
 
 
-class Settle:
+class Settle(Generic[T]):
     """The calls held since the latest connect, and the nonce whose probe releases them (event loop thread only)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, release: Callable[[list[Held]], None], probe_topic: str,
+    def __init__(self, loop: asyncio.AbstractEventLoop, release: Callable[[list[T]], None], probe_topic: str,
                  max_s: float = SETTLE_MAX_S) -> None:
         self._loop = loop
         self._release = release
@@ -43,7 +45,7 @@ class Settle:
         self.nonce = ""  # this connect's; "" before the first connect
         self.holding = False
         self.probe_sent = False  # this connect's SUBACKs are in and its probe went out
-        self.held: list[Held] = []
+        self.held: list[T] = []
         self._since = 0.0  # monotonic time of the latest connect
         self._timer: asyncio.TimerHandle | None = None
 
@@ -63,7 +65,7 @@ class Settle:
         self.probe_sent = True
         return self.nonce
 
-    def hold(self, item: Held) -> bool:
+    def hold(self, item: T) -> bool:
         """Keep a call until the release; False when calls are not held now (handle it at once)."""
         if self.holding:
             self.held.append(item)

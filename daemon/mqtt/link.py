@@ -142,11 +142,18 @@ class MqttLink:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
         self._started = utc_now()
+        will_props = None
+        if self.v5 and cfg.will_delay_s:
+            # The broker holds the will this long after the connection drops, and drops it when a process of this
+            # node resumes the session first (a standby taking over): the parent then never sees "offline".
+            will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+            will_props.WillDelayInterval = cfg.will_delay_s
         c.will_set(
             contract.state_topic(node_topic),
             contract.state_payload("offline", version, self._started),
             qos=1,
             retain=True,
+            properties=will_props,
         )
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -186,7 +193,15 @@ class MqttLink:
         return info.mid
 
     def stop(self, timeout_s: float = 2.0) -> None:
-        """Publish the retained "offline" state (if connected), disconnect, join the thread."""
+        """Publish the retained "offline" state (if connected), disconnect, join the thread.
+
+        With a will delay, the stop leaves "offline" to the will instead (DISCONNECT 0x04, "with will message"):
+        the broker says it after the delay unless a standby or a restart of the node resumes the session first.
+        """
+        if self.v5 and self.cfg.will_delay_s:
+            self.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
+            self.client.loop_stop()
+            return
         if self.connected:
             info = self.client.publish(
                 contract.state_topic(self.node_topic),

@@ -55,6 +55,7 @@ class StoredCall:
     state: str
     open: bool
     body: str
+    event_id: str = ""  # the event (its msg_id) this step applied: stored with it, so it is never applied twice
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,7 @@ _INSERT_POSITION = (
     "accuracy_m) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_OUTBOX = "INSERT INTO outbox (msg_id, kind, topic, payload, qos, retain, created, sent) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"
+_INSERT_EVENT = "INSERT OR IGNORE INTO call_events (event_id, call_id, time) VALUES (?, ?, ?)"
 _ADVANCE_UNIT = "UPDATE units SET last_fix_time = ? WHERE id = ? AND (last_fix_time IS NULL OR last_fix_time < ?)"
 _SET_UNIT_STATE = "UPDATE units SET status = ?, status_since = ?, call_id = ?, resume_status = ? WHERE id = ?"
 _UPSERT_CALL = (
@@ -102,6 +104,7 @@ _UPSERT_CALL = (
     "state = excluded.state, open = excluded.open, updated = excluded.updated, call = excluded.call"
 )
 _SCHEDULE_CLEAR = "INSERT INTO retained_clears (topic, due) VALUES (?, ?) ON CONFLICT(topic) DO UPDATE SET due = excluded.due"
+EVENT_RETENTION = timedelta(days=7)  # applied call events are remembered this long (a resend comes within minutes)
 _ID_CHUNK = 500  # ids per `IN (...)` list (SQLite allows 32766 parameters; small lists plan well)
 _INSERT_AUDIT = "INSERT INTO audit (time, kind, call_id, unit, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
@@ -286,6 +289,8 @@ class Store:
                     conn.executemany(_INSERT_AUDIT, audit_rows)
                 for c in calls:
                     conn.execute(_UPSERT_CALL, (c.call_id, c.state, int(c.open), created, c.body))
+                    if c.event_id:
+                        conn.execute(_INSERT_EVENT, (c.event_id, c.call_id, created))
                 for msg in messages:
                     if msg.clear_after is not None:
                         conn.execute(_SCHEDULE_CLEAR, (msg.topic, utc_iso(msg.clear_after)))
@@ -366,6 +371,10 @@ class Store:
             return [str(topic) for (topic,) in rows]
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {self.path}: {exc}") from exc
+
+    def event_applied(self, event_id: str) -> bool:
+        """Whether a call event with this id (its msg_id) was applied (kept EVENT_RETENTION)."""
+        return self.conn.execute("SELECT 1 FROM call_events WHERE event_id = ?", (event_id,)).fetchone() is not None
 
     def has_call(self, call_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM calls WHERE call_id = ?", (call_id,)).fetchone() is not None
@@ -495,6 +504,7 @@ class Store:
                 (sent_before, first_unsent if first_unsent is not None else 2**62),
             ).rowcount
             pos = self.conn.execute("DELETE FROM positions WHERE received < ?", (pos_before,)).rowcount
+            self.conn.execute("DELETE FROM call_events WHERE time < ?", (utc_iso(now - EVENT_RETENTION),))
         return out, pos
 
 

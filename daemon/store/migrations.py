@@ -73,4 +73,11 @@ def _v6(db: sqlite_utils.Database) -> None:
                          not_null={"count", "hash", "time", "received"})
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1, _v2, _v3, _v4, _v5, _v6)
+def _v7(db: sqlite_utils.Database) -> None:
+    """The ids of the call events applied, stored with their step: a redelivery or a resend is applied once, also by
+    another process of the node (a standby that took over) or after a restart."""
+    db["call_events"].create({"event_id": str, "call_id": str, "time": str}, pk="event_id", not_null={"call_id", "time"})
+    db["call_events"].create_index(["time"], index_name="call_events_time")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)

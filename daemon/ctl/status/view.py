@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from alkomd.daemon.control import DeviceRow, Status, UnitRow
+from alkomd.daemon.control import DeviceRow, StandbyStatus, Status, UnitRow
 
 
 def ago(seconds: float | None) -> str:
@@ -46,14 +46,17 @@ def _styled(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, ""))
 
 
-def status_view(s: Status) -> Table:
-
+def status_view(s: Status, standby: StandbyStatus | None = None) -> Table:
+    """The active process's status; `standby`: the node's standby, when one answered beside it."""
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
     t.add_column()
     name = f" {s.name}" if s.name else ""
     t.add_row("alkomd", f"{s.version}  {s.node} ({s.tier}){name}")
     t.add_row("ready", f"{'yes' if s.ready else 'no'}, up {ago(s.uptime_s)} (since {s.started}), pid {s.pid}")
+    role = f"{s.role}, took over at {s.took_over} after waiting as a standby" if s.took_over else s.role
+    waiting = f"; standby: pid {standby.pid}, waiting since {standby.started}" if standby is not None else "; no standby"
+    t.add_row("role", role + waiting)
     b = s.broker
     if b.connected:
         link = Text(f"connected to {b.host}:{b.port} since {b.since}", style="green")
