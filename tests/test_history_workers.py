@@ -125,6 +125,7 @@ def test_contract_history_subscriptions_are_shared_and_cover_every_level_below()
     assert parse_history_fix(POLDA, f"{POLDA}/unit/U1/position", body.encode()) is None  # the Polda's own unit: not below
 
 
+@pytest.mark.timeout(300)
 def test_c4_two_workers_share_a_flood_one_killed_nothing_lost_nothing_twice(central_broker: Broker, polda: tuple[Path, Path]) -> None:
     cfg, history = polda
     broker = central_broker
@@ -155,8 +156,13 @@ def test_c4_two_workers_share_a_flood_one_killed_nothing_lost_nothing_twice(cent
         pub.publish(f"{POLDA}/polres-1/unit/U001/position", "not json", qos=1)
         for info in infos:
             info.wait_for_publish(30)
-        wait_until(lambda: rows(history, "SELECT count(*) FROM below_positions WHERE msg_id LIKE 'f-%'")[0][0] == N, 120,
-                   f"all {N} flood positions stored")
+        try:
+            wait_until(lambda: rows(history, "SELECT count(*) FROM below_positions WHERE msg_id LIKE 'f-%'")[0][0] == N, 120,
+                       f"all {N} flood positions stored")
+        except AssertionError as exc:
+            got = rows(history, "SELECT worker, count(*) FROM below_positions WHERE msg_id LIKE 'f-%' GROUP BY worker")
+            raise AssertionError(f"{exc}: stored {got}; worker a: {''.join(a.log)[-2000:]}; worker b: {''.join(b.log)[-2000:]}; "
+                                 f"broker: {broker.log_path.read_text()[-3000:]}") from None
         dupes = rows(history, "SELECT count(*) - count(DISTINCT msg_id) FROM below_positions")[0][0]
         assert dupes == 0
         per_worker = dict(rows(history, "SELECT worker, count(*) FROM below_positions WHERE msg_id LIKE 'f-%' GROUP BY worker"))
