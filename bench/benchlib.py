@@ -151,7 +151,7 @@ def stop_pid(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int | None:
 class Mosquitto:
     """A private mosquitto on a free loopback port, stopped by PID."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_conf: str = "") -> None:
         exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
         if exe is None:
             raise SystemExit("mosquitto not found: apt-get install -y mosquitto")
@@ -159,7 +159,7 @@ class Mosquitto:
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
-            f"max_queued_messages 0\nlog_dest file {workdir / 'mosquitto.log'}\n"
+            f"max_queued_messages 0\nlog_dest file {workdir / 'mosquitto.log'}\n{extra_conf}"
         )
         self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait_port(self.port):

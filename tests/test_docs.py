@@ -30,7 +30,7 @@ README = (ROOT / "README.md").read_text()
     [
         cfgmod.NodeConfig, cfgmod.StoreConfig, cfgmod.MqttConfig, cfgmod.LogConfig, cfgmod.AvailabilityConfig,
         cfgmod.UnitConfig, NmeaOptions, cfgmod.CallsConfig, DispatchOptions, RecommendOptions, JurisdictionOptions,
-        GpsdOptions, NmeaUdpOptions, FleetSyncOptions, cfgmod.RadioStatusConfig, ModbusOptions,
+        GpsdOptions, NmeaUdpOptions, FleetSyncOptions, cfgmod.RadioStatusConfig, ModbusOptions, cfgmod.HistoryConfig,
     ],
 )
 def test_every_config_key_is_in_the_readme_reference(section: type) -> None:
@@ -53,7 +53,8 @@ SERIAL_TOOLS = ["ports", "sniff", "baud", "capture", "replay", "support-bundle"]
 
 @pytest.mark.parametrize(
     "cmd",
-    [["alkomd.daemon.main"], ["alkomd.daemon.ctl"], ["alkomd.daemon.ctl", "decode"], *(["alkomd.daemon.ctl", t] for t in SERIAL_TOOLS)],
+    [["alkomd.daemon.main"], ["alkomd.daemon.central.main"],
+     ["alkomd.daemon.ctl"], ["alkomd.daemon.ctl", "decode"], *(["alkomd.daemon.ctl", t] for t in SERIAL_TOOLS)],
 )
 def test_help_explains(cmd: list[str]) -> None:
     out = subprocess.run([sys.executable, "-m", *cmd, "--help"], capture_output=True, text=True, check=True).stdout

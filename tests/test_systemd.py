@@ -24,16 +24,18 @@ UNIT = ROOT / "systemd" / "alkomd.service"
 
 
 STANDBY_UNIT = ROOT / "systemd" / "alkomd-standby.service"
+HISTORY_UNIT = ROOT / "systemd" / "alkomd-history@.service"
 
 
-@pytest.fixture(params=[UNIT, STANDBY_UNIT], ids=["alkomd", "alkomd-standby"])
+@pytest.fixture(params=[UNIT, STANDBY_UNIT, HISTORY_UNIT], ids=["alkomd", "alkomd-standby", "alkomd-history@"])
 def unit_copy(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     """A shipped unit with ExecStart pointing at this environment's alkomd (verify needs it to exist)."""
     unit: Path = request.param
     exe = Path(sys.executable).parent / "alkomd"
     assert exe.is_file(), "the test environment has the alkomd console script"
     text = unit.read_text().replace("/opt/alkomd/venv/bin/alkomd", str(exe))
-    out = tmp_path / unit.name
+    assert str(exe) in text
+    out = tmp_path / unit.name.replace("@.", "@1.")  # a template is verified as one of its instances
     out.write_text(text)
     return out
 
