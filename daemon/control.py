@@ -114,6 +114,18 @@ class CallsInfo:
 
 
 @dataclass(frozen=True)
+class BelowInfo:
+    """The units of the nodes below that a Polda or Mabes follows (their retained positions and statuses)."""
+
+    units: int  # units known (any status)
+    located: int  # of those, units with a position: what the recommendation ranks
+    positions: int  # position messages taken in since the start
+    statuses: int  # status messages taken in since the start
+    from_snapshot: int  # units loaded at start from the database's snapshot (before the broker's retained flood)
+    snapshot_time: str | None  # UTC time the loaded snapshot was written (None: there was none)
+
+
+@dataclass(frozen=True)
 class Status:
     version: str
     node: str
@@ -132,6 +144,7 @@ class Status:
     last_reload: ReloadInfo | None
     implausible_fixes: int = 0  # unit fixes the plausibility gate rejected since the start (a default: older daemons)
     calls: CallsInfo | None = None  # open calls and emergencies (None: an older daemon that does not say)
+    below: BelowInfo | None = None  # units followed below (None: a Polres, or an older daemon)
 
 
 @dataclass(frozen=True)
