@@ -122,6 +122,18 @@ class CallsInfo:
 
 
 @dataclass(frozen=True)
+class BelowInfo:
+    """The units of the nodes below that a Polda or Mabes follows (their retained positions and statuses)."""
+
+    units: int  # units known (any status)
+    located: int  # of those, units with a position: what the recommendation ranks
+    positions: int  # position messages taken in since the start
+    statuses: int  # status messages taken in since the start
+    from_snapshot: int  # units loaded at start from the database's snapshot (before the broker's retained flood)
+    snapshot_time: str | None  # UTC time the loaded snapshot was written (None: there was none)
+
+
+@dataclass(frozen=True)
 class Status:
     version: str
     node: str
@@ -142,6 +154,8 @@ class Status:
     calls: CallsInfo | None = None  # open calls and emergencies (None: an older daemon that does not say)
     role: str = "active"  # the process serving control.sock is always the node's active one (daemon/standby.py)
     took_over: str | None = None  # UTC time it took over as the active process after waiting as a standby
+
+    below: BelowInfo | None = None  # units followed below (None: a Polres, or an older daemon)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Protocol
 
 from alkomd.daemon import __version__
+from alkomd.daemon.calls.desk import CallDesk
 from alkomd.daemon.config import Config
 from alkomd.daemon.control import (
+    BelowInfo,
     BrokerLink,
     CallsInfo,
     DatabaseInfo,
@@ -56,6 +58,8 @@ class Daemon(Protocol):
     def last_reload(self) -> ReloadInfo | None: ...
     @property
     def took_over(self) -> datetime | None: ...
+    @property
+    def desk(self) -> CallDesk: ...
 
 
 def _age_s(iso: str | None, now: datetime) -> float | None:
@@ -117,7 +121,15 @@ class Queries:
             implausible_fixes=d.station.implausible_fixes,
             calls=self.calls(now),
             took_over=utc_iso(d.took_over) if d.took_over else None,
+            below=self.below(),
         )
+
+    def below(self) -> BelowInfo | None:
+        """The units followed below (a Polda or Mabes; None at a Polres)."""
+        if self.d.cfg.node.tier == "polres":
+            return None
+        f = self.d.desk.follow
+        return BelowInfo(len(f.units), f.located, f.positions, f.statuses, f.from_snapshot, f.snapshot_time)
 
     def calls(self, now: datetime) -> CallsInfo:
         """The open calls as stored (the calls table keeps every open call's whole state): by state, and emergencies."""

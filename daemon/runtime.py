@@ -17,7 +17,6 @@ import json
 import logging
 import signal
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.config import Config
 from alkomd.daemon.control import ControlServer, ReloadInfo, socket_path
 from alkomd.daemon.mqtt import contract
-from alkomd.daemon.mqtt.link import Ack, Incoming, LinkEvents, MqttLink
+from alkomd.daemon.mqtt.link import Ack, LinkEvents, MqttLink
 from alkomd.daemon.mqtt.publisher import Publisher
 from alkomd.daemon.positions.batch import StatusRequest
 from alkomd.daemon.positions.station import Station
@@ -47,7 +46,6 @@ log = logging.getLogger(__name__)
 PRUNE_INTERVAL_S = 3600.0
 CLEAR_INTERVAL_S = 5.0  # how often retained topics due for clearing (closed calls, taken markers) are cleared
 AVAILABILITY_TICK_S = 1.0
-INBOX_SLICE_S = 0.05  # incoming MQTT messages are handled at most this long per loop turn (timers run in between)
 
 
 class Runtime(LinkEvents):
@@ -66,8 +64,6 @@ class Runtime(LinkEvents):
         self.drivers = Supervisor(self._emit)
         self._reload_task: asyncio.Task[None] | None = None
         self._reload_again = False
-        self._inbox: deque[Incoming] = deque()
-        self._draining = False
         self.ready = False
         self.notify = Notifier()
         self.clock = SteadyClock()
@@ -115,51 +111,34 @@ class Runtime(LinkEvents):
     def acked(self, ack: Ack) -> None:
         self.publisher.on_ack(ack)
 
-    def message(self, msg: Incoming) -> None:
-        """Queue an incoming message. They are handled in slices of INBOX_SLICE_S, so a flood of calls cannot
-        starve the loop's timers (watchdog pings, answer deadlines) for as long as the backlog lasts."""
-        self._inbox.append(msg)
-        if not self._draining:
-            self._draining = True
-            self._loop.call_soon(self._drain)
-
-    def _drain(self, budget_s: float = INBOX_SLICE_S) -> None:
-        end = time.monotonic() + budget_s
-        inbox = self._inbox
-        while inbox:
-            msg = inbox.popleft()
-            try:
-                self._handle(msg)
-            except Exception:  # supervision boundary: one message must not stop the intake
-                log.exception("mqtt: message on %s could not be handled", msg.topic)
-            if time.monotonic() >= end:
-                break
-        if inbox:
-            self._loop.call_soon(self._drain)  # after this turn's timers
-        else:
-            self._draining = False
-
-    def _handle(self, msg: Incoming) -> None:
-        """Route one incoming message by what the contract says its topic is."""
-        what = contract.parse_inbound(self.cfg.node.topic, msg.topic)
+    def message(self, topic: str, payload: bytes, retain: bool) -> None:
+        """Route one incoming message by what the contract says its topic is (the link's inbox hands them over in
+        batches and in slices, so a flood cannot starve the loop's timers: watchdog pings, answer deadlines)."""
+        what = contract.parse_inbound(self.cfg.node.topic, topic)
         if isinstance(what, contract.UnitBelow):
-            self.desk.below(what, msg.payload)  # retained or not: the units below are what their nodes last said
+            self.desk.below(what, payload)  # retained or not: the units below are what their nodes last said
         elif isinstance(what, contract.NodeBelowAnchor):
-            self._keep_anchor(what.node, msg.payload)
+            self._keep_anchor(what.node, payload)
         elif isinstance(what, contract.CallTaken | contract.NodeBelowState | contract.NodeBelowCall):
-            self._supervision(what, msg.payload)  # retained markers and states are what the broker holds now
-        elif what is None or msg.retain:  # a retained call or event would replay an old call at every reconnect
-            log.debug("mqtt: ignored message on %s", msg.topic)
+            self._supervision(what, payload)  # retained markers and states are what the broker holds now
+        elif what is None or retain:  # a retained call or event would replay an old call at every reconnect
+            log.debug("mqtt: ignored message on %s", topic)
         elif isinstance(what, contract.LinkProbe):
-            self.desk.probe_back(msg.payload)  # behind every retained message of this connect's subscriptions
+            self.link.inbox.flush_bulk()  # the units below's retained positions and statuses came before it: take them in
+            self.desk.probe_back(payload)  # behind every retained message of this connect's subscriptions
         elif isinstance(what, contract.StatusSet):
-            self.station.submit(StatusRequest(what.unit, msg.payload))
+            self.station.submit(StatusRequest(what.unit, payload))
         elif isinstance(what, contract.CallNew):
-            self.desk.call_new(msg.payload)
+            self.desk.call_new(payload)
         elif isinstance(what, contract.CallAml):
-            self.desk.call_aml(msg.payload)
+            self.desk.call_aml(payload)
         else:
-            self.desk.event(what.call_id, msg.payload)
+            self.desk.event(what.call_id, payload)
+
+    def units_below(self, batch: list[tuple[str, bytes]]) -> None:
+        """A batch of the units below's positions and statuses (the inbox's bulk lane)."""
+        for topic, payload in self.desk.follow.take(batch):  # a topic that only looked like one: the usual route
+            self.message(topic, payload, False)
 
     def _keep_anchor(self, node: str, payload: bytes) -> None:
         """A node below published its audit chain's end: keep it; a chain that went back is an alarm on record."""
@@ -282,6 +261,8 @@ class Runtime(LinkEvents):
             asyncio.create_task(self._every(AVAILABILITY_TICK_S, self.station.tick), name="availability"),
             asyncio.create_task(self._every(gcpolicy.FULL_INTERVAL_S, gcpolicy.collect_full), name="gc"),
         ]
+        if cfg.node.tier != "polres":
+            tasks.append(asyncio.create_task(self.desk.follow.keep_snapshot(), name="units-below-snapshot"))
         if self.notify.watchdog_s:
             # Pinged from the event loop itself: a loop that stops turning stops the pings.
             tasks.append(asyncio.create_task(self._every(self.notify.watchdog_s / 2, self.notify.watchdog), name="watchdog"))
@@ -317,8 +298,10 @@ class Runtime(LinkEvents):
     async def _shutdown(self) -> None:
         self.drivers.stop_all()
         await asyncio.sleep(0)  # run records the drivers handed over while stopping
-        self._drain(float("inf"))  # messages still queued (the broker has their PUBACK already)
+        self.link.inbox.drain_all()  # messages still queued (the broker has their PUBACK already)
         self.station.flush()
+        if self.cfg.node.tier != "polres":
+            self.desk.follow.save_all()  # the next start is ready at once
         self.publisher.pump()
         await asyncio.get_running_loop().run_in_executor(None, self.link.stop)
         self.store.close()

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 from alkomd.daemon.calls import aml, aml_match, codec, dispatch, fields, intake
 from alkomd.daemon.calls.aml_match import AML_SOURCES
+from alkomd.daemon.calls.below import BelowUnits
 from alkomd.daemon.calls.callers import CallerMemory
 from alkomd.daemon.calls.categories import EMERGENCY, classify
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
@@ -89,6 +90,7 @@ class CallDesk:
         self.callers = CallerMemory(timedelta(seconds=cfg.calls.repeat_caller_window_s))
         self._seen_event_ids: deque[str] = deque(maxlen=10_000)
         self.owner: dict[str, str] = {}  # unit of a node below -> that node's topic
+        self.follow = BelowUnits(self.node, self.units, self.owner, jurisdictions, self._rerank_soon, store)
         self._rerank_handle: asyncio.TimerHandle | None = None
         self._waiting_ids: set[str] = set()  # open calls still looking for a unit (kept by _run: no scan per position)
         self._taken: OrderedDict[str, str] = OrderedDict()  # call_id -> the parent node that took it from this node
@@ -116,6 +118,8 @@ class CallDesk:
             self._index_unit(unit, state=state)
         for up in station.latest.values():
             self._index_unit(up.unit, position=up)
+        if self.role.tier != "polres":
+            self.follow.load()  # ready to recommend from the units it knew, before the broker's retained flood
 
     def reconfigure(self, cfg: Config, removed: Iterable[str] = (), touched: Iterable[str] = ()) -> None:
         """A reloaded configuration: options apply to the next step; removed units leave the index, touched ones are re-read."""
@@ -133,6 +137,7 @@ class CallDesk:
     def relocate(self, jurisdictions: JurisdictionIndex | None) -> None:
         """Reloaded jurisdictions: put every known unit position into them (one bulk query)."""
         self.jurisdictions = jurisdictions
+        self.follow.relocate(jurisdictions)
         snaps = [s for s in self.units.snapshots() if s.lat is not None and s.lon is not None]
         if not snaps:
             return
@@ -146,27 +151,9 @@ class CallDesk:
     # -- in -------------------------------------------------------------------------------------
 
     def below(self, msg: contract.UnitBelow, payload: bytes) -> None:
-        """A retained position or status of a unit of a node below (Polda, Mabes)."""
-        self.owner[msg.unit] = msg.owner
-        old = self.units.get(msg.unit)
-        if msg.kind == "position":
-            pos = contract.parse_below_position(payload)
-            if pos is None:
-                return
-            jur = self.jurisdictions.jurisdiction_of(pos.lat, pos.lon) if self.jurisdictions else None
-            status = old.status if old else UnitStatus.OFFLINE
-            kind = pos.type or (old.type if old else "car")  # older nodes do not say: a car, as before
-            self.units.update(UnitSnapshot(msg.unit, kind, status, pos.lat, pos.lon, pos.time, jur))
-            self._rerank_soon()
-            return
-        st = contract.parse_below_status(payload)
-        if st is None:
-            return
-        if old is None:
-            self.units.update(UnitSnapshot(msg.unit, st.type or "car", st.status, None, None, None, None))
-        else:
-            self.units.update(replace(old, status=st.status, type=st.type or old.type))
-        self._rerank_soon()
+        """A retained position or status of a unit of a node below (Polda, Mabes), one at a time (the bulk lane gives
+        them to `follow.take` in batches)."""
+        self.follow.one(msg, payload)
 
     def call_new(self, payload: bytes, is_aml: bool = False) -> None:
         """A call on `<node>/call/new` (or `call/aml`). Right after a (re)connect it waits until the retained `taken`

@@ -64,6 +64,11 @@ M_PER_DEG = EARTH_MEAN_RADIUS_M * math.pi / 180.0  # metres per degree of latitu
 CHILD_PATTERN = rf"[^=\s]([^=]*[^=\s])?=({NODE_PATTERN})"  # ID=node/path
 GEOMETRY_TYPES = ("Polygon", "MultiPolygon")
 CIRCLE_SEGMENTS = 64
+CELL_DEG = 0.02  # the cells of `jurisdiction_at`'s cache (about 2.2 km)
+_CELLS_PER_DEG = round(1 / CELL_DEG)
+_COLS = 360 * _CELLS_PER_DEG
+_BORDER = -2  # a cached cell that a border crosses: its points are looked up one by one
+_UNKNOWN = -3
 
 _NO_RANK = np.iinfo(np.int64).max
 _CIRCLE_ANGLES = np.linspace(0.0, 2.0 * math.pi, CIRCLE_SEGMENTS + 1)
@@ -186,6 +191,8 @@ class JurisdictionIndex:
         shapely.prepare(self._parts)
         self._tree = shapely.STRtree(self._parts)
         self._check_nesting()
+        self._cells: dict[int, int] = {}  # cell -> rank of the one jurisdiction holding all of it, len(ids): none, or _BORDER
+        self._borders: dict[int, tuple[npt.NDArray[Any], npt.NDArray[np.int64]]] = {}  # a border cell's parts, owners
 
     @classmethod
     def from_features(cls, features: Iterable[Jurisdiction], outside_max_m: float = 5000.0, source: str = "<memory>") -> JurisdictionIndex:
@@ -214,6 +221,37 @@ class JurisdictionIndex:
             return None
         ranks = self._covering(lat, lon)
         return self.ids[int(ranks[0])] if ranks.size else None
+
+    def jurisdiction_at(self, lat: float, lon: float) -> str | None:
+        """`jurisdiction_of` (the same answer), for a unit's positions: a point in a CELL_DEG cell that lies wholly in
+        one jurisdiction (or in none) is answered from a cache of cells; only the cells a border crosses test polygons."""
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):  # NaN included
+            return None
+        cell = math.floor((lat + 90.0) * _CELLS_PER_DEG) * _COLS + math.floor((lon + 180.0) * _CELLS_PER_DEG)
+        rank = self._cells.get(cell, _UNKNOWN)
+        if rank == _UNKNOWN:
+            rank = self._cells[cell] = self._cell_rank(cell)
+        if rank == _BORDER:
+            parts, owners = self._borders[cell]
+            hits = owners[shapely.intersects_xy(parts, lon, lat)]
+            return self.ids[int(hits.min())] if hits.size else None
+        return self._id_or_none[rank]  # type: ignore[no-any-return]
+
+    def _cell_rank(self, cell: int) -> int:
+        """The rank of the one jurisdiction covering all of a cell, len(ids) when it touches none, else _BORDER (and
+        the polygon parts the cell's points are tested against are kept in `_borders`)."""
+        row, col = divmod(cell, _COLS)
+        eps = 1e-9  # the cell's box, a hair larger: a point rounded onto its edge is still inside
+        lat0, lon0 = row / _CELLS_PER_DEG - 90.0 - eps, col / _CELLS_PER_DEG - 180.0 - eps
+        box = shapely.box(lon0, lat0, lon0 + CELL_DEG + 2 * eps, lat0 + CELL_DEG + 2 * eps)
+        parts = self._tree.query(box, predicate="intersects")
+        if parts.size == 0:
+            return len(self.ids)
+        owners = np.unique(self._owner[parts])
+        if owners.size == 1 and bool(shapely.covers(self._parts[parts], box).any()):
+            return int(owners[0])
+        self._borders[cell] = (self._parts[parts], self._owner[parts])
+        return _BORDER
 
     def assign_bulk(
         self, lats: Sequence[float] | npt.NDArray[np.float64], lons: Sequence[float] | npt.NDArray[np.float64]

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -229,15 +229,22 @@ class _Columns:
         self.n = last
 
 
-@dataclass(frozen=True, slots=True)
 class _Entry:
-    snap: UnitSnapshot
-    beta: float
-    cos_beta: float
-    lon: float  # radians
-    fix_us: int
-    jkey: str | None
-    cell: int
+    """An indexed unit (internal and mutable: `UnitIndex.move` changes its fix in place)."""
+
+    __slots__ = ("beta", "cell", "cos_beta", "fix_us", "jkey", "lat_deg", "lon", "lon_deg", "snap")
+
+    def __init__(self, snap: UnitSnapshot, beta: float, cos_beta: float, lon: float, fix_us: int, jkey: str | None,
+                 cell: int, lat_deg: float, lon_deg: float) -> None:
+        self.snap = snap  # as of the last `update`: `move` does not rebuild it (see UnitIndex._moved)
+        self.beta = beta
+        self.cos_beta = cos_beta
+        self.lon = lon  # radians
+        self.fix_us = fix_us
+        self.jkey = jkey
+        self.cell = cell
+        self.lat_deg = lat_deg
+        self.lon_deg = lon_deg
 
 
 class UnitIndex:
@@ -261,17 +268,50 @@ class UnitIndex:
         self._jur: dict[str, _Columns] = {}
         self._grid: dict[int, _Columns] = {}
         self._codes: dict[str, float] = {}
+        self._moved: set[str] = set()  # units `move`d since their snapshot was last built
 
     def __len__(self) -> int:
         return len(self._snaps)
 
     def get(self, unit: str) -> UnitSnapshot | None:
         """The unit's latest snapshot, whatever its status."""
+        if unit in self._moved:
+            self._rebuild(unit)
         return self._snaps.get(unit)
 
     def snapshots(self) -> Iterator[UnitSnapshot]:
         """Every unit's latest snapshot (for `brute_force` and a status dump)."""
+        for unit in list(self._moved):
+            self._rebuild(unit)
         return iter(self._snaps.values())
+
+    def _rebuild(self, unit: str) -> None:
+        self._moved.discard(unit)
+        e = self._entries[unit]
+        e.snap = self._snaps[unit] = replace(e.snap, lat=e.lat_deg, lon=e.lon_deg, fix_time=_EPOCH + e.fix_us * _US,
+                                             jurisdiction=e.jkey)
+
+    def move(self, unit: str, lat: float, lon: float, fix_us: int, jurisdiction: str | None) -> bool:
+        """A new fix of an indexed unit (status and type unchanged), in place when it stays in its jurisdiction and grid
+        cell: about a tenth of `update`'s cost. False, changing nothing, when it cannot: then call `update`."""
+        e = self._entries.get(unit)
+        if e is None or e.jkey != jurisdiction or not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            return False
+        cell = min(self._rows - 1, max(0, math.floor((lat + 90.0) / self._cell))) * self._cols + \
+            math.floor((lon + 180.0) / self._cell) % self._cols
+        if cell != e.cell:
+            return False
+        beta, cos_beta = reduced_latitude(lat)
+        lon_r = math.radians(lon)
+        e.beta, e.cos_beta, e.lon, e.fix_us, e.lat_deg, e.lon_deg = beta, cos_beta, lon_r, fix_us, lat, lon
+        row = (beta, lon_r, cos_beta, float(fix_us))
+        if jurisdiction is not None:
+            bucket = self._jur[jurisdiction]
+            bucket.data[:4, bucket.pos[unit]] = row
+        square = self._grid[cell]
+        square.data[:4, square.pos[unit]] = row
+        self._moved.add(unit)
+        return True
 
     def _row(self, lat: float) -> int:
         return min(self._rows - 1, max(0, math.floor((lat + 90.0) / self._cell)))
@@ -291,12 +331,13 @@ class UnitIndex:
         """Record a unit's new snapshot (position, status, jurisdiction or type changed)."""
         old = self._entries.get(s.unit)
         self._snaps[s.unit] = s
+        self._moved.discard(s.unit)
         new: _Entry | None = None
         if _has_fix(s):
             assert s.lat is not None and s.lon is not None and s.fix_time is not None
             beta, cos_beta = reduced_latitude(s.lat)
             cell = self._row(s.lat) * self._cols + self._col(s.lon)
-            new = _Entry(s, beta, cos_beta, math.radians(s.lon), _us(s.fix_time), s.jurisdiction, cell)
+            new = _Entry(s, beta, cos_beta, math.radians(s.lon), _us(s.fix_time), s.jurisdiction, cell, s.lat, s.lon)
         if old is not None:
             if old.jkey is not None and (new is None or new.jkey != old.jkey):
                 self._jur[old.jkey].drop(s.unit)
@@ -320,6 +361,7 @@ class UnitIndex:
     def remove(self, unit: str) -> None:
         """Forget a unit entirely (no-op for an unknown one)."""
         self._snaps.pop(unit, None)
+        self._moved.discard(unit)
         old = self._entries.pop(unit, None)
         if old is not None:
             if old.jkey is not None:

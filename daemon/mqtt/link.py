@@ -16,7 +16,9 @@ Wraps paho's traps once:
   the connection, and paho sends it again first thing after every reconnect. Such a message is
   not handed to paho at all.
 
-All callbacks reach the owner through `loop.call_soon_threadsafe`, never directly.
+All callbacks reach the owner through `loop.call_soon_threadsafe`, never directly; incoming
+messages through the `Inbox` (daemon/mqtt/inbox.py), which batches them: one wake-up of the loop
+per batch, not per message, and calls never behind positions.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from alkomd.daemon.config import MqttConfig
 from alkomd.daemon.mqtt import contract
+from alkomd.daemon.mqtt.inbox import Inbox
 from alkomd.daemon.records import utc_now
 
 log = logging.getLogger(__name__)
@@ -51,13 +54,6 @@ class Ack:
     reason_text: str
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    topic: str
-    payload: bytes
-    retain: bool
-
-
 class LinkEvents:
     """What the link reports to its owner (all called on the event loop thread)."""
 
@@ -70,7 +66,11 @@ class LinkEvents:
 
     def acked(self, ack: Ack) -> None: ...
 
-    def message(self, msg: Incoming) -> None: ...
+    def message(self, topic: str, payload: bytes, retain: bool) -> None:
+        """One incoming message of the urgent lane (anything but the units below)."""
+
+    def units_below(self, batch: list[tuple[str, bytes]]) -> None:
+        """A batch of (topic, payload) the contract says are units' positions or statuses from nodes below."""
 
 
 def _no_delay(client: paho.Client, userdata: object, sock: object) -> None:
@@ -113,6 +113,7 @@ class MqttLink:
         self.version = version
         self._loop = loop
         self._events = events
+        self.inbox = Inbox(loop, events.message, events.units_below)
         self.subscriptions = subscriptions
         self.connected = False
         self.connected_since: datetime | None = None
@@ -242,7 +243,7 @@ class MqttLink:
         )
         self._suback_wait, self._sub_refused = {}, []  # a SUBACK of an earlier connection cannot arrive on this one
         for topic in self.subscriptions:
-            err, mid = client.subscribe(topic, qos=1)
+            err, mid = client.subscribe(topic, qos=contract.subscription_qos(topic))
             if err == paho.MQTT_ERR_SUCCESS and mid is not None:
                 self._suback_wait[mid] = topic
         max_packet = int(getattr(props, "MaximumPacketSize", 0) or 0) if props is not None else 0
@@ -279,7 +280,7 @@ class MqttLink:
         self._post(self._events.acked, Ack(mid, rc.value, rc.getName()))
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        self._post(self._events.message, Incoming(msg.topic, bytes(msg.payload), bool(msg.retain)))
+        self.inbox.put(msg.topic, bytes(msg.payload), msg.retain)  # batched: one wake-up of the loop per batch
 
     # -- back on the event loop thread ---------------------------------------------------------
 

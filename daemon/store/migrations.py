@@ -80,4 +80,13 @@ def _v7(db: sqlite_utils.Database) -> None:
     db["call_events"].create_index(["time"], index_name="call_events_time")
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)
+def _v8(db: sqlite_utils.Database) -> None:
+    """The units a Polda or Mabes follows below (a snapshot, loaded at start: ready before the broker's retained flood).
+    `fix_us`: the fix time in microseconds since the Unix epoch, UTC; `saved`: when the row was last written."""
+    db["units_below"].create(
+        {"unit": str, "owner": str, "type": str, "status": str, "lat": float, "lon": float, "fix_us": int, "saved": str},
+        pk="unit", not_null={"owner", "type", "status", "saved"},
+    )
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8)

@@ -75,6 +75,11 @@ def status_view(s: Status, standby: StandbyStatus | None = None) -> Table:
     t.add_row("database", f"{d.path}, {_size(d.size_bytes)} (+ WAL {_size(d.wal_bytes)}), schema v{d.schema_version}")
     t.add_row("devices", _counts(s.devices))
     t.add_row("units", _counts(s.units))
+    if s.below is not None:
+        w = s.below
+        snap = f"; {w.from_snapshot} from the snapshot of {w.snapshot_time}" if w.snapshot_time else ""
+        t.add_row("units below", f"{w.units} followed, {w.located} with a position{snap}; "
+                                 f"{w.positions} positions and {w.statuses} statuses taken in since the start")
     if s.calls is not None:
         c = s.calls
         oldest = f", oldest {ago(c.oldest_age_s)}" if c.oldest_age_s is not None else ""

@@ -14,6 +14,9 @@ from alkomd.daemon.mqtt.contract.inbound import (
     UNIT_TYPES as UNIT_TYPES,
 )
 from alkomd.daemon.mqtt.contract.inbound import (
+    BelowFix as BelowFix,
+)
+from alkomd.daemon.mqtt.contract.inbound import (
     BelowPosition as BelowPosition,
 )
 from alkomd.daemon.mqtt.contract.inbound import (
@@ -32,7 +35,13 @@ from alkomd.daemon.mqtt.contract.inbound import (
     TakenMarker as TakenMarker,
 )
 from alkomd.daemon.mqtt.contract.inbound import (
+    epoch_us as epoch_us,
+)
+from alkomd.daemon.mqtt.contract.inbound import (
     parse_audit_head as parse_audit_head,
+)
+from alkomd.daemon.mqtt.contract.inbound import (
+    parse_below_fix as parse_below_fix,
 )
 from alkomd.daemon.mqtt.contract.inbound import (
     parse_below_position as parse_below_position,
@@ -218,6 +227,9 @@ from alkomd.daemon.mqtt.contract.topics import (
     health_topic as health_topic,
 )
 from alkomd.daemon.mqtt.contract.topics import (
+    is_bulk_topic as is_bulk_topic,
+)
+from alkomd.daemon.mqtt.contract.topics import (
     link_probe_topic as link_probe_topic,
 )
 from alkomd.daemon.mqtt.contract.topics import (
@@ -243,6 +255,9 @@ from alkomd.daemon.mqtt.contract.topics import (
 )
 from alkomd.daemon.mqtt.contract.topics import (
     status_set_topic as status_set_topic,
+)
+from alkomd.daemon.mqtt.contract.topics import (
+    subscription_qos as subscription_qos,
 )
 from alkomd.daemon.mqtt.contract.topics import (
     subscriptions as subscriptions,

@@ -112,6 +112,23 @@ def subscriptions(node: str, tier: str) -> tuple[str, ...]:
     return (*own, *below)
 
 
+def subscription_qos(topic: str) -> int:
+    """The QoS a node subscribes `topic` (one of `subscriptions`) with: 0 for the positions of the units below (each is
+    retained and replaced by the unit's next one within seconds; a reconnect gets the retained ones again, so a position
+    lost on the way costs nothing, while a PUBACK per position would cost the central tier about a fifth of its CPU),
+    1 for everything else (a unit's status is sent on change only: a lost one would stand until the next change)."""
+    return 0 if topic.endswith("/unit/+/position") else 1
+
+
+_BULK_SUFFIXES = ("/position", "/status")
+
+
+def is_bulk_topic(topic: str) -> bool:
+    """Whether a message on `topic` may be a unit's position or status from a node below: the inbox's bulk lane, taken
+    in batches after the calls (a call id or a node named "position" or "status" only takes the long way round)."""
+    return topic.endswith(_BULK_SUFFIXES)
+
+
 @dataclass(frozen=True, slots=True)
 class StatusSet:
     """`<node>/unit/<unit>/status/set`: a dispatcher or the unit's app sets a unit's status."""
