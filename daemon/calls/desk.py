@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 RETRY_STORE_S = 1.0
 RERANK_DELAY_S = 1.0  # unit changes are gathered this long before the waiting calls are ranked again
+RERANK_SLICE_S = 0.002  # a ranking pass gives the loop back after this long
 MAX_TAKEN = 10_000
 FINAL = (CallStateName.CLOSED, CallStateName.ESCALATED)
 
@@ -91,7 +93,7 @@ class CallDesk:
         self._seen_event_ids: deque[str] = deque(maxlen=10_000)
         self.owner: dict[str, str] = {}  # unit of a node below -> that node's topic
         self.follow = BelowUnits(self.node, self.units, self.owner, jurisdictions, self._rerank_soon, store)
-        self._rerank_handle: asyncio.TimerHandle | None = None
+        self._rerank_handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self._waiting_ids: set[str] = set()  # open calls still looking for a unit (kept by _run: no scan per position)
         self._taken: OrderedDict[str, str] = OrderedDict()  # call_id -> the parent node that took it from this node
         # after a (re)connect, calls wait for the retained `taken` markers of calls the parent took (calls/settle.py)
@@ -487,15 +489,18 @@ class CallDesk:
         if self._rerank_handle is None and self._waiting_ids:
             self._rerank_handle = self._loop.call_later(RERANK_DELAY_S, self._rerank)
 
-    def _rerank(self) -> None:
-        """Offer what changed to the waiting calls, most urgent first (a freed unit goes to the call that needs it most)."""
-        self._rerank_handle = None
-        waiting = [self.calls[i] for i in self._waiting_ids if i in self.calls]
-        waiting.sort(key=lambda c: (classify(c.request.category).priority, c.created))
-        for call in waiting:
-            fresh = self.calls.get(call.call_id)
+    def _rerank(self, waiting: list[dispatch.Call] | None = None) -> None:
+        """Offer what changed to the waiting calls, most urgent first (a freed unit goes to the call that needs it most).
+        In slices of RERANK_SLICE_S: a call arriving meanwhile waits for one slice, not for every waiting call's ranking."""
+        if waiting is None:
+            waiting = [self.calls[i] for i in self._waiting_ids if i in self.calls]
+            waiting.sort(key=lambda c: (classify(c.request.category).priority, c.created), reverse=True)
+        end = time.monotonic() + RERANK_SLICE_S
+        while waiting and time.monotonic() < end:
+            fresh = self.calls.get(waiting.pop().call_id)
             if fresh is not None and self._waiting(fresh):
                 self._recandidate(fresh, same_set_is_news=fresh.state is CallStateName.ANSWERED)
+        self._rerank_handle = self._loop.call_soon(self._rerank, waiting) if waiting else None
 
     def _recandidate(self, call: dispatch.Call, same_set_is_news: bool = True) -> None:
         """Rank a waiting call again. An offered call only takes a new list when other units are in it (units moving
