@@ -98,6 +98,7 @@ class StateWatch:
     def __init__(self, port: int) -> None:
         self.first: dict[str, int] = {}
         self.candidates: dict[str, int] = {}
+        self.closed: set[str] = set()
         self.c = client(port, "bench-watch")
         self.c.on_message = self._on
         self.c.subscribe(f"{NODE}/call/+", qos=1)
@@ -125,11 +126,24 @@ def send_calls(caller: paho.Client, watch: StateWatch, rng: random.Random, towns
         size = len(body)
         sent[call_id] = time.perf_counter_ns()
         caller.publish(f"{NODE}/call/new", body, qos=1)
-        time.sleep(0.02)
+        time.sleep(0.01)
+        close_answered(caller, watch, sent)  # half way to the next call: its close is not what the next call waits for
+        time.sleep(0.01)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(k not in watch.first for k in sent):
         time.sleep(0.05)
+    close_answered(caller, watch, sent)
     return [(watch.first[k] - t) / 1e6 for k, t in sent.items() if k in watch.first], sent, size
+
+
+def close_answered(caller: paho.Client, watch: StateWatch, sent: dict[str, int]) -> None:
+    """The duty officer closes each call once it has its state: a few calls are open at a time, as at a real desk
+    (hundreds of offered calls at once would measure their re-ranking, not a call's intake)."""
+    for call_id in sent:
+        if call_id in watch.first and call_id not in watch.closed:
+            watch.closed.add(call_id)
+            caller.publish(f"{NODE}/call/{call_id}/event", json.dumps({"action": "close", "by": "bench", "note": "measured"}),
+                           qos=1)
 
 
 def flood_positions(port: int, units: int, rate: int, seed: int, stop: Any, count: Any) -> None:
