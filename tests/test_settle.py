@@ -19,7 +19,7 @@ from alkomd.daemon.calls.types import CallRequest, Location
 from alkomd.daemon.config import MqttConfig
 from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.daemon.mqtt import contract
-from alkomd.daemon.mqtt.link import Incoming, LinkEvents, MqttLink
+from alkomd.daemon.mqtt.link import LinkEvents, MqttLink
 from alkomd.daemon.records import utc_now
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,8 +105,8 @@ class _Recorder(LinkEvents):
         assert self.link is not None
         self.link.publish(PROBE, contract.link_probe_payload("n-1", utc_now(), "test"))
 
-    def message(self, msg: Incoming) -> None:
-        self.topics.append(msg.topic)
+    def message(self, topic: str, payload: bytes, retain: bool) -> None:
+        self.topics.append(topic)
 
 
 def test_the_probe_comes_back_behind_every_retained_marker(broker: Broker, subscriber_factory: Callable[..., Subscriber]) -> None:
