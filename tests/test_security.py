@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sqlite3
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -427,3 +430,44 @@ def test_three_tiers_of_alkomd_work_through_the_shipped_acl(
             assert "broker refused" not in d.log and "refused the connection" not in d.log
             wait_until(lambda d=d: "the probe came back" in d.log, 15, "each node's probe to itself back through the ACL")  # type: ignore[misc]
             assert "no proof" not in d.log
+
+
+def test_a_history_worker_reads_the_positions_below_through_the_shipped_acl_and_may_write_nothing(
+    tmp_path: Path, pki: Pki, clients: Callable[..., Client]
+) -> None:
+    """alkomd-history of Polda Gorontalo logged in as `history-gorontalo` of the shipped acl, with its shared
+    subscription. Pass: a position Polres Kota Gorontalo publishes is stored; the same user's publish is refused (0x87)."""
+    users = dict(USERS, **{"history-gorontalo": "pw-history"})
+    with running(CentralBroker(tmp_path / "central", pki, users=users)) as b:
+        d = tmp_path / "history"
+        history = d / "history.db"
+        cfg = _tier(d, b, "gorontalo", "polda", "history-gorontalo",
+                    f'[history]\npath = "{history}"\nusername = "history-gorontalo"\npassword_file = "{d}/pw"\n')
+        worker = subprocess.Popen([sys.executable, "-m", "alkomd.daemon.central.main", "--config", str(cfg), "--name", "1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            station = connected(clients, b, "gorontalo/kota-gorontalo")
+            n = [0]
+
+            def stored() -> bool:  # a shared subscription gets no retained message: publish until one is stored
+                n[0] += 1
+                t = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+                body = {"unit": "R2-00", "lat": 0.545, "lon": 123.062, "time": t, "received": t, "msg_id": f"h-{n[0]}"}
+                station.publish(f"{KOTA}/unit/R2-00/position", json.dumps(body).encode())
+                if not history.exists():
+                    return False
+                conn = sqlite3.connect(history, timeout=10)
+                try:
+                    return bool(conn.execute("SELECT count(*) FROM below_positions WHERE unit = 'R2-00'").fetchone()[0])
+                except sqlite3.OperationalError:
+                    return False
+                finally:
+                    conn.close()
+
+            wait_until(stored, 30, "a position below stored by the worker")
+            own = connected(clients, b, "history-gorontalo")
+            assert own.publish(f"{KOTA}/unit/R2-00/position", b"{}") == 0x87
+        finally:
+            worker.terminate()
+            _, err = worker.communicate(timeout=20)
+        assert worker.returncode == 0 and "refused" not in err, err[-2000:]
