@@ -14,7 +14,7 @@ if ! "$py" -c "import alkomd.daemon, alkomd.drivers" 2>/dev/null; then
   exit 2
 fi
 failed=()
-for script in bench_decode.py bench_e2e.py bench_idle.py bench_jurisdictions.py bench_recommend.py bench_calls.py bench_udp.py bench_fleetsync.py bench_broker.py bench_modbus.py bench_sniff.py bench_outbox.py bench_tetra_phones.py bench_lrrp.py bench_takeover.py bench_standby.py bench_console.py; do
+for script in bench_decode.py bench_e2e.py bench_idle.py bench_jurisdictions.py bench_recommend.py bench_calls.py bench_ingest.py bench_udp.py bench_fleetsync.py bench_broker.py bench_modbus.py bench_sniff.py bench_outbox.py bench_tetra_phones.py bench_lrrp.py bench_takeover.py bench_standby.py bench_history.py bench_console.py; do
   echo "=== $script ($(date -u +%H:%M:%S) UTC) ===" >&2
   "$py" "$here/$script" "$@" || failed+=("$script")
 done
