@@ -49,6 +49,24 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         b.close()
 
 
+CENTRAL_CONF = Path(__file__).resolve().parents[1] / "config" / "mosquitto" / "central.conf"
+
+
+@pytest.fixture
+def central_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A private mosquitto with the shipped central broker's flow control (a queue per client that holds a worker's
+    share while it is away: mosquitto keeps routing a shared subscription's share to a persistent session that is
+    offline, and beyond max_queued_messages it drops them)."""
+    flow = [line for line in CENTRAL_CONF.read_text().splitlines() if line.startswith(("max_queued_messages", "max_inflight_messages"))]
+    assert len(flow) == 2
+    b = Broker(kind="mosquitto", workdir=tmp_path / "broker", extra_conf="\n".join(flow) + "\n")
+    b.start()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
 @dataclass
 class Received:
     topic: str

@@ -418,7 +418,7 @@ def test_b7_oversize_is_measured_as_the_broker_measures_it() -> None:
 
 MATRIX_ROWS = [f"S{i}" for i in range(1, 10)] + [f"M{i}" for i in range(1, 4)] + [f"B{i}" for i in range(1, 8)] + \
     [f"Q{i}" for i in range(1, 7)] + [f"I{i}" for i in range(1, 8)] + [f"E{i}" for i in range(1, 9)] + \
-    [f"D{i}" for i in range(1, 6)] + [f"Y{i}" for i in range(1, 5)] + ["R1", "C1", "C3", "C4"]
+    [f"D{i}" for i in range(1, 6)] + [f"Y{i}" for i in range(1, 5)] + ["R1", "C1", "C2", "C3", "C4"]
 
 
 def test_the_fault_matrix_page_names_every_row_and_only_tests_that_exist() -> None:

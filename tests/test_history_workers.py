@@ -59,24 +59,6 @@ class Worker:
         return self.proc.returncode
 
 
-CENTRAL_CONF = Path(__file__).parent.parent / "config" / "mosquitto" / "central.conf"
-
-
-@pytest.fixture
-def central_broker(tmp_path: Path) -> Iterator[Broker]:
-    """A private mosquitto with the shipped central broker's flow control (a queue per client that holds a worker's
-    share while it is away: mosquitto keeps routing a shared subscription's share to a persistent session that is
-    offline, and beyond max_queued_messages it drops them)."""
-    flow = [line for line in CENTRAL_CONF.read_text().splitlines() if line.startswith(("max_queued_messages", "max_inflight_messages"))]
-    assert len(flow) == 2
-    b = Broker(kind="mosquitto", workdir=tmp_path / "broker", extra_conf="\n".join(flow) + "\n")
-    b.start()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
 @pytest.fixture
 def polda(tmp_path: Path, central_broker: Broker) -> Iterator[tuple[Path, Path]]:
     broker = central_broker
