@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from alkomd.daemon.config import ConsoleConfig, MqttConfig
-from alkomd.daemon.mqtt.link import read_secret
+from alkomd.daemon.mqtt.client import make_client
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +38,7 @@ class ConsoleLink:
         self.connected = False
         self._loop = loop
         self._on_message, self._on_up, self._on_down = on_message, on_up, on_down
-        v5 = mqtt.protocol == "5"
-        c = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-        )
-        c.reconnect_delay_set(max(1, round(mqtt.reconnect_min_s)), max(1, round(mqtt.reconnect_max_s)))
-        if console.username:
-            password = read_secret(str(console.password_file)) if console.password_file else None
-            c.username_pw_set(console.username, password)
-        if mqtt.tls:
-            c.tls_set(
-                ca_certs=str(mqtt.ca_file) if mqtt.ca_file else None,
-                certfile=str(mqtt.cert_file) if mqtt.cert_file else None,
-                keyfile=str(mqtt.key_file) if mqtt.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        c = make_client(mqtt, client_id, console.username, console.password_file)
         c.on_connect = self._connected
         c.on_disconnect = self._disconnected
         c.on_connect_fail = self._failed

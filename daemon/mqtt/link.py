@@ -26,19 +26,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from alkomd.daemon.config import MqttConfig
 from alkomd.daemon.mqtt import contract
+from alkomd.daemon.mqtt.client import make_client
 from alkomd.daemon.mqtt.inbox import Inbox
 from alkomd.daemon.records import utc_now
 
@@ -90,12 +89,6 @@ def publish_packet_size(topic: str, payload: str) -> int:
     return header + size
 
 
-def read_secret(path: str) -> str:
-    """A secret file's content without its trailing newline (systemd credentials, 0600 files)."""
-    with open(path, encoding="utf-8") as fh:
-        return fh.read().rstrip("\r\n")
-
-
 class MqttLink:
     """One MQTT 5 session to the broker, reconnecting with backoff for as long as it runs."""
 
@@ -124,24 +117,8 @@ class MqttLink:
         self.last_error = ""
         self.client_id = cfg.client_id or "alkomd-" + (node_topic.replace("/", "-"))
         self.v5 = cfg.protocol == "5"
-        c = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if self.v5 else False,
-        )
+        c = make_client(cfg, self.client_id, cfg.username, cfg.password_file, persistent=True)
         c.max_inflight_messages_set(cfg.inflight)
-        c.reconnect_delay_set(max(1, round(cfg.reconnect_min_s)), max(1, round(cfg.reconnect_max_s)))
-        if cfg.username:
-            password = read_secret(str(cfg.password_file)) if cfg.password_file else None
-            c.username_pw_set(cfg.username, password)
-        if cfg.tls:
-            c.tls_set(
-                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                keyfile=str(cfg.key_file) if cfg.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
         self._started = utc_now()
         will_props = None
         if self.v5 and cfg.will_delay_s:
