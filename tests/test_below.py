@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -175,3 +177,57 @@ def test_the_snapshot_of_the_units_below_is_loaded_as_it_was_saved(tmp_path: Pat
     assert recommend(again.index, loc, Placement(LocationStatus.OK, gorontalo.jurisdiction_of(0.55, 123.0)), when, opts) \
         == recommend(index, loc, Placement(LocationStatus.OK, gorontalo.jurisdiction_of(0.55, 123.0)), when, opts)
     store.close()
+
+
+def test_a_backlog_keeps_one_drain_per_lane_waiting_so_the_timers_keep_their_turn() -> None:
+    """A backlog of calls slower to handle than they arrive (each takes 2 ms, put from another thread while the loop
+    drains): at no time are two drains of a lane waiting in the loop. Before the fix every drain left with a backlog
+    scheduled one more, on top of the one paho's thread had scheduled: the waiting drains grew by one per loop turn,
+    each took its time slice, and the watchdog's timer waited seconds (fault-matrix I6)."""
+    loop = asyncio.new_event_loop()
+    waiting = {"urgent": 0, "bulk": 0}
+    most = {"urgent": 0, "bulk": 0}
+    handled: list[str] = []
+
+    def handle(topic: str, payload: bytes, retain: bool) -> None:
+        time.sleep(0.002)
+        handled.append(topic)
+
+    inbox = Inbox(loop, handle, lambda batch: [time.sleep(0.0001) for _ in batch])
+    for post in ("call_soon", "call_soon_threadsafe", "call_later"):
+        original = getattr(loop, post)
+
+        def scheduling(*args: Any, _original: Any = original, **kw: Any) -> Any:
+            delayed = isinstance(args[0], float | int)
+            fn, rest = (args[1], args[2:]) if delayed else (args[0], args[1:])
+            for lane, name in (("urgent", "drain_urgent"), ("bulk", "drain_bulk")):
+                if fn == getattr(inbox, name):
+                    waiting[lane] += 1
+                    most[lane] = max(most[lane], waiting[lane])
+
+                    def ran(*a: Any, _fn: Any = fn, _lane: str = lane) -> None:
+                        waiting[_lane] -= 1
+                        _fn(*a)
+
+                    return _original(*((args[0], ran) if delayed else (ran,)), *rest, **kw)
+            return _original(*args, **kw)
+
+        setattr(loop, post, scheduling)
+
+    def paho() -> None:
+        for i in range(300):
+            inbox.put(f"{NODE}/call/new", b"{}", False)
+            inbox.put(f"{NODE}/p/unit/U{i}/position", b"{}", True)
+            time.sleep(0.0005)
+
+    feeder = threading.Thread(target=paho)
+
+    async def run() -> None:
+        feeder.start()
+        while len(handled) < 300:
+            await asyncio.sleep(0.005)
+
+    loop.run_until_complete(asyncio.wait_for(run(), 60))
+    feeder.join()
+    loop.close()
+    assert most["urgent"] <= 2 and most["bulk"] <= 2, most  # the one scheduled, and at most one more from paho's thread

@@ -44,7 +44,8 @@ class Inbox:
         self._on_bulk = bulk
         self._urgent: deque[Message] = deque()
         self._bulk: deque[tuple[str, bytes]] = deque()
-        # True while a drain of that lane is due (set by paho's thread, cleared by the loop before it drains)
+        # True while a drain of that lane is due (set by whoever schedules one, cleared by the loop before it drains): at
+        # most one drain per lane waits at a time, or a backlog would schedule one more every turn and starve the timers
         self._urgent_due = False
         self._bulk_due = False
         self._is_bulk = contract.is_bulk_topic
@@ -80,6 +81,12 @@ class Inbox:
     def drain_urgent(self, budget_s: float = SLICE_S) -> None:
         """Handle the urgent lane (within `budget_s`; the rest on the next loop turn)."""
         self._urgent_due = False  # before looking: a message put from now on schedules another drain
+        self._handle_urgent(budget_s)
+        if self._urgent and not self._urgent_due:  # one drain due at a time: paho's thread may have scheduled one
+            self._urgent_due = True
+            self._loop.call_soon(self.drain_urgent)  # after this turn's timers
+
+    def _handle_urgent(self, budget_s: float) -> None:
         end = time.monotonic() + budget_s
         lane = self._urgent
         while lane:
@@ -90,8 +97,6 @@ class Inbox:
                 log.exception("mqtt: message on %s could not be handled", topic)
             if time.monotonic() >= end:
                 break
-        if lane:
-            self._loop.call_soon(self.drain_urgent)  # after this turn's timers
 
     def drain_bulk(self, budget_s: float = SLICE_S) -> None:
         """Hand the bulk lane over in batches (within `budget_s`), the urgent lane first whenever it has something."""
@@ -100,7 +105,7 @@ class Inbox:
         lane = self._bulk
         while lane:
             if self._urgent:
-                self.drain_urgent(budget_s)
+                self._handle_urgent(budget_s)  # a drain of its own stays scheduled for what is left
             n = min(len(lane), BATCH)
             batch = [lane.popleft() for _ in range(n)]
             try:
@@ -109,7 +114,8 @@ class Inbox:
                 log.exception("mqtt: %d positions or statuses could not be handled", n)
             if time.monotonic() >= end:
                 break
-        if lane:
+        if lane and not self._bulk_due:
+            self._bulk_due = True
             self._loop.call_soon(self.drain_bulk)
 
     def flush_bulk(self) -> None:
