@@ -81,7 +81,7 @@ def publish_units(port: int, rng: random.Random, towns: list[tuple[float, float,
         status = "available" if rng.random() < 0.7 else "unavailable"
         pos = {"unit": unit, "lat": round(lat, 7), "lon": round(lon, 7), "time": now, "received": now, "speed_kmh": 0.0,
                "course": 0.0, "hdop": 1.0, "sats": 9, "fix": "3d", "source": "bench", "msg_id": f"p{i}"}
-        c.publish(f"{node}/unit/{unit}/position", json.dumps(pos), qos=1, retain=True)
+        c.publish(f"{node}/unit/{unit}/position", json.dumps(pos, separators=(",", ":")), qos=1, retain=True)
         last = c.publish(f"{node}/unit/{unit}/status", json.dumps({"unit": unit, "status": status, "since": now,
                                                                      "call_id": None, "msg_id": f"s{i}"}), qos=1, retain=True)
         if i % 2000 == 1999:
@@ -162,7 +162,7 @@ def flood_positions(port: int, units: int, rate: int, seed: int, stop: Any, coun
             pos = {"unit": unit, "lat": round(rng.uniform(-10, 5), 7), "lon": round(rng.uniform(96, 140), 7), "time": now,
                    "received": now, "speed_kmh": 30.0, "course": 90.0, "hdop": 1.0, "sats": 9, "fix": "3d", "source": "bench",
                    "msg_id": f"f{seed}-{n}"}
-            c.publish(f"{NODE}/p{i % 100:03d}/unit/{unit}/position", json.dumps(pos), qos=1, retain=True)
+            c.publish(f"{NODE}/p{i % 100:03d}/unit/{unit}/position", json.dumps(pos, separators=(",", ":")), qos=1, retain=True)
             n += 1
         count.value = n
         ahead = start + n / rate - time.monotonic()

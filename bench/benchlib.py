@@ -306,6 +306,13 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def thread_cpu_s(pid: int, tid: int) -> float:
+    """utime + stime of one thread of a process, in seconds (the main thread's tid is the pid)."""
+    with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_cpu_s(pid: int) -> float:
     """utime + stime of a process, in seconds."""
     with open(f"/proc/{pid}/stat") as fh:

@@ -145,6 +145,19 @@ def test_a_full_disk_keeps_records_in_memory_and_retries(tmp_path: Path, store: 
     assert sqlite3.connect(store.path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_unsent_leaves_out_the_rows_in_flight_or_held_and_keeps_the_order(store: Store) -> None:
+    """`unsent(limit, skip)` (ids first, then the rows kept) against every unsent row read whole and filtered."""
+    store.record([], [Message(f"m{i}", "call_state", f"t/{i}", json.dumps({"i": i}), 1, i % 3 == 0) for i in range(60)], T0)
+    ids = [r[0] for r in store.conn.execute("SELECT id FROM outbox ORDER BY id")]
+    store.mark_sent(ids[5:15], T0)
+    unsent = [r for r in store.unsent(1000) if r.id not in ids[5:15]]
+    assert [r.id for r in unsent] == ids[:5] + ids[15:]
+    for limit in (1, 3, 20, 60):
+        for skip in (frozenset(), frozenset(ids[:5]), frozenset(ids[::2]), frozenset(ids[:40]), frozenset(ids)):
+            assert store.unsent(limit, skip) == [r for r in unsent if r.id not in skip][:limit], (limit, len(skip))
+    assert store.unsent(0) == []
+
+
 def test_superseded_and_prune_keep_the_retained_position_correct(store: Store) -> None:
     a = contract.position_message(NODE, UnitPosition("R2-01", fix("gps1", 1)))
     b = contract.position_message(NODE, UnitPosition("R2-01", fix("gps1", 2)))
