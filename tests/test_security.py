@@ -339,12 +339,15 @@ def test_bridge_station_conf_carries_the_station_both_ways_without_loops(tmp_pat
             local.loop_start()
             try:
                 local.subscribe(f"{BONE}/call/new", qos=1)
+                local.subscribe(f"{BONE}/call/+/taken", qos=1)
                 time.sleep(0.5)  # the SUBACK; the bridge's own subscriptions at the centre were made at its connect
                 for topic in (f"{BONE}/unit/R2-01/position", "polri110/gorontalo/call/new", f"{KOTA}/unit/R2-01/position"):
                     local.publish(topic, b"{}", qos=1).wait_for_publish(5)
                 polda = connected(clients, central, "gorontalo")
                 assert polda.publish(f"{BONE}/call/new", b'{"call_id":"C-1"}') == 0
                 wait_until(lambda: got == [f"{BONE}/call/new"], 10, "the call reaches the station")
+                assert polda.publish(f"{BONE}/call/C-0/taken", b'{"call_id":"C-0","by":"polri110/gorontalo"}', retain=True) == 0
+                wait_until(lambda: got == [f"{BONE}/call/new", f"{BONE}/call/C-0/taken"], 10, "the Polda's taken marker at the station")
                 wait_until(lambda: {m.topic for m in mabes.messages} >= {f"{BONE}/unit/R2-01/position", "polri110/gorontalo/call/new"}, 10,
                            "position and escalation at the centre")
                 time.sleep(1)  # a loop or a stray forward would show up by now
@@ -352,7 +355,8 @@ def test_bridge_station_conf_carries_the_station_both_ways_without_loops(tmp_pat
                 assert topics.count(f"{BONE}/call/new") == 1, topics
                 assert topics.count(f"{BONE}/unit/R2-01/position") == 1 and topics.count("polri110/gorontalo/call/new") == 1
                 assert f"{KOTA}/unit/R2-01/position" not in topics
-                assert got == [f"{BONE}/call/new"]
+                assert topics.count(f"{BONE}/call/C-0/taken") == 1, "the marker came in and was not sent back"
+                assert got == [f"{BONE}/call/new", f"{BONE}/call/C-0/taken"]
             finally:
                 local.disconnect()
                 local.loop_stop()
