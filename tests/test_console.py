@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -218,6 +219,29 @@ def test_the_console_is_offline_live_and_its_actions_reach_the_daemon(desk: Desk
     foreign = [u for u in desk.requests if urlsplit(u).netloc != base and not u.startswith(("data:", "blob:"))]
     assert not foreign, foreign
     assert any("/vendor/leaflet/leaflet.js" in u for u in desk.requests)
+
+
+def test_a_reply_that_comes_before_the_consoles_own_answer_is_still_shown(desk: Desk) -> None:
+    """The daemon's reply to an event travels MQTT -> console -> WebSocket, the console's answer with the event's
+    msg_id travels back over HTTP; under load the reply can come first. Here the HTTP answer is held until the
+    reply was published. Pass: the page still shows the refusal for that event (it was dropped before)."""
+    page, sub = desk.page, desk.sub
+    sub.client.publish(f"{NODE}/call/new", _call("C-R"), qos=1)
+    page.wait_for_selector("#queue tr[data-call='C-R']")
+    page.click("#queue tr[data-call='C-R']")
+
+    def held(route: playwright_api.Route) -> None:
+        response = route.fetch()
+        wait_until(lambda: bool(sub.on("/call/C-R/event/result")), 20, "the daemon's reply published")
+        time.sleep(0.5)  # and on its way over the WebSocket: the order under test, not a timing claim
+        route.fulfill(response=response)
+
+    page.route("**/api/event", held)
+    page.fill("#action-unit", "R2-00")
+    page.click("#actions button[data-action='arrive']")
+    refused = page.wait_for_selector("#replies li.refused")
+    assert refused is not None and "not enroute" in refused.inner_text()
+    page.unroute("**/api/event")
 
 
 def test_a_console_started_after_a_call_began_shows_its_whole_timeline(

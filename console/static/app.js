@@ -8,6 +8,7 @@
     session: null, units: new Map(), calls: new Map(), alarms: [], link: { broker: false, node: "unknown" },
     wsUp: false, offsetMs: 0, selected: null, sent: [], unitsDirty: true, queueDirty: true,
     markers: new Map(), callLayers: new Map(), audio: null, jurisdictionNames: new Map(),
+    early: new Map(),  // event_id -> the daemon's reply that came before the console told us the event's msg_id
   };
   const $ = (id) => document.getElementById(id);
   const now = () => Date.now() + S.offsetMs; // the server's clock
@@ -315,6 +316,8 @@
     S.sent.length = Math.min(S.sent.length, 50);
     try {
       entry.msg_id = (await post("/api/event", body)).msg_id;
+      const early = S.early.get(entry.msg_id);  // the daemon answered before the console's own answer came back
+      if (early) { entry.result = early; S.early.delete(entry.msg_id); }
       $("action-note").value = "";
     } catch (e) {
       entry.error = String(e.message || e);
@@ -324,7 +327,9 @@
 
   function onResult(r) {
     const entry = S.sent.find((e) => e.msg_id === r.event_id);
-    if (entry) { entry.result = r; renderReplies(); }
+    if (entry) { entry.result = r; renderReplies(); return; }
+    S.early.set(r.event_id, r);  // its event's msg_id is not known here yet (the POST's answer is on its way)
+    if (S.early.size > 100) S.early.delete(S.early.keys().next().value);
   }
 
   function renderReplies() {
