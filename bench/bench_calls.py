@@ -182,13 +182,12 @@ class Flood:
         self.proc = ctx.Process(target=flood_positions, args=(port, units, rate, seed, self.stop_ev, self.count), daemon=True)
         self.rate = rate
 
-    def start(self) -> float:
-        """Start, and return once a full second of flood has gone out (its measured rate)."""
+    def start(self) -> None:
+        """Start, and return once a full second of flood has gone out."""
         self.proc.start()
         while self.count.value < self.rate:
             time.sleep(0.05)
         self.t0, self.n0 = time.monotonic(), self.count.value
-        return 0.0
 
     def stop(self) -> float:
         """Stop; the rate achieved while the calls were measured (positions per second)."""
@@ -270,7 +269,7 @@ def main() -> int:
             load_ms: list[float] = []
             if a.load > 0:
                 flood = Flood(broker.port, a.units, a.load, rng.randrange(1 << 30))
-                flood_rate = flood.start()
+                flood.start()
                 load_ms, more, _ = send_calls(caller, watch, rng, towns, a.calls, "L")
                 flood_rate = flood.stop()
                 sent.update(more)

@@ -28,7 +28,7 @@ from alkomd.daemon.control import (
 )
 from alkomd.daemon.mqtt.link import MqttLink
 from alkomd.daemon.positions.station import Station
-from alkomd.daemon.records import utc_iso, utc_now
+from alkomd.daemon.records import age_s, utc_iso, utc_now
 from alkomd.daemon.store.database import Store
 from alkomd.daemon.supervisor import Supervisor
 
@@ -60,16 +60,6 @@ class Daemon(Protocol):
     def took_over(self) -> datetime | None: ...
     @property
     def desk(self) -> CallDesk: ...
-
-
-def _age_s(iso: str | None, now: datetime) -> float | None:
-    if not iso:
-        return None
-    try:
-        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return round((now - t).total_seconds(), 3)
 
 
 def _file_size(path: Path) -> int:
@@ -113,7 +103,7 @@ class Queries:
             uptime_s=round(time.monotonic() - d.started_mono, 3),
             ready=d.ready,
             broker=BrokerLink(cfg.mqtt.host, cfg.mqtt.port, d.link.connected, utc_iso(d.link_since), d.link.last_error),
-            outbox=OutboxInfo(store.outbox_depth(), _age_s(store.oldest_unsent_created(), now), *d.station.publisher.held()),
+            outbox=OutboxInfo(store.outbox_depth(), age_s(store.oldest_unsent_created(), now), *d.station.publisher.held()),
             database=DatabaseInfo(str(db), _file_size(db), _file_size(Path(f"{db}-wal")), store.schema_version),
             devices=devices,
             units=units,
@@ -140,7 +130,7 @@ class Queries:
             try:
                 doc = json.loads(body)
                 state, flags, req = str(doc["state"]), doc.get("flags") or [], doc["request"]
-                age = _age_s(str(req.get("received_at") or doc.get("created") or ""), now)
+                age = age_s(str(req.get("received_at") or doc.get("created") or ""), now)
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # a body the daemon itself could not reload either: not this answer's business
             states[state] = states.get(state, 0) + 1
@@ -173,7 +163,7 @@ class Queries:
                 UnitRow(
                     u.id, u.callsign, u.type, u.device, u.radio,
                     st.status.value if st else "unknown", utc_iso(st.since) if st else None, st.call_id if st else None,
-                    t, _age_s(t, now), lat, lon, source, station.implausible_by_unit.get(u.id, 0),
+                    t, age_s(t, now), lat, lon, source, station.implausible_by_unit.get(u.id, 0),
                 )
             )
         return out

@@ -18,6 +18,17 @@ def utc_iso(t: datetime) -> str:
     )
 
 
+def age_s(iso: str | None, now: datetime, digits: int = 3) -> float | None:
+    """Seconds from an ISO 8601 time (a naive one is taken as UTC) to `now`; None when there is none or it is unreadable."""
+    if not iso:
+        return None
+    try:
+        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return round((now - (t if t.tzinfo else t.replace(tzinfo=UTC))).total_seconds(), digits)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

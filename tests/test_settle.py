@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import Daemon, Received, Station, Subscriber, wait_until
 
-from alkomd.daemon.calls.settle import Held, Settle
+from alkomd.daemon.calls.settle import Settle
 from alkomd.daemon.calls.supervision import CHILD_OFFLINE
 from alkomd.daemon.calls.types import CallRequest, Location
 from alkomd.daemon.config import MqttConfig
@@ -43,7 +43,7 @@ def test_settle_rules_nonce_per_connect_reconnect_while_held_and_the_fallback(ca
     connect (paho resends an unacknowledged one after a reconnect) releases nothing; a reconnect while calls are held
     keeps them held under a new nonce; with no probe back, the fallback releases them with a warning naming the cause."""
     loop = asyncio.new_event_loop()
-    released: list[list[Held]] = []
+    released: list[list[tuple[bool, bytes]]] = []  # (is AML, payload) of each call held
     try:
         s = Settle(loop, released.append, PROBE, max_s=60.0)
         assert not s.hold((False, b"before any connect")), "nothing to wait for before the first connect"

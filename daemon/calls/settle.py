@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 SETTLE_MAX_S = 10.0  # after a (re)connect, calls wait for the probe at most this long
 
-Held = tuple[bool, bytes]  # (is AML, payload) of a call on call/new or call/aml
 T = TypeVar("T")  # what is held: the desk holds calls and events, as the actions that handle them
 
 

@@ -83,17 +83,5 @@ class HistoryStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot prune the history {self.path}: {exc}") from exc
 
-    def counts(self) -> dict[str, int]:
-        """Rows stored by each worker."""
-        return {w: n for w, n in self.conn.execute("SELECT worker, count(*) FROM below_positions GROUP BY worker")}
-
-    def track(self, unit: str, since: str, until: str) -> list[tuple[str, float, float]]:
-        """A unit's (time, lat, lon) between two ISO times, oldest first (Mabes investigating a call)."""
-        rows = self.conn.execute(
-            "SELECT time, lat, lon FROM below_positions WHERE unit = ? AND time >= ? AND time <= ? ORDER BY time",
-            (unit, since, until),
-        )
-        return [(str(t), float(la), float(lo)) for t, la, lo in rows]
-
     def close(self) -> None:
         self.conn.close()

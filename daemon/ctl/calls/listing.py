@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from alkomd.daemon.calls.categories import classify
 from alkomd.daemon.ctl.audit.record import open_readonly
 from alkomd.daemon.exit_codes import EX_NOINPUT, EX_OK
+from alkomd.daemon.records import age_s
 
 EMERGENCY = "emergency"  # dispatch.FLAG_EMERGENCY: a unit's radio emergency button
 
@@ -36,16 +37,6 @@ class CallRow:
     flags: list[str]
 
 
-def _age(iso: str | None, now: datetime) -> float | None:
-    if not iso:
-        return None
-    try:
-        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return round((now - (t if t.tzinfo else t.replace(tzinfo=UTC))).total_seconds(), 1)
-
-
 def call_row(call_id: str, state: str, is_open: int, updated: str, body: str, now: datetime) -> CallRow:
     """A stored call's row; a body that cannot be read still lists its id, state and update time."""
     try:
@@ -56,7 +47,7 @@ def call_row(call_id: str, state: str, is_open: int, updated: str, body: str, no
         flags = [str(f) for f in doc.get("flags") or []]
         received = req.get("received_at")
         return CallRow(call_id, state, bool(is_open), known.priority, known.code or text, str(placement.get("status") or "-"),
-                       placement.get("jurisdiction"), doc.get("assigned_unit"), received, _age(received, now), updated, flags)
+                       placement.get("jurisdiction"), doc.get("assigned_unit"), received, age_s(received, now, 1), updated, flags)
     except (ValueError, AttributeError, TypeError):
         return CallRow(call_id, state, bool(is_open), 9, "?", "?", None, None, None, None, updated, ["unreadable"])
 

@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from alkomd.daemon.mqtt.contract.topics import _LEVELS_BELOW, UnitBelow, parse_inbound
+from alkomd.daemon.mqtt.contract.topics import UnitBelow, below_levels, parse_inbound
 
 _TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$")
 
@@ -20,7 +20,7 @@ def history_subscriptions(node: str, tier: str) -> tuple[str, ...]:
     """`$share/<group>/<below>/unit/+/position` for every level below `node`: each position reaches ONE worker of the
     group (MQTT 5 shared subscription); the broker spreads them over the workers that are connected."""
     group = history_group(node)
-    return tuple(f"$share/{group}/{node}{'/+' * depth}/unit/+/position" for depth in range(1, _LEVELS_BELOW.get(tier, 0) + 1))
+    return tuple(f"$share/{group}/{node}{'/+' * depth}/unit/+/position" for depth in below_levels(tier))
 
 
 @dataclass(frozen=True, slots=True)

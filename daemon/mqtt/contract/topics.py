@@ -7,6 +7,11 @@ from dataclasses import dataclass
 _LEVELS_BELOW = {"polres": 0, "polda": 1, "mabes": 2}  # how many node levels below a node of this tier own units
 
 
+def below_levels(tier: str) -> range:
+    """The depths (1: a child, 2: a grandchild) of the nodes below a node of `tier` whose units it follows."""
+    return range(1, _LEVELS_BELOW.get(tier, 0) + 1)
+
+
 def _level(name: str) -> str:
     if not name or any(c in name for c in "+#/\0"):
         raise ValueError(f"not a valid topic level: {name!r}")
@@ -105,7 +110,7 @@ def subscriptions(node: str, tier: str) -> tuple[str, ...]:
     own = (f"{node}/unit/+/status/set", call_new_topic(node), call_aml_topic(node), f"{node}/call/+/event", f"{node}/call/+/taken",
            link_probe_topic(node))
     below: list[str] = []
-    for depth in range(1, _LEVELS_BELOW.get(tier, 0) + 1):
+    for depth in below_levels(tier):
         levels = "/+" * depth
         below += [f"{node}{levels}/unit/+/position", f"{node}{levels}/unit/+/status", f"{node}{levels}/state",
                   f"{node}{levels}/call/+", f"{node}{levels}/audit/head"]
@@ -239,7 +244,7 @@ def parse_inbound(node: str, topic: str) -> Inbound | None:
 def console_subscriptions(node: str, tier: str) -> tuple[str, ...]:
     """What a dispatcher console of `node` follows: the node's will, its units (and those of the nodes below), its calls
     and the replies to events."""
-    units = [f"{node}{'/+' * depth}/unit/+/{k}" for depth in range(_LEVELS_BELOW.get(tier, 0) + 1)
+    units = [f"{node}{'/+' * depth}/unit/+/{k}" for depth in (0, *below_levels(tier))
              for k in ("position", "status", "emergency")]
     return (state_topic(node), *units, f"{node}/call/+", f"{node}/call/+/event/result")
 
