@@ -420,6 +420,26 @@ def test_index_equals_brute_force_after_random_updates(
         assert got == brute_force(list(model.values()), loc, placement, NOW, opts, exclude)
 
 
+def test_a_neighbour_beyond_the_reach_does_not_push_a_nearer_slower_one_out() -> None:
+    """Found by the property above: in the neighbour pass, a car just beyond `neighbour_max_m` (kept by the shortlist's
+    slack, dropped by the exact distance) must not count among the K fastest, or the boat within reach is lost."""
+    t = NOW - timedelta(seconds=10)
+    av = UnitStatus.AVAILABLE
+    snaps = [
+        UnitSnapshot("U000", "boat", av, 0.6, 123.12, t, "J0"),  # 3.4 km from the caller: 616 s
+        UnitSnapshot("U046", "car", av, 0.6, 123.12, t, "J0"),  # 3.4 km: 308 s
+        UnitSnapshot("U094", "car", av, 0.6324183951277261, 123.121, t, "J0"),  # 5.0x km: beyond the reach
+    ]
+    idx = UnitIndex(cell_deg=0.1)
+    for s in snaps:
+        idx.update(s)
+    loc, placement = Location(0.6, 123.08925245605512), Placement(LocationStatus.OK, "J3", (), None)
+    opts = RecommendOptions(candidates=2, neighbour_max_m=5000.0)
+    want = brute_force(snaps, loc, placement, NOW, opts)
+    assert [c.unit for c in want] == ["U046", "U000"]
+    assert recommend(idx, loc, placement, NOW, opts) == want
+
+
 def _geodesic_oracle(
     snaps: list[UnitSnapshot], loc: Location, placement: Placement, opts: RecommendOptions, exclude: frozenset[str]
 ) -> tuple[list[tuple[float, bool, float]], bool]:

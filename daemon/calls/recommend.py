@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alkomd.daemon.calls.types import Candidate, Location, LocationStatus, Placement, UnitSnapshot
-from alkomd.daemon.geodesy import WGS84_A, lambert_m, reduced_latitude
+from alkomd.daemon.geodesy import WGS84_A, WGS84_F, lambert_m, reduced_latitude
 from alkomd.daemon.records import UnitStatus
 from alkomd.daemon.schema import spec
 
@@ -188,7 +188,7 @@ def brute_force(
 
 # -- the maintained index --------------------------------------------------------------------------
 
-_ROWS = 6  # reduced latitude, longitude (rad), cos(reduced latitude), fix time (us), jurisdiction code, type code
+_ROWS = 5  # latitude, longitude (degrees), fix time (us), jurisdiction code, type code: a new fix writes three numbers
 _TYPE_CODES = {"car": 0, "motorcycle": 1, "foot": 2, "boat": 3}  # anything else moves at car speed (code 0)
 _NONE_CODE = -1.0
 
@@ -204,7 +204,7 @@ class _Columns:
         self.pos: dict[str, int] = {}
         self.n = 0
 
-    def put(self, unit: str, row: tuple[float, float, float, float, float, float]) -> None:
+    def put(self, unit: str, row: tuple[float, float, float, float, float]) -> None:
         i = self.pos.get(unit)
         if i is None:
             i = self.n
@@ -232,19 +232,18 @@ class _Columns:
 class _Entry:
     """An indexed unit (internal and mutable: `UnitIndex.move` changes its fix in place)."""
 
-    __slots__ = ("beta", "cell", "cos_beta", "fix_us", "jkey", "lat_deg", "lon", "lon_deg", "snap")
+    __slots__ = ("bucket", "cell", "fix_us", "jkey", "lat_deg", "lon_deg", "snap", "square")
 
-    def __init__(self, snap: UnitSnapshot, beta: float, cos_beta: float, lon: float, fix_us: int, jkey: str | None,
-                 cell: int, lat_deg: float, lon_deg: float) -> None:
+    def __init__(self, snap: UnitSnapshot, fix_us: int, jkey: str | None, cell: int, lat_deg: float, lon_deg: float,
+                 bucket: _Columns | None, square: _Columns) -> None:
         self.snap = snap  # as of the last `update`: `move` does not rebuild it (see UnitIndex._moved)
-        self.beta = beta
-        self.cos_beta = cos_beta
-        self.lon = lon  # radians
         self.fix_us = fix_us
         self.jkey = jkey
         self.cell = cell
         self.lat_deg = lat_deg
         self.lon_deg = lon_deg
+        self.bucket = bucket  # its jurisdiction's columns (None: in none)
+        self.square = square  # its grid cell's columns
 
 
 class UnitIndex:
@@ -293,23 +292,21 @@ class UnitIndex:
 
     def move(self, unit: str, lat: float, lon: float, fix_us: int, jurisdiction: str | None) -> bool:
         """A new fix of an indexed unit (status and type unchanged), in place when it stays in its jurisdiction and grid
-        cell: about a tenth of `update`'s cost. False, changing nothing, when it cannot: then call `update`."""
+        cell: three numbers written in each of its two columns, a tenth of `update`'s cost. False, changing nothing,
+        when it cannot: then call `update`."""
         e = self._entries.get(unit)
         if e is None or e.jkey != jurisdiction or not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
             return False
-        cell = min(self._rows - 1, max(0, math.floor((lat + 90.0) / self._cell))) * self._cols + \
-            math.floor((lon + 180.0) / self._cell) % self._cols
-        if cell != e.cell:
+        if self._row(lat) * self._cols + self._col(lon) != e.cell:
             return False
-        beta, cos_beta = reduced_latitude(lat)
-        lon_r = math.radians(lon)
-        e.beta, e.cos_beta, e.lon, e.fix_us, e.lat_deg, e.lon_deg = beta, cos_beta, lon_r, fix_us, lat, lon
-        row = (beta, lon_r, cos_beta, float(fix_us))
-        if jurisdiction is not None:
-            bucket = self._jur[jurisdiction]
-            bucket.data[:4, bucket.pos[unit]] = row
-        square = self._grid[cell]
-        square.data[:4, square.pos[unit]] = row
+        e.fix_us, e.lat_deg, e.lon_deg = fix_us, lat, lon
+        fix = float(fix_us)
+        for columns in (e.bucket, e.square):
+            if columns is not None:
+                i, data = columns.pos[unit], columns.data
+                data[0, i] = lat
+                data[1, i] = lon
+                data[2, i] = fix
         self._moved.add(unit)
         return True
 
@@ -335,9 +332,16 @@ class UnitIndex:
         new: _Entry | None = None
         if _has_fix(s):
             assert s.lat is not None and s.lon is not None and s.fix_time is not None
-            beta, cos_beta = reduced_latitude(s.lat)
             cell = self._row(s.lat) * self._cols + self._col(s.lon)
-            new = _Entry(s, beta, cos_beta, math.radians(s.lon), _us(s.fix_time), s.jurisdiction, cell, s.lat, s.lon)
+            bucket: _Columns | None = None
+            if s.jurisdiction is not None:
+                bucket = self._jur.get(s.jurisdiction)
+                if bucket is None:
+                    bucket = self._jur[s.jurisdiction] = _Columns()
+            square = self._grid.get(cell)
+            if square is None:
+                square = self._grid[cell] = _Columns()
+            new = _Entry(s, _us(s.fix_time), s.jurisdiction, cell, s.lat, s.lon, bucket, square)
         if old is not None:
             if old.jkey is not None and (new is None or new.jkey != old.jkey):
                 self._jur[old.jkey].drop(s.unit)
@@ -347,16 +351,10 @@ class UnitIndex:
             self._entries.pop(s.unit, None)
             return
         self._entries[s.unit] = new
-        row = (new.beta, new.lon, new.cos_beta, float(new.fix_us), self._code(new.jkey), float(_TYPE_CODES.get(s.type, 0)))
-        if new.jkey is not None:
-            bucket = self._jur.get(new.jkey)
-            if bucket is None:
-                bucket = self._jur[new.jkey] = _Columns()
-            bucket.put(s.unit, row)
-        square = self._grid.get(new.cell)
-        if square is None:
-            square = self._grid[new.cell] = _Columns()
-        square.put(s.unit, row)
+        row = (new.lat_deg, new.lon_deg, float(new.fix_us), self._code(new.jkey), float(_TYPE_CODES.get(s.type, 0)))
+        if new.bucket is not None:
+            new.bucket.put(s.unit, row)
+        new.square.put(s.unit, row)
 
     def remove(self, unit: str) -> None:
         """Forget a unit entirely (no-op for an unknown one)."""
@@ -406,14 +404,14 @@ class UnitIndex:
         else:
             data = np.concatenate([b.data[:, : b.n] for b in buckets], axis=1)
             ids = [u for b in buckets for u in b.ids]
-        ft = data[3]
+        ft = data[2]
         ok = (ft >= q.lo_us) & (ft <= q.hi_us)
         if outside:
             codes = [self._codes[j] for j in outside if j in self._codes]
             if len(codes) == 1:
-                ok &= data[4] != codes[0]
+                ok &= data[3] != codes[0]
             elif codes:
-                ok &= ~np.isin(data[4], codes)
+                ok &= ~np.isin(data[3], codes)
         if exclude:
             offset = 0
             for b in buckets:
@@ -422,24 +420,30 @@ class UnitIndex:
                     if i is not None:
                         ok[offset + i] = False
                 offset += b.n
-        s1 = np.sin((data[0] - q.beta) * 0.5)
-        s2 = np.sin((data[1] - q.lon) * 0.5)
-        h = s1 * s1 + (q.cos_beta * data[2]) * (s2 * s2)
+        beta = np.arctan((1.0 - WGS84_F) * np.tan(np.radians(data[0])))  # as `reduced_latitude`, for the bucket at once
+        s1 = np.sin((beta - q.beta) * 0.5)
+        s2 = np.sin((np.radians(data[1]) - q.lon) * 0.5)
+        h = s1 * s1 + (q.cos_beta * np.cos(beta)) * (s2 * s2)
         if outside is not None:
             ok &= h <= math.sin(min(max_sigma, math.pi) * 0.5) ** 2
         idx = np.flatnonzero(ok)
         if len(idx) > k:
             sigma = 2.0 * np.arcsin(np.sqrt(np.minimum(1.0, h[idx])))
-            time = sigma / speeds[data[5][idx].astype(np.intp)]
-            kth = float(np.partition(time, k - 1)[k - 1])
-            idx = idx[(time <= kth * _SLACK + 1e-15) | (sigma >= _SHORTLIST_MAX_SIGMA)]
+            time = sigma / speeds[data[4][idx].astype(np.intp)]
+            # the k-th fastest among the units the exact ranking surely keeps: in the neighbour pass a unit whose
+            # A*sigma exceeds the reach may be dropped by it (Lambert's distance <= A*sigma), so it sets no bar
+            sure = time if outside is None else time[sigma <= (max_sigma - 1e-15) / _SLACK * (1.0 - 1e-12)]
+            if len(sure) >= k:
+                kth = float(np.partition(sure, k - 1)[k - 1])
+                idx = idx[(time <= kth * _SLACK + 1e-15) | (sigma >= _SHORTLIST_MAX_SIGMA)]
         return [ids[i] for i in idx.tolist()]
 
     def _rank(self, units: list[str], q: _Query, out: bool, max_m: float, opts: RecommendOptions) -> list[Key]:
         ranked = []
         for u in units:
             e = self._entries[u]
-            d = lambert_m(q.beta, q.cos_beta, q.lon, e.beta, e.cos_beta, e.lon)
+            beta, cos_beta = reduced_latitude(e.lat_deg)
+            d = lambert_m(q.beta, q.cos_beta, q.lon, beta, cos_beta, math.radians(e.lon_deg))
             if out and d > max_m:
                 continue
             ranked.append(_key(d, e.snap.type, max(0, q.now_us - e.fix_us), u, out, opts))
