@@ -9,6 +9,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alkomd.daemon.config import MqttConfig
+from alkomd.daemon.mqtt.buffered import BufferedClient
 
 
 def read_secret(path: str) -> str:
@@ -24,7 +25,7 @@ def make_client(
     """A paho 2.x client for `mqtt`'s broker; `persistent`: an MQTT 3.1.1 persistent session (MQTT 5 sets
     clean_start and the session expiry when it connects); `manual_ack`: QoS 1 messages are acknowledged by `ack`."""
     v5 = mqtt.protocol == "5"
-    c = paho.Client(
+    c = BufferedClient(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,

@@ -1,0 +1,143 @@
+"""paho with buffered reads (daemon/mqtt/buffered.py): the same bytes, in order, from far fewer socket reads."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from alkomd.daemon.ctl.demo.broker import Broker
+from alkomd.daemon.mqtt.buffered import READ_CHUNK, BufferedClient
+from tests.conftest import wait_until
+
+
+class CountingSocket:
+    """A socket whose reads are counted (paho reads through `recv`, selects on `fileno`)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reads = 0
+
+    def recv(self, n: int) -> bytes:
+        self.reads += 1
+        return self.sock.recv(n)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sock, name)
+
+
+def publish_packet(topic: str, payload: bytes, qos: int = 0, pid: int = 1) -> bytes:
+    """An MQTT 5 PUBLISH packet (no properties)."""
+    t = topic.encode()
+    body = len(t).to_bytes(2, "big") + t + (pid.to_bytes(2, "big") if qos else b"") + b"\x00" + payload
+    n, length = len(body), bytearray()
+    while True:
+        n, b = divmod(n, 128)
+        length.append(b | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes([0x30 | qos << 1]) + bytes(length) + body
+
+
+def connected_pair(client: paho.Client) -> tuple[CountingSocket, socket.socket]:
+    """Give `client` one end of a socketpair as its connected socket; returns it and the other end (the "broker")."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    counted = CountingSocket(ours)
+    client._sock = counted  # type: ignore[assignment]
+    client._state = paho._ConnectionState.MQTT_CS_CONNECTED
+    return counted, theirs
+
+
+def v5(cls: type[paho.Client]) -> paho.Client:
+    return cls(callback_api_version=CallbackAPIVersion.VERSION2, client_id="t", protocol=MQTTProtocolVersion.MQTTv5)
+
+
+def test_messages_already_waiting_are_read_in_a_few_socket_reads_and_handed_over_byte_for_byte() -> None:
+    client = v5(BufferedClient)
+    got: list[tuple[str, bytes]] = []
+    client.on_message = lambda c, u, m: got.append((m.topic, m.payload))
+    ours, peer = connected_pair(client)
+    sent = [(f"a/unit/U{i:04d}/position", b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i % 97))) for i in range(1000)]
+    wire = b"".join(publish_packet(t, p) for t, p in sent)
+    assert len(wire) < 150_000  # all of it fits the socket's buffer before the client reads
+    peer.sendall(wire)
+    while len(got) < len(sent):
+        assert client._loop(5.0) == 0
+    assert got == sent
+    assert ours.reads <= len(wire) // READ_CHUNK + 3  # stock paho: three reads (and a select) per message
+    peer.close()
+
+
+def test_a_packet_split_across_reads_and_one_larger_than_the_buffer_arrive_whole() -> None:
+    client = v5(BufferedClient)
+    got: list[bytes] = []
+    client.on_message = lambda c, u, m: got.append(m.payload)
+    _, peer = connected_pair(client)
+    big = bytes(range(256)) * 1000  # 256,000 bytes: several reads of READ_CHUNK
+    small = b'{"lat":0.5}'
+    wire = publish_packet("x/big", big, qos=1, pid=7) + publish_packet("x/small", small)
+    cut = 3  # the command byte and part of the remaining length
+    peer.sendall(wire[:cut])
+    client._loop(1.0)
+    assert got == [] and client.buffered() == 0
+
+    def rest() -> None:
+        peer.sendall(wire[cut:])
+
+    writer = threading.Thread(target=rest)
+    writer.start()
+    while len(got) < 2:
+        assert client._loop(5.0) == 0
+    writer.join()
+    assert got == [big, small]
+    puback = peer.recv(64)  # the QoS 1 message was acknowledged, as paho does
+    assert puback[:1] == b"\x40" and puback[2:4] == (7).to_bytes(2, "big")
+    peer.close()
+
+
+def test_through_a_real_broker_and_a_restart_nothing_is_lost_or_mixed_up(tmp_path: Path) -> None:
+    broker = Broker(kind="mosquitto", workdir=tmp_path / "broker")
+    broker.start()
+    try:
+        sub = v5(BufferedClient)
+        sub.reconnect_delay_set(1, 1)
+        got: list[tuple[str, bytes]] = []
+        lock = threading.Lock()
+
+        def on_message(c: paho.Client, u: object, m: paho.MQTTMessage) -> None:
+            with lock:
+                got.append((m.topic, m.payload))
+
+        subscribed = threading.Event()
+        sub.on_message = on_message
+        sub.on_connect = lambda c, u, f, rc, p: (subscribed.clear(), c.subscribe("t/#", qos=1))
+        sub.on_subscribe = lambda *a: subscribed.set()
+        sub.connect("127.0.0.1", broker.port)
+        sub.loop_start()
+        pub = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="pub")
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        try:
+            wait_until(subscribed.is_set, 20, "SUBACK")
+            first = [(f"t/{i % 50}", b"%d" % i) for i in range(3000)]
+            for t, p in first:
+                pub.publish(t, p, qos=1)
+            wait_until(lambda: len(got) >= len(first), 60, "the first flood")
+            broker.restart()
+            wait_until(subscribed.is_set, 60, "the subscriber back after the broker's restart")
+            wait_until(pub.is_connected, 30, "the publisher back")
+            second = [(f"t/{i % 50}", b"after %d" % i) for i in range(2000)]
+            for t, p in second:
+                pub.publish(t, p, qos=1)
+            wait_until(lambda: len(got) >= len(first) + len(second), 60, "the second flood")
+            with lock:
+                assert got == first + second  # one publisher, QoS 1, no loss on the links: in order, none twice
+        finally:
+            pub.loop_stop()
+            sub.loop_stop()
+    finally:
+        broker.close()
