@@ -67,7 +67,9 @@ CIRCLE_SEGMENTS = 64
 CELL_DEG = 0.02  # the cells of `jurisdiction_at`'s cache (about 2.2 km)
 _CELLS_PER_DEG = round(1 / CELL_DEG)
 _COLS = 360 * _CELLS_PER_DEG
-_BORDER = -2  # a cached cell that a border crosses: its points are looked up one by one
+SUBCELLS = 8  # a cell a border crosses is cached again in SUBCELLS x SUBCELLS parts (about 280 m)
+_SUBS_PER_DEG = _CELLS_PER_DEG * SUBCELLS
+_BORDER = -2  # a cached cell (part) that a border crosses: its points are looked up one by one
 _UNKNOWN = -3
 
 _NO_RANK = np.iinfo(np.int64).max
@@ -75,6 +77,15 @@ _CIRCLE_ANGLES = np.linspace(0.0, 2.0 * math.pi, CIRCLE_SEGMENTS + 1)
 # Vertices on a circle of radius 1/cos(pi/n): the polygon's edges touch the unit circle from outside.
 _UNIT_CIRCLE = np.column_stack((np.cos(_CIRCLE_ANGLES), np.sin(_CIRCLE_ANGLES))) / math.cos(math.pi / CIRCLE_SEGMENTS)
 _UNIT_CIRCLE[-1] = _UNIT_CIRCLE[0]  # closed exactly
+
+
+def _boxes(rows: Sequence[int] | npt.NDArray[np.int64], cols: Sequence[int] | npt.NDArray[np.int64], per_deg: int) -> Any:
+    """The boxes of cells (per_deg cells a degree, by row from 90 S and column from 180 W), each a hair larger: a point
+    rounded onto a box's edge is still inside."""
+    eps = 1e-9
+    lat0 = np.asarray(rows, dtype=np.float64) / per_deg - 90.0 - eps
+    lon0 = np.asarray(cols, dtype=np.float64) / per_deg - 180.0 - eps
+    return shapely.box(lon0, lat0, lon0 + 1.0 / per_deg + 2 * eps, lat0 + 1.0 / per_deg + 2 * eps)
 
 
 class JurisdictionError(ValueError):
@@ -192,7 +203,9 @@ class JurisdictionIndex:
         self._tree = shapely.STRtree(self._parts)
         self._check_nesting()
         self._cells: dict[int, int] = {}  # cell -> rank of the one jurisdiction holding all of it, len(ids): none, or _BORDER
-        self._borders: dict[int, tuple[npt.NDArray[Any], npt.NDArray[np.int64]]] = {}  # a border cell's parts, owners
+        # a border cell -> the polygon parts that cross it, their owners, and the rank (as `_cells`) of each of its
+        # SUBCELLS x SUBCELLS parts, row by row
+        self._borders: dict[int, tuple[npt.NDArray[Any], npt.NDArray[np.int64], list[int]]] = {}
 
     @classmethod
     def from_features(cls, features: Iterable[Jurisdiction], outside_max_m: float = 5000.0, source: str = "<memory>") -> JurisdictionIndex:
@@ -224,33 +237,51 @@ class JurisdictionIndex:
 
     def jurisdiction_at(self, lat: float, lon: float) -> str | None:
         """`jurisdiction_of` (the same answer), for a unit's positions: a point in a CELL_DEG cell that lies wholly in
-        one jurisdiction (or in none) is answered from a cache of cells; only the cells a border crosses test polygons."""
+        one jurisdiction (or in none) is answered from a cache of cells, and in a cell a border crosses, from a cache of
+        the cell's SUBCELLS x SUBCELLS parts; only the points of a part a border crosses test polygons."""
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):  # NaN included
             return None
-        cell = math.floor((lat + 90.0) * _CELLS_PER_DEG) * _COLS + math.floor((lon + 180.0) * _CELLS_PER_DEG)
+        y, x = (lat + 90.0) * _CELLS_PER_DEG, (lon + 180.0) * _CELLS_PER_DEG
+        cell = math.floor(y) * _COLS + min(math.floor(x), _COLS - 1)  # lon 180 is in the last column, not the next row's first
         rank = self._cells.get(cell, _UNKNOWN)
         if rank == _UNKNOWN:
             rank = self._cells[cell] = self._cell_rank(cell)
         if rank == _BORDER:
-            parts, owners = self._borders[cell]
-            hits = owners[shapely.intersects_xy(parts, lon, lat)]
-            return self.ids[int(hits.min())] if hits.size else None
+            parts, owners, subs = self._borders[cell]
+            sx = min(math.floor(x * SUBCELLS), _COLS * SUBCELLS - 1) % SUBCELLS
+            rank = subs[math.floor(y * SUBCELLS) % SUBCELLS * SUBCELLS + sx]
+            if rank == _BORDER:
+                hits = owners[shapely.intersects_xy(parts, lon, lat)]
+                return self.ids[int(hits.min())] if hits.size else None
         return self._id_or_none[rank]  # type: ignore[no-any-return]
 
     def _cell_rank(self, cell: int) -> int:
         """The rank of the one jurisdiction covering all of a cell, len(ids) when it touches none, else _BORDER (and
-        the polygon parts the cell's points are tested against are kept in `_borders`)."""
+        the polygon parts the cell's points are tested against, and its parts' ranks, are kept in `_borders`)."""
         row, col = divmod(cell, _COLS)
-        eps = 1e-9  # the cell's box, a hair larger: a point rounded onto its edge is still inside
-        lat0, lon0 = row / _CELLS_PER_DEG - 90.0 - eps, col / _CELLS_PER_DEG - 180.0 - eps
-        box = shapely.box(lon0, lat0, lon0 + CELL_DEG + 2 * eps, lat0 + CELL_DEG + 2 * eps)
-        parts = self._tree.query(box, predicate="intersects")
-        if parts.size == 0:
+        box = _boxes([row], [col], _CELLS_PER_DEG)[0]
+        hit = self._tree.query(box, predicate="intersects")
+        parts, owners = self._parts[hit], self._owner[hit]
+        rank = self._box_rank(parts, owners, np.ones(len(parts), dtype=bool), shapely.covers(parts, box))
+        if rank == _BORDER:
+            # the cell's SUBCELLS x SUBCELLS parts at once: one matrix of polygon parts x boxes for each predicate
+            rows, cols = np.divmod(np.arange(SUBCELLS * SUBCELLS), SUBCELLS)
+            boxes = _boxes(row * SUBCELLS + rows, col * SUBCELLS + cols, _SUBS_PER_DEG)
+            touch = shapely.intersects(parts[:, None], boxes[None, :])
+            cover = shapely.covers(parts[:, None], boxes[None, :])
+            subs = [self._box_rank(parts, owners, touch[:, k], cover[:, k]) for k in range(len(boxes))]
+            self._borders[cell] = (parts, owners, subs)
+        return rank
+
+    def _box_rank(self, parts: npt.NDArray[Any], owners: npt.NDArray[np.int64], touch: npt.NDArray[np.bool_],
+                  cover: npt.NDArray[np.bool_]) -> int:
+        """The rank of the one jurisdiction covering all of a box, len(ids) when no part touches it, else _BORDER;
+        `touch` and `cover`: which of `parts` intersect and cover the box."""
+        if not touch.any():
             return len(self.ids)
-        owners = np.unique(self._owner[parts])
-        if owners.size == 1 and bool(shapely.covers(self._parts[parts], box).any()):
-            return int(owners[0])
-        self._borders[cell] = (self._parts[parts], self._owner[parts])
+        unique = np.unique(owners[touch])
+        if unique.size == 1 and bool(cover[touch].any()):
+            return int(unique[0])
         return _BORDER
 
     def assign_bulk(
