@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -318,3 +319,81 @@ def proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- a raw MQTT 3.1.1 publisher: pre-encoded packets written to a socket ------------------------
+
+
+def _remaining(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n % 128, n // 128
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _utf8(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack("!H", len(b)) + b
+
+
+def publish_packet(topic: str, payload: bytes, pid: int, qos: int = 1, retain: bool = True) -> bytes:
+    body = _utf8(topic) + (struct.pack("!H", pid) if qos else b"") + payload
+    return bytes([0x30 | (qos << 1) | int(retain)]) + _remaining(len(body)) + body
+
+
+class RawPublisher:
+    """One MQTT 3.1.1 connection that writes pre-encoded PUBLISH packets; a thread reads (and counts) the PUBACKs."""
+
+    def __init__(self, port: int, cid: str = "bench-flood") -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        body = _utf8("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 600) + _utf8(cid)
+        self.sock.sendall(bytes([0x10]) + _remaining(len(body)) + body)
+        ack = self.sock.recv(4)
+        if ack[:1] != b"\x20":
+            raise RuntimeError(f"no CONNACK: {ack!r}")
+        self.acked_bytes = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.acked_bytes += len(chunk)
+
+    def acked(self) -> int:
+        return self.acked_bytes // 4  # each PUBACK is 4 bytes
+
+    def send(self, packets: list[bytes], rate: float) -> float:
+        """Write the packets at `rate` a second (10 ms slices; 0: at once); returns the seconds it took."""
+        t0 = time.monotonic()
+        if rate <= 0:
+            for i in range(0, len(packets), 1000):
+                self.sock.sendall(b"".join(packets[i : i + 1000]))
+        else:
+            per_slice = max(1, round(rate / 100))
+            for k, i in enumerate(range(0, len(packets), per_slice)):
+                due = t0 + k * 0.01
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                self.sock.sendall(b"".join(packets[i : i + per_slice]))
+        return time.monotonic() - t0
+
+    def wait_acked(self, n: int, timeout: float = 120.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.acked() < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.acked() >= n
+
+    def close(self) -> None:
+        try:
+            self.sock.sendall(b"\xe0\x00")
+        except OSError:
+            pass
+        self.sock.close()

@@ -10,7 +10,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alkomd.daemon.ctl.demo.broker import Broker
-from alkomd.daemon.mqtt.buffered import READ_CHUNK, BufferedClient
+from alkomd.daemon.mqtt.buffered import READ_CHUNK, BufferedClient, BufferedSocket
 from tests.conftest import wait_until
 
 
@@ -47,13 +47,13 @@ def connected_pair(client: paho.Client) -> tuple[CountingSocket, socket.socket]:
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     counted = CountingSocket(ours)
-    client._sock = counted  # type: ignore[assignment]
+    client._sock = BufferedSocket(counted) if isinstance(client, BufferedClient) else counted  # type: ignore[assignment]
     client._state = paho._ConnectionState.MQTT_CS_CONNECTED
     return counted, theirs
 
 
-def v5(cls: type[paho.Client]) -> paho.Client:
-    return cls(callback_api_version=CallbackAPIVersion.VERSION2, client_id="t", protocol=MQTTProtocolVersion.MQTTv5)
+def v5(cls: type[paho.Client], client_id: str = "t") -> paho.Client:
+    return cls(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
 
 
 def test_messages_already_waiting_are_read_in_a_few_socket_reads_and_handed_over_byte_for_byte() -> None:
@@ -83,7 +83,7 @@ def test_a_packet_split_across_reads_and_one_larger_than_the_buffer_arrive_whole
     cut = 3  # the command byte and part of the remaining length
     peer.sendall(wire[:cut])
     client._loop(1.0)
-    assert got == [] and client.buffered() == 0
+    assert got == [] and client._sock is not None and client._sock.pending() == 0
 
     def rest() -> None:
         peer.sendall(wire[cut:])
@@ -141,3 +141,52 @@ def test_through_a_real_broker_and_a_restart_nothing_is_lost_or_mixed_up(tmp_pat
             sub.loop_stop()
     finally:
         broker.close()
+
+
+def test_under_a_flood_that_never_pauses_the_clients_own_publishes_still_go_out(tmp_path: Path) -> None:
+    """The buffer is always refilled before it runs dry: paho's loop must still get to its writes between packets."""
+    broker = Broker(kind="mosquitto", workdir=tmp_path / "broker")
+    broker.start()
+    stop = threading.Event()
+    started: list[paho.Client] = []
+    try:
+        sub, watcher = v5(BufferedClient, "sub"), v5(paho.Client, "watcher")
+        flooded, heard, sub_ready, watcher_ready = (threading.Event() for _ in range(4))
+        sub.on_message = lambda c, u, m: flooded.set()
+        sub.on_subscribe = lambda *a: sub_ready.set()
+        watcher.on_message = lambda c, u, m: heard.set()
+        watcher.on_subscribe = lambda *a: watcher_ready.set()
+        for client, topic in ((sub, "flood/#"), (watcher, "out/ping")):
+            client.connect("127.0.0.1", broker.port)
+            client.subscribe(topic)
+            client.loop_start()
+            started.append(client)
+        wait_until(lambda: sub_ready.is_set() and watcher_ready.is_set(), 20, "both SUBACKs")
+
+        def flood() -> None:  # MQTT 3.1.1, QoS 0, written as fast as the broker takes it: faster than paho reads
+            with socket.create_connection(("127.0.0.1", broker.port)) as s:
+                body = b"\x00\x04MQTT\x04\x02\x00\x3c\x00\x05flood"
+                s.sendall(b"\x10" + bytes([len(body)]) + body)
+                s.recv(4)
+                chunk = b"".join(_v311(f"flood/{i % 100}", b'{"n":%d}' % i) for i in range(2000))
+                while not stop.is_set():
+                    s.sendall(chunk)
+
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        wait_until(flooded.is_set, 30, "the flood reaching the subscriber")
+        sub.publish("out/ping", b"still here", qos=0)
+        wait_until(heard.is_set, 60, "the subscriber's publish, sent while the flood goes on")
+        assert flooder.is_alive()  # the flood never paused
+    finally:
+        stop.set()
+        for client in started:
+            client.loop_stop()
+        broker.close()
+
+
+def _v311(topic: str, payload: bytes) -> bytes:
+    """An MQTT 3.1.1 QoS 0 PUBLISH packet."""
+    t = topic.encode()
+    body = len(t).to_bytes(2, "big") + t + payload
+    return b"\x30" + bytes([len(body)]) + body

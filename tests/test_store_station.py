@@ -172,7 +172,10 @@ def test_superseded_and_prune_keep_the_retained_position_correct(store: Store) -
     assert store.superseded(rows[0])
     store.mark_sent([rows[0].id], T0 - timedelta(days=3))
     out, _ = store.prune(T0, timedelta(hours=1), timedelta(days=90))
-    assert out == 2 and store.outbox_depth() == 0
+    assert out == 1 and store.outbox_depth() == 0  # the newest row stays, sent: ids never go back
+    store.record([(UnitPosition("R2-01", fix("gps1", 3)), contract.position_message(NODE, UnitPosition("R2-01", fix("gps1", 3))))],
+                 [], T0)
+    assert [r.id for r in store.unsent(10)] == [rows[1].id + 1]  # above every id before it: the publisher's cursor sees it
 
 
 def test_position_payload_matches_the_contract(store: Store) -> None:

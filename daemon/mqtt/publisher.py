@@ -68,6 +68,9 @@ class Publisher:
         self._refusals_logged: set[tuple[str, int]] = set()
         self._held: dict[int, str] = {}  # row id -> why it waits though the link is up: HELD_* below
         self._no_subscriber_logged = False  # this connect's hold for 0x10 is logged
+        # Every unsent row with an id up to this one has been looked at since the connect: handed to paho, acknowledged,
+        # or blocked (it comes back by id when its time is due). New rows have higher ids (Store.prune keeps the newest).
+        self._cursor = 0
 
     # -- link events ---------------------------------------------------------------------------
 
@@ -81,6 +84,7 @@ class Publisher:
         self._no_subscriber_logged = False
         self._connected_at = time.monotonic()
         self._priority = deque(self.store.newest_unsent_positions())
+        self._cursor = 0
         self.pump()
 
     def on_disconnected(self) -> None:
@@ -182,6 +186,7 @@ class Publisher:
         now = time.monotonic()
         skip = set(self._inflight.values())
         skip.update(self._acked)
+        due = sorted(i for i, at in self._blocked.items() if at <= now and i not in skip)
         skip.update(i for i, at in self._blocked.items() if at > now)
         while free > 0 and self._priority:
             row = self._priority.popleft()
@@ -189,9 +194,20 @@ class Publisher:
                 self._send(row)
                 skip.add(row.id)
                 free -= 1
-        if free > 0:
-            for row in self.store.unsent(free, frozenset(skip)):
+        if free > 0 and due:  # held rows whose time has come: behind the cursor, read by id
+            for row in self.store.outbox_rows(due[:free]):
+                if row.id not in skip:
+                    self._send(row)
+                    skip.add(row.id)
+                    free -= 1
+        while free > 0:  # new rows, past the cursor: a PUBACK reads only what came since
+            rows = self.store.unsent(free, frozenset(skip), after=self._cursor)
+            if not rows:
+                break
+            for row in rows:
                 self._send(row)
+                free -= 1
+            self._cursor = rows[-1].id
 
     def _send(self, row: OutboxRow) -> None:
         assert self.send is not None
