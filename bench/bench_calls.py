@@ -257,6 +257,11 @@ def main() -> int:
             )
             d = Daemon(cfg).start()
             ready_s = d.wait_ready(60)
+            # The nodes below and the console, as in production: without subscribers the broker answers the daemon's
+            # alerts and event replies with 0x10, and in its first minute after a connect the daemon holds and resends
+            # them every 2 s (a broker that just restarted has lost its subscribers), which is not what is measured here.
+            below = client(broker.port, "bench-below-and-console")
+            below.subscribe([(f"{NODE}/+/unit/+/alert", 1), (f"{NODE}/call/+/event/result", 1)])
             watch = StateWatch(broker.port)
             caller = client(broker.port, "bench-caller")
             # Wait until the daemon has taken in the retained units: a probe call gets 5 candidates.
@@ -284,6 +289,8 @@ def main() -> int:
             rss = proc_status(d.proc.pid).get("VmRSS", 0) / 1024
             rtt = broker_rtt(broker.port, size)
             d.stop()
+            below.disconnect()
+            below.loop_stop()
 
     def stats(xs: list[float]) -> dict[str, float]:
         return {"n": len(xs), "median": median(xs), "p90": pct(xs, 90), "p99": pct(xs, 99), "max": max(xs, default=float("nan"))}

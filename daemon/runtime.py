@@ -304,6 +304,7 @@ class Runtime(LinkEvents):
             self.desk.follow.save_all()  # the next start is ready at once
         self.publisher.pump()
         await asyncio.get_running_loop().run_in_executor(None, self.link.stop)
+        self.publisher.commit_acks()  # PUBACKs of the last ACK_COMMIT_S
         self.store.close()
         log.info("stopped; outbox depth at exit: see the database (%s)", self.cfg.store.path)
 

@@ -492,7 +492,7 @@ def test_b7_no_subscriber_0x10_holds_are_logged_once_bounded_and_said_in_status(
     assert len(sent) == 4
     pub.on_ack(Ack(3, 0x10, "No matching subscribers"))
     pub.on_ack(Ack(4, 0x10, "No matching subscribers"))
-    loop.run_until_complete(asyncio.sleep(0))  # the acknowledgements are committed on the loop
+    loop.run_until_complete(asyncio.sleep(publisher_module.ACK_COMMIT_S * 2))  # acknowledgements are committed on the loop
     assert store.outbox_depth() == 0 and pub.held() == (0, 0, "")
     assert len([r for r in caplog.records if "no subscriber" in r.getMessage()]) == 1
     # The reply's new fields are additive: an older daemon's reply still decodes.

@@ -40,6 +40,7 @@ NO_SUBSCRIBER = 0x10
 NO_SUBSCRIBER_GRACE_S = 60.0
 NO_SUBSCRIBER_RETRY_S = 2.0
 MARK_RETRY_S = 1.0
+ACK_COMMIT_S = 0.05  # PUBACKs are marked sent in one transaction per this long (a commit's fsync is ~1 ms of the loop's)
 HELD_NO_SUBSCRIBER = "no_subscriber"
 HELD_REFUSED = "refused"
 Send = Callable[[str, str, int, bool], int]  # (topic, payload, qos, retain) -> mid
@@ -114,7 +115,7 @@ class Publisher:
             self._acked.append(row_id)
             if not self._commit_scheduled:
                 self._commit_scheduled = True
-                self._loop.call_soon(self._commit_acks)
+                self._loop.call_later(ACK_COMMIT_S, self.commit_acks)
         else:
             self.refused += 1
             self._held[row_id] = HELD_REFUSED
@@ -149,9 +150,10 @@ class Publisher:
         """Outbox rows handed to paho and not acknowledged yet (the disk budget leaves them alone)."""
         return set(self._inflight.values())
 
-    def _commit_acks(self) -> None:
-        """Mark acknowledged rows sent. While the database refuses (disk full) they stay acknowledged in
-        memory and out of the window, and the commit is retried: nothing is sent again meanwhile."""
+    def commit_acks(self) -> None:
+        """Mark acknowledged rows sent (ACK_COMMIT_S after the first of them, and at stop). While the database refuses
+        (disk full) they stay acknowledged in memory and out of the window, and the commit is retried: nothing is sent
+        again meanwhile."""
         self._commit_scheduled = False
         ids = self._acked
         if not ids:
@@ -163,7 +165,7 @@ class Publisher:
                 self._marks_failing = True
                 log.error("%s; %d acknowledged messages stay marked in memory, retrying every %.0f s", exc, len(ids), MARK_RETRY_S)
             self._commit_scheduled = True
-            self._loop.call_later(MARK_RETRY_S, self._commit_acks)
+            self._loop.call_later(MARK_RETRY_S, self.commit_acks)
             return
         if self._marks_failing:
             self._marks_failing = False
