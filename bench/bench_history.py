@@ -10,7 +10,7 @@ stored per second, and the CPU each side spent per position (user + system, /pro
 to the bare subscriber. Goal (issue 15, part 4): the history keeps up with Mabes's peak of
 10,000 positions a second on a few workers, and nothing is lost or stored twice.
 
-    python bench/bench_history.py [--positions 60000] [--units 5000] [--workers 1,2] [--json]
+    python bench/bench_history.py [--positions 60000] [--units 5000] [--workers 1,2] [--dsn DSN] [--json]
 """
 
 from __future__ import annotations
@@ -79,26 +79,50 @@ def flood(port: int, units: int, n: int, tag: str) -> None:
     c.loop_stop()
 
 
-def stored(db: Path, tag: str) -> int:
-    try:
-        conn = sqlite3.connect(db, timeout=10)
+class History:
+    """Reads the history the workers write: the SQLite file, or PostgreSQL (`dsn`)."""
+
+    def __init__(self, db: Path, dsn: str) -> None:
+        self.db, self.dsn = db, dsn
+        if dsn:  # a fresh table for this run
+            import psycopg
+
+            with psycopg.connect(dsn, autocommit=True) as pg:
+                pg.execute("DROP TABLE IF EXISTS below_positions")
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.dsn:
+            import psycopg
+
+            try:
+                with psycopg.connect(self.dsn, autocommit=True) as pg:
+                    return pg.execute(sql).fetchall()  # type: ignore[arg-type]
+            except psycopg.errors.UndefinedTable:
+                return []
         try:
-            return int(conn.execute("SELECT count(*) FROM below_positions WHERE msg_id LIKE ?", (f"{tag}-%",)).fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:
-        return 0
+            conn = sqlite3.connect(self.db, timeout=10)
+            try:
+                return conn.execute(sql).fetchall()
+            finally:
+                conn.close()
+        except sqlite3.OperationalError:
+            return []
+
+    def stored(self, tag: str) -> int:
+        got = self.rows(f"SELECT count(*) FROM below_positions WHERE msg_id LIKE '{tag}-%'")
+        return int(got[0][0]) if got else 0
 
 
-def run(workers: int, positions: int, units: int, work: Path) -> dict[str, Any]:
+def run(workers: int, positions: int, units: int, work: Path, dsn: str) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     (work / f"broker-{workers}").mkdir()
     with Mosquitto(work / f"broker-{workers}", "max_inflight_messages 100\n") as broker:
         db = work / f"history-{workers}.db"
+        history = History(db, dsn)
         cfg = work / f"polda-{workers}.toml"
         cfg.write_text(f'[node]\npath = "gorontalo"\ntier = "polda"\n[store]\npath = "{work}/polda.db"\nsynchronous = "full"\n'
                        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ntls = false\n[log]\nlevel = "warning"\n'
-                       f'[history]\npath = "{db}"\n')
+                       "[history]\n" + (f'dsn = "{dsn}"\n' if dsn else f'path = "{db}"\n'))
         procs = [subprocess.Popen([str(VENV_BIN / "alkomd-history"), "--config", str(cfg), "--name", f"w{k}"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k in range(workers)]
         ready, count = ctx.Event(), ctx.Value("q", 0)
@@ -111,14 +135,8 @@ def run(workers: int, positions: int, units: int, work: Path) -> dict[str, Any]:
         while time.monotonic() < deadline:
             flood(broker.port, units, 50, f"warm{warm}")
             warm += 1
-            conn = sqlite3.connect(db, timeout=10)
-            try:
-                seen = conn.execute("SELECT count(DISTINCT worker) FROM below_positions").fetchone()[0]
-            except sqlite3.OperationalError:
-                seen = 0
-            finally:
-                conn.close()
-            if seen == workers:
+            seen = history.rows("SELECT count(DISTINCT worker) FROM below_positions")
+            if seen and seen[0][0] == workers:
                 break
         time.sleep(0.5)
         c0 = [proc_cpu_s(p.pid) for p in procs]
@@ -129,7 +147,7 @@ def run(workers: int, positions: int, units: int, work: Path) -> dict[str, Any]:
         end = time.monotonic() + 600
         done_s = float("nan")
         while time.monotonic() < end:
-            if stored(db, "f") >= positions:
+            if history.stored("f") >= positions:
                 done_s = time.monotonic() - t0
                 break
             time.sleep(0.05)
@@ -138,11 +156,9 @@ def run(workers: int, positions: int, units: int, work: Path) -> dict[str, Any]:
             time.sleep(0.05)
         cpu = sum(proc_cpu_s(p.pid) - c for p, c in zip(procs, c0, strict=True))
         bcpu = proc_cpu_s(base.pid) - b0
-        got = stored(db, "f")
-        conn = sqlite3.connect(db, timeout=10)
-        dupes = conn.execute("SELECT count(*) - count(DISTINCT msg_id) FROM below_positions").fetchone()[0]
-        shares = [n for (n,) in conn.execute("SELECT count(*) FROM below_positions WHERE msg_id LIKE 'f-%' GROUP BY worker")]
-        conn.close()
+        got = history.stored("f")
+        dupes = history.rows("SELECT count(*) - count(DISTINCT msg_id) FROM below_positions")[0][0]
+        shares = [n for (n,) in history.rows("SELECT count(*) FROM below_positions WHERE msg_id LIKE 'f-%' GROUP BY worker")]
         for p in procs:
             stop_pid(p)
         base.kill()
@@ -158,15 +174,18 @@ def main() -> int:
     ap.add_argument("--positions", type=int, default=60_000)
     ap.add_argument("--units", type=int, default=5_000)
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts, one run each")
+    ap.add_argument("--dsn", default="", help="store in PostgreSQL (a libpq connection string) instead of an SQLite file; "
+                    "its below_positions table is dropped before each run")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="alkomd-bench-history-") as tmp:
-        results = [run(int(w), a.positions, a.units, Path(tmp)) for w in a.workers.split(",")]
+        results = [run(int(w), a.positions, a.units, Path(tmp), a.dsn) for w in a.workers.split(",")]
     if a.json:
         print(dump_json({"machine": machine(), "runs": results}))
         return 0
+    where = "PostgreSQL" if a.dsn else "one SQLite file (synchronous=full)"
     print(f"\ncentral history: {a.positions:,} positions of {a.units:,} units flooded as fast as one publisher can, "
-          "stored by alkomd-history workers (synchronous=full); baseline: a bare paho subscriber (json.loads) in the same run\n")
+          f"stored by alkomd-history workers in {where}; baseline: a bare paho subscriber (json.loads) in the same run\n")
     rows = [[r["workers"], f"{r['stored']:,}", r["lost"], r["stored_twice"], "/".join(f"{s:,}" for s in r["shares"]),
              r["seconds"], f"{r['stored_per_s'] or 0:,}", r["worker_cpu_us_per_position"], r["bare_cpu_us_per_position"],
              f"{r['ratio']}x"] for r in results]

@@ -49,6 +49,47 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         b.close()
 
 
+@dataclass
+class Postgres:
+    """A private PostgreSQL cluster (trust authentication, loopback only) on a free port."""
+
+    dsn: str
+    port: int
+
+
+@pytest.fixture
+def postgres() -> Iterator[Postgres]:
+    """Started like the broker: initdb into a fresh directory, pg_ctl start on a free loopback port (never 5432), stopped
+    and deleted after the test. As root, the cluster runs as the `postgres` system user (PostgreSQL refuses root)."""
+    import glob
+    import pwd
+    import shutil
+    import tempfile
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    assert found, "PostgreSQL is not installed (./run-tests installs Debian's postgresql)"
+    bindir = Path(found[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="alkomd-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = root / "data"
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "alkomd", "--auth=trust", "-E", "UTF8", "--no-sync"],
+                   check=True, capture_output=True, timeout=120)
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root}"
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", opts, "-w", "-t", "60", "start"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        yield Postgres(f"postgresql://alkomd@127.0.0.1:{port}/postgres", port)
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True,
+                       timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 CENTRAL_CONF = Path(__file__).resolve().parents[1] / "config" / "mosquitto" / "central.conf"
 
 

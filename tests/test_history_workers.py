@@ -1,6 +1,6 @@
 """Fault-matrix C4: two history workers of a Polda share a flood of positions through an MQTT 5 shared subscription;
 one is SIGKILLed in the middle and started again: every position is stored, none twice (real mosquitto, real
-processes, a real SQLite file)."""
+processes, a real SQLite file, and the same with a real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -59,28 +59,43 @@ class Worker:
         return self.proc.returncode
 
 
-@pytest.fixture
-def polda(tmp_path: Path, central_broker: Broker) -> Iterator[tuple[Path, Path]]:
+class History:
+    """Reads the history the workers write: the SQLite file, or PostgreSQL when `dsn` is set."""
+
+    def __init__(self, path: Path, dsn: str = "") -> None:
+        self.path, self.dsn = path, dsn
+
+    def rows(self, sql: str) -> list[tuple[object, ...]]:
+        if self.dsn:
+            import psycopg
+
+            try:
+                with psycopg.connect(self.dsn, autocommit=True) as pg:
+                    return pg.execute(sql).fetchall()  # type: ignore[arg-type]
+            except psycopg.errors.UndefinedTable:  # not created yet
+                return []
+        if not self.path.exists():
+            return []
+        conn = sqlite3.connect(self.path, timeout=10)
+        try:
+            return conn.execute(sql).fetchall()
+        except sqlite3.OperationalError:  # not created yet
+            return []
+        finally:
+            conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def polda(request: pytest.FixtureRequest, tmp_path: Path, central_broker: Broker) -> Iterator[tuple[Path, History]]:
     broker = central_broker
     cfg = tmp_path / "polda.toml"
-    history = tmp_path / "history.db"
+    history = History(tmp_path / "history.db", request.getfixturevalue("postgres").dsn if request.param == "postgresql" else "")
+    store = f'dsn = "{history.dsn}"' if history.dsn else f'path = "{history.path}"'
     cfg.write_text(
         f'[node]\npath = "gorontalo"\ntier = "polda"\n[store]\npath = "{tmp_path}/polda.db"\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ntls = false\n[history]\npath = "{history}"\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ntls = false\n[history]\n{store}\n'
     )
     yield cfg, history
-
-
-def rows(history: Path, sql: str) -> list[tuple[object, ...]]:
-    if not history.exists():
-        return []
-    conn = sqlite3.connect(history, timeout=10)
-    try:
-        return conn.execute(sql).fetchall()
-    except sqlite3.OperationalError:  # not created yet
-        return []
-    finally:
-        conn.close()
 
 
 def position(i: int, tag: str) -> tuple[str, str]:
@@ -108,8 +123,10 @@ def test_contract_history_subscriptions_are_shared_and_cover_every_level_below()
 
 
 @pytest.mark.timeout(300)
-def test_c4_two_workers_share_a_flood_one_killed_nothing_lost_nothing_twice(central_broker: Broker, polda: tuple[Path, Path]) -> None:
+def test_c4_two_workers_share_a_flood_one_killed_nothing_lost_nothing_twice(central_broker: Broker,
+                                                                         polda: tuple[Path, History]) -> None:
     cfg, history = polda
+    rows = history.rows
     broker = central_broker
     a, b = Worker(cfg, "a").start(), Worker(cfg, "b").start()
     pub = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="test-stations", protocol=MQTTProtocolVersion.MQTTv5)
@@ -124,7 +141,7 @@ def test_c4_two_workers_share_a_flood_one_killed_nothing_lost_nothing_twice(cent
             topic, body = position(warm[0], "warm")
             pub.publish(topic, body, qos=1).wait_for_publish(10)
             warm[0] += 1
-            return len(rows(history, "SELECT DISTINCT worker FROM below_positions")) == 2
+            return len(rows("SELECT DISTINCT worker FROM below_positions")) == 2
 
         wait_until(both_store, 60, "both workers storing positions")
         infos = []
@@ -139,17 +156,17 @@ def test_c4_two_workers_share_a_flood_one_killed_nothing_lost_nothing_twice(cent
         for info in infos:
             info.wait_for_publish(30)
         try:
-            wait_until(lambda: rows(history, "SELECT count(*) FROM below_positions WHERE msg_id LIKE 'f-%'")[0][0] == N, 120,
+            wait_until(lambda: rows("SELECT count(*) FROM below_positions WHERE msg_id LIKE 'f-%'")[0][0] == N, 120,
                        f"all {N} flood positions stored")
         except AssertionError as exc:
-            got = rows(history, "SELECT worker, count(*) FROM below_positions WHERE msg_id LIKE 'f-%' GROUP BY worker")
+            got = rows("SELECT worker, count(*) FROM below_positions WHERE msg_id LIKE 'f-%' GROUP BY worker")
             raise AssertionError(f"{exc}: stored {got}; worker a: {''.join(a.log)[-2000:]}; worker b: {''.join(b.log)[-2000:]}; "
                                  f"broker: {broker.log_path.read_text()[-3000:]}") from None
-        dupes = rows(history, "SELECT count(*) - count(DISTINCT msg_id) FROM below_positions")[0][0]
+        dupes = rows("SELECT count(*) - count(DISTINCT msg_id) FROM below_positions")[0][0]
         assert dupes == 0
-        per_worker = dict(rows(history, "SELECT worker, count(*) FROM below_positions WHERE msg_id LIKE 'f-%' GROUP BY worker"))
+        per_worker = dict(rows("SELECT worker, count(*) FROM below_positions WHERE msg_id LIKE 'f-%' GROUP BY worker"))
         assert set(per_worker) == {"a", "b"} and min(per_worker.values()) > 0, per_worker
-        stored = rows(history, "SELECT payload FROM below_positions WHERE msg_id = 'f-42'")
+        stored = rows("SELECT payload FROM below_positions WHERE msg_id = 'f-42'")
         assert json.loads(str(stored[0][0]))["msg_id"] == "f-42"  # the payload itself is the record
     finally:
         pub.disconnect()

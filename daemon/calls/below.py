@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_INTERVAL_S = 30.0  # the snapshot is at most this far behind (the broker's retained flood corrects it at start)
 SNAPSHOT_CHUNK = 1000  # rows per transaction (about 2 ms): calls never wait long behind a snapshot write
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_UNSEEN = object()  # a topic not looked at yet
+_UNSEEN: tuple[str, str, bool] = ("", "", False)  # `take`'s answer for a topic not looked at yet (compared by identity)
 
 
 class _Unit:
@@ -108,7 +108,7 @@ class BelowUnits:
             if what is None:
                 others.append((topic, payload))
                 continue
-            unit, owner, is_position = what  # type: ignore[misc]
+            unit, owner, is_position = what
             try:
                 if not is_position:
                     statuses += 1

@@ -18,7 +18,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
@@ -38,6 +40,25 @@ PRUNE_INTERVAL_S = 3600.0
 RETRY_STORE_S = 1.0
 
 
+class HistoryWriter(Protocol):
+    """What a worker writes through: the SQLite history file or the PostgreSQL history."""
+
+    def add(self, fixes: Sequence[HistoryFix], worker: str, now: datetime) -> int: ...
+    def prune(self, before: datetime) -> int: ...
+    def close(self) -> None: ...
+
+
+def open_history(hist: HistoryConfig, synchronous: str) -> HistoryWriter:
+    """The history `[history]` names: PostgreSQL when `dsn` is set, else the SQLite file (raises StoreError)."""
+    if hist.dsn:
+        try:
+            from alkomd.daemon.store.history_pg import PgHistoryStore
+        except ImportError as exc:
+            raise StoreError(f"[history] dsn is set but psycopg is not installed ({exc}): pip install 'alkomd[postgres]'") from exc
+        return PgHistoryStore(hist.dsn)
+    return HistoryStore(hist.path, synchronous)
+
+
 def client_id(node: str, name: str) -> str:
     return f"alkomd-{node.replace('/', '-')}-history-{name}"
 
@@ -50,7 +71,7 @@ class HistoryWorker:
         self.name = name
         self.node = cfg.node.topic
         self.subscriptions = history_subscriptions(self.node, cfg.node.tier)
-        self.store = HistoryStore(hist.path, cfg.store.synchronous)
+        self.store = open_history(hist, cfg.store.synchronous)
         self.retention = timedelta(days=hist.retention_days)
         self.stored = 0  # new rows this process wrote
         self.repeated = 0  # redeliveries the history already held
