@@ -236,6 +236,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=110)
     ap.add_argument("--load", type=int, default=10_000, help="positions a second flooding the broker during the loaded "
                     "run (0: idle run only)")
+    ap.add_argument("--below-connection", choices=("same", "separate"), default="same",
+                    help="the daemon's [mqtt] below_connection: the units below on its own connection or a child's")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     rng = random.Random(a.seed)
@@ -251,7 +253,7 @@ def main() -> int:
             cfg = work / "alkomd.toml"
             cfg.write_text(
                 f'[node]\npath = "bench"\ntier = "polda"\n[store]\npath = "{work}/alkomd.db"\n'
-                f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ntls = false\n'
+                f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ntls = false\nbelow_connection = "{a.below_connection}"\n'
                 f'[jurisdictions]\nfile = "{geo}"\noutside_max_m = 200000\n'
                 "[dispatch]\nanswer_timeout_polda_s = 3600\n[recommend]\nmax_fix_age_s = 86400\n"
             )

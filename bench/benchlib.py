@@ -321,6 +321,23 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_s(pid: int) -> float:
+    """utime + stime of the live child processes of a process, and theirs (the daemon's below link child)."""
+    total = 0.0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                kids = [int(k) for k in fh.read().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                total += proc_cpu_s(kid) + children_cpu_s(kid)
+            except OSError:  # it ended meanwhile
+                pass
+    return total
+
+
 # -- a raw MQTT 3.1.1 publisher: pre-encoded packets written to a socket ------------------------
 
 

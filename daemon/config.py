@@ -81,6 +81,11 @@ class MqttConfig:
     session_expiry_s: int = spec(
         86400, min=0, max=2**32 - 1, doc="MQTT 5 session expiry: how long the broker keeps our subscriptions while we are away."
     )
+    below_connection: str = spec(
+        "same", choices=("same", "separate"),
+        doc="Polda and Mabes: take the units below's positions and statuses on the daemon's own connection (same), or "
+        "on a second one read by a child process (separate: calls never wait behind them; for Mabes's peak).",
+    )
     will_delay_s: int = spec(
         0, min=0, max=3600,
         doc="MQTT 5 Will Delay Interval: the broker says this node is offline (its will) only when no process of it is "

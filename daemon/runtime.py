@@ -22,11 +22,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from alkomd.daemon import __version__, gcpolicy, reload
-from alkomd.daemon.calls.desk import CallDesk
+from alkomd.daemon.calls.desk import CallDesk, separate_below
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.config import Config
 from alkomd.daemon.control import ControlServer, ReloadInfo, socket_path
 from alkomd.daemon.mqtt import contract
+from alkomd.daemon.mqtt.below_link import BelowLink
 from alkomd.daemon.mqtt.link import Ack, LinkEvents, MqttLink
 from alkomd.daemon.mqtt.publisher import Publisher
 from alkomd.daemon.positions.batch import StatusRequest
@@ -67,6 +68,7 @@ class Runtime(LinkEvents):
         self.ready = False
         self.notify = Notifier()
         self.clock = SteadyClock()
+        self.below_link: BelowLink | None = None  # `[mqtt] below_connection = "separate"`
         self.took_over: datetime | None = None  # when this process took over as the active one (it waited as a standby)
         self._reload_when_ready = False  # a SIGHUP came before the daemon was ready: reload once it is
         self._config_stat = _stat(cfg.source)
@@ -83,6 +85,8 @@ class Runtime(LinkEvents):
         nonce = self.desk.probe()
         if nonce is not None:
             self.link.publish(contract.link_probe_topic(self.cfg.node.topic), contract.link_probe_payload(nonce, utc_now(), __version__))
+            if self.below_link is not None:
+                self.below_link.probe(nonce)
 
     def disconnected(self, reason: str) -> None:
         self._link_changed(False)
@@ -242,8 +246,12 @@ class Runtime(LinkEvents):
         self.station.on_committed = self.desk.units_changed
         self.station.on_emergency = self.desk.emergency
         self.station.on_device_change = self._status  # STATUS= follows device states at once
-        subscriptions = contract.subscriptions(cfg.node.topic, cfg.node.tier)
+        subscriptions = contract.subscriptions(cfg.node.topic, cfg.node.tier, below_units=not separate_below(cfg))
         self.link = MqttLink(cfg.mqtt, cfg.node.topic, __version__, loop, self, subscriptions)
+        if separate_below(cfg):
+            self.below_link = BelowLink(cfg.mqtt, cfg.node.topic, cfg.node.tier, self.link.client_id, loop, self.link.inbox,
+                                        self.desk.below_probe_back, self.log_level_override or cfg.log.level)
+            self.below_link.start()
         self.publisher.send = self.link.publish
         for dev in cfg.devices:
             if not dev.enabled:
@@ -304,6 +312,8 @@ class Runtime(LinkEvents):
             self.desk.follow.save_all()  # the next start is ready at once
         self.publisher.pump()
         await asyncio.get_running_loop().run_in_executor(None, self.link.stop)
+        if self.below_link is not None:
+            self.below_link.stop()
         self.publisher.commit_acks()  # PUBACKs of the last ACK_COMMIT_S
         self.store.close()
         log.info("stopped; outbox depth at exit: see the database (%s)", self.cfg.store.path)

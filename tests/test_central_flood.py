@@ -6,6 +6,8 @@ proves the behaviour at a rate the test machine sustains, with the central broke
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+import pytest
 from conftest import Daemon, Subscriber, wait_until
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -74,19 +77,29 @@ def _below(cfg: Path) -> dict[str, Any]:
     return below
 
 
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out |= {int(c) for c in (task / "children").read_text().split()}
+    return out
+
+
+@pytest.mark.parametrize("below", ["same", "separate"])
 def test_c2_a_flood_of_positions_loses_none_and_every_call_meanwhile_is_taken_up_once(
     tmp_path: Path, central_broker: Broker, daemons: Callable[[Path], Daemon], subscriber_factory: Callable[..., Subscriber],
+    below: str,
 ) -> None:
     """12,000 positions of 300 units below at 2,000 a second, 20 calls at Kota Gorontalo during the flood. Pass: the
     daemon took in every position (its count of positions below), each call has its state with candidates from the
-    flooded units, and its record holds each call received once; no error in the log."""
+    flooded units, and its record holds each call received once; no error in the log. `below`: the units below on the
+    daemon's own connection, or on a second one read by a child process, which ends with the daemon."""
     port = central_broker.port
     d = tmp_path / "polda"
     d.mkdir()
     cfg = d / "alkomd.toml"
     cfg.write_text(
         f'[node]\npath = "gorontalo"\ntier = "polda"\n[store]\npath = "{d}/alkomd.db"\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntls = false\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntls = false\nbelow_connection = "{below}"\n'
         f'[jurisdictions]\nfile = "{JUR}"\ninclude_property = "level"\ninclude_values = ["regency", "city"]\n'
         "[dispatch]\nanswer_timeout_polda_s = 3600\n[recommend]\nmax_fix_age_s = 3600\n"
     )
@@ -112,9 +125,48 @@ def test_c2_a_flood_of_positions_loses_none_and_every_call_meanwhile_is_taken_up
     for k in range(CALLS):
         wait_until(lambda k=k: bool(sub.on(f"/call/C2-{k}")), 30, f"call C2-{k}'s state")  # type: ignore[misc]
         assert len(sub.on(f"/call/C2-{k}")[0].payload["candidates"]) == 5
+    children = _children(daemon.proc.pid)  # with multiprocessing's resource tracker
+    spawned = [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(spawned) == (1 if below == "separate" else 0)
     assert daemon.stop() == 0
+    for pid in children:
+        wait_until(lambda pid=pid: not Path(f"/proc/{pid}").exists(), 10, "the below link's child ended")  # type: ignore[misc]
     conn = sqlite3.connect(d / "alkomd.db")
     received = dict(conn.execute("SELECT call_id, count(*) FROM audit WHERE kind = 'call.received' GROUP BY call_id"))
     conn.close()
     assert received == {f"C2-{k}": 1 for k in range(CALLS)}
     assert " ERROR " not in daemon.log and "Traceback" not in daemon.log
+
+
+def test_the_below_links_child_killed_is_started_again_and_the_units_below_keep_coming(
+    tmp_path: Path, central_broker: Broker, daemons: Callable[[Path], Daemon],
+) -> None:
+    port = central_broker.port
+    d = tmp_path / "polda"
+    d.mkdir()
+    cfg = d / "alkomd.toml"
+    cfg.write_text(
+        f'[node]\npath = "gorontalo"\ntier = "polda"\n[store]\npath = "{d}/alkomd.db"\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntls = false\nbelow_connection = "separate"\n'
+        f'[jurisdictions]\nfile = "{JUR}"\ninclude_property = "level"\ninclude_values = ["regency", "city"]\n'
+    )
+    daemon = daemons(cfg)
+    wait_until(lambda: "the probe came back" in daemon.log, 30, "both probes back")
+    stations = _client(port, "stations")
+    try:
+        for i in range(10):
+            stations.publish(*_position(i), qos=1, retain=True).wait_for_publish(10)
+        wait_until(lambda: _below(cfg)["located"] == 10, 30, "10 units below located")
+        assert daemon.proc is not None
+        child = [p for p in _children(daemon.proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(child) == 1
+        os.kill(child[0], signal.SIGKILL)
+        wait_until(lambda: "below link: the child ended" in daemon.log, 30, "the daemon noticing")
+        wait_until(lambda: daemon.log.count("below link: child") >= 2, 30, "the child started again")
+        for i in range(10, 20):
+            stations.publish(*_position(i), qos=1, retain=True).wait_for_publish(10)
+        wait_until(lambda: _below(cfg)["located"] == 20, 30, "the units published after the restart located")
+    finally:
+        stations.disconnect()
+        stations.loop_stop()
+    assert daemon.stop() == 0

@@ -89,6 +89,44 @@ def test_settle_rules_nonce_per_connect_reconnect_while_held_and_the_fallback(ca
         loop.close()
 
 
+def test_with_a_second_connection_for_the_units_below_calls_wait_for_both_probes(caplog: pytest.LogCaptureFixture) -> None:
+    """`[mqtt] below_connection = "separate"`: the daemon's probe alone releases nothing; the second connection's, with
+    this connect's nonce, does (in either order); one with an older nonce is ignored; the fallback names the one missing."""
+    loop = asyncio.new_event_loop()
+    released: list[list[str]] = []
+    try:
+        s = Settle(loop, released.append, PROBE, max_s=60.0, below=True)
+        s.link_up()
+        s.hold("A")
+        nonce = s.probe()
+        assert nonce is not None
+        s.came_back(nonce)
+        assert released == [] and s.holding, "the units below's retained messages may not be in yet"
+        s.below_came_back("an older nonce")
+        assert released == []
+        s.below_came_back(nonce)
+        assert released == [["A"]] and not s.holding
+        s.link_up()  # the other order
+        s.hold("B")
+        nonce = s.probe()
+        assert nonce is not None
+        s.below_came_back(nonce)
+        assert released == [["A"]]
+        s.came_back(nonce)
+        assert released == [["A"], ["B"]]
+        s.max_s = 0.05
+        with caplog.at_level(logging.WARNING, logger="alkomd.daemon.calls.settle"):
+            s.link_up()
+            s.hold("C")
+            nonce = s.probe()
+            assert nonce is not None
+            s.came_back(nonce)
+            _loop_until(loop, lambda: len(released) == 3)
+        assert released[2] == ["C"] and "the second connection's probe on <node>/probe/below did not come back" in caplog.text
+    finally:
+        loop.close()
+
+
 class _Recorder(LinkEvents):
     """What an MqttLink reports, in order; on `subscribed` it sends the probe (as the runtime does)."""
 

@@ -61,6 +61,12 @@ def _detail(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def separate_below(cfg: Config) -> bool:
+    """Whether a second connection (a child process) takes the units below: a Polda or Mabes with `[mqtt]
+    below_connection = "separate"`."""
+    return cfg.node.tier != "polres" and cfg.mqtt.below_connection == "separate"
+
+
 class CallDesk:
     def __init__(
         self,
@@ -97,7 +103,8 @@ class CallDesk:
         self._waiting_ids: set[str] = set()  # open calls still looking for a unit (kept by _run: no scan per position)
         self._taken: OrderedDict[str, str] = OrderedDict()  # call_id -> the parent node that took it from this node
         # after a (re)connect, calls wait for the retained `taken` markers of calls the parent took (calls/settle.py)
-        self.settle: Settle[Callable[[], None]] = Settle(loop, self._release, contract.link_probe_topic(self.node))
+        self.settle: Settle[Callable[[], None]] = Settle(loop, self._release, contract.link_probe_topic(self.node),
+                                                         below=separate_below(cfg))
         self.supervision: Supervision | None = None
         if self.role.tier != "polres":
             self.supervision = Supervision(self.node, self._timeout_below, timedelta(seconds=cfg.dispatch.supervision_grace_s))
@@ -192,6 +199,10 @@ class CallDesk:
     def probe(self) -> str | None:
         """The link's subscriptions are acknowledged: the probe's nonce to publish (None: no calls are held now)."""
         return self.settle.probe()
+
+    def below_probe_back(self, nonce: str) -> None:
+        """The second connection's probe came back (`[mqtt] below_connection = "separate"`): the units below are in."""
+        self.settle.below_came_back(nonce)
 
     def probe_back(self, payload: bytes) -> None:
         """`<node>/probe/link` came back: the retained markers sent before it are in; held calls go on."""

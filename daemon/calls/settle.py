@@ -9,6 +9,10 @@ it reads the client's next packet, and delivers a client's QoS 1 messages in the
 them; so when the probe is back, every retained marker is in (docs/contract/probe.md cites the
 source). The SUBACK alone is not enough: mosquitto writes it before the retained messages.
 
+With `[mqtt] below_connection = "separate"` the units below come over a second connection
+(daemon/mqtt/below_child.py): the same nonce goes out there too, and calls wait for both probes, so
+a held event that names a unit below finds its retained position and status in.
+
 A probe of an earlier connection (paho sends an unacknowledged one again after a reconnect)
 carries an older nonce and is ignored; a reconnect while calls are held gives a new nonce and
 keeps them held. A probe that never comes back (an ACL that forbids it, a broker dropping
@@ -36,14 +40,17 @@ class Settle(Generic[T]):
     """The calls held since the latest connect, and the nonce whose probe releases them (event loop thread only)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, release: Callable[[list[T]], None], probe_topic: str,
-                 max_s: float = SETTLE_MAX_S) -> None:
+                 max_s: float = SETTLE_MAX_S, below: bool = False) -> None:
         self._loop = loop
+        self.below = below  # a second connection takes the units below: its probe must come back too
         self._release = release
         self.probe_topic = probe_topic
         self.max_s = max_s
         self.nonce = ""  # this connect's; "" before the first connect
         self.holding = False
         self.probe_sent = False  # this connect's SUBACKs are in and its probe went out
+        self._own_back = False  # this connect's probe came back on the daemon's connection
+        self._below_back = False  # ... and on the second connection (when there is one)
         self.held: list[T] = []
         self._since = 0.0  # monotonic time of the latest connect
         self._timer: asyncio.TimerHandle | None = None
@@ -52,6 +59,7 @@ class Settle(Generic[T]):
         """A (re)connect: hold calls until this connect's probe is back (calls already held stay held)."""
         self.nonce = secrets.token_hex(8)
         self.holding, self.probe_sent = True, False
+        self._own_back = self._below_back = False
         self._since = time.monotonic()
         if self._timer is not None:
             self._timer.cancel()
@@ -75,6 +83,19 @@ class Settle(Generic[T]):
         if not self.holding or not self.probe_sent or nonce != self.nonce:
             log.debug("mqtt: a probe of an earlier connection came back: ignored")
             return
+        self._own_back = True
+        self._maybe_end()
+
+    def below_came_back(self, nonce: str) -> None:
+        """The second connection's probe came back with `nonce`: the units below's retained messages are in."""
+        if not self.holding or nonce != self.nonce:
+            return
+        self._below_back = True
+        self._maybe_end()
+
+    def _maybe_end(self) -> None:
+        if not self._own_back or (self.below and not self._below_back):
+            return
         log.info("mqtt: subscribed, and the probe came back %.0f ms after the connect: retained taken markers are in; "
                  "%d held calls go on", (time.monotonic() - self._since) * 1000, len(self.held))
         self._end()
@@ -83,7 +104,10 @@ class Settle(Generic[T]):
         self._timer = None
         if not self.holding:
             return
-        if self.probe_sent:
+        if self._own_back:
+            cause = ("the second connection's probe on <node>/probe/below did not come back (see the log of the below "
+                     "link; the broker's ACL must let this node read and write it)")
+        elif self.probe_sent:
             cause = (f"the probe on {self.probe_topic} did not come back (the broker's ACL must let this node read and "
                      "write it; or the broker dropped it)")
         else:

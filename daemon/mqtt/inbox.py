@@ -67,6 +67,13 @@ class Inbox:
                 self._urgent_due = True
                 self._post(self.drain_urgent)
 
+    def put_bulk(self, items: list[tuple[str, bytes]]) -> None:
+        """Bulk messages that came another way than paho's thread (the below link's pipe): on the loop thread."""
+        self._bulk.extend(items)
+        if items and not self._bulk_due:
+            self._bulk_due = True
+            self._loop.call_soon(self.drain_bulk)
+
     def _post(self, fn: Callable[[], None]) -> None:
         try:
             self._loop.call_soon_threadsafe(fn)

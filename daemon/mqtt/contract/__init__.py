@@ -197,6 +197,12 @@ from alkomd.daemon.mqtt.contract.topics import (
     audit_head_topic as audit_head_topic,
 )
 from alkomd.daemon.mqtt.contract.topics import (
+    below_probe_topic as below_probe_topic,
+)
+from alkomd.daemon.mqtt.contract.topics import (
+    below_unit_subscriptions as below_unit_subscriptions,
+)
+from alkomd.daemon.mqtt.contract.topics import (
     call_aml_topic as call_aml_topic,
 )
 from alkomd.daemon.mqtt.contract.topics import (

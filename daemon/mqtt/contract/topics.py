@@ -104,17 +104,30 @@ def call_event_result_topic(node: str, call_id: str) -> str:
     return f"{node}/call/{_level(call_id)}/event/result"
 
 
-def subscriptions(node: str, tier: str) -> tuple[str, ...]:
+def subscriptions(node: str, tier: str, below_units: bool = True) -> tuple[str, ...]:
     """What a node of `tier` subscribes to: its own inputs; at a Polda or Mabes also the units of every node below
-    (Mabes: the Poldas' own units too) and, to supervise them, those nodes' states and calls."""
+    (Mabes: the Poldas' own units too; `below_units` False: not those, a second connection takes them) and, to
+    supervise them, those nodes' states and calls."""
     own = (f"{node}/unit/+/status/set", call_new_topic(node), call_aml_topic(node), f"{node}/call/+/event", f"{node}/call/+/taken",
            link_probe_topic(node))
     below: list[str] = []
     for depth in below_levels(tier):
         levels = "/+" * depth
-        below += [f"{node}{levels}/unit/+/position", f"{node}{levels}/unit/+/status", f"{node}{levels}/state",
-                  f"{node}{levels}/call/+", f"{node}{levels}/audit/head"]
+        if below_units:
+            below += [f"{node}{levels}/unit/+/position", f"{node}{levels}/unit/+/status"]
+        below += [f"{node}{levels}/state", f"{node}{levels}/call/+", f"{node}{levels}/audit/head"]
     return (*own, *below)
+
+
+def below_unit_subscriptions(node: str, tier: str) -> tuple[str, ...]:
+    """The positions and statuses of the units below a Polda or Mabes: what `subscriptions` leaves out when a second
+    connection takes them (`[mqtt] below_connection = "separate"`)."""
+    return tuple(t for t in subscriptions(node, tier) if t.endswith(("/unit/+/position", "/unit/+/status")))
+
+
+def below_probe_topic(node: str) -> str:
+    """`<node>/probe/below`: the second connection's probe, as `link_probe_topic` is the daemon's."""
+    return probe_topic(node, "below")
 
 
 def subscription_qos(topic: str) -> int:
