@@ -12,7 +12,7 @@ alone with a payload of the same size. Goal (issues 3, 11, 15): p99 <= 5 ms, idl
 metres from where it was) flood the broker from another process: the same number of calls is
 measured both ways in one run.
 
-    python bench/bench_calls.py [--units 50000] [--calls 300] [--load 10000] [--json]
+    python bench/bench_calls.py [--units 50000] [--calls 300] [--load 10000] [--below-connection same|separate] [--pin] [--json]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import random
 import sys
 import tempfile
@@ -34,7 +35,7 @@ import shapely
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import Daemon, Mosquitto, RawPublisher, dump_json, machine, median, pct, proc_status, publish_packet, table
+from benchlib import Daemon, Mosquitto, RawPublisher, child_pids, dump_json, machine, median, pct, pin, proc_status, publish_packet, table
 
 NODE = "polri110/bench"
 BBOX = (95.0, -11.0, 141.0, 6.0)
@@ -238,6 +239,9 @@ def main() -> int:
                     "run (0: idle run only)")
     ap.add_argument("--below-connection", choices=("same", "separate"), default="same",
                     help="the daemon's [mqtt] below_connection: the units below on its own connection or a child's")
+    ap.add_argument("--pin", action="store_true", help="during the loaded run, the daemon's process on the first CPU and "
+                    "everything else (its child, the broker, the flooder, this bench) on the others: the daemon with a core "
+                    "of its own, as on a central server")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     rng = random.Random(a.seed)
@@ -284,8 +288,18 @@ def main() -> int:
             if a.load > 0:
                 flood = Flood(broker.port, homes, a.load, rng.randrange(1 << 30))
                 flood.start()
+                if a.pin:  # the daemon on a core of its own; everything else crowds the other one
+                    cpus = sorted(os.sched_getaffinity(0))
+                    pin(d.proc.pid, {cpus[0]})
+                    for kid in child_pids(d.proc.pid):
+                        pin(kid, set(cpus[1:]), children=True)
+                    for pid in (broker.proc.pid, flood.proc.pid, os.getpid()):
+                        pin(pid, set(cpus[1:]))
                 load_ms, more, _ = send_calls(caller, watch, rng, towns, a.calls, "L")
                 flood_rate = flood.stop()
+                if a.pin:
+                    for pid in (d.proc.pid, broker.proc.pid, os.getpid()):
+                        pin(pid, set(cpus), children=pid == d.proc.pid)
                 sent.update(more)
             with_cands = sum(1 for k in sent if watch.candidates.get(k, 0) > 0)
             rss = proc_status(d.proc.pid).get("VmRSS", 0) / 1024
@@ -301,13 +315,15 @@ def main() -> int:
         "machine": machine(), "units": a.units, "calls": a.calls, "with_candidates": with_cands, "sent": len(sent),
         "publish_units_s": round(published_s, 1), "ready_s": round(ready_s, 2), "units_loaded_s": round(loaded_s, 1),
         "daemon_rss_mb": round(rss, 1), "call_ms": stats(idle_ms), "broker_rtt_ms": stats(rtt),
-        "load_positions_per_s": round(flood_rate), "call_ms_loaded": stats(load_ms) if a.load > 0 else None,
+        "load_positions_per_s": round(flood_rate), "pinned": a.pin, "below_connection": a.below_connection,
+        "call_ms_loaded": stats(load_ms) if a.load > 0 else None,
     }
     if a.json:
         print(dump_json(res))
         return 0
     print(f"\n110 call latency: {a.units:,} units over MQTT, 500 synthetic jurisdictions, {a.calls} calls 20 ms apart, idle"
-          + (f" then while {flood_rate:,.0f} positions a second flood the broker (goal {a.load:,})" if a.load > 0 else ""))
+          + (f" then while {flood_rate:,.0f} positions a second flood the broker (goal {a.load:,})" if a.load > 0 else "")
+          + f"; below_connection {a.below_connection}" + ("; loaded run pinned: the daemon on a core of its own" if a.pin else ""))
     print(f"units published in {published_s:.1f} s; daemon ready in {ready_s:.2f} s; units taken in after {loaded_s:.1f} s; "
           f"daemon RSS {rss:.1f} MB; {with_cands}/{len(sent)} calls with candidates\n")
     rows = []

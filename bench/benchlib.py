@@ -321,20 +321,38 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children_cpu_s(pid: int) -> float:
-    """utime + stime of the live child processes of a process, and theirs (the daemon's below link child)."""
-    total = 0.0
+def child_pids(pid: int) -> list[int]:
+    """The live child processes of a process (of all its threads)."""
+    out: list[int] = []
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{task}/children") as fh:
-                kids = [int(k) for k in fh.read().split()]
+                out += [int(k) for k in fh.read().split()]
         except OSError:
             continue
-        for kid in kids:
-            try:
-                total += proc_cpu_s(kid) + children_cpu_s(kid)
-            except OSError:  # it ended meanwhile
-                pass
+    return out
+
+
+def pin(pid: int, cpus: set[int], children: bool = False) -> None:
+    """Pin every thread of a process (and, with `children`, of its child processes) to these CPUs."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except OSError:  # the thread ended meanwhile
+            pass
+    if children:
+        for kid in child_pids(pid):
+            pin(kid, cpus, children=True)
+
+
+def children_cpu_s(pid: int) -> float:
+    """utime + stime of the live child processes of a process, and theirs (the daemon's below link child)."""
+    total = 0.0
+    for kid in child_pids(pid):
+        try:
+            total += proc_cpu_s(kid) + children_cpu_s(kid)
+        except OSError:  # it ended meanwhile
+            pass
     return total
 
 

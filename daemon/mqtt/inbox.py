@@ -72,7 +72,7 @@ class Inbox:
         self._bulk.extend(items)
         if items and not self._bulk_due:
             self._bulk_due = True
-            self._loop.call_soon(self.drain_bulk)
+            self._loop.call_later(BULK_DELAY_S, self.drain_bulk)
 
     def _post(self, fn: Callable[[], None]) -> None:
         try:
