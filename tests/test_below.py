@@ -74,8 +74,18 @@ def test_the_fast_position_reader_gives_what_json_gives_for_every_form() -> None
     assert fast >= 300  # every node payload took the fast path
 
 
-def test_the_jurisdiction_cell_cache_answers_as_the_polygons_do(gorontalo: JurisdictionIndex) -> None:
-    """Random points over Gorontalo and the sea around it, and the polygons' own vertices (on a border): the same id."""
+@pytest.mark.parametrize("after", [1, 4])
+def test_the_jurisdiction_cell_cache_answers_as_the_polygons_do(gorontalo: JurisdictionIndex, after: int,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random points over Gorontalo and the sea around it, and the polygons' own vertices (on a border): the same id,
+    from cells, from the parts of border cells (`after` 1: every border cell is cut into parts at once), and from
+    polygon tests."""
+    from alkomd.daemon.calls import jurisdictions
+
+    monkeypatch.setattr(jurisdictions, "SUBCELLS_AFTER", after)
+    gorontalo._cells.clear()
+    gorontalo._borders.clear()
+    gorontalo._tested.clear()
     rng = random.Random(3)
     points = [(rng.uniform(0.2, 1.1), rng.uniform(121.1, 123.6)) for _ in range(4000)]
     for jid in gorontalo.ids:
@@ -83,9 +93,10 @@ def test_the_jurisdiction_cell_cache_answers_as_the_polygons_do(gorontalo: Juris
         coords = [c for poly in getattr(geom, "geoms", [geom]) for c in poly.exterior.coords]
         points += [(lat, lon) for lon, lat in coords[:: max(1, len(coords) // 200)]]
     points += [(float("nan"), 123.0), (0.5, float("inf")), (91.0, 0.0)]
-    for _ in range(2):  # cold, then from the cache
+    for _ in range(3):  # cold, then from the cache (and the parts of border cells)
         for lat, lon in points:
             assert gorontalo.jurisdiction_at(lat, lon) == gorontalo.jurisdiction_of(lat, lon), (lat, lon)
+    assert any(subs is not None for _, _, subs in gorontalo._borders.values())
 
 
 def test_moving_a_unit_in_place_ranks_as_a_new_snapshot_would(gorontalo: JurisdictionIndex) -> None:

@@ -67,7 +67,8 @@ CIRCLE_SEGMENTS = 64
 CELL_DEG = 0.02  # the cells of `jurisdiction_at`'s cache (about 2.2 km)
 _CELLS_PER_DEG = round(1 / CELL_DEG)
 _COLS = 360 * _CELLS_PER_DEG
-SUBCELLS = 8  # a cell a border crosses is cached again in SUBCELLS x SUBCELLS parts (about 280 m)
+SUBCELLS = 8  # a cell a border crosses is cached again in SUBCELLS x SUBCELLS parts (about 280 m) ...
+SUBCELLS_AFTER = 4  # ... once this many of its points were tested (a cell seen once, at a start, is not worth it)
 _SUBS_PER_DEG = _CELLS_PER_DEG * SUBCELLS
 _BORDER = -2  # a cached cell (part) that a border crosses: its points are looked up one by one
 _UNKNOWN = -3
@@ -204,8 +205,9 @@ class JurisdictionIndex:
         self._check_nesting()
         self._cells: dict[int, int] = {}  # cell -> rank of the one jurisdiction holding all of it, len(ids): none, or _BORDER
         # a border cell -> the polygon parts that cross it, their owners, and the rank (as `_cells`) of each of its
-        # SUBCELLS x SUBCELLS parts, row by row
-        self._borders: dict[int, tuple[npt.NDArray[Any], npt.NDArray[np.int64], list[int]]] = {}
+        # SUBCELLS x SUBCELLS parts, row by row (None until SUBCELLS_AFTER of its points were tested: `_tested`)
+        self._borders: dict[int, tuple[npt.NDArray[Any], npt.NDArray[np.int64], list[int] | None]] = {}
+        self._tested: dict[int, int] = {}
 
     @classmethod
     def from_features(cls, features: Iterable[Jurisdiction], outside_max_m: float = 5000.0, source: str = "<memory>") -> JurisdictionIndex:
@@ -248,8 +250,13 @@ class JurisdictionIndex:
             rank = self._cells[cell] = self._cell_rank(cell)
         if rank == _BORDER:
             parts, owners, subs = self._borders[cell]
-            sx = min(math.floor(x * SUBCELLS), _COLS * SUBCELLS - 1) % SUBCELLS
-            rank = subs[math.floor(y * SUBCELLS) % SUBCELLS * SUBCELLS + sx]
+            if subs is None:
+                tested = self._tested[cell] = self._tested.get(cell, 0) + 1
+                if tested >= SUBCELLS_AFTER:
+                    subs = self._subcells(cell)
+            if subs is not None:
+                sx = min(math.floor(x * SUBCELLS), _COLS * SUBCELLS - 1) % SUBCELLS
+                rank = subs[math.floor(y * SUBCELLS) % SUBCELLS * SUBCELLS + sx]
             if rank == _BORDER:
                 hits = owners[shapely.intersects_xy(parts, lon, lat)]
                 return self.ids[int(hits.min())] if hits.size else None
@@ -264,14 +271,22 @@ class JurisdictionIndex:
         parts, owners = self._parts[hit], self._owner[hit]
         rank = self._box_rank(parts, owners, np.ones(len(parts), dtype=bool), shapely.covers(parts, box))
         if rank == _BORDER:
-            # the cell's SUBCELLS x SUBCELLS parts at once: one matrix of polygon parts x boxes for each predicate
-            rows, cols = np.divmod(np.arange(SUBCELLS * SUBCELLS), SUBCELLS)
-            boxes = _boxes(row * SUBCELLS + rows, col * SUBCELLS + cols, _SUBS_PER_DEG)
-            touch = shapely.intersects(parts[:, None], boxes[None, :])
-            cover = shapely.covers(parts[:, None], boxes[None, :])
-            subs = [self._box_rank(parts, owners, touch[:, k], cover[:, k]) for k in range(len(boxes))]
-            self._borders[cell] = (parts, owners, subs)
+            self._borders[cell] = (parts, owners, None)
         return rank
+
+    def _subcells(self, cell: int) -> list[int]:
+        """The ranks of a border cell's SUBCELLS x SUBCELLS parts, at once (one matrix of polygon parts x boxes for each
+        predicate), kept in `_borders`."""
+        parts, owners, _ = self._borders[cell]
+        row, col = divmod(cell, _COLS)
+        rows, cols = np.divmod(np.arange(SUBCELLS * SUBCELLS), SUBCELLS)
+        boxes = _boxes(row * SUBCELLS + rows, col * SUBCELLS + cols, _SUBS_PER_DEG)
+        touch = shapely.intersects(parts[:, None], boxes[None, :])
+        cover = shapely.covers(parts[:, None], boxes[None, :])
+        subs = [self._box_rank(parts, owners, touch[:, k], cover[:, k]) for k in range(len(boxes))]
+        self._borders[cell] = (parts, owners, subs)
+        self._tested.pop(cell, None)
+        return subs
 
     def _box_rank(self, parts: npt.NDArray[Any], owners: npt.NDArray[np.int64], touch: npt.NDArray[np.bool_],
                   cover: npt.NDArray[np.bool_]) -> int:
