@@ -305,6 +305,8 @@ class Runtime(LinkEvents):
 
     async def _shutdown(self) -> None:
         self.drivers.stop_all()
+        if self.below_link is not None:
+            self.below_link.stop()  # no more positions from below: what came is taken in and saved next
         await asyncio.sleep(0)  # run records the drivers handed over while stopping
         self.link.inbox.drain_all()  # messages still queued (the broker has their PUBACK already)
         self.station.flush()
@@ -312,8 +314,6 @@ class Runtime(LinkEvents):
             self.desk.follow.save_all()  # the next start is ready at once
         self.publisher.pump()
         await asyncio.get_running_loop().run_in_executor(None, self.link.stop)
-        if self.below_link is not None:
-            self.below_link.stop()
         self.publisher.commit_acks()  # PUBACKs of the last ACK_COMMIT_S
         self.store.close()
         log.info("stopped; outbox depth at exit: see the database (%s)", self.cfg.store.path)

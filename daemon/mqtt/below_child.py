@@ -25,16 +25,18 @@ from multiprocessing.connection import Connection
 import paho.mqtt.client as paho
 from paho.mqtt.reasoncodes import ReasonCode
 
+from alkomd.daemon import __version__
 from alkomd.daemon.config import MqttConfig
 from alkomd.daemon.mqtt import contract
 from alkomd.daemon.mqtt.client import make_client
+from alkomd.daemon.records import utc_now
 
 log = logging.getLogger(__name__)
 
 BATCH_S = 0.005  # the longest a position waits in this process
 BATCH = 512  # messages per batch at most
 
-Item = tuple[str, bytes]  # (topic, payload); topic "" marks a settle: payload is the nonce
+Item = tuple[str, bytes]  # (topic, payload); topic "" marks a settle: payload is the probe that came back
 
 
 class BelowChild:
@@ -75,12 +77,13 @@ class BelowChild:
             self.subscribed = True
             nonce, self.pending = self.pending, ""
         if nonce:
-            client.publish(self.probe_topic, nonce.encode(), qos=1)
+            self._publish_probe(nonce)
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         topic = msg.topic
         if topic == self.probe_topic:
             self.queue.append(("", bytes(msg.payload)))  # behind every retained message of this connection's subscriptions
+            # (the payload is the probe as published: `contract.parse_probe` reads its nonce)
         else:
             self.queue.append((topic, bytes(msg.payload)))
 
@@ -92,7 +95,10 @@ class BelowChild:
             if not self.subscribed:
                 self.pending = nonce
                 return
-        self.client.publish(self.probe_topic, nonce.encode(), qos=1)
+        self._publish_probe(nonce)
+
+    def _publish_probe(self, nonce: str) -> None:
+        self.client.publish(self.probe_topic, contract.link_probe_payload(nonce, utc_now(), __version__), qos=1)
 
     def run(self) -> None:
         """Forward batches until the pipe closes."""

@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from alkomd.daemon.config import MqttConfig
+from alkomd.daemon.mqtt import contract
 from alkomd.daemon.mqtt.below_child import child_main
 from alkomd.daemon.mqtt.inbox import Inbox
 
@@ -78,7 +79,7 @@ class BelowLink:
                     if not topic:  # the settle marker: what came before it is taken in first
                         self._inbox.put_bulk(batch[start:i])
                         self._inbox.flush_bulk()
-                        self._settled(payload.decode("ascii", "replace"))
+                        self._settled(contract.parse_probe(payload))
                         start = i + 1
                 self._inbox.put_bulk(batch[start:] if start else batch)
         except (EOFError, OSError):
