@@ -131,6 +131,8 @@ class BelowInfo:
     statuses: int  # status messages taken in since the start
     from_snapshot: int  # units loaded at start from the database's snapshot (before the broker's retained flood)
     snapshot_time: str | None  # UTC time the loaded snapshot was written (None: there was none)
+    child_pid: int | None = None  # `below_connection = "separate"`: the below link's child process (None: not running)
+    child_restarts: int = 0  # times that child was started again after it ended
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from alkomd.daemon.control import (
     Status,
     UnitRow,
 )
+from alkomd.daemon.mqtt.below_link import BelowLink
 from alkomd.daemon.mqtt.link import MqttLink
 from alkomd.daemon.positions.station import Station
 from alkomd.daemon.records import age_s, utc_iso, utc_now
@@ -58,6 +59,8 @@ class Daemon(Protocol):
     def last_reload(self) -> ReloadInfo | None: ...
     @property
     def took_over(self) -> datetime | None: ...
+    @property
+    def below_link(self) -> BelowLink | None: ...
     @property
     def desk(self) -> CallDesk: ...
 
@@ -118,8 +121,9 @@ class Queries:
         """The units followed below (a Polda or Mabes; None at a Polres)."""
         if self.d.cfg.node.tier == "polres":
             return None
-        f = self.d.desk.follow
-        return BelowInfo(len(f.units), f.located, f.positions, f.statuses, f.from_snapshot, f.snapshot_time)
+        f, link = self.d.desk.follow, self.d.below_link
+        return BelowInfo(len(f.units), f.located, f.positions, f.statuses, f.from_snapshot, f.snapshot_time,
+                         link.pid if link is not None else None, link.restarts if link is not None else 0)
 
     def calls(self, now: datetime) -> CallsInfo:
         """The open calls as stored (the calls table keeps every open call's whole state): by state, and emergencies."""

@@ -9,6 +9,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -159,13 +161,18 @@ def test_the_below_links_child_killed_is_started_again_and_the_units_below_keep_
         wait_until(lambda: _below(cfg)["located"] == 10, 30, "10 units below located")
         assert daemon.proc is not None
         child = [p for p in _children(daemon.proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-        assert len(child) == 1
+        assert len(child) == 1 and _below(cfg)["child_pid"] == child[0] and _below(cfg)["child_restarts"] == 0
         os.kill(child[0], signal.SIGKILL)
         wait_until(lambda: "below link: the child ended" in daemon.log, 30, "the daemon noticing")
         wait_until(lambda: daemon.log.count("below link: child") >= 2, 30, "the child started again")
         for i in range(10, 20):
             stations.publish(*_position(i), qos=1, retain=True).wait_for_publish(10)
         wait_until(lambda: _below(cfg)["located"] == 20, 30, "the units published after the restart located")
+        assert _below(cfg)["child_restarts"] == 1 and _below(cfg)["child_pid"] not in (None, child[0])
+        out = subprocess.run([sys.executable, "-m", "alkomd.daemon.ctl", "status", "--socket", str(cfg.parent / "control.sock")],
+                             capture_output=True,
+                             text=True, timeout=60)
+        assert "second connection: child" in out.stdout and "started again 1 times" in out.stdout, out.stdout + out.stderr
     finally:
         stations.disconnect()
         stations.loop_stop()

@@ -58,6 +58,11 @@ class BelowLink:
             self.probe(self._nonce)
         log.info("below link: child %d takes the units below on client id %s", proc.pid, self._args[3])
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs."""
+        return self._proc.pid if self._proc is not None and self._conn is not None else None
+
     def probe(self, nonce: str) -> None:
         """The daemon (re)connected: the child settles with this nonce."""
         self._nonce = nonce

@@ -78,8 +78,12 @@ def status_view(s: Status, standby: StandbyStatus | None = None) -> Table:
     if s.below is not None:
         w = s.below
         snap = f"; {w.from_snapshot} from the snapshot of {w.snapshot_time}" if w.snapshot_time else ""
+        second = ""
+        if w.child_pid is not None or w.child_restarts:
+            child = f"child {w.child_pid}" if w.child_pid is not None else "child not running"
+            second = f"; second connection: {child}, started again {w.child_restarts} times"
         t.add_row("units below", f"{w.units} followed, {w.located} with a position{snap}; "
-                                 f"{w.positions} positions and {w.statuses} statuses taken in since the start")
+                                 f"{w.positions} positions and {w.statuses} statuses taken in since the start{second}")
     if s.calls is not None:
         c = s.calls
         oldest = f", oldest {ago(c.oldest_age_s)}" if c.oldest_age_s is not None else ""
