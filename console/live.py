@@ -70,10 +70,24 @@ class Hub:
         self.model = model
         self.alive = alive
         self.sockets: dict[web.WebSocketResponse, str] = {}
+        # pages whose snapshot is on its way: the batches taken meanwhile wait here, in order, and follow it
+        self._joining: dict[web.WebSocketResponse, list[str]] = {}
 
     async def serve(self, ws: web.WebSocketResponse, token: str) -> None:
-        """Send the snapshot, then keep the socket until the page goes (batches are sent by `run`)."""
-        await ws.send_str(snapshot(self.model))
+        """Send the snapshot, then keep the socket until the page goes (batches are sent by `run`).
+
+        The snapshot is taken and the page starts collecting batches at the same instant (no await between): a change
+        the snapshot missed is in a batch the page gets after it. (Registering the page only once the snapshot was
+        sent lost the batches taken while it was on its way: under load the page never saw those units change.)"""
+        text = snapshot(self.model)
+        self._joining[ws] = []
+        try:
+            await ws.send_str(text)
+            queued = self._joining[ws]
+            while queued:
+                await ws.send_str(queued.pop(0))
+        finally:
+            del self._joining[ws]
         self.sockets[ws] = token
         try:
             async for _msg in ws:  # the page sends nothing we act on; pings are answered by aiohttp
@@ -99,6 +113,8 @@ class Hub:
         if self.model.changes.empty():
             return
         text = batch(self.model, self.model.take_changes())
+        for queued in self._joining.values():
+            queued.append(text)
         for ws in list(self.sockets):
             try:
                 await ws.send_str(text)

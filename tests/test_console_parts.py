@@ -229,3 +229,56 @@ def test_without_a_console_section_the_console_says_so_and_exits_78(tmp_path: Pa
     conf.write_text('[node]\npath = "gorontalo/kota-gorontalo"\n')
     r = subprocess.run([sys.executable, "-m", "alkomd.console.main", "--config", str(conf)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 78 and "console: missing" in r.stderr and str(conf) in r.stderr
+
+
+def test_a_change_taken_while_a_pages_snapshot_is_on_its_way_follows_the_snapshot() -> None:
+    """The hub's batch turn may run while a joining page's snapshot is still being sent (a big snapshot, a loaded
+    machine): what that batch carries must reach the joining page too, after the snapshot. (It did not: the page was
+    registered only once its snapshot was out, and under load the console test's units never changed status.)"""
+    import asyncio
+
+    from alkomd.console.live import Hub
+
+    class SlowSocket:
+        """A page whose first send (the snapshot) waits until the test lets it go."""
+
+        def __init__(self) -> None:
+            self.sent: list[dict[str, object]] = []
+            self.release = asyncio.Event()
+            self.closed = False
+
+        async def send_str(self, text: str) -> None:
+            if not self.sent:
+                await self.release.wait()
+            self.sent.append(json.loads(text))
+
+        def __aiter__(self) -> SlowSocket:
+            return self
+
+        async def __anext__(self) -> object:
+            await asyncio.Event().wait()  # the page sends nothing
+            raise StopAsyncIteration
+
+        async def close(self) -> None:
+            self.closed = True
+
+    async def scenario() -> list[dict[str, object]]:
+        model = Model(NODE)
+        _msg(model, f"{NODE}/unit/U1/status", {"unit": "U1", "status": "available", "since": "x", "call_id": None})
+        model.take_changes()  # already in the snapshot
+        hub = Hub(model, lambda token: True)
+        page = SlowSocket()
+        serving = asyncio.create_task(hub.serve(page, "t"))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the snapshot is taken and on its way
+        _msg(model, f"{NODE}/unit/U1/status", {"unit": "U1", "status": "offline", "since": "y", "call_id": None})
+        await hub._turn()  # the batch with U1 offline is taken while the snapshot is still on its way
+        page.release.set()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        serving.cancel()
+        return page.sent
+
+    sent = asyncio.run(scenario())
+    assert [m["type"] for m in sent] == ["snapshot", "batch"]
+    assert [u["status"] for u in sent[0]["units"]] == ["available"]  # type: ignore[union-attr, index]
+    assert [u["status"] for u in sent[1]["units"]] == ["offline"]  # type: ignore[union-attr, index]
