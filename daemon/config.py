@@ -212,7 +212,7 @@ class HistoryConfig:
                       "node write to it); relative paths are relative to the config file. Not used when `dsn` is set.")
     dsn: str = spec("", doc="PostgreSQL instead of the SQLite file: a libpq connection string, e.g. "
                     "postgresql://alkomd@db.mabes/history?passfile=/etc/alkomd/pgpass (workers on several hosts, months "
-                    "of history; needs the postgres extra: pip install 'alkomd[postgres]').")
+                    "of history; needs psycopg in alkomd's venv: pip install 'psycopg[binary]>=3.1,<4', the postgres extra).")
     retention_days: int = spec(30, min=1, max=3650, doc="Positions stored longer ago than this are deleted.")
     username: str = spec("", doc="The workers' own MQTT user name (read access to the units below's positions).")
     password_file: Path | None = spec(None, doc="File holding that MQTT password (a systemd credential).")

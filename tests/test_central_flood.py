@@ -86,6 +86,25 @@ def _children(pid: int) -> set[int]:
     return out
 
 
+def _spawned(children: set[int]) -> list[int]:
+    """Those of `children` that multiprocessing spawned (the below link's child; not its resource tracker)."""
+    return [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def _polda(tmp_path: Path, port: int, below: str) -> Path:
+    """A Polda's config (the Gorontalo polygons), its database beside it; `below`: `[mqtt] below_connection`."""
+    d = tmp_path / "polda"
+    d.mkdir()
+    cfg = d / "alkomd.toml"
+    cfg.write_text(
+        f'[node]\npath = "gorontalo"\ntier = "polda"\n[store]\npath = "{d}/alkomd.db"\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntls = false\nbelow_connection = "{below}"\n'
+        f'[jurisdictions]\nfile = "{JUR}"\ninclude_property = "level"\ninclude_values = ["regency", "city"]\n'
+        "[dispatch]\nanswer_timeout_polda_s = 3600\n[recommend]\nmax_fix_age_s = 3600\n"
+    )
+    return cfg
+
+
 @pytest.mark.parametrize("below", ["same", "separate"])
 def test_c2_a_flood_of_positions_loses_none_and_every_call_meanwhile_is_taken_up_once(
     tmp_path: Path, central_broker: Broker, daemons: Callable[[Path], Daemon], subscriber_factory: Callable[..., Subscriber],
@@ -96,15 +115,7 @@ def test_c2_a_flood_of_positions_loses_none_and_every_call_meanwhile_is_taken_up
     flooded units, and its record holds each call received once; no error in the log. `below`: the units below on the
     daemon's own connection, or on a second one read by a child process, which ends with the daemon."""
     port = central_broker.port
-    d = tmp_path / "polda"
-    d.mkdir()
-    cfg = d / "alkomd.toml"
-    cfg.write_text(
-        f'[node]\npath = "gorontalo"\ntier = "polda"\n[store]\npath = "{d}/alkomd.db"\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntls = false\nbelow_connection = "{below}"\n'
-        f'[jurisdictions]\nfile = "{JUR}"\ninclude_property = "level"\ninclude_values = ["regency", "city"]\n'
-        "[dispatch]\nanswer_timeout_polda_s = 3600\n[recommend]\nmax_fix_age_s = 3600\n"
-    )
+    cfg = _polda(tmp_path, port, below)
     daemon = daemons(cfg)
     sub = subscriber_factory(port, topic=f"{POLDA}/call/+", client_id="c2-watch")
     wait_until(lambda: "the probe came back" in daemon.log, 20, "the polda subscribed")
@@ -128,12 +139,11 @@ def test_c2_a_flood_of_positions_loses_none_and_every_call_meanwhile_is_taken_up
         wait_until(lambda k=k: bool(sub.on(f"/call/C2-{k}")), 30, f"call C2-{k}'s state")  # type: ignore[misc]
         assert len(sub.on(f"/call/C2-{k}")[0].payload["candidates"]) == 5
     children = _children(daemon.proc.pid)  # with multiprocessing's resource tracker
-    spawned = [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-    assert len(spawned) == (1 if below == "separate" else 0)
+    assert len(_spawned(children)) == (1 if below == "separate" else 0)
     assert daemon.stop() == 0
     for pid in children:
         wait_until(lambda pid=pid: not Path(f"/proc/{pid}").exists(), 10, "the below link's child ended")  # type: ignore[misc]
-    conn = sqlite3.connect(d / "alkomd.db")
+    conn = sqlite3.connect(cfg.parent / "alkomd.db")
     received = dict(conn.execute("SELECT call_id, count(*) FROM audit WHERE kind = 'call.received' GROUP BY call_id"))
     conn.close()
     assert received == {f"C2-{k}": 1 for k in range(CALLS)}
@@ -144,14 +154,7 @@ def test_the_below_links_child_killed_is_started_again_and_the_units_below_keep_
     tmp_path: Path, central_broker: Broker, daemons: Callable[[Path], Daemon],
 ) -> None:
     port = central_broker.port
-    d = tmp_path / "polda"
-    d.mkdir()
-    cfg = d / "alkomd.toml"
-    cfg.write_text(
-        f'[node]\npath = "gorontalo"\ntier = "polda"\n[store]\npath = "{d}/alkomd.db"\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntls = false\nbelow_connection = "separate"\n'
-        f'[jurisdictions]\nfile = "{JUR}"\ninclude_property = "level"\ninclude_values = ["regency", "city"]\n'
-    )
+    cfg = _polda(tmp_path, port, "separate")
     daemon = daemons(cfg)
     wait_until(lambda: "the probe came back" in daemon.log, 30, "both probes back")
     stations = _client(port, "stations")
@@ -160,7 +163,7 @@ def test_the_below_links_child_killed_is_started_again_and_the_units_below_keep_
             stations.publish(*_position(i), qos=1, retain=True).wait_for_publish(10)
         wait_until(lambda: _below(cfg)["located"] == 10, 30, "10 units below located")
         assert daemon.proc is not None
-        child = [p for p in _children(daemon.proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        child = _spawned(_children(daemon.proc.pid))
         assert len(child) == 1 and _below(cfg)["child_pid"] == child[0] and _below(cfg)["child_restarts"] == 0
         os.kill(child[0], signal.SIGKILL)
         wait_until(lambda: "below link: the child ended" in daemon.log, 30, "the daemon noticing")

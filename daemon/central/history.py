@@ -54,7 +54,8 @@ def open_history(hist: HistoryConfig, synchronous: str) -> HistoryWriter:
         try:
             from alkomd.daemon.store.history_pg import PgHistoryStore
         except ImportError as exc:
-            raise StoreError(f"[history] dsn is set but psycopg is not installed ({exc}): pip install 'alkomd[postgres]'") from exc
+            raise StoreError(f"[history] dsn is set but psycopg is not installed ({exc}): install it into alkomd's virtual "
+                             "environment: pip install 'psycopg[binary]>=3.1,<4' (the postgres extra)") from exc
         return PgHistoryStore(hist.dsn)
     return HistoryStore(hist.path, synchronous)
 

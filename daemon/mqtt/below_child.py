@@ -51,7 +51,7 @@ class BelowChild:
         self.lock = threading.Lock()  # guards the pending nonce and `subscribed`
         self.pending = ""  # the nonce the daemon asked to settle with, not yet published
         self.subscribed = False  # this connection's subscriptions are acknowledged
-        self._suback_mids: set[int] = set()
+        self._suback_mid: int | None = None  # this connection's SUBSCRIBE
         self.client = make_client(mqtt, client_id, mqtt.username, mqtt.password_file)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
@@ -68,10 +68,10 @@ class BelowChild:
             self.subscribed = False
         topics = [(t, contract.subscription_qos(t)) for t in (*self.subscriptions, self.probe_topic)]
         _, mid = client.subscribe(topics)
-        self._suback_mids = {mid} if mid is not None else set()
+        self._suback_mid = mid
 
     def _on_subscribe(self, client: paho.Client, userdata: object, mid: int, codes: object, props: object = None) -> None:
-        if mid not in self._suback_mids:
+        if mid != self._suback_mid:
             return
         with self.lock:
             self.subscribed = True

@@ -43,7 +43,6 @@ class BelowLink:
         self._proc: BaseProcess | None = None
         self._nonce = ""  # the latest settle asked for (sent again to a restarted child)
         self._stopping = False
-        self.batches = 0
         self.restarts = 0
 
     def start(self) -> None:
@@ -78,7 +77,6 @@ class BelowLink:
         try:
             while conn.poll():
                 batch: list[tuple[str, bytes]] = conn.recv()
-                self.batches += 1
                 start = 0
                 for i, (topic, payload) in enumerate(batch):
                     if not topic:  # the settle marker: what came before it is taken in first

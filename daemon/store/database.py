@@ -403,19 +403,15 @@ class Store:
         return self.outbox_rows(want)
 
     def outbox_rows(self, ids: Sequence[int]) -> list[OutboxRow]:
-        """The outbox rows of these ids (ascending) that are still there, in id order."""
+        """The outbox rows of these ids that are still there, in id order (at most the in-flight window's worth)."""
         if not ids:
             return []
-        out: list[OutboxRow] = []
-        for i in range(0, len(ids), _ID_CHUNK):
-            part = ids[i : i + _ID_CHUNK]
-            cur = self.conn.execute(
-                "SELECT id, msg_id, kind, topic, payload, qos, retain FROM outbox "
-                f"WHERE id IN ({', '.join('?' * len(part))}) ORDER BY id",  # placeholders only
-                part,
-            )
-            out += [_outbox_row(r) for r in cur]
-        return out
+        cur = self.conn.execute(
+            "SELECT id, msg_id, kind, topic, payload, qos, retain FROM outbox "
+            f"WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id",  # placeholders only
+            list(ids),
+        )
+        return [_outbox_row(r) for r in cur]
 
     def newest_unsent_positions(self) -> list[OutboxRow]:
         """The newest unsent position message of each unit (sent first after an outage)."""
