@@ -1,4 +1,4 @@
-"""paho with buffered reads (daemon/mqtt/buffered.py): the same bytes, in order, from far fewer socket reads."""
+"""paho with buffered reads and a lean QoS 0 PUBLISH (daemon/mqtt/buffered.py): the same messages, from far fewer socket reads."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import threading
 from pathlib import Path
 
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.daemon.mqtt.buffered import READ_CHUNK, BufferedClient, BufferedSocket
@@ -97,6 +100,93 @@ def test_a_packet_split_across_reads_and_one_larger_than_the_buffer_arrive_whole
     puback = peer.recv(64)  # the QoS 1 message was acknowledged, as paho does
     assert puback[:1] == b"\x40" and puback[2:4] == (7).to_bytes(2, "big")
     peer.close()
+
+
+def _packet(topic: bytes, payload: bytes, flags: int, props: bytes | None, pid: int = 9) -> bytes:
+    """A PUBLISH packet with these header flags (dup 8, QoS 2/4, retain 1); `props`: MQTT 5 properties as packed (None:
+    MQTT 3.1.1, no properties field)."""
+    body = len(topic).to_bytes(2, "big") + topic + (pid.to_bytes(2, "big") if flags & 0x06 else b"") + (props or b"") + payload
+    n, length = len(body), bytearray()
+    while True:
+        n, b = divmod(n, 128)
+        length.append(b | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes([0x30 | flags]) + bytes(length) + body
+
+
+def _properties(**values: object) -> bytes:
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    for name, value in values.items():
+        setattr(props, name, value)
+    packed: bytes = props.pack()  # type: ignore[no-untyped-call]
+    return packed
+
+
+def _received(
+    cls: type[paho.Client], protocol: MQTTProtocolVersion, wire: bytes, logger: bool = False
+) -> tuple[list[tuple[object, ...]], int]:
+    """What a client of `cls` hands its on_message for `wire` (each message's fields, its properties as JSON), and the
+    return code of its loop once it is all read."""
+    client = cls(callback_api_version=CallbackAPIVersion.VERSION2, client_id="t", protocol=protocol)
+    if logger:
+        client.enable_logger()
+    got: list[tuple[object, ...]] = []
+
+    def on_message(c: paho.Client, u: object, m: paho.MQTTMessage) -> None:
+        props = m.properties
+        got.append((m.topic, m.payload, m.qos, m.retain, m.dup, m.mid, type(props).__name__,
+                    None if props is None else props.json()))  # type: ignore[no-untyped-call]
+
+    client.on_message = on_message
+    _, peer = connected_pair(client)
+    peer.sendall(wire)
+    peer.shutdown(socket.SHUT_WR)
+    rc = 0
+    for _ in range(len(wire)):  # at most a read per byte; a closed or broken link ends it
+        rc = client._loop(1.0)
+        if rc != 0:
+            break
+    peer.close()
+    return got, int(rc)
+
+
+@pytest.mark.parametrize("logger", [False, True], ids=["quiet", "paho-logging"])
+@pytest.mark.parametrize("protocol", [MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311], ids=["v5", "v311"])
+def test_every_message_is_handed_over_exactly_as_paho_hands_it_over(protocol: MQTTProtocolVersion, logger: bool) -> None:
+    """The lean path takes plain QoS 0 messages; whatever it takes or leaves to paho, the callback sees paho's message."""
+    v5_props = protocol == MQTTProtocolVersion.MQTTv5
+    none = b"\x00" if v5_props else None
+    some = _properties(ContentType="application/json", UserProperty=[("k", "v")]) if v5_props else None
+    wire = b"".join([
+        _packet(b"a/unit/U1/position", b'{"lat":1}', 0x00, none),  # the common case
+        _packet(b"a/unit/U1/position", b'{"lat":2}', 0x01, none),  # retained
+        _packet(b"a/unit/U1/position", b'{"lat":3}', 0x08, none),  # dup flag (meaningless at QoS 0, passed on)
+        _packet(b"a/empty", b"", 0x01, none),  # an empty payload (a retained message cleared)
+        _packet("a/unicodé/ü".encode(), b"\xff\x00binary", 0x00, none),
+        _packet(b"a/with/properties", b"p", 0x00, some),  # MQTT 5 properties: paho's way
+        _packet(b"a/qos1", b"q1", 0x02, none, pid=7),  # QoS 1: paho's way (and its PUBACK)
+        _packet(b"a/qos1/retained", b"q1r", 0x03, some, pid=8),
+    ])
+    ours, rc_ours = _received(BufferedClient, protocol, wire, logger)
+    paho_s, rc_paho = _received(paho.Client, protocol, wire, logger)
+    assert len(ours) == 8 and ours == paho_s and rc_ours == rc_paho
+    first = ours[0]
+    assert first[:6] == ("a/unit/U1/position", b'{"lat":1}', 0, False, False, 0)
+    assert first[6] == ("Properties" if v5_props else "NoneType")
+
+
+@pytest.mark.parametrize("protocol", [MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311], ids=["v5", "v311"])
+def test_a_malformed_publish_ends_the_link_as_paho_would(protocol: MQTTProtocolVersion) -> None:
+    props = b"\x00" if protocol == MQTTProtocolVersion.MQTTv5 else b""
+    good = _packet(b"a/ok", b"1", 0x00, props or None)
+    too_long_topic = b"\x30\x05\x00\x40abc"  # says 64 topic bytes, holds 3
+    empty_topic = b"\x30\x03\x00\x00" + props[:1] + (b"" if props else b"x")  # an empty topic without an alias
+    for bad in (too_long_topic, empty_topic):
+        ours, rc_ours = _received(BufferedClient, protocol, good + bad + good)
+        paho_s, rc_paho = _received(paho.Client, protocol, good + bad + good)
+        assert ours == paho_s and rc_ours == rc_paho
+        assert len(ours) >= 1 and ours[0][1] == b"1"
 
 
 def test_through_a_real_broker_and_a_restart_nothing_is_lost_or_mixed_up(tmp_path: Path) -> None:
