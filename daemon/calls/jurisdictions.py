@@ -269,7 +269,7 @@ class JurisdictionIndex:
         box = _boxes([row], [col], _CELLS_PER_DEG)[0]
         hit = self._tree.query(box, predicate="intersects")
         parts, owners = self._parts[hit], self._owner[hit]
-        rank = self._box_rank(parts, owners, np.ones(len(parts), dtype=bool), shapely.covers(parts, box))
+        rank = self._box_ranks(owners, np.ones((len(parts), 1), dtype=bool), shapely.covers(parts, box)[:, None])[0]
         if rank == _BORDER:
             self._borders[cell] = (parts, owners, None)
         return rank
@@ -283,21 +283,24 @@ class JurisdictionIndex:
         boxes = _boxes(row * SUBCELLS + rows, col * SUBCELLS + cols, _SUBS_PER_DEG)
         touch = shapely.intersects(parts[:, None], boxes[None, :])
         cover = shapely.covers(parts[:, None], boxes[None, :])
-        subs = [self._box_rank(parts, owners, touch[:, k], cover[:, k]) for k in range(len(boxes))]
+        subs = self._box_ranks(owners, touch, cover)
         self._borders[cell] = (parts, owners, subs)
         self._tested.pop(cell, None)
         return subs
 
-    def _box_rank(self, parts: npt.NDArray[Any], owners: npt.NDArray[np.int64], touch: npt.NDArray[np.bool_],
-                  cover: npt.NDArray[np.bool_]) -> int:
-        """The rank of the one jurisdiction covering all of a box, len(ids) when no part touches it, else _BORDER;
-        `touch` and `cover`: which of `parts` intersect and cover the box."""
-        if not touch.any():
-            return len(self.ids)
-        unique = np.unique(owners[touch])
-        if unique.size == 1 and bool(cover[touch].any()):
-            return int(unique[0])
-        return _BORDER
+    def _box_ranks(self, owners: npt.NDArray[np.int64], touch: npt.NDArray[np.bool_], cover: npt.NDArray[np.bool_]) -> list[int]:
+        """For each of some boxes: the rank of the one jurisdiction covering all of it, len(ids) when no polygon part
+        touches it, else _BORDER; `touch` and `cover` (polygon parts x boxes): which parts intersect and cover each box,
+        `owners`: each part's jurisdiction."""
+        none = len(self.ids)
+        if not len(owners):
+            return [none] * touch.shape[1]
+        column = owners[:, None]
+        low = np.where(touch, column, _NO_RANK).min(axis=0)
+        high = np.where(touch, column, -1).max(axis=0)
+        one = (low == high) & (cover & touch).any(axis=0)
+        ranks: list[int] = np.where(low == _NO_RANK, none, np.where(one, low, _BORDER)).tolist()
+        return ranks
 
     def assign_bulk(
         self, lats: Sequence[float] | npt.NDArray[np.float64], lons: Sequence[float] | npt.NDArray[np.float64]
