@@ -13,7 +13,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from conftest import Daemon, Feeder, Station, Subscriber, wait_until
 from helpers_faults import FeedThread, HalfOpenProxy, Mosquitto, NotifySocket, configure, outbox_ids, received_ids
 
 from alkomd.daemon.ctl.demo.broker import Broker, free_port
+from alkomd.daemon.mqtt import publisher as publisher_module
 from alkomd.daemon.mqtt.link import Ack, publish_packet_size
 from alkomd.daemon.mqtt.publisher import Publisher
 from alkomd.daemon.store.database import Message, OutboxRow, Store
@@ -365,11 +366,26 @@ def test_b7_a_message_over_the_brokers_maximum_packet_size_is_kept_and_the_link_
 # -- B7 at the publisher: every refusal code takes the same path -----------------------------------
 
 
+class Clock:
+    """The publisher's clock, moved on by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def publisher(tmp_path: Path) -> Iterator[tuple[Publisher, Store, list[tuple[str, int]], asyncio.AbstractEventLoop]]:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def publisher(tmp_path: Path, clock: Clock) -> Iterator[tuple[Publisher, Store, list[tuple[str, int]], asyncio.AbstractEventLoop]]:
     loop = asyncio.new_event_loop()
     store = Store(tmp_path / "a.db")
-    pub = Publisher(store, loop, window=5)
+    pub = Publisher(store, loop, window=5, clock=clock)
     sent: list[tuple[str, int]] = []  # (msg topic, mid)
 
     def send(topic: str, payload: str, qos: int, retain: bool) -> int:
@@ -384,6 +400,7 @@ def publisher(tmp_path: Path) -> Iterator[tuple[Publisher, Store, list[tuple[str
 
 def test_a_puback_reads_only_the_rows_that_came_since_however_many_are_held(
     publisher: tuple[Publisher, Store, list[tuple[str, int]], asyncio.AbstractEventLoop], monkeypatch: pytest.MonkeyPatch,
+    clock: Clock,
 ) -> None:
     """Rows held for 0x10 wait behind the publisher's cursor: a PUBACK asks the store only for newer rows (under a flood
     of PUBACKs, reading every held row each time cost the loop up to 1.8 ms an ack); held rows come back by id when due."""
@@ -395,21 +412,53 @@ def test_a_puback_reads_only_the_rows_that_came_since_however_many_are_held(
         mid += 1
         pub.on_ack(Ack(mid, 0x10, "No matching subscribers"))
     assert len(sent) == 40 and pub.held()[0] == 40
-    asked: list[tuple[int, int]] = []  # (after, limit + held rows left out) of each read of new rows
+    asked: list[int] = []  # `after` of each read of new rows
     real = store.unsent
 
-    def spy(limit: int, skip: frozenset[int] = frozenset(), after: int = 0) -> list[OutboxRow]:
-        asked.append((after, len(skip)))
+    def spy(limit: int, skip: Container[int] = frozenset(), after: int = 0) -> list[OutboxRow]:
+        asked.append(after)
         return real(limit, skip, after)
 
     monkeypatch.setattr(store, "unsent", spy)
     store.record([], [Message("new", "alert", f"{NODE}/unit/R99/alert", "{}", 1, False)], datetime.now(UTC))
     pub.pump()
-    assert sent[-1][0].endswith("/R99/alert") and asked and all(after >= 40 for after, _ in asked)
+    assert sent[-1][0].endswith("/R99/alert") and asked and all(after >= 40 for after in asked)
     pub.on_ack(Ack(len(sent), 0, "Success"))
-    pub._blocked = dict.fromkeys(pub._blocked, 0.0)  # the held rows' retry is due
+    pub.pump()
+    assert len(sent) == 41  # held: not due yet
+    clock.now += publisher_module.NO_SUBSCRIBER_RETRY_S  # the held rows' retry is due
     pub.pump()
     assert [t for t, _ in sent[41:]] == [f"{NODE}/unit/R{i}/alert" for i in range(5)]  # the oldest five: the window
+
+
+def test_b7_a_superseded_audit_head_is_not_held_for_0x10_but_every_position_and_alert_is(
+    publisher: tuple[Publisher, Store, list[tuple[str, int]], asyncio.AbstractEventLoop], clock: Clock,
+) -> None:
+    """Mabes has no parent to read its audit head: each audit record's head gets 0x10 in the first minute after a
+    connect. Only the newest head counts (a consumer that subscribes later is given the retained one), so a superseded
+    head is taken as delivered instead of held and sent again every 2 s (500 calls held 1,800 rows and made every
+    PUBACK slow). Positions (history) and alerts (not retained) superseded on their topic are still held, as B7 asks."""
+    pub, store, sent, loop = publisher
+    heads = [Message(f"a{i}", "audit_head", f"{NODE}/audit/head", f'{{"count":{i}}}', 1, True) for i in range(30)]
+    positions = [Message(f"p{i}", "position", f"{NODE}/unit/R2-00/position", f'{{"n":{i}}}', 1, True) for i in range(5)]
+    alerts = [Message(f"l{i}", "alert", f"{NODE}/unit/R2-00/alert", "{}", 1, False) for i in range(3)]
+    store.record([], heads + positions + alerts, datetime.now(UTC))
+    pub.on_connected()
+    mid = 0
+    while mid < len(sent):  # the broker answers every one with 0x10 as it goes out
+        mid += 1
+        pub.on_ack(Ack(mid, 0x10, "No matching subscribers"))
+    loop.run_until_complete(asyncio.sleep(publisher_module.ACK_COMMIT_S * 2))
+    assert pub.held()[0] == 1 + 5 + 3  # the newest head, every position, every alert
+    unsent = store.conn.execute("SELECT msg_id FROM outbox WHERE sent IS NULL ORDER BY id").fetchall()
+    assert [m for (m,) in unsent] == ["a29"] + [m.msg_id for m in positions + alerts]
+    clock.now += publisher_module.NO_SUBSCRIBER_RETRY_S  # their retry is due: the held ones go again, no other
+    before = len(sent)
+    pub.pump()
+    while mid < len(sent):  # each PUBACK makes room in the window for the next held row
+        mid += 1
+        pub.on_ack(Ack(mid, 0, "Success"))
+    assert sorted(t for t, _ in sent[before:]) == sorted([f"{NODE}/audit/head"] + [m.topic for m in positions + alerts])
 
 
 @pytest.mark.parametrize("reason", [0x80, 0x83, 0x87, 0x90, 0x97, 0x99])
@@ -469,11 +518,11 @@ def test_the_fault_matrix_page_names_every_row_and_only_tests_that_exist() -> No
 
 def test_b7_no_subscriber_0x10_holds_are_logged_once_bounded_and_said_in_status(
     publisher: tuple[Publisher, Store, list[tuple[str, int]], asyncio.AbstractEventLoop], caplog: pytest.LogCaptureFixture,
+    clock: Clock,
 ) -> None:
     """0x10 after a connect: rows held (not delivered), one log line however many 0x10 come, `held()` says
     why and for how long (alkomctl status shows it); after the grace window the row counts as delivered."""
     from alkomd.daemon.control import OutboxInfo, Status, decode, encode
-    from alkomd.daemon.mqtt import publisher as publisher_module
 
     pub, store, sent, loop = publisher
     store.record([], [Message(f"m{i}", "alert", f"{NODE}/unit/R2-0{i}/alert", "{}", 1, False) for i in range(2)], datetime.now(UTC))
@@ -486,8 +535,7 @@ def test_b7_no_subscriber_0x10_holds_are_logged_once_bounded_and_said_in_status(
     assert len([r for r in caplog.records if "no subscriber" in r.getMessage()]) == 1
     assert store.outbox_depth() == 2
     # The grace window ends: the next 0x10 is delivery.
-    pub._connected_at -= publisher_module.NO_SUBSCRIBER_GRACE_S
-    pub._blocked = dict.fromkeys(pub._blocked, 0.0)  # their retry is due
+    clock.now += publisher_module.NO_SUBSCRIBER_GRACE_S  # their retry is due, and the grace window is over
     pub.pump()
     assert len(sent) == 4
     pub.on_ack(Ack(3, 0x10, "No matching subscribers"))

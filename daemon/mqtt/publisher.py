@@ -12,7 +12,11 @@ Rules (all on the event loop thread):
   either: a broker that just restarted has lost its subscribers' sessions, and what it accepts
   before they subscribe again goes nowhere. Such rows are retried every `NO_SUBSCRIBER_RETRY_S`
   until the grace window ends; after it, 0x10 counts as delivered (nobody is listening). The first
-  such hold after a connect is logged once, and `held()` says why rows wait (`alkomctl status`);
+  such hold after a connect is logged once, and `held()` says why rows wait (`alkomctl status`).
+  A message of a kind whose topic only ever says the latest (`contract.LATEST_ONLY_KINDS`: the audit
+  head, a device's state) that a newer one on its topic has superseded is not held: a consumer that
+  subscribes later is given the topic's retained message, the newer one (Mabes, which has no parent
+  to read its audit head, held one row per audit record for a minute and sent each again every 2 s);
 - a row the broker acknowledged but the database cannot mark sent (disk full) stays out of the
   window and is marked when the database takes writes again: it is not sent over and over;
 - a message larger than the broker's Maximum Packet Size (MQTT 5 CONNACK) is never handed to
@@ -24,11 +28,13 @@ Rules (all on the event loop thread):
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 
+from alkomd.daemon.mqtt import contract
 from alkomd.daemon.mqtt.link import Ack, publish_packet_size
 from alkomd.daemon.records import utc_now
 from alkomd.daemon.store.database import OutboxRow, Store, StoreError
@@ -46,10 +52,25 @@ HELD_REFUSED = "refused"
 Send = Callable[[str, str, int, bool], int]  # (topic, payload, qos, retain) -> mid
 
 
+class _Busy:
+    """The rows `pump` must not hand out now: in flight, acknowledged and not yet marked sent, or held until later."""
+
+    __slots__ = ("acked", "blocked", "inflight")
+
+    def __init__(self, inflight: set[int], acked: set[int], blocked: dict[int, float]) -> None:
+        self.inflight, self.acked, self.blocked = inflight, acked, blocked
+
+    def __contains__(self, row_id: object) -> bool:
+        return row_id in self.inflight or row_id in self.acked or row_id in self.blocked
+
+
 class Publisher:
-    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop, window: int = 20) -> None:
+    def __init__(
+        self, store: Store, loop: asyncio.AbstractEventLoop, window: int = 20, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.store = store
         self._loop = loop
+        self._clock = clock
         self.window = window
         self.send: Send | None = None
         self.connected = False
@@ -62,8 +83,10 @@ class Publisher:
         self._connected_at = 0.0
         self._inflight: dict[int, int] = {}  # mid -> outbox row id
         self._priority: deque[OutboxRow] = deque()
-        self._blocked: dict[int, float] = {}  # row id -> monotonic time of the next try
-        self._acked: list[int] = []
+        self._blocked: dict[int, float] = {}  # row id -> clock time of its next try
+        self._retries: list[tuple[float, int]] = []  # heap of (time, row id) behind `_blocked` (stale entries skipped)
+        self._latest_only: set[int] = set()  # rows in flight that a newer row on their topic supersedes (see above)
+        self._acked: set[int] = set()
         self._commit_scheduled = False
         self._marks_failing = False
         self._refusals_logged: set[tuple[str, int]] = set()
@@ -83,7 +106,7 @@ class Publisher:
         self._too_large_ids.clear()
         self._held = {i: why for i, why in self._held.items() if why == HELD_REFUSED}
         self._no_subscriber_logged = False
-        self._connected_at = time.monotonic()
+        self._connected_at = self._clock()
         self._priority = deque(self.store.newest_unsent_positions())
         self._cursor = 0
         self.pump()
@@ -96,10 +119,12 @@ class Publisher:
         row_id = self._inflight.pop(ack.mid, None)
         if row_id is None:
             return  # a message not from the outbox (state, health)
-        now = time.monotonic()
-        if ack.reason == NO_SUBSCRIBER and now - self._connected_at < NO_SUBSCRIBER_GRACE_S:
+        now = self._clock()
+        superseded = row_id in self._latest_only
+        self._latest_only.discard(row_id)
+        if ack.reason == NO_SUBSCRIBER and now - self._connected_at < NO_SUBSCRIBER_GRACE_S and not superseded:
             self.no_subscriber_retries += 1
-            self._blocked[row_id] = now + NO_SUBSCRIBER_RETRY_S
+            self._block(row_id, now + NO_SUBSCRIBER_RETRY_S)
             self._held[row_id] = HELD_NO_SUBSCRIBER
             self._loop.call_later(NO_SUBSCRIBER_RETRY_S, self.pump)
             if not self._no_subscriber_logged:
@@ -112,14 +137,14 @@ class Publisher:
                 )
         elif ack.reason < 0x80:
             self._held.pop(row_id, None)
-            self._acked.append(row_id)
+            self._acked.add(row_id)
             if not self._commit_scheduled:
                 self._commit_scheduled = True
                 self._loop.call_later(ACK_COMMIT_S, self.commit_acks)
         else:
             self.refused += 1
             self._held[row_id] = HELD_REFUSED
-            self._blocked[row_id] = now + REFUSED_RETRY_S
+            self._block(row_id, now + REFUSED_RETRY_S)
             self._loop.call_later(REFUSED_RETRY_S, self.pump)
             kind = self.store.outbox_kind(row_id)
             if (kind, ack.reason) not in self._refusals_logged:
@@ -137,7 +162,7 @@ class Publisher:
         refused = sum(1 for why in self._held.values() if why == HELD_REFUSED) + len(self._too_large_ids)
         parts = []
         if no_sub and self.connected:
-            left = max(0.0, NO_SUBSCRIBER_GRACE_S - (time.monotonic() - self._connected_at))
+            left = max(0.0, NO_SUBSCRIBER_GRACE_S - (self._clock() - self._connected_at))
             parts.append(
                 f"{no_sub} held: the broker has no subscriber for them (0x10) since it was connected, sent again every "
                 f"{NO_SUBSCRIBER_RETRY_S:g} s for {left:.0f} s more, then taken as delivered"
@@ -170,7 +195,7 @@ class Publisher:
         if self._marks_failing:
             self._marks_failing = False
             log.info("acknowledged messages marked sent again (%d)", len(ids))
-        self._acked = []
+        self._acked = set()
         self.sent += len(ids)
         for i in ids:
             self._blocked.pop(i, None)
@@ -179,37 +204,51 @@ class Publisher:
     # -- draining ------------------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Fill the in-flight window from the outbox (cheap when there is nothing to do)."""
+        """Fill the in-flight window from the outbox (cheap when there is nothing to do, however many rows are held)."""
         if not self.connected or self.send is None:
             return
         free = self.window - len(self._inflight)
         if free <= 0:
             return
-        now = time.monotonic()
-        skip = set(self._inflight.values())
-        skip.update(self._acked)
-        due = sorted(i for i, at in self._blocked.items() if at <= now and i not in skip)
-        skip.update(i for i, at in self._blocked.items() if at > now)
+        busy = _Busy(set(self._inflight.values()), self._acked, self._blocked)
         while free > 0 and self._priority:
             row = self._priority.popleft()
-            if row.id not in skip:
+            if row.id not in busy:
                 self._send(row)
-                skip.add(row.id)
+                busy.inflight.add(row.id)
                 free -= 1
-        if free > 0 and due:  # held rows whose time has come: behind the cursor, read by id
-            for row in self.store.outbox_rows(due[:free]):
-                if row.id not in skip:
+        due = self._due(free) if free > 0 else []
+        if due:  # held rows whose time has come: behind the cursor, read by id
+            for row in self.store.outbox_rows(due):
+                if row.id not in busy:
                     self._send(row)
-                    skip.add(row.id)
+                    busy.inflight.add(row.id)
                     free -= 1
         while free > 0:  # new rows, past the cursor: a PUBACK reads only what came since
-            rows = self.store.unsent(free, frozenset(skip), after=self._cursor)
+            rows = self.store.unsent(free, busy, after=self._cursor)
             if not rows:
                 break
             for row in rows:
                 self._send(row)
+                busy.inflight.add(row.id)
                 free -= 1
             self._cursor = rows[-1].id
+
+    def _block(self, row_id: int, until: float) -> None:
+        self._blocked[row_id] = until
+        heapq.heappush(self._retries, (until, row_id))
+
+    def _due(self, limit: int) -> list[int]:
+        """Up to `limit` held rows whose time has come, in id order; no longer held (a row not in the outbox any more,
+        or in flight already, is left out)."""
+        now, heap, blocked = self._clock(), self._retries, self._blocked
+        due: list[int] = []
+        while heap and len(due) < limit and heap[0][0] <= now:
+            at, row_id = heapq.heappop(heap)
+            if blocked.get(row_id) == at:  # else stale: acknowledged since, or held again until later
+                del blocked[row_id]
+                due.append(row_id)
+        return sorted(due)
 
     def _send(self, row: OutboxRow) -> None:
         assert self.send is not None
@@ -217,15 +256,17 @@ class Publisher:
         if self.max_packet and publish_packet_size(m.topic, m.payload) > self.max_packet:
             self._too_large(row)
             return
-        retain = m.retain and not self.store.superseded(row)
-        mid = self.send(m.topic, m.payload, m.qos, retain)
+        superseded = m.retain and self.store.superseded(row)
+        mid = self.send(m.topic, m.payload, m.qos, m.retain and not superseded)
         self._inflight[mid] = row.id
+        if superseded and m.kind in contract.LATEST_ONLY_KINDS:
+            self._latest_only.add(row.id)
 
     def _too_large(self, row: OutboxRow) -> None:
         """Keep a message the broker would disconnect us for; look at it again after `REFUSED_RETRY_S`."""
         self.too_large += 1
         self._too_large_ids.add(row.id)
-        self._blocked[row.id] = time.monotonic() + REFUSED_RETRY_S
+        self._block(row.id, self._clock() + REFUSED_RETRY_S)
         self._loop.call_later(REFUSED_RETRY_S, self.pump)
         self._loop.call_soon(self.pump)  # its place in the window goes to the next message
         size = publish_packet_size(row.message.topic, row.message.payload)

@@ -68,6 +68,9 @@ from alkomd.daemon.mqtt.contract.inbound import (
     parse_taken as parse_taken,
 )
 from alkomd.daemon.mqtt.contract.outbound import (
+    LATEST_ONLY_KINDS as LATEST_ONLY_KINDS,
+)
+from alkomd.daemon.mqtt.contract.outbound import (
     DeviceHealth as DeviceHealth,
 )
 from alkomd.daemon.mqtt.contract.outbound import (

@@ -30,6 +30,10 @@ from alkomd.daemon.records import Counters, DeviceStatus, Fix, RadioStatus, Unit
 from alkomd.daemon.store.audit import AuditHead
 from alkomd.daemon.store.database import Message
 
+LATEST_ONLY_KINDS = frozenset({"audit_head", "device_status"})
+"""Kinds of message whose retained topic only ever says the latest: a consumer needs the newest one, not each one in
+between (the publisher does not hold a superseded one back for a consumer that is not there yet)."""
+
 
 def new_msg_id() -> str:
     """A globally unique message id: 128 random bits as 32 hex digits (consumers deduplicate on it)."""
