@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 BULK_DELAY_S = 0.01  # positions wait this long for the ones after them (10 ms at 10,000 a second: about 100 a batch)
 SLICE_S = 0.02  # a drain gives the loop back after this long (timers, the control socket, other callbacks)
-BATCH = 256  # bulk messages handed over at once
+BATCH = 64  # bulk messages handed over at once
 
 Message = tuple[str, bytes, bool]  # topic, payload, retained
 
