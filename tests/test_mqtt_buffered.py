@@ -32,17 +32,22 @@ class CountingSocket:
         return getattr(self.sock, name)
 
 
-def publish_packet(topic: str, payload: bytes, qos: int = 0, pid: int = 1) -> bytes:
-    """An MQTT 5 PUBLISH packet (no properties)."""
-    t = topic.encode()
-    body = len(t).to_bytes(2, "big") + t + (pid.to_bytes(2, "big") if qos else b"") + b"\x00" + payload
+def _packet(topic: bytes, payload: bytes, flags: int, props: bytes | None, pid: int = 9) -> bytes:
+    """A PUBLISH packet with these header flags (dup 8, QoS 2/4, retain 1); `props`: MQTT 5 properties as packed (None:
+    MQTT 3.1.1, no properties field)."""
+    body = len(topic).to_bytes(2, "big") + topic + (pid.to_bytes(2, "big") if flags & 0x06 else b"") + (props or b"") + payload
     n, length = len(body), bytearray()
     while True:
         n, b = divmod(n, 128)
         length.append(b | (0x80 if n else 0))
         if not n:
             break
-    return bytes([0x30 | qos << 1]) + bytes(length) + body
+    return bytes([0x30 | flags]) + bytes(length) + body
+
+
+def publish_packet(topic: str, payload: bytes, qos: int = 0, pid: int = 1) -> bytes:
+    """An MQTT 5 PUBLISH packet (no properties)."""
+    return _packet(topic.encode(), payload, qos << 1, b"\x00", pid)
 
 
 def connected_pair(client: paho.Client) -> tuple[CountingSocket, socket.socket]:
@@ -100,19 +105,6 @@ def test_a_packet_split_across_reads_and_one_larger_than_the_buffer_arrive_whole
     puback = peer.recv(64)  # the QoS 1 message was acknowledged, as paho does
     assert puback[:1] == b"\x40" and puback[2:4] == (7).to_bytes(2, "big")
     peer.close()
-
-
-def _packet(topic: bytes, payload: bytes, flags: int, props: bytes | None, pid: int = 9) -> bytes:
-    """A PUBLISH packet with these header flags (dup 8, QoS 2/4, retain 1); `props`: MQTT 5 properties as packed (None:
-    MQTT 3.1.1, no properties field)."""
-    body = len(topic).to_bytes(2, "big") + topic + (pid.to_bytes(2, "big") if flags & 0x06 else b"") + (props or b"") + payload
-    n, length = len(body), bytearray()
-    while True:
-        n, b = divmod(n, 128)
-        length.append(b | (0x80 if n else 0))
-        if not n:
-            break
-    return bytes([0x30 | flags]) + bytes(length) + body
 
 
 def _properties(**values: object) -> bytes:
