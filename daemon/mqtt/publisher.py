@@ -239,8 +239,8 @@ class Publisher:
         heapq.heappush(self._retries, (until, row_id))
 
     def _due(self, limit: int) -> list[int]:
-        """Up to `limit` held rows whose time has come, in id order; no longer held (a row not in the outbox any more,
-        or in flight already, is left out)."""
+        """Up to `limit` held rows whose time has come, in id order, taken off the held ones (`pump` sends those still
+        in the outbox and not in flight)."""
         now, heap, blocked = self._clock(), self._retries, self._blocked
         due: list[int] = []
         while heap and len(due) < limit and heap[0][0] <= now:
