@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +38,27 @@ def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "con
             return
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@contextmanager
+def paho_thread_held(client: paho.Client, other: paho.Client, topic: str = "hold/now") -> Iterator[threading.Event]:
+    """Hold `client`'s network thread inside a message callback (`other` publishes to `topic`, which `client` must be
+    subscribed to) until the block ends; yields the event that is set while the thread is held."""
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(c: paho.Client, u: object, m: paho.MQTTMessage) -> None:
+        inside.set()
+        release.wait(120)
+        inside.clear()
+
+    client.message_callback_add(topic, hold)
+    other.publish(topic, b"hold", qos=0)
+    wait_until(inside.is_set, 20, "the client's network thread inside the callback")
+    try:
+        yield inside
+    finally:
+        release.set()
+        client.message_callback_remove(topic)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from paho.mqtt.properties import Properties
 
 from alkomd.daemon.ctl.demo.broker import Broker
 from alkomd.daemon.mqtt.buffered import READ_CHUNK, BufferedClient, BufferedSocket
-from tests.conftest import wait_until
+from tests.conftest import paho_thread_held, wait_until
 
 
 class CountingSocket:
@@ -262,6 +262,40 @@ def test_under_a_flood_that_never_pauses_the_clients_own_publishes_still_go_out(
         assert flooder.is_alive()  # the flood never paused
     finally:
         stop.set()
+        for client in started:
+            client.loop_stop()
+        broker.close()
+
+
+def test_a_publish_written_through_goes_out_while_pahos_thread_is_busy(tmp_path: Path) -> None:
+    """`write_through` writes a publish from the publishing thread: it reaches a subscriber while paho's own thread is
+    held in a callback. Without it the packet waits in paho's queue for that thread; the PUBACK is paho's as usual."""
+    broker = Broker(kind="mosquitto", workdir=tmp_path / "broker")
+    broker.start()
+    started: list[paho.Client] = []
+    try:
+        pub, watcher = v5(BufferedClient, "pub"), v5(paho.Client, "watcher")
+        heard: list[bytes] = []
+        watcher.on_message = lambda c, u, m: heard.append(m.payload)
+        acks = []
+        for client, topic in ((pub, "hold/now"), (watcher, "out/#")):
+            ack = threading.Event()
+            client.on_subscribe = lambda *a, ack=ack: ack.set()
+            client.connect("127.0.0.1", broker.port)
+            client.subscribe(topic, qos=1)
+            client.loop_start()
+            started.append(client)
+            acks.append(ack)
+        wait_until(lambda: all(a.is_set() for a in acks), 20, "both SUBACKs")
+        with paho_thread_held(pub, watcher) as held:
+            info = pub.publish("out/through", b"now", qos=1)
+            assert len(pub._out_packet) == 1  # paho's thread is held: nobody has written it yet
+            pub.write_through()
+            assert not pub._out_packet
+            wait_until(lambda: heard == [b"now"], 20, "the message written by the publishing thread")
+            assert held.is_set() and not info.is_published()  # the PUBACK waits for paho's thread, as ever
+        wait_until(info.is_published, 20, "the PUBACK, read by paho's thread once it is free")
+    finally:
         for client in started:
             client.loop_stop()
         broker.close()

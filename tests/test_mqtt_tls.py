@@ -13,10 +13,11 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from conftest import Daemon, Feeder, Station, wait_until
+from conftest import Daemon, Feeder, Station, paho_thread_held, wait_until
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alkomd.daemon.ctl.demo.broker import find_mosquitto, free_port, port_open
+from alkomd.daemon.mqtt.buffered import BufferedClient
 from alkomd.drivers.simulator import PtyGps
 
 PASSWORD = "s3cret-polres"
@@ -123,3 +124,37 @@ def test_wrong_password_is_reported_once_and_nothing_is_lost(
     assert st.query("SELECT count(*) FROM outbox WHERE sent IS NULL AND kind = 'position'")[0][0] == 3
     assert d.proc is not None and d.proc.poll() is None
     assert "wrong-password" not in d.log
+
+
+
+def test_over_tls_a_publish_is_never_written_by_the_publishing_thread(tls_broker: tuple[int, Path]) -> None:
+    """An SSL socket must not be written by one thread while another reads it: over TLS `write_through` leaves the
+    packet to paho's thread (still in its queue while that thread is held), which sends it once free."""
+    port, pki = tls_broker
+    started: list[paho.Client] = []
+    try:
+        pub = BufferedClient(callback_api_version=CallbackAPIVersion.VERSION2, client_id="pub", protocol=MQTTProtocolVersion.MQTTv5)
+        watcher = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="watcher", protocol=MQTTProtocolVersion.MQTTv5)
+        heard: list[bytes] = []
+        watcher.on_message = lambda c, u, m: heard.append(m.payload)
+        acks = []
+        accounts = ((pub, "hold/now", "polres-kota", PASSWORD), (watcher, "out/#", "consumer", "consumer-pw"))
+        for client, topic, user, password in accounts:
+            ack = threading.Event()
+            client.on_subscribe = lambda *a, ack=ack: ack.set()
+            client.username_pw_set(user, password)
+            client.tls_set(ca_certs=str(pki / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
+            client.connect("localhost", port)
+            client.subscribe(topic, qos=1)
+            client.loop_start()
+            started.append(client)
+            acks.append(ack)
+        wait_until(lambda: all(a.is_set() for a in acks), 20, "both SUBACKs")
+        with paho_thread_held(pub, watcher):
+            pub.publish("out/tls", b"later", qos=1)
+            pub.write_through()
+            assert len(pub._out_packet) == 1  # left to paho's thread
+        wait_until(lambda: heard == [b"later"], 20, "the message, sent by paho's thread once free")
+    finally:
+        for client in started:
+            client.loop_stop()

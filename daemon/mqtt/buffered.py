@@ -23,13 +23,24 @@ is the same (topic, payload, retain, dup, timestamp); its `properties`, an empty
 handles everything else: QoS 1 and 2, a PUBLISH with properties, a malformed one, and every PUBLISH
 while paho's logging is on (its DEBUG line formats the properties).
 
-Depends on paho's `_create_socket`, `_handle_publish`, `_in_packet`, `_protocol` and `_logger`
-(setup.cfg pins paho below 3); tests/test_mqtt_buffered.py checks the behaviour on the installed
-paho.
+`write_through()` writes what `publish()` queued from the calling thread (the event loop's) at
+once, instead of when paho's thread has woken up and got the GIL: on the call path that hop cost
+0.4 ms at the median and up to 7 ms at p99 while positions flooded the machine
+(bench/bench_calls.py). One lock keeps paho's thread and the caller from writing at the same
+time, so packets go out whole and in order, and a reconnect holds it while it replaces the socket.
+Plain TCP only: an SSL socket must not be written by one thread while another reads it. A write
+that fails or would block leaves the rest queued, and paho's thread (woken by `publish()` as
+always) writes it or handles the error.
+
+Depends on paho's `_create_socket`, `_handle_publish`, `_packet_write`, `_in_packet`, `_sock`,
+`_protocol` and `_logger` (setup.cfg pins paho below 3); tests/test_mqtt_buffered.py checks the
+behaviour on the installed paho.
 """
 
 from __future__ import annotations
 
+import ssl
+import threading
 from typing import Any, cast
 
 import paho.mqtt.client as paho
@@ -93,11 +104,38 @@ class _Received(paho.MQTTMessage):
 
 
 class BufferedClient(paho.Client):
-    """A paho client whose socket reads go through a `BufferedSocket` and whose plain QoS 0 messages skip paho's
-    `Properties`; everything else is paho's."""
+    """A paho client whose socket reads go through a `BufferedSocket`, whose plain QoS 0 messages skip paho's
+    `Properties`, and whose publishes can be written by the publishing thread (`write_through`); the rest is paho's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # held while packets are written, and while a reconnect replaces the socket (re-entrant: paho's blocking
+        # connect() writes its CONNECT from inside reconnect())
+        self._write_lock = threading.RLock()
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
+
+    def reconnect(self) -> MQTTErrorCode:
+        with self._write_lock:
+            return super().reconnect()
+
+    def _packet_write(self) -> MQTTErrorCode:
+        with self._write_lock:
+            return super()._packet_write()
+
+    def write_through(self) -> None:
+        """Write the queued packets from this thread now (after `publish()`; see the module docstring). Nothing happens
+        over TLS, while not connected, or while paho's thread is writing or reconnecting: it writes them then."""
+        sock = self._sock
+        if not isinstance(sock, BufferedSocket) or isinstance(sock.sock, ssl.SSLSocket) or not self.is_connected():
+            return
+        if self._write_lock.acquire(blocking=False):
+            try:
+                if self._sock is sock:
+                    super()._packet_write()  # an error puts the packet back; paho's thread meets it and handles it
+            finally:
+                self._write_lock.release()
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         rc = super().loop_read(max_packets)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alkomd.daemon.config import MqttConfig
@@ -21,7 +20,7 @@ def read_secret(path: str) -> str:
 def make_client(
     mqtt: MqttConfig, client_id: str, username: str = "", password_file: Path | None = None, persistent: bool = False,
     manual_ack: bool = False,
-) -> paho.Client:
+) -> BufferedClient:
     """A paho 2.x client for `mqtt`'s broker; `persistent`: an MQTT 3.1.1 persistent session (MQTT 5 sets
     clean_start and the session expiry when it connects); `manual_ack`: QoS 1 messages are acknowledged by `ack`."""
     v5 = mqtt.protocol == "5"

@@ -168,6 +168,7 @@ class MqttLink:
                           topic, self.max_packet_size)
             return 0
         info = self.client.publish(topic, payload.encode("utf-8"), qos=qos, retain=retain)
+        self.client.write_through()  # on the wire now, not when paho's thread gets the GIL (plain TCP)
         return info.mid
 
     def stop(self, timeout_s: float = 2.0) -> None:
