@@ -320,6 +320,26 @@ def test_bulk_assignment_equals_point_lookups(adm2: JurisdictionIndex, adm1: Jur
         adm1.assign_bulk([1.0, 2.0], [3.0])
 
 
+def test_a_caller_placed_from_the_cell_cache_is_placed_as_the_polygons_place_him(adm2: JurisdictionIndex) -> None:
+    """`locate` answers a caller whose uncertainty circle lies in a cache cell that one jurisdiction holds alone without
+    testing polygons: the same placement as from the polygons, for callers anywhere (near borders too), with and
+    without an accuracy, on the regencies and on the provinces."""
+    rng = np.random.default_rng(20261207)
+    for index, (south, north, west, east) in ((with_max(adm2, 5000.0), (0.25, 1.10, 121.1, 123.6)),
+                                               (load(JurisdictionOptions(file=ADM1)), (-11.0, 6.0, 95.0, 141.0))):
+        lats, lons = rng.uniform(south, north, 3000).tolist(), rng.uniform(west, east, 3000).tolist()
+        accuracies = [None, 0.0, 5.0, 30.0, 300.0, 3000.0, 30000.0]
+        statuses = set()
+        for i, (lat, lon) in enumerate(zip(lats, lons, strict=True)):
+            acc = accuracies[i % len(accuracies)]
+            got = index.locate(Location(lat, lon, acc))
+            assert got == index._locate_by_polygons(lat, lon, acc or None), (lat, lon, acc)
+            statuses.add(got.status)
+        assert statuses == {LocationStatus.OK, LocationStatus.APPROXIMATE, LocationStatus.OUTSIDE}
+        alone = sum(0 <= r < len(index.ids) for r in index._cells.values())
+        assert alone > 300  # most callers on land were answered from a cell
+
+
 # -- in-memory features and repair ----------------------------------------------------------------------
 
 

@@ -25,6 +25,9 @@ Placing a caller (`JurisdictionIndex.locate`):
 - the point is in no polygon (at sea, off a simplified coast): `outside`, with the nearest
   jurisdiction and its distance in metres when it is within `outside_max_m`, else with
   jurisdiction None (and still the distance): the edge hands the call to the parent node.
+A caller whose uncertainty circle lies in a cache cell (`jurisdiction_at`'s) that one
+jurisdiction holds alone is `ok` in it without a polygon test: most callers, whose place is
+otherwise a tenth of a call's CPU.
 
 Tie rule. A point on a shared border (or in an overlap) is covered by two or more polygons; it
 goes to the LOWEST id, in plain string order (`"75.01" < "75.71"`). Why this rule: the borders
@@ -155,6 +158,11 @@ def _usable(lat: float, lon: float) -> bool:
     return math.isfinite(lat) and math.isfinite(lon) and -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0
 
 
+def _cell(y: float, x: float) -> int:
+    """The cache cell of a point given in cell units, ((lat + 90) * _CELLS_PER_DEG, (lon + 180) * _CELLS_PER_DEG)."""
+    return math.floor(y) * _COLS + min(math.floor(x), _COLS - 1)  # lon 180 is in the last column, not the next row's first
+
+
 def _lon_scale(lat: float) -> float:
     """cos(latitude), kept away from 0 so that degree conversions stay finite at the poles."""
     return max(math.cos(math.radians(lat)), 1e-6)
@@ -244,7 +252,7 @@ class JurisdictionIndex:
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):  # NaN included
             return None
         y, x = (lat + 90.0) * _CELLS_PER_DEG, (lon + 180.0) * _CELLS_PER_DEG
-        cell = math.floor(y) * _COLS + min(math.floor(x), _COLS - 1)  # lon 180 is in the last column, not the next row's first
+        cell = _cell(y, x)
         rank = self._cells.get(cell, _UNKNOWN)
         if rank == _UNKNOWN:
             rank = self._cells[cell] = self._cell_rank(cell)
@@ -261,6 +269,20 @@ class JurisdictionIndex:
                 hits = owners[shapely.intersects_xy(parts, lon, lat)]
                 return self.ids[int(hits.min())] if hits.size else None
         return self._id_or_none[rank]  # type: ignore[no-any-return]
+
+    def _alone(self, lat: float, lon: float, dlat: float, dlon: float) -> int | None:
+        """The rank of the one jurisdiction that holds, alone, a cache cell holding the whole box lat +- dlat, lon +- dlon
+        (None: the box crosses cells, or its cell is a border's or no jurisdiction's)."""
+        south, north, west, east = lat - dlat, lat + dlat, lon - dlon, lon + dlon
+        if not (south >= -90.0 and north <= 90.0 and west >= -180.0 and east <= 180.0):
+            return None
+        cell = _cell((south + 90.0) * _CELLS_PER_DEG, (west + 180.0) * _CELLS_PER_DEG)
+        if cell != _cell((north + 90.0) * _CELLS_PER_DEG, (east + 180.0) * _CELLS_PER_DEG):
+            return None
+        rank = self._cells.get(cell, _UNKNOWN)
+        if rank == _UNKNOWN:
+            rank = self._cells[cell] = self._cell_rank(cell)
+        return rank if 0 <= rank < len(self.ids) else None
 
     def _cell_rank(self, cell: int) -> int:
         """The rank of the one jurisdiction covering all of a cell, len(ids) when it touches none, else _BORDER (and
@@ -327,6 +349,14 @@ class JurisdictionIndex:
         lat, lon = location.lat, location.lon
         acc = location.accuracy_m
         radius = acc if acc is not None and math.isfinite(acc) and acc > 0 else None
+        reach = (radius or 0.0) * 1.01 / M_PER_DEG  # degrees of latitude; the 64-gon's corners lie 0.12% beyond the circle
+        alone = self._alone(lat, lon, reach, reach / _lon_scale(lat))
+        if alone is not None:  # the caller and the whole circle are in a cell no other jurisdiction touches
+            return Placement(LocationStatus.OK, self.ids[alone])
+        return self._locate_by_polygons(lat, lon, radius)
+
+    def _locate_by_polygons(self, lat: float, lon: float, radius: float | None) -> Placement:
+        """`locate` for a usable point, from the polygons themselves (no cache)."""
         ranks = self._covering(lat, lon)
         if ranks.size:
             primary = int(ranks[0])
