@@ -400,10 +400,8 @@ class UnitIndex:
         """
         if len(buckets) == 1:
             data = buckets[0].data[:, : buckets[0].n]
-            ids = buckets[0].ids
         else:
             data = np.concatenate([b.data[:, : b.n] for b in buckets], axis=1)
-            ids = [u for b in buckets for u in b.ids]
         ft = data[2]
         ok = (ft >= q.lo_us) & (ft <= q.hi_us)
         if outside:
@@ -436,7 +434,16 @@ class UnitIndex:
             if len(sure) >= k:
                 kth = float(np.partition(sure, k - 1)[k - 1])
                 idx = idx[(time <= kth * _SLACK + 1e-15) | (sigma >= _SHORTLIST_MAX_SIGMA)]
-        return [ids[i] for i in idx.tolist()]
+        if len(buckets) == 1:
+            ids = buckets[0].ids
+            return [ids[i] for i in idx.tolist()]
+        # the few ids kept, found by offset (a list of every id in the cells near the caller cost more than the ranking)
+        ends = np.cumsum([b.n for b in buckets])
+        found = []
+        for i, k in zip(idx.tolist(), np.searchsorted(ends, idx, side="right").tolist(), strict=True):
+            b = buckets[k]
+            found.append(b.ids[i - int(ends[k]) + b.n])
+        return found
 
     def _rank(self, units: list[str], q: _Query, out: bool, max_m: float, opts: RecommendOptions) -> list[Key]:
         ranked = []
