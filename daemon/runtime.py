@@ -308,7 +308,7 @@ class Runtime(LinkEvents):
         if self.below_link is not None:
             self.below_link.stop()  # no more positions from below: what came is taken in and saved next
         await asyncio.sleep(0)  # run records the drivers handed over while stopping
-        self.link.inbox.drain_all()  # messages still queued (the broker has their PUBACK already)
+        self.link.inbox.drain_all()  # messages still queued: handled and acknowledged before the link closes
         self.station.flush()
         if self.cfg.node.tier != "polres":
             self.desk.follow.save_all()  # the next start is ready at once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -38,6 +39,16 @@ def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "con
             return
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def loop_until(loop: asyncio.AbstractEventLoop, pred: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Run an event loop until `pred` holds (a bound, not a timing claim)."""
+
+    async def wait() -> None:
+        while not pred():
+            await asyncio.sleep(0.01)
+
+    loop.run_until_complete(asyncio.wait_for(wait(), timeout))
 
 
 @contextmanager
@@ -113,14 +124,12 @@ def postgres() -> Iterator[Postgres]:
 
 
 CENTRAL_CONF = Path(__file__).resolve().parents[1] / "config" / "mosquitto" / "central.conf"
+STATION_CONF = CENTRAL_CONF.with_name("bridge-station.conf")
 
 
-@pytest.fixture
-def central_broker(tmp_path: Path) -> Iterator[Broker]:
-    """A private mosquitto with the shipped central broker's flow control (a queue per client that holds a worker's
-    share while it is away: mosquitto keeps routing a shared subscription's share to a persistent session that is
-    offline, and beyond max_queued_messages it drops them)."""
-    flow = [line for line in CENTRAL_CONF.read_text().splitlines() if line.startswith(("max_queued_messages", "max_inflight_messages"))]
+def _shipped_flow(tmp_path: Path, conf: Path) -> Iterator[Broker]:
+    """A private mosquitto with the flow control of a shipped configuration (max_queued_messages, max_inflight_messages)."""
+    flow = [line for line in conf.read_text().splitlines() if line.startswith(("max_queued_messages", "max_inflight_messages"))]
     assert len(flow) == 2
     b = Broker(kind="mosquitto", workdir=tmp_path / "broker", extra_conf="\n".join(flow) + "\n")
     b.start()
@@ -128,6 +137,21 @@ def central_broker(tmp_path: Path) -> Iterator[Broker]:
         yield b
     finally:
         b.close()
+
+
+@pytest.fixture
+def central_broker(tmp_path: Path) -> Iterator[Broker]:
+    """The shipped central broker's flow control (a queue per client that holds a worker's share while it is away:
+    mosquitto keeps routing a shared subscription's share to a persistent session that is offline, and beyond
+    max_queued_messages it drops them)."""
+    yield from _shipped_flow(tmp_path, CENTRAL_CONF)
+
+
+@pytest.fixture
+def station_broker(tmp_path: Path) -> Iterator[Broker]:
+    """The shipped station broker's flow control: a burst of calls the daemon has not handled yet waits in the
+    broker's queue for it (the daemon acknowledges a call once it is stored)."""
+    yield from _shipped_flow(tmp_path, STATION_CONF)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, Received, Station, Subscriber, wait_until
+from conftest import Daemon, Received, Station, Subscriber, loop_until, wait_until
 
 from alkomd.daemon.calls.settle import Settle
 from alkomd.daemon.calls.supervision import CHILD_OFFLINE
@@ -26,16 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 JUR = ROOT / "config" / "jurisdictions"
 POLRES, POLDA = "polri110/gorontalo/kota-gorontalo", "polri110/gorontalo"
 PROBE = f"{POLRES}/probe/link"
-
-
-def _loop_until(loop: asyncio.AbstractEventLoop, pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Run the loop until `pred` holds (a bound, not a timing claim)."""
-
-    async def wait() -> None:
-        while not pred():
-            await asyncio.sleep(0.01)
-
-    loop.run_until_complete(asyncio.wait_for(wait(), timeout))
 
 
 def test_settle_rules_nonce_per_connect_reconnect_while_held_and_the_fallback(caplog: pytest.LogCaptureFixture) -> None:
@@ -72,14 +62,14 @@ def test_settle_rules_nonce_per_connect_reconnect_while_held_and_the_fallback(ca
         with caplog.at_level(logging.WARNING, logger="alkomd.daemon.calls.settle"):
             s.link_up()
             s.hold((False, b"E"))
-            _loop_until(loop, lambda: bool(released))
+            loop_until(loop, lambda: bool(released))
             assert released == [[(False, b"E")]]
             assert "did not acknowledge every subscription (SUBACK)" in caplog.text
             caplog.clear()
             s.link_up()
             s.hold((False, b"F"))
             lost = s.probe()  # sent, and lost (an ACL that forbids it, a full broker queue)
-            _loop_until(loop, lambda: len(released) == 2)
+            loop_until(loop, lambda: len(released) == 2)
             assert released[1] == [(False, b"F")]
             assert f"the probe on {PROBE} did not come back" in caplog.text and "ACL" in caplog.text
             assert lost is not None
@@ -121,7 +111,7 @@ def test_with_a_second_connection_for_the_units_below_calls_wait_for_both_probes
             nonce = s.probe()
             assert nonce is not None
             s.came_back(nonce)
-            _loop_until(loop, lambda: len(released) == 3)
+            loop_until(loop, lambda: len(released) == 3)
         assert released[2] == ["C"] and "the second connection's probe on <node>/probe/below did not come back" in caplog.text
     finally:
         loop.close()
@@ -166,7 +156,7 @@ def test_the_probe_comes_back_behind_every_retained_marker(broker: Broker, subsc
     rec.link = link
     try:
         link.start()
-        _loop_until(loop, lambda: PROBE in rec.topics, 20)
+        loop_until(loop, lambda: PROBE in rec.topics, 20)
         assert rec.events == ["connected", "subscribed"]
         got = rec.topics[: rec.topics.index(PROBE)]
         assert sorted(t for t in got if t.endswith("/taken")) == sorted(markers), "a retained marker came after the probe"

@@ -9,6 +9,15 @@ position in). Every other message (calls, events, markers, the states of the nod
 the urgent lane, which wakes the loop at once, also once per batch; a bulk drain works in slices
 of SLICE_S and looks at the urgent lane between batches, so a call never waits behind a backlog
 of positions.
+
+Acknowledgement (the link's client acknowledges QoS 1 messages by hand): a message of the urgent
+lane is acknowledged after its handler has returned, so a call or an event is in the database
+before the broker forgets it. A process killed with one still queued or half handled gets it again
+from its persistent session when it, or its standby, connects (the desk recognises one it already
+stored). Not covered: a call held for the settle after a connect, or waiting for a database that
+refuses writes, is acknowledged while it waits. The bulk lane is acknowledged as it is queued: a
+unit's position or status is retained and refreshed all the time, and holding thousands
+unacknowledged would stall the broker's flow to this node.
 """
 
 from __future__ import annotations
@@ -27,21 +36,24 @@ BULK_DELAY_S = 0.01  # positions wait this long for the ones after them (10 ms a
 SLICE_S = 0.02  # a drain gives the loop back after this long (timers, the control socket, other callbacks)
 BATCH = 64  # bulk messages handed over at once
 
-Message = tuple[str, bytes, bool]  # topic, payload, retained
+Message = tuple[str, bytes, bool, int]  # topic, payload, retained, what `ack` is given once it is handled (0: nothing)
 
 
 class Inbox:
-    """Two lanes from paho's thread to the loop; `urgent` gets one message, `bulk` a list of (topic, payload)."""
+    """Two lanes from paho's thread to the loop; `urgent` gets one message, `bulk` a list of (topic, payload); `ack`
+    acknowledges a QoS 1 message, given the token `put` was given with it (see the module docstring for when)."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         urgent: Callable[[str, bytes, bool], None],
         bulk: Callable[[list[tuple[str, bytes]]], None],
+        ack: Callable[[int], None] = lambda token: None,
     ) -> None:
         self._loop = loop
         self._on_urgent = urgent
         self._on_bulk = bulk
+        self._ack = ack
         self._urgent: deque[Message] = deque()
         self._bulk: deque[tuple[str, bytes]] = deque()
         # True while a drain of that lane is due (set by whoever schedules one, cleared by the loop before it drains): at
@@ -55,14 +67,17 @@ class Inbox:
 
     # -- paho's thread ----------------------------------------------------------------------------
 
-    def put(self, topic: str, payload: bytes, retain: bool) -> None:
+    def put(self, topic: str, payload: bytes, retain: bool, ack: int = 0) -> None:
+        """A message from paho's thread; `ack`: the token that acknowledges it (0: nothing to acknowledge, QoS 0)."""
         if self._is_bulk(topic):
+            if ack:
+                self._ack(ack)
             self._bulk.append((topic, payload))
             if not self._bulk_due:
                 self._bulk_due = True
                 self._post(self._bulk_soon)
         else:
-            self._urgent.append((topic, payload, retain))
+            self._urgent.append((topic, payload, retain, ack))
             if not self._urgent_due:
                 self._urgent_due = True
                 self._post(self.drain_urgent)
@@ -97,11 +112,13 @@ class Inbox:
         end = time.monotonic() + budget_s
         lane = self._urgent
         while lane:
-            topic, payload, retain = lane.popleft()
+            topic, payload, retain, ack = lane.popleft()
             try:
                 self._on_urgent(topic, payload, retain)
             except Exception:  # supervision boundary: one message must not stop the intake
                 log.exception("mqtt: message on %s could not be handled", topic)
+            if ack:  # handled (stored), or failed for good: sent again, it would fail again
+                self._ack(ack)
             if time.monotonic() >= end:
                 break
 

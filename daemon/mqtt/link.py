@@ -18,7 +18,10 @@ Wraps paho's traps once:
 
 All callbacks reach the owner through `loop.call_soon_threadsafe`, never directly; incoming
 messages through the `Inbox` (daemon/mqtt/inbox.py), which batches them: one wake-up of the loop
-per batch, not per message, and calls never behind positions.
+per batch, not per message, and calls never behind positions. paho's automatic PUBACK would
+acknowledge a call as soon as it is queued, before it is stored: the client acknowledges by hand,
+a call or an event once the inbox has handled it (a process killed before that gets it again from
+its persistent session).
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ class MqttLink:
         self.version = version
         self._loop = loop
         self._events = events
-        self.inbox = Inbox(loop, events.message, events.units_below)
+        self.inbox = Inbox(loop, events.message, events.units_below, self._ack)
         self.subscriptions = subscriptions
         self.connected = False
         self.connected_since: datetime | None = None
@@ -114,10 +117,11 @@ class MqttLink:
         self._too_large: set[str] = set()
         self._suback_wait: dict[int, str] = {}  # mid -> topic filter of this connect's SUBSCRIBEs (paho thread only)
         self._sub_refused: list[str] = []  # topic filters whose SUBACK refused them (paho thread only)
+        self._connection = 0  # connections made so far (paho thread; read by `_ack` on the loop's)
         self.last_error = ""
         self.client_id = cfg.client_id or "alkomd-" + (node_topic.replace("/", "-"))
         self.v5 = cfg.protocol == "5"
-        c = make_client(cfg, self.client_id, cfg.username, cfg.password_file, persistent=True)
+        c = make_client(cfg, self.client_id, cfg.username, cfg.password_file, persistent=True, manual_ack=True)
         c.max_inflight_messages_set(cfg.inflight)
         self._started = utc_now()
         will_props = None
@@ -213,6 +217,7 @@ class MqttLink:
             self._post(self._set_error, text)
             return
         since = utc_now()
+        self._connection += 1
         client.publish(
             contract.state_topic(self.node_topic),
             contract.state_payload("online", self.version, since),
@@ -258,7 +263,15 @@ class MqttLink:
         self._post(self._events.acked, Ack(mid, rc.value, rc.getName()))
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        self.inbox.put(msg.topic, bytes(msg.payload), msg.retain)  # batched: one wake-up of the loop per batch
+        # batched: one wake-up of the loop per batch; acknowledged by the inbox (subscriptions are at most QoS 1)
+        self.inbox.put(msg.topic, bytes(msg.payload), msg.retain, self._connection << 16 | msg.mid if msg.qos == 1 else 0)
+
+    def _ack(self, token: int) -> None:
+        """PUBACK a QoS 1 message (the inbox calls it: on paho's thread for the bulk lane, on the loop's once handled).
+        `token`: its connection number and packet id. One received on an earlier connection is not acknowledged: the
+        broker sends it again on this one (its id may by now be another message's)."""
+        if token >> 16 == self._connection:
+            self.client.ack(token & 0xFFFF, 1)
 
     # -- back on the event loop thread ---------------------------------------------------------
 
