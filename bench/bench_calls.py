@@ -298,9 +298,9 @@ def main() -> int:
                     "run (0: idle run only)")
     ap.add_argument("--below-connection", choices=("same", "separate"), default="same",
                     help="the daemon's [mqtt] below_connection: the units below on its own connection or a child's")
-    ap.add_argument("--pin", action="store_true", help="during the loaded run, the daemon's process on the first CPU and "
-                    "everything else (its child, the broker, the flooder, this bench) on the others: the daemon with a core "
-                    "of its own, as on a central server")
+    ap.add_argument("--pin", action="store_true", help="during the loaded run, the daemon's process (then the floor's "
+                    "responder) on the first CPU and everything else (its child, the broker, the flooder, this bench) on the "
+                    "others: the daemon with a core of its own, as on a central server")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     rng = random.Random(a.seed)
@@ -351,9 +351,10 @@ def main() -> int:
             if a.load > 0:
                 flood = Flood(broker.port, homes, a.load, rng.randrange(1 << 30))
                 flood.start()
-                if a.pin:  # the daemon on a core of its own; everything else crowds the other one
+                if a.pin:  # the daemon (and the floor's responder, measured after it) on a core of their own
                     cpus = sorted(os.sched_getaffinity(0))
                     pin(d.proc.pid, {cpus[0]})
+                    pin(bare.proc.pid, {cpus[0]})
                     for kid in child_pids(d.proc.pid):
                         pin(kid, set(cpus[1:]), children=True)
                     for pid in (broker.proc.pid, flood.proc.pid, os.getpid()):
@@ -362,7 +363,7 @@ def main() -> int:
                 floor_load_ms, _, _ = send_calls(caller, floor, rng, towns, a.calls, "L")
                 flood_rate = flood.stop()
                 if a.pin:
-                    for pid in (d.proc.pid, broker.proc.pid, os.getpid()):
+                    for pid in (d.proc.pid, broker.proc.pid, bare.proc.pid, os.getpid()):
                         pin(pid, set(cpus), children=pid == d.proc.pid)
                 sent.update(more)
             with_cands = sum(1 for k in sent if watch.candidates.get(k, 0) > 0)
@@ -389,7 +390,8 @@ def main() -> int:
         return 0
     print(f"\n110 call latency: {a.units:,} units over MQTT, 500 synthetic jurisdictions, {a.calls} calls 20 ms apart, idle"
           + (f" then while {flood_rate:,.0f} positions a second flood the broker (goal {a.load:,})" if a.load > 0 else "")
-          + f"; below_connection {a.below_connection}" + ("; loaded run pinned: the daemon on a core of its own" if a.pin else ""))
+          + f"; below_connection {a.below_connection}"
+          + ("; loaded run pinned: the daemon (then the floor's responder) on a core of its own" if a.pin else ""))
     print(f"units published in {published_s:.1f} s; daemon ready in {ready_s:.2f} s; units taken in after {loaded_s:.1f} s; "
           f"daemon RSS {rss:.1f} MB; {with_cands}/{len(sent)} calls with candidates\n")
     rows = []
