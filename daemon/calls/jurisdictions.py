@@ -255,7 +255,7 @@ class JurisdictionIndex:
         cell = _cell(y, x)
         rank = self._cells.get(cell, _UNKNOWN)
         if rank == _UNKNOWN:
-            rank = self._cells[cell] = self._cell_rank(cell)
+            rank = self._cell_rank(cell)
         if rank == _BORDER:
             parts, owners, subs = self._borders[cell]
             if subs is None:
@@ -281,12 +281,12 @@ class JurisdictionIndex:
             return None
         rank = self._cells.get(cell, _UNKNOWN)
         if rank == _UNKNOWN:
-            rank = self._cells[cell] = self._cell_rank(cell)
+            rank = self._cell_rank(cell)
         return rank if 0 <= rank < len(self.ids) else None
 
     def _cell_rank(self, cell: int) -> int:
-        """The rank of the one jurisdiction covering all of a cell, len(ids) when it touches none, else _BORDER (and
-        the polygon parts the cell's points are tested against, and its parts' ranks, are kept in `_borders`)."""
+        """The rank of the one jurisdiction covering all of a cell, len(ids) when it touches none, else _BORDER, kept in
+        `_cells` (and the polygon parts the cell's points are tested against, and its parts' ranks, in `_borders`)."""
         row, col = divmod(cell, _COLS)
         box = _boxes([row], [col], _CELLS_PER_DEG)[0]
         hit = self._tree.query(box, predicate="intersects")
@@ -294,6 +294,7 @@ class JurisdictionIndex:
         rank = self._box_ranks(owners, np.ones((len(parts), 1), dtype=bool), shapely.covers(parts, box)[:, None])[0]
         if rank == _BORDER:
             self._borders[cell] = (parts, owners, None)
+        self._cells[cell] = rank
         return rank
 
     def _subcells(self, cell: int) -> list[int]:
