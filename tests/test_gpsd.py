@@ -86,9 +86,10 @@ class Feed:
                 continue
             self.t += timedelta(seconds=1)
             self.lat += 0.0001
-            written = self.pty.write(epoch(EpochSpec(self.t, self.lat, self.lon, speed_kmh=40, course=10, valid=self.valid)))
-            if written and self.valid:
+            if self.valid:  # noted before the write: gpsd may deliver the fix before this thread runs again
                 self.sent[self.t] = (self.lat, self.lon)
+            if not self.pty.write(epoch(EpochSpec(self.t, self.lat, self.lon, speed_kmh=40, course=10, valid=self.valid))):
+                self.sent.pop(self.t, None)  # nobody had the port open: gpsd never saw it
 
     def close(self) -> None:
         self._stop.set()
