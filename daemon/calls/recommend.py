@@ -440,9 +440,9 @@ class UnitIndex:
         # the few ids kept, found by offset (a list of every id in the cells near the caller cost more than the ranking)
         ends = np.cumsum([b.n for b in buckets])
         found = []
-        for i, k in zip(idx.tolist(), np.searchsorted(ends, idx, side="right").tolist(), strict=True):
-            b = buckets[k]
-            found.append(b.ids[i - int(ends[k]) + b.n])
+        for i, j in zip(idx.tolist(), np.searchsorted(ends, idx, side="right").tolist(), strict=True):
+            b = buckets[j]
+            found.append(b.ids[i - int(ends[j]) + b.n])
         return found
 
     def _rank(self, units: list[str], q: _Query, out: bool, max_m: float, opts: RecommendOptions) -> list[Key]:
