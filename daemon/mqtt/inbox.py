@@ -14,10 +14,14 @@ Acknowledgement (the link's client acknowledges QoS 1 messages by hand): a messa
 lane is acknowledged after its handler has returned, so a call or an event is in the database
 before the broker forgets it. A process killed with one still queued or half handled gets it again
 from its persistent session when it, or its standby, connects (the desk recognises one it already
-stored). Not covered: a call held for the settle after a connect, or waiting for a database that
-refuses writes, is acknowledged while it waits. The bulk lane is acknowledged as it is queued: a
-unit's position or status is retained and refreshed all the time, and holding thousands
-unacknowledged would stall the broker's flow to this node.
+stored). Not covered, on purpose: a call held for the settle after a connect, or waiting for a
+database that refuses writes, is acknowledged while it waits. The broker sends a client at most its
+inflight window of unacknowledged QoS 1 messages (mosquitto's max_inflight_messages, 20 by
+default): calls held unacknowledged after a long absence would fill it, and the retained markers
+and the probe that end the hold, queued behind them, would not come until the 10 s fallback; a
+database refusing writes for an hour would stop every QoS 1 message to the node. The bulk lane is
+acknowledged as it is queued: a unit's position or status is retained and refreshed all the time,
+and holding thousands unacknowledged would stall the broker's flow to this node the same way.
 """
 
 from __future__ import annotations
