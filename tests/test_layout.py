@@ -94,3 +94,24 @@ def test_topics_are_built_only_in_the_contract() -> None:
             if TOPIC_LITERAL.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     assert not offenders, "topics built outside the contract:\n" + "\n".join(offenders)
+
+
+SQL = re.compile(r"\b(SELECT\b.+\bFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|PRAGMA\s+\w+|CREATE\s+(TABLE|INDEX))\b")
+
+
+def test_sql_is_written_only_in_the_store() -> None:
+    """Every SQL statement of the project (string literals, f-strings included) is in daemon/store/: alkomctl reads a
+    database through store/readonly.py, never with SQL of its own."""
+    offenders = []
+    for folder in ("daemon", "drivers", "console", "config"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.is_relative_to(ROOT / "daemon" / "store"):
+                continue
+            tree = ast.parse(path.read_text())
+            docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                          if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                          and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings and SQL.search(node.value):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value[:80]!r}")
+    assert not offenders, "SQL outside daemon/store/:\n" + "\n".join(offenders)

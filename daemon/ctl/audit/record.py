@@ -11,6 +11,7 @@ from typing import TextIO
 
 from alkomd.daemon.exit_codes import EX_BEHIND_ANCHOR, EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_OK, EX_PROBLEM
 from alkomd.daemon.mqtt.contract.inbound import parse_audit_head
+from alkomd.daemon.store import readonly
 from alkomd.daemon.store.audit import against_anchor, verify
 
 
@@ -28,8 +29,8 @@ def open_readonly(db: Path, err: TextIO, table: str = "audit") -> sqlite3.Connec
         return EX_NOINPUT
     conn: sqlite3.Connection | None = None
     try:
-        conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
-        conn.execute(f"SELECT 1 FROM {table} LIMIT 1")
+        conn = readonly.connect(db)
+        readonly.require_table(conn, table)
     except sqlite3.Error as exc:
         if conn is not None:
             conn.close()
@@ -60,7 +61,7 @@ def verify_cmd(
     if isinstance(conn, int):
         return conn
     with closing(conn):
-        rows = conn.execute("SELECT id, time, kind, call_id, unit, detail, prev_hash, hash FROM audit ORDER BY id").fetchall()
+        rows = readonly.audit_rows(conn)
         v = verify(rows)
     behind = against_anchor(rows, head) if v.ok and head is not None else ""
     if as_json:
@@ -87,10 +88,8 @@ def call_show(db: Path, call_id: str, as_json: bool, out: TextIO | None = None, 
     if isinstance(conn, int):
         return conn
     with closing(conn):
-        rows = conn.execute(
-            "SELECT id, time, kind, unit, detail FROM audit WHERE call_id = ? ORDER BY id", (call_id,)
-        ).fetchall()
-        state = conn.execute("SELECT state, call FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+        rows = readonly.call_timeline(conn, call_id)
+        state = readonly.call_state(conn, call_id)
     if not rows and state is None:
         print(f"alkomctl: no call {call_id!r} in {db}", file=err)
         return EX_PROBLEM

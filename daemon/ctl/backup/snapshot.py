@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from alkomd.daemon.exit_codes import EX_CANTCREAT, EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_OK
+from alkomd.daemon.store import readonly
 from alkomd.daemon.store.audit import verify
 
 STEP_PAGES = 256  # pages copied per step (1 MiB with SQLite's default 4 KiB pages)
@@ -97,17 +98,13 @@ def _copy(source: Path, tmp: Path, step_pages: int) -> tuple[int, int]:
     """Copy every page of one snapshot of `source`; returns (pages, steps)."""
     progress: list[int] = []
     try:
-        src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True, timeout=10, isolation_level=None)
+        src = readonly.connect(source, timeout_s=10, autocommit=True)
     except sqlite3.Error as exc:
         raise BackupError(EX_NOINPUT, f"cannot open {source}: {exc}") from None
     try:
         dst = sqlite3.connect(tmp, isolation_level=None)
         try:
-            src.execute("BEGIN")
-            src.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the read snapshot starts here
-            src.backup(dst, pages=step_pages, progress=lambda status, remaining, total: progress.append(total))
-            src.execute("COMMIT")
-            dst.execute("PRAGMA journal_mode=DELETE")  # a backup is one self-contained file, not a WAL database
+            readonly.copy_snapshot(src, dst, step_pages, lambda status, remaining, total: progress.append(total))
         finally:
             dst.close()
     except sqlite3.DatabaseError as exc:
@@ -118,34 +115,30 @@ def _copy(source: Path, tmp: Path, step_pages: int) -> tuple[int, int]:
 
 
 def _verify(source: Path, target: Path, tmp: Path, pages: int, steps: int, seconds: float) -> BackupReport:
-    con = sqlite3.connect(tmp.resolve().as_uri() + "?mode=ro", uri=True)
+    con = readonly.connect(tmp)
     try:
-        problems = [str(r[0]) for r in con.execute("PRAGMA integrity_check")]
+        problems = readonly.integrity_problems(con)
         integrity = "ok" if problems == ["ok"] else "; ".join(problems[:3])
-        version = int(con.execute("PRAGMA user_version").fetchone()[0])
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = readonly.schema_version(con)
+        tables = readonly.tables(con)
         if integrity == "ok" and not {"positions", "units", "outbox"} <= tables:
             integrity = f"not an alkomd database (tables: {', '.join(sorted(tables)) or 'none'})"
-
-        def one(sql: str) -> int:
-            return int(con.execute(sql).fetchone()[0] or 0) if integrity == "ok" else 0
-
-        newest = con.execute("SELECT max(time) FROM positions").fetchone()[0] if integrity == "ok" else None
-        has_calls = "calls" in tables and integrity == "ok"
-        if "audit" in tables and integrity == "ok":
-            rows = con.execute("SELECT id, time, kind, call_id, unit, detail, prev_hash, hash FROM audit ORDER BY id")
-            v = verify(rows)
+        sound = integrity == "ok"
+        has_calls = "calls" in tables and sound
+        if "audit" in tables and sound:
+            v = verify(readonly.audit_rows(con))
             audit = (v.checked, v.ok, v.first_bad_id, v.reason)
         else:
             audit = (0, True, None, "")
         return BackupReport(
             source=str(source), target=str(target), bytes=tmp.stat().st_size, pages=pages, steps=steps,
             seconds=round(seconds, 3), integrity=integrity, schema_version=version,
-            positions=one("SELECT count(*) FROM positions"), newest_position=newest,
-            units=one("SELECT count(*) FROM units"),
-            calls=one("SELECT count(*) FROM calls") if has_calls else 0,
-            open_calls=one("SELECT count(*) FROM calls WHERE open = 1") if has_calls else 0,
-            outbox_unsent=one("SELECT count(*) FROM outbox WHERE sent IS NULL"),
+            positions=readonly.count_positions(con) if sound else 0,
+            newest_position=readonly.newest_position(con) if sound else None,
+            units=readonly.count_units(con) if sound else 0,
+            calls=readonly.count_calls(con) if has_calls else 0,
+            open_calls=readonly.count_calls(con, only_open=True) if has_calls else 0,
+            outbox_unsent=sum(readonly.unsent_by_kind(con).values()) if sound else 0,
             audit_entries=audit[0], audit_ok=audit[1], audit_first_bad_id=audit[2], audit_reason=audit[3],
         )
     finally:

@@ -15,6 +15,7 @@ from alkomd.daemon.calls.categories import classify
 from alkomd.daemon.ctl.audit.record import open_readonly
 from alkomd.daemon.exit_codes import EX_NOINPUT, EX_OK
 from alkomd.daemon.records import age_s
+from alkomd.daemon.store import readonly
 
 EMERGENCY = "emergency"  # dispatch.FLAG_EMERGENCY: a unit's radio emergency button
 
@@ -55,11 +56,8 @@ def call_row(call_id: str, state: str, is_open: int, updated: str, body: str, no
 def read_calls(conn: sqlite3.Connection, only_open: bool, limit: int, now: datetime) -> list[CallRow]:
     """Newest received first; the open ones: emergencies first, then by priority, then oldest first (the order to handle
     them). A body that is not JSON sorts last (json_extract gives NULL)."""
-    sql = "SELECT call_id, state, open, updated, call FROM calls" + (" WHERE open = 1" if only_open else "")
-    received = "CASE WHEN json_valid(call) THEN json_extract(call, '$.request.received_at') END"
-    sql += f" ORDER BY {received} DESC, updated DESC" + (" LIMIT ?" if limit > 0 and not only_open else "")
-    args: tuple[int, ...] = (limit,) if limit > 0 and not only_open else ()
-    rows = [call_row(cid, state, is_open, updated, str(body), now) for cid, state, is_open, updated, body in conn.execute(sql, args)]
+    stored = readonly.calls(conn, only_open, limit)
+    rows = [call_row(cid, state, is_open, updated, str(body), now) for cid, state, is_open, updated, body in stored]
     if only_open:
         rows.sort(key=lambda r: (EMERGENCY not in r.flags, r.priority, -(r.age_s or 0.0)))
     return rows

@@ -43,6 +43,7 @@ from alkomd.daemon.ctl.ports.view import render as render_ports
 from alkomd.daemon.ctl.ports.view import report_dict as ports_dict
 from alkomd.daemon.exit_codes import EX_CANTCREAT, EX_OK
 from alkomd.daemon.schema import ConfigError
+from alkomd.daemon.store import readonly
 
 LIBRARIES = ("pyserial", "pynmea2", "paho-mqtt", "sqlite-utils", "shapely", "numpy", "rich", "pymodbus", "amqtt")
 SECRET_NAME = re.compile(r"(password|passwd|secret|token|psk|api_?key|private|credential)", re.I)
@@ -151,20 +152,17 @@ def daemon_status(store_path: Path, socket_path: Path | None) -> tuple[str, dict
 def database_status(db: Path) -> dict[str, Any]:
     """Counters from the database, opened read-only: outbox, last device status per device, unit statuses."""
     try:
-        con = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
+        con = readonly.connect(db)
     except sqlite3.Error as exc:
         return {"error": f"{db}: {exc}"}
     try:
-        con.execute("PRAGMA query_only = 1")
-        q = con.execute
         out: dict[str, Any] = {"database": str(db), "size_bytes": db.stat().st_size}
-        out["schema_version"] = q("PRAGMA user_version").fetchone()[0]
-        out["outbox_unsent"] = dict(q("SELECT kind, count(*) FROM outbox WHERE sent IS NULL GROUP BY kind").fetchall())
+        out["schema_version"] = readonly.schema_version(con)
+        out["outbox_unsent"] = readonly.unsent_by_kind(con)
         out["outbox_depth"] = sum(out["outbox_unsent"].values())
-        out["oldest_unsent"] = q("SELECT min(created) FROM outbox WHERE sent IS NULL").fetchone()[0]
+        out["oldest_unsent"] = readonly.oldest_unsent(con)
         devices = []
-        rows = q("SELECT payload FROM outbox WHERE id IN (SELECT max(id) FROM outbox WHERE kind = 'device_status' GROUP BY topic)")
-        for (payload,) in rows.fetchall():
+        for payload in readonly.last_device_statuses(con):
             try:
                 d = json.loads(payload)
             except ValueError:
@@ -173,12 +171,11 @@ def database_status(db: Path) -> dict[str, Any]:
             devices.append({k: d.get(k) for k in keep if k in d})
         out["devices"] = sorted(devices, key=lambda d: str(d.get("device")))
         out["devices_note"] = "each device's last published status: its counters are as of its last state change"
-        cols = {r[1] for r in q("PRAGMA table_info(units)").fetchall()}
-        wanted = [c for c in ("id", "type", "device", "status", "status_since", "last_fix_time") if c in cols]
-        if wanted:
-            out["units"] = [dict(zip(wanted, r, strict=True)) for r in q(f"SELECT {', '.join(wanted)} FROM units ORDER BY id")]
-        if "calls" in {r[0] for r in q("SELECT name FROM sqlite_master WHERE type = 'table'")}:
-            out["open_calls"] = q("SELECT count(*) FROM calls WHERE open = 1").fetchone()[0]  # a count, never their content
+        rows = readonly.units(con)
+        if rows:
+            out["units"] = rows
+        if "calls" in readonly.tables(con):
+            out["open_calls"] = readonly.count_calls(con, only_open=True)  # a count, never their content
         return out
     except (sqlite3.Error, OSError) as exc:
         return {"error": f"{db}: {exc}"}
