@@ -85,12 +85,12 @@ def count_units(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM units").fetchone()[0])
 
 
-def units(conn: sqlite3.Connection) -> list[dict[str, object]]:
-    """The units table's rows, with those of UNIT_COLUMNS this schema has (an older file may lack some)."""
+def units(conn: sqlite3.Connection) -> list[dict[str, object]] | None:
+    """The units table's rows, with those of UNIT_COLUMNS this schema has (an older file may lack some); None: no such table."""
     have = {r[1] for r in conn.execute("PRAGMA table_info(units)").fetchall()}
     wanted = [c for c in UNIT_COLUMNS if c in have]
     if not wanted:
-        return []
+        return None
     return [dict(zip(wanted, r, strict=True)) for r in conn.execute(f"SELECT {', '.join(wanted)} FROM units ORDER BY id")]
 
 

@@ -172,7 +172,7 @@ def database_status(db: Path) -> dict[str, Any]:
         out["devices"] = sorted(devices, key=lambda d: str(d.get("device")))
         out["devices_note"] = "each device's last published status: its counters are as of its last state change"
         rows = readonly.units(con)
-        if rows:
+        if rows is not None:
             out["units"] = rows
         if "calls" in readonly.tables(con):
             out["open_calls"] = readonly.count_calls(con, only_open=True)  # a count, never their content
