@@ -7,7 +7,8 @@ has not reported since (it may have been off). Requests go to the radio's own ad
 (`radio_network`.x.y.z, the low 24 bits being the radio id), or with `station` to the control
 station, which forwards them by the radio address they carry. On stop the radios are sent a
 triggered stop (C004). Reports (A002/A003, C003) become `Fix(radio=<radio id>)`; an emergency
-report (B003) is also `RadioStatus` code 99. The radio is named by the address in the message.
+report (B003) is also `RadioStatus` code 99, and the radio's next ordinary report passes on
+`after_emergency_code` (location_gate.EmergencyLatch). The radio is named by the address in the message.
 With `learn_radios`, a radio that reports unasked is added to the radios asked.
 """
 
@@ -24,6 +25,7 @@ from alkomd.daemon.schema import spec
 from alkomd.drivers import hytera
 from alkomd.drivers.base import DriverSpec, Emit, Reconnecting, StateTracker
 from alkomd.drivers.hytera import HyteraError, Opcode
+from alkomd.drivers.location_gate import EmergencyLatch
 from alkomd.drivers.udp_radio import OnceLog, Radios, Sender, Sockets, Tally, emit_report, radio_address
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,9 @@ class HyteraOptions:
     station_port: int = spec(hytera.PORT, min=1, max=65535, doc="UDP port requests are sent to (the radios' or the station's).")
     radio_network: int = spec(10, min=1, max=254, doc="First byte of the radios' addresses (Hytera: 10 unless changed).")
     report_interval_s: int = spec(30, min=1, max=86400, doc="Seconds between a radio's reports (triggered request).")
+    after_emergency_code: int = spec(0, min=0, max=999, doc="The status code passed on with a radio's first report after "
+                                     "an emergency that is not one, so that its next emergency is a new signal; keep it "
+                                     "in no [radio_status] list.")
     retry_s: float = spec(300.0, min=10, max=86400, doc="A radio that has not reported since it was asked is asked again after this long.")
     max_radios: int = spec(1024, min=1, max=100_000, doc="Radios tracked at once; beyond, the longest-quiet one is forgotten.")
     silent_after_s: float = spec(300.0, min=1, max=86400, doc="No valid message from any radio for this long: state silent.")
@@ -82,6 +87,7 @@ class HyteraDriver(Reconnecting[Sockets]):
         self.where = f"udp {opts.bind}:{opts.port}"
         self.radios: Radios[Radio] = Radios(opts.max_radios)
         self.tally = Tally()
+        self.latch = EmergencyLatch(device, opts.after_emergency_code)
         self.sender = Sender(device, log)
         self._once = OnceLog(device, log)
         self._next_id = 1
@@ -191,7 +197,7 @@ class HyteraDriver(Reconnecting[Sockets]):
             return False
         if r is not None:
             r.heard = now
-        return emit_report(msg.position(), self.device, radio, utc_now(), now, msg.emergency, emit, self.tally)
+        return emit_report(msg.position(), self.device, radio, utc_now(), now, msg.emergency, emit, self.tally, self.latch)
 
 
 DRIVER = DriverSpec(

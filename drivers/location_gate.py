@@ -7,6 +7,9 @@ without a fix send zeros), and the fix time is known and not in the future beyon
 
 An emergency becomes a `RadioStatus` with `EMERGENCY_CODE` (99, the default of
 `[radio_status] emergency`), so a station that keeps the default needs no configuration for it.
+These protocols have no "emergency ended" message: `EmergencyLatch` passes on another code with a
+radio's first ordinary report after its emergency, so that its next emergency is a new alarm (the
+TETRA driver uses it too).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from alkomd.daemon.records import Fix, RadioStatus
 
 FUTURE_TOLERANCE = timedelta(days=1)
 EMERGENCY_CODE = 99  # RadioStatus.code of a radio's emergency report; list it in [radio_status] emergency
+MAX_IN_EMERGENCY = 10_000  # radios remembered as in an emergency (a bound, far above any fleet a station hears)
 
 
 class Reject(enum.StrEnum):
@@ -110,3 +114,28 @@ def to_records(
         accuracy_m=_finite(p.accuracy_m, 0.0, 1.0e7),
     )
     return Mapped(fix, None, status)
+
+
+class EmergencyLatch:
+    """The radios whose last report was an emergency, for a driver whose protocol flags each report (no "ended" message).
+
+    The station raises one alarm per signal: when a radio's status code turns to an emergency code, not while it stays
+    one. A radio's first ordinary report after its emergency passes on `after_code` (kept in no [radio_status] list),
+    so that its next emergency is a new signal; without it, a radio's second emergency would pass as a repeat.
+    """
+
+    def __init__(self, device: str, after_code: int) -> None:
+        self.device = device
+        self.after_code = after_code
+        self._in: set[str] = set()
+
+    def status(self, radio: str, emergency: RadioStatus | None, received: datetime, mono: float) -> RadioStatus | None:
+        """What to pass on with a report of `radio`: its emergency, the end of one, or None."""
+        if emergency is not None:
+            if len(self._in) < MAX_IN_EMERGENCY:
+                self._in.add(radio)
+            return emergency
+        if radio in self._in:
+            self._in.discard(radio)
+            return RadioStatus(self.device, radio, self.after_code, received, mono)
+        return None

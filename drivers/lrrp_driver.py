@@ -7,7 +7,8 @@ low 24 bits being the radio id); a radio silent since is asked again, less and l
 radio that deregisters (powers off) is sent a Stop request.
 Reports (immediate, triggered, unsolicited) become `Fix(radio=<radio id>)` with the circle's
 radius as `accuracy_m`. LRRP reports carry no emergency flag: with `unsolicited_emergency`, an
-unsolicited report (radios programmed to send their location on emergency) is one (code 99).
+unsolicited report (radios programmed to send their location on emergency) is one (code 99), and
+the radio's next ordinary report passes on `after_emergency_code` (location_gate.EmergencyLatch).
 
 A radio is named by its ARS identity, or by its source address on the radios' network; a report
 from elsewhere is dropped and counted. Bad datagrams are counted as parse errors, never fatal.
@@ -24,6 +25,7 @@ from alkomd.daemon.records import Counters, DeviceState, utc_now
 from alkomd.daemon.schema import spec
 from alkomd.drivers import lrrp, lrrp_ars
 from alkomd.drivers.base import DriverSpec, Emit, Reconnecting, StateTracker
+from alkomd.drivers.location_gate import EmergencyLatch
 from alkomd.drivers.lrrp import LocationReport, LrrpError, MessageType
 from alkomd.drivers.lrrp_ars import ArsError, ArsEventKind
 from alkomd.drivers.udp_radio import OnceLog, Radios, Sender, Sockets, Tally, emit_report, radio_address, radio_of_address
@@ -54,6 +56,9 @@ class LrrpOptions:
     unsolicited_emergency: bool = spec(
         False, doc="An unsolicited report is an emergency (code 99): radios programmed to send their location on emergency."
     )
+    after_emergency_code: int = spec(0, min=0, max=999, doc="The status code passed on with a radio's first report after "
+                                     "an emergency that is not one, so that its next emergency is a new signal; keep it "
+                                     "in no [radio_status] list.")
     stop_on_exit: bool = spec(
         False, doc="Send the registered radios a Stop request when the daemon stops (they then report again once they re-register)."
     )
@@ -91,6 +96,7 @@ class LrrpDriver(Reconnecting[Sockets]):
         self.where = f"udp {opts.bind}:{opts.lrrp_port} (LRRP) and :{opts.ars_port} (ARS)"
         self.radios: Radios[Radio] = Radios(opts.max_radios)
         self.tally = Tally()
+        self.latch = EmergencyLatch(device, opts.after_emergency_code)
         self.sender = Sender(device, log)
         self.registrations = self.deregistrations = self.unidentified = 0
         self._once = OnceLog(device, log)
@@ -271,7 +277,7 @@ class LrrpDriver(Reconnecting[Sockets]):
             return False
         emergency = self.opts.unsolicited_emergency and msg.unsolicited
         received = utc_now()
-        return emit_report(msg.position(received), self.device, radio, received, now, emergency, emit, self.tally)
+        return emit_report(msg.position(received), self.device, radio, received, now, emergency, emit, self.tally, self.latch)
 
 
 def _radio_of_request(rid: bytes | None) -> str | None:

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import serial
 
-from alkomd.daemon.records import Counters, RadioStatus, utc_now
+from alkomd.daemon.records import Counters, utc_now
 from alkomd.daemon.schema import spec
 from alkomd.drivers.base import DriverSpec, Emit, LinkError, Reconnecting, StateTracker
+from alkomd.drivers.location_gate import EmergencyLatch
 from alkomd.drivers.nmea_serial import FRAMINGS, open_port, port_hint
 from alkomd.drivers.tetra_lip import EMERGENCY_CODE, PROTOCOL_LIP, LipError, decode_sds, to_records
 from alkomd.drivers.tetra_pei import REGISTER_LIP, PeiReader, Result, Sds
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 MAX_LINE = 1024  # a +CTSDSR hex line of 2047 bits is 512 digits; longer runs without a line end are garbage
 EVALUATE_S = 0.5
 COMMAND_TIMEOUT_S = 2.0  # a command without its final result code by then: the next one is sent all the same
-MAX_IN_EMERGENCY = 10_000  # radios remembered as in an emergency (a bound, far above any fleet a terminal hears)
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class TetraPei(Reconnecting[serial.SerialBase]):
         self._other_sds = 0  # SDS that are not LIP (text messages): read, not counted as errors
         self._buf = b""
         self._cme_logged: set[int | None] = set()
-        self._in_emergency: set[str] = set()  # radios whose last report was an emergency
+        self.latch = EmergencyLatch(device, opts.after_emergency_code)
         self._commands: list[str] = []  # registration commands still to send, each after the previous one's result
         self._sent: str | None = None  # the command waiting for its result
         self._sent_at = 0.0
@@ -207,13 +207,9 @@ class TetraPei(Reconnecting[serial.SerialBase]):
         received = utc_now()
         mapped = to_records(report, device=self.device, radio=sds.radio, received=received, received_mono=mono,
                             emergency_code=self.opts.emergency_code)
-        if mapped.status is not None:
-            if len(self._in_emergency) < MAX_IN_EMERGENCY:
-                self._in_emergency.add(sds.radio)
-            emit(mapped.status)
-        elif sds.radio in self._in_emergency:
-            self._in_emergency.discard(sds.radio)
-            emit(RadioStatus(self.device, sds.radio, self.opts.after_emergency_code, received, mono))
+        status = self.latch.status(sds.radio, mapped.status, received, mono)
+        if status is not None:
+            emit(status)
         if mapped.fix is not None:
             self._fixes += 1
             if tracker is not None:

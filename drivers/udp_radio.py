@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 from alkomd.daemon.records import Counters
 from alkomd.drivers.base import Emit, LinkError
-from alkomd.drivers.location_gate import Position, Reject, to_records
+from alkomd.drivers.location_gate import EmergencyLatch, Position, Reject, to_records
 from alkomd.drivers.nmea_udp import bind_udp, sender_address
 
 TICK_S = 0.1  # select timeout: how often the state is judged, timers run and a stop request is seen
@@ -168,13 +168,16 @@ class Tally:
 
 
 def emit_report(
-    p: Position | None, device: str, radio: str, received: datetime, mono: float, emergency: bool, emit: Emit, tally: Tally
+    p: Position | None, device: str, radio: str, received: datetime, mono: float, emergency: bool, emit: Emit, tally: Tally,
+    latch: EmergencyLatch,
 ) -> bool:
-    """Emit a report's fix and emergency status through the shared gates; True if it gave a fix."""
+    """Emit a report's fix and emergency status (or the end of one: `latch`) through the shared gates; True if it gave a fix."""
     m = to_records(p, device, radio, received, mono, emergency=emergency)
-    if m.status is not None:
-        tally.emergencies += 1
-        emit(m.status)
+    status = latch.status(radio, m.status, received, mono)
+    if status is not None:
+        if m.status is not None:
+            tally.emergencies += 1
+        emit(status)
     if m.fix is not None:
         tally.fixes += 1
         emit(m.fix)

@@ -505,6 +505,16 @@ def test_more_than_one_emergency_code(tmp_path: Path, store: Store, loop: asynci
     assert [p["code"] for _, p, *_ in outbox(store, "emergency")] == [98, 99]
 
 
+def test_a_code_in_no_list_between_two_emergencies_ends_the_first(core: tuple[CoreStation, Clock], store: Store) -> None:
+    """What the LRRP, Hytera and TETRA drivers pass on with a radio's first ordinary report after its emergency
+    (`after_emergency_code`, 0 by default: in no [radio_status] list) changes nothing but ends the emergency."""
+    st_, clock = core
+    send(st_, clock, rcode("U00017", 99, 1), rcode("U00017", 99, 2))
+    send(st_, clock, rcode("U00017", 0, 3))
+    send(st_, clock, rcode("U00017", 99, 4))
+    assert len(outbox(store, "emergency")) == 2 and not outbox(store, "unit_status")
+
+
 def unit_statuses(store: Store, unit: str) -> list[str]:
     return [p["status"] for topic, p, *_ in outbox(store, "unit_status") if topic.endswith(f"/unit/{unit}/status")]
 

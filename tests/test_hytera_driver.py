@@ -92,6 +92,23 @@ def test_emergency_report_is_a_radio_status_99_with_a_fix(bench: Callable[..., B
     wait_until(lambda: len(b.run.fixes("1001")) > n, what="the emergency report's fix")
 
 
+def test_a_radios_second_emergency_is_a_new_signal_after_an_ordinary_report(bench: Callable[..., Bench]) -> None:
+    """The protocol has no "emergency ended": the radio's first ordinary report after its emergency report passes on
+    `after_emergency_code`, so that the station, which raises one alarm when a radio's code turns to 99, raises the
+    second emergency too (before, it passed as a repeat of the first until the daemon restarted)."""
+    b = bench(after_emergency_code=7, report_interval_s=1)
+    wait_until(lambda: b.run.fixes("1001"), what="a first fix")
+
+    def codes() -> list[int]:
+        return [e.code for e in b.run.emergencies() if e.radio == "1001"]
+
+    b.sim.emergency("1001")
+    wait_until(lambda: codes() == [99, 7], what="the emergency, then the end of it with the next triggered report")
+    b.sim.emergency("1001")
+    wait_until(lambda: codes()[:3] == [99, 7, 99], what="the second emergency")
+    assert b.driver.tally.emergencies == 2
+
+
 def test_a_radio_reporting_unasked_is_learnt(bench: Callable[..., Bench]) -> None:
     b = bench(radios=())
     wait_until(lambda: b.run.statuses(), what="the driver listening")

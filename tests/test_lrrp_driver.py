@@ -123,6 +123,23 @@ def test_unsolicited_report_is_an_emergency_only_when_configured(bench: Callable
     assert not plain.run.emergencies()
 
 
+def test_a_radios_second_emergency_is_a_new_signal_after_an_ordinary_report(bench: Callable[..., Bench]) -> None:
+    """LRRP has no "emergency ended": the radio's first triggered report after its emergency passes on
+    `after_emergency_code`, so that the station, which raises one alarm when a radio's code turns to 99, raises the
+    second emergency too (before, it passed as a repeat of the first until the daemon restarted)."""
+    b = bench(unsolicited_emergency=True, after_emergency_code=7, report_interval_s=1)
+    wait_until(lambda: b.run.fixes("1002"), what="a fix of 1002")
+
+    def codes() -> list[int]:
+        return [e.code for e in b.run.emergencies() if e.radio == "1002"]
+
+    b.sim.emergency("1002")
+    wait_until(lambda: codes() == [99, 7], what="the emergency, then the end of it with the next triggered report")
+    b.sim.emergency("1002")
+    wait_until(lambda: codes()[:3] == [99, 7, 99], what="the second emergency")
+    assert all(e.device == "trbo" for e in b.run.emergencies()) and b.driver.tally.emergencies == 2
+
+
 def test_garbage_is_counted_and_never_fatal(bench: Callable[..., Bench]) -> None:
     b = bench()
     wait_until(lambda: b.run.fixes("1001"), what="a first fix")
