@@ -191,6 +191,8 @@ class UnitRow:
     lon: float | None
     source: str | None  # the device (and radio) it came from
     implausible_fixes: int = 0  # its fixes the plausibility gate rejected since the start (a default: older daemons)
+    last_heard: str | None = None  # UTC time its radio was last heard (a fix, a status code or a key-up; since the start)
+    heard_age_s: float | None = None  # seconds since then
 
 
 @dataclass(frozen=True)

@@ -163,11 +163,14 @@ class Queries:
             elif u.id in stored:  # newest fix from before a restart
                 s = stored[u.id]
                 t, lat, lon, source = s.time, s.lat, s.lon, s.device
+            heard_at = station.last_heard.get(u.id)
+            heard = utc_iso(heard_at) if heard_at is not None else None
             out.append(
                 UnitRow(
                     u.id, u.callsign, u.type, u.device, u.radio,
                     st.status.value if st else "unknown", utc_iso(st.since) if st else None, st.call_id if st else None,
                     t, age_s(t, now), lat, lon, source, station.implausible_by_unit.get(u.id, 0),
+                    heard, age_s(heard, now),
                 )
             )
         return out

@@ -94,6 +94,7 @@ def test_status_units_devices_with_the_broker_up_then_down(
     assert u["last_fix"] == iso(feed.times[-1])
     assert abs(u["lat"] - feed.lat) < 1e-6 and abs(u["lon"] - feed.lon) < 1e-6
     assert 590 < u["age_s"] < 900, u["age_s"]  # the feeder's fixes are ten minutes old
+    assert u["last_heard"] is not None and 0 <= u["heard_age_s"] < u["age_s"]  # ... and were received just now
 
     (dev,) = ask(capsys, sock, "devices")
     assert (dev["id"], dev["driver"], dev["state"], dev["enabled"]) == ("gps0", "nmea", "connected", True)

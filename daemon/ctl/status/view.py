@@ -104,8 +104,8 @@ def status_view(s: Status, standby: StandbyStatus | None = None) -> Table:
 def units_view(rows: list[UnitRow]) -> Table:
 
     t = Table(title=f"{len(rows)} units", title_justify="left")
-    for col in ("unit", "callsign", "type", "device/radio", "status", "last fix (UTC)", "age", "lat", "lon", "source", "rejected"):
-        t.add_column(col, justify="right" if col in ("age", "lat", "lon", "rejected") else "left", no_wrap=True)
+    for col in ("unit", "callsign", "type", "device/radio", "status", "last fix (UTC)", "age", "heard", "lat", "lon", "source", "rejected"):
+        t.add_column(col, justify="right" if col in ("age", "heard", "lat", "lon", "rejected") else "left", no_wrap=True)
     for u in rows:
         where = "/".join(x for x in (u.device, u.radio) if x) or "-"
         status = _styled(u.status)
@@ -113,6 +113,7 @@ def units_view(rows: list[UnitRow]) -> Table:
             status.append(f" {u.call_id}")
         t.add_row(
             u.id, u.callsign or "-", u.type, where, status, u.last_fix or "never", ago(u.age_s),
+            ago(u.heard_age_s),
             "-" if u.lat is None else f"{u.lat:.6f}", "-" if u.lon is None else f"{u.lon:.6f}", u.source or "-",
             str(u.implausible_fixes) if u.implausible_fixes else "",
         )
