@@ -23,7 +23,7 @@ from alkomd.console.once import OneTime, OneTimeLoginError, from_environment
 from alkomd.console.web import ConsoleWeb, Site, load_jurisdictions
 from alkomd.daemon.config import DEFAULT_PATH, Config, ConsoleConfig, load
 from alkomd.daemon.exit_codes import EX_CONFIG
-from alkomd.daemon.main import setup_logging
+from alkomd.daemon.logsetup import setup_logging
 from alkomd.daemon.mqtt import contract
 from alkomd.daemon.schema import ConfigError
 from alkomd.daemon.sdnotify import Notifier

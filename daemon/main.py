@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from alkomd.daemon import __version__
 from alkomd.daemon.calls.jurisdictions import JurisdictionIndex
 from alkomd.daemon.config import DEFAULT_PATH, Config, load, load_jurisdictions
 from alkomd.daemon.exit_codes import EX_CONFIG, EX_IOERR, EX_OK, EX_SOFTWARE
+from alkomd.daemon.logsetup import setup_logging
 from alkomd.daemon.schema import ConfigError
 from alkomd.daemon.store.database import StoreError
 
@@ -45,14 +45,6 @@ examples:
   alkomd --config /etc/alkomd/alkomd.toml
   alkomctl demo              # a whole simulated station, with a live view
 """
-
-
-def setup_logging(level: str) -> None:
-    """Journal-friendly logs: no timestamps under systemd (the journal adds them)."""
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if "JOURNAL_STREAM" not in os.environ and "INVOCATION_ID" not in os.environ:
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
 
 
 def config_error(exc: ConfigError) -> int:

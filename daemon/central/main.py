@@ -12,7 +12,7 @@ from types import FrameType
 from alkomd.daemon import __version__
 from alkomd.daemon.config import DEFAULT_PATH, load
 from alkomd.daemon.exit_codes import EX_CONFIG, EX_IOERR, EX_OK
-from alkomd.daemon.main import setup_logging
+from alkomd.daemon.logsetup import setup_logging
 from alkomd.daemon.schema import ConfigError
 from alkomd.daemon.sdnotify import Notifier
 from alkomd.daemon.store.database import StoreError

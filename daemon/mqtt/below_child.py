@@ -27,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from alkomd.daemon import __version__
 from alkomd.daemon.config import MqttConfig
+from alkomd.daemon.logsetup import setup_logging
 from alkomd.daemon.mqtt import contract
 from alkomd.daemon.mqtt.client import make_client
 from alkomd.daemon.records import utc_now
@@ -123,5 +124,5 @@ class BelowChild:
 
 def child_main(mqtt: MqttConfig, node: str, tier: str, client_id: str, conn: Connection, log_level: str) -> None:
     """The child process's entry point (multiprocessing, spawn)."""
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)  # as the daemon's own: the journal shows both alike
     BelowChild(mqtt, node, tier, client_id, conn).run()
