@@ -20,6 +20,7 @@ from alkomd.daemon.schema import ID_PATTERN as ID_PATTERN
 from alkomd.daemon.schema import NODE_PATTERN as NODE_PATTERN
 from alkomd.daemon.schema import ConfigError, build, spec
 from alkomd.drivers import registry
+from alkomd.drivers.location_gate import EmergencySource
 
 DEFAULT_PATH = Path("/etc/alkomd/alkomd.toml")
 TIERS = ("polres", "polda", "mabes")
@@ -286,7 +287,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
     devices = tuple(_device(t, i, path) for i, t in enumerate(_array(raw, "device", path)))
     units = tuple(build(UnitConfig, t, f"unit[{i}]", path) for i, t in enumerate(_array(raw, "unit", path)))
     _cross_check(devices, units, path)
-    _check_codes(sections["radio_status"], path)
+    _check_codes(sections["radio_status"], devices, path)
     juris = build(JurisdictionOptions, raw["jurisdictions"], "jurisdictions", path) if "jurisdictions" in raw else None
     console = build(ConsoleConfig, raw["console"], "console", path) if "console" in raw else None
     history = build(HistoryConfig, raw["history"], "history", path) if "history" in raw else None
@@ -335,13 +336,26 @@ def _cross_check(devices: tuple[DeviceConfig, ...], units: tuple[UnitConfig, ...
             owner[key] = u.id
 
 
-def _check_codes(rs: RadioStatusConfig, path: Path) -> None:
+def _check_codes(rs: RadioStatusConfig, devices: tuple[DeviceConfig, ...], path: Path) -> None:
+    """Each code in one list at most; the code a device gives a radio's emergency is an emergency code (else its
+    emergencies would raise no alarm), and the code that ends one is in no list."""
     seen: dict[int, str] = {}
     for name in ("emergency", "available", "assigned", "enroute", "onscene", "unavailable"):
         for code in getattr(rs, name):
             if code in seen:
                 raise ConfigError(path, f"radio_status.{name}", f"code {code} is also in radio_status.{seen[code]}")
             seen[code] = name
+    for i, d in enumerate(devices):
+        codes = d.options.emergency_codes() if isinstance(d.options, EmergencySource) else None
+        if codes is None or not d.enabled:
+            continue
+        raised, after = codes
+        if raised not in rs.emergency:
+            raise ConfigError(path, "radio_status.emergency", f"lacks {raised}, the code device[{i}] ({d.id!r}, driver "
+                              f"{d.driver}) gives a radio's emergency: add it, or those emergencies raise no alarm")
+        if after in seen:
+            raise ConfigError(path, f"device[{i}].after_emergency_code", f"code {after} is in radio_status.{seen[after]}: "
+                              "the end of a radio's emergency must be a code in no [radio_status] list")
 
 
 def load_jurisdictions(cfg: Config) -> JurisdictionIndex | None:

@@ -25,7 +25,7 @@ from alkomd.daemon.schema import spec
 from alkomd.drivers import hytera
 from alkomd.drivers.base import DriverSpec, Emit, Reconnecting, StateTracker
 from alkomd.drivers.hytera import HyteraError, Opcode
-from alkomd.drivers.location_gate import EmergencyLatch
+from alkomd.drivers.location_gate import EMERGENCY_CODE, EmergencyLatch
 from alkomd.drivers.udp_radio import OnceLog, Radios, Sender, Sockets, Tally, emit_report, radio_address
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,10 @@ class HyteraOptions:
     silent_after_s: float = spec(300.0, min=1, max=86400, doc="No valid message from any radio for this long: state silent.")
     no_fix_after_s: float = spec(600.0, min=1, max=86400, doc="Messages but no valid fix from any radio for this long: state no_fix.")
     reconnect_max_s: float = spec(30.0, min=0.5, max=600, doc="Upper bound of the delay between attempts to bind the port.")
+
+    def emergency_codes(self) -> tuple[int, int] | None:
+        """An emergency report (B003) is code 99 (location_gate.EmergencySource)."""
+        return EMERGENCY_CODE, self.after_emergency_code
 
     def __post_init__(self) -> None:
         for i, r in enumerate(self.radios):

@@ -18,6 +18,7 @@ import enum
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from alkomd.daemon.records import Fix, RadioStatus
 
@@ -114,6 +115,15 @@ def to_records(
         accuracy_m=_finite(p.accuracy_m, 0.0, 1.0e7),
     )
     return Mapped(fix, None, status)
+
+
+@runtime_checkable
+class EmergencySource(Protocol):
+    """The options of a driver whose radios report emergencies as a status code (the config checks the codes)."""
+
+    def emergency_codes(self) -> tuple[int, int] | None:
+        """(the code a radio's emergency becomes, the code that ends one), or None when this device reports none."""
+        ...
 
 
 class EmergencyLatch:

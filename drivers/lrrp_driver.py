@@ -25,7 +25,7 @@ from alkomd.daemon.records import Counters, DeviceState, utc_now
 from alkomd.daemon.schema import spec
 from alkomd.drivers import lrrp, lrrp_ars
 from alkomd.drivers.base import DriverSpec, Emit, Reconnecting, StateTracker
-from alkomd.drivers.location_gate import EmergencyLatch
+from alkomd.drivers.location_gate import EMERGENCY_CODE, EmergencyLatch
 from alkomd.drivers.lrrp import LocationReport, LrrpError, MessageType
 from alkomd.drivers.lrrp_ars import ArsError, ArsEventKind
 from alkomd.drivers.udp_radio import OnceLog, Radios, Sender, Sockets, Tally, emit_report, radio_address, radio_of_address
@@ -66,6 +66,10 @@ class LrrpOptions:
     silent_after_s: float = spec(300.0, min=1, max=86400, doc="No valid message from any radio for this long: state silent.")
     no_fix_after_s: float = spec(600.0, min=1, max=86400, doc="Messages but no valid fix from any radio for this long: state no_fix.")
     reconnect_max_s: float = spec(30.0, min=0.5, max=600, doc="Upper bound of the delay between attempts to bind the ports.")
+
+    def emergency_codes(self) -> tuple[int, int] | None:
+        """An unsolicited report is an emergency only with `unsolicited_emergency` (location_gate.EmergencySource)."""
+        return (EMERGENCY_CODE, self.after_emergency_code) if self.unsolicited_emergency else None
 
 
 @dataclass

@@ -58,6 +58,10 @@ class TetraOptions:
     reconnect_max_s: float = spec(30.0, min=0.5, max=600, doc="Upper bound of the reopen backoff.")
     exclusive: bool = spec(True, doc="Lock the port (flock) so no other program reads it at the same time.")
 
+    def emergency_codes(self) -> tuple[int, int] | None:
+        """A LIP emergency report is `emergency_code` (location_gate.EmergencySource)."""
+        return self.emergency_code, self.after_emergency_code
+
 
 class TetraPei(Reconnecting[serial.SerialBase]):
     """Driver instance for one TETRA terminal's PEI."""

@@ -215,6 +215,30 @@ def test_duplicate_unit_id(tmp_path: Path) -> None:
     assert_error(tmp_path, MINIMAL + '\n[[unit]]\nid = "R2-12"\n\n[[unit]]\nid = "R2-12"\n', "unit[1].id")
 
 
+HYTERA = '\n[[device]]\nid = "hytera-cs"\ndriver = "hytera"\n'
+
+
+def test_a_radios_emergency_code_must_be_an_emergency_code(tmp_path: Path) -> None:
+    """Kenwood radios programmed to send 5 for emergency, and a Hytera station beside them: Hytera's emergencies are 99,
+    which the site left out of the list; they would raise no alarm. Start-up stops and says so."""
+    text = MINIMAL + HYTERA + "\n[radio_status]\nemergency = [5]\n"
+    exc = assert_error(tmp_path, text, "radio_status.emergency")
+    assert "lacks 99" in exc.message and "device[1] ('hytera-cs'" in exc.message
+    load(write(tmp_path, MINIMAL + HYTERA + "\n[radio_status]\nemergency = [5, 99]\n"))
+    load(write(tmp_path, MINIMAL + HYTERA.replace('"hytera"\n', '"hytera"\nenabled = false\n') + "\n[radio_status]\nemergency = [5]\n"))
+    # an LRRP station reports emergencies only when told that unsolicited reports are ones
+    lrrp = '\n[[device]]\nid = "trbo"\ndriver = "lrrp"\n'
+    load(write(tmp_path, MINIMAL + lrrp + "\n[radio_status]\nemergency = [5]\n"))
+    assert_error(tmp_path, MINIMAL + lrrp + "unsolicited_emergency = true\n\n[radio_status]\nemergency = [5]\n", "radio_status.emergency")
+
+
+def test_the_code_that_ends_an_emergency_is_in_no_list(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[[device]]\nid = "pei"\ndriver = "tetra"\nurl = "/dev/ttyUSB1"\n\n[radio_status]\navailable = [0, 10]\n'
+    exc = assert_error(tmp_path, text, "device[1].after_emergency_code")
+    assert "code 0 is in radio_status.available" in exc.message
+    load(write(tmp_path, text.replace('url = "/dev/ttyUSB1"\n', 'url = "/dev/ttyUSB1"\nafter_emergency_code = 7\n')))
+
+
 def test_password_file_that_does_not_exist(tmp_path: Path) -> None:
     exc = assert_error(tmp_path, MINIMAL + '\n[mqtt]\npassword_file = "missing-password"\n', "mqtt.password_file")
     assert str(tmp_path / "missing-password") in exc.message
