@@ -23,6 +23,7 @@ from pathlib import Path
 import sqlite_utils
 
 from alkomd.daemon.records import UnitPosition, UnitState, UnitStatus, utc_iso
+from alkomd.daemon.store import readonly
 from alkomd.daemon.store.audit import GENESIS, AuditEntry, AuditHead, entry_hash
 from alkomd.daemon.store.checkpoint import Checkpointer
 from alkomd.daemon.store.migrations import MIGRATIONS
@@ -120,7 +121,7 @@ def quarantine_if_corrupt(path: Path, now: datetime) -> Path | None:
         return None
     problem = ""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = readonly.connect(path)
         try:
             rows = conn.execute("PRAGMA quick_check").fetchall()
             if rows != [("ok",)]:

@@ -18,7 +18,8 @@ UNIT_COLUMNS = ("id", "type", "device", "status", "status_since", "last_fix_time
 
 
 def connect(db: Path, timeout_s: float = 5.0, autocommit: bool = False) -> sqlite3.Connection:
-    """`db` opened read-only (SQLite refuses every write); `autocommit`: transactions only when asked for (BEGIN)."""
+    """`db` opened read-only (SQLite refuses every write; also the daemon's corruption check before it opens the store);
+    `autocommit`: transactions only when asked for (BEGIN)."""
     uri = db.resolve().as_uri() + "?mode=ro"
     if autocommit:
         return sqlite3.connect(uri, uri=True, timeout=timeout_s, isolation_level=None)
