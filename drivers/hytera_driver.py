@@ -25,7 +25,7 @@ from alkomd.daemon.schema import spec
 from alkomd.drivers import hytera
 from alkomd.drivers.base import DriverSpec, Emit, Reconnecting, StateTracker
 from alkomd.drivers.hytera import HyteraError, Opcode
-from alkomd.drivers.location_gate import EMERGENCY_CODE, EmergencyLatch
+from alkomd.drivers.location_gate import EMERGENCY_CODE, EmergencyLatch, after_emergency_spec
 from alkomd.drivers.udp_radio import OnceLog, Radios, Sender, Sockets, Tally, emit_report, radio_address
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,7 @@ class HyteraOptions:
     station_port: int = spec(hytera.PORT, min=1, max=65535, doc="UDP port requests are sent to (the radios' or the station's).")
     radio_network: int = spec(10, min=1, max=254, doc="First byte of the radios' addresses (Hytera: 10 unless changed).")
     report_interval_s: int = spec(30, min=1, max=86400, doc="Seconds between a radio's reports (triggered request).")
-    after_emergency_code: int = spec(0, min=0, max=999, doc="The status code passed on with a radio's first report after "
-                                     "an emergency that is not one, so that its next emergency is a new signal; keep it "
-                                     "in no [radio_status] list.")
+    after_emergency_code: int = after_emergency_spec()
     retry_s: float = spec(300.0, min=10, max=86400, doc="A radio that has not reported since it was asked is asked again after this long.")
     max_radios: int = spec(1024, min=1, max=100_000, doc="Radios tracked at once; beyond, the longest-quiet one is forgotten.")
     silent_after_s: float = spec(300.0, min=1, max=86400, doc="No valid message from any radio for this long: state silent.")

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from alkomd.daemon.records import Fix, RadioStatus
+from alkomd.daemon.schema import spec
 
 FUTURE_TOLERANCE = timedelta(days=1)
 EMERGENCY_CODE = 99  # RadioStatus.code of a radio's emergency report; list it in [radio_status] emergency
@@ -115,6 +116,13 @@ def to_records(
         accuracy_m=_finite(p.accuracy_m, 0.0, 1.0e7),
     )
     return Mapped(fix, None, status)
+
+
+def after_emergency_spec() -> int:
+    """The `after_emergency_code` option of a driver that uses `EmergencyLatch` (a new field for each options class)."""
+    result: int = spec(0, min=0, max=999, doc="The status code passed on with a radio's first report after an emergency "
+                       "that is not one, so that its next emergency is a new signal; keep it in no [radio_status] list.")
+    return result
 
 
 @runtime_checkable

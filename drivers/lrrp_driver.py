@@ -25,7 +25,7 @@ from alkomd.daemon.records import Counters, DeviceState, utc_now
 from alkomd.daemon.schema import spec
 from alkomd.drivers import lrrp, lrrp_ars
 from alkomd.drivers.base import DriverSpec, Emit, Reconnecting, StateTracker
-from alkomd.drivers.location_gate import EMERGENCY_CODE, EmergencyLatch
+from alkomd.drivers.location_gate import EMERGENCY_CODE, EmergencyLatch, after_emergency_spec
 from alkomd.drivers.lrrp import LocationReport, LrrpError, MessageType
 from alkomd.drivers.lrrp_ars import ArsError, ArsEventKind
 from alkomd.drivers.udp_radio import OnceLog, Radios, Sender, Sockets, Tally, emit_report, radio_address, radio_of_address
@@ -56,9 +56,7 @@ class LrrpOptions:
     unsolicited_emergency: bool = spec(
         False, doc="An unsolicited report is an emergency (code 99): radios programmed to send their location on emergency."
     )
-    after_emergency_code: int = spec(0, min=0, max=999, doc="The status code passed on with a radio's first report after "
-                                     "an emergency that is not one, so that its next emergency is a new signal; keep it "
-                                     "in no [radio_status] list.")
+    after_emergency_code: int = after_emergency_spec()
     stop_on_exit: bool = spec(
         False, doc="Send the registered radios a Stop request when the daemon stops (they then report again once they re-register)."
     )

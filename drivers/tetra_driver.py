@@ -28,7 +28,7 @@ import serial
 from alkomd.daemon.records import Counters, utc_now
 from alkomd.daemon.schema import spec
 from alkomd.drivers.base import DriverSpec, Emit, LinkError, Reconnecting, StateTracker
-from alkomd.drivers.location_gate import EmergencyLatch
+from alkomd.drivers.location_gate import EmergencyLatch, after_emergency_spec
 from alkomd.drivers.nmea_serial import FRAMINGS, open_port, port_hint
 from alkomd.drivers.tetra_lip import EMERGENCY_CODE, PROTOCOL_LIP, LipError, decode_sds, to_records
 from alkomd.drivers.tetra_pei import REGISTER_LIP, PeiReader, Result, Sds
@@ -49,9 +49,7 @@ class TetraOptions:
                               "terminal; 0: only at open.")
     emergency_code: int = spec(EMERGENCY_CODE, min=0, max=999, doc="The status code a LIP emergency report becomes "
                                "(as listed in [radio_status] emergency).")
-    after_emergency_code: int = spec(0, min=0, max=999, doc="The status code passed on with a radio's first report after "
-                                     "an emergency that is not one, so that its next emergency is a new signal; keep it "
-                                     "in no [radio_status] list.")
+    after_emergency_code: int = after_emergency_spec()
     silent_after_s: float = spec(180.0, min=1, max=86400, doc="No line from the terminal (not even the keepalive's OK) "
                                  "for this long: state silent.")
     no_fix_after_s: float = spec(1800.0, min=1, max=86400, doc="No valid LIP fix from any radio for this long: state no_fix.")
